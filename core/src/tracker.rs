@@ -1,0 +1,800 @@
+//! A lock-free, multi-dimensional resource tracker.
+//!
+//! # What it does
+//!
+//! A [`Tracker`] holds, for each *tracked* dimension (the dimensions set in the
+//! capacity it was built with), how much is still available for reservations.
+//! [`Tracker::try_reserve`] takes a [`Resources`] request and either reserves
+//! every dimension of it or none, returning a [`Reservation`] that gives the
+//! amounts back exactly once: when it is dropped or [`Reservation::release`]d.
+//! Because `release` consumes the reservation and `Drop` runs at most once,
+//! releasing twice cannot be written.
+//!
+//! Capacity can change while reservations are held ([`Tracker::set_capacity`],
+//! for example when a container's memory limit is lowered), and two amounts are
+//! held back from reservations: a *headroom* (a safety margin) and an
+//! *external* usage (memory used by other processes or by tasks beyond what they
+//! reserved, as reported by a monitor). The capacity that reservations are
+//! checked against is the **effective capacity**:
+//!
+//! ```text
+//! effective = capacity - headroom - external
+//! available = effective - reserved          (may be negative after a cut)
+//! ```
+//!
+//! # The algorithm
+//!
+//! One `AtomicI64` per dimension holds `available`. Reserving an amount `n` in
+//! a dimension is a compare-and-swap loop that moves `available` from `a` to
+//! `a - n` only if `a - n >= floor` (the floor is zero, or the share held back
+//! for critical work, see [`crate::admission`]). A multi-dimensional request
+//! reserves its dimensions one after another in index order; if one fails,
+//! the dimensions already taken are given back (`fetch_add`) and the request
+//! fails as a whole with the [`Shortfall`] of the failing dimension. Releasing
+//! is one `fetch_add` per dimension.
+//!
+//! Changes of capacity, headroom and external usage are applied to `available`
+//! as a single `fetch_add` of their delta. These setters are rare (a monitor
+//! thread, configuration), and they are serialised among themselves by a small
+//! spin lock that reservations never touch; without it two concurrent setters
+//! could each apply a delta computed against the other's old value and expose,
+//! for an instant, a capacity that nobody set.
+//!
+//! # Why it never over-commits
+//!
+//! Fix one dimension `d`. Let `R` be the sum of the amounts currently held in
+//! `d` by reservations and `E` the effective capacity, as last applied to the
+//! counter. Every operation that changes `R` or `E` is exactly one atomic
+//! read-modify-write of `available[d]` (a successful CAS for a reservation, a
+//! `fetch_add` for a release, a rollback or an applied capacity delta), so at
+//! every instant `available[d] == E - R`: there is no window in which the
+//! counter and the abstract state disagree. A reservation of `n` in `d`
+//! succeeds only when its CAS observes `available[d] - n >= floor >= 0`, and the
+//! CAS fails if any other operation changed the counter since it was read. So
+//! right after every successful reservation `R <= E - floor <= E`. Releases
+//! only lower `R`. A capacity cut can make `E < R` (reservations already held
+//! cannot be taken back); `available[d]` is then negative and every
+//! reservation of a positive amount in `d` fails until releases bring `R` back
+//! under `E`. The one deliberate exception is [`Reservation::force_grow`]:
+//! accounting follows reality, so when a task is measured using more than it
+//! reserved, its reservation grows without a check and new admissions pause.
+//!
+//! Requests are not atomic *across* dimensions: while a request holds dimension
+//! 0 and tries dimension 1, a second request may see dimension 0 as taken and
+//! fail although it would fit once the first rolls back. Such failures are
+//! conservative (they never over-commit) and transient (a rollback completes in
+//! a bounded number of steps), so callers simply retry or defer.
+//!
+//! The loom models in `core/tests/loom_tracker.rs` check these claims with
+//! three threads reserving and releasing while a fourth changes capacity.
+//!
+//! # Bounds
+//!
+//! Amounts are at most [`MAX_AMOUNT`] = 2^60 (enforced by [`Resources`]).
+//! Capacity, headroom and external usage are each at most 2^60, so effective
+//! capacity lies in `[-2^61, 2^60]`; reservations that pass the check keep
+//! `available >= 0`, and forced growth is clamped so that `available` never
+//! goes below `-2^62`. Every intermediate value fits an `i64` without wrapping.
+
+use core::fmt;
+use core::ops::Deref;
+
+use crate::primitive::hint;
+use crate::primitive::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use crate::resource::{Dim, DimSet, MAX_AMOUNT, Resources, Shortfall};
+
+/// The lowest value `available` may reach through forced growth: -2^62.
+const AVAILABLE_FLOOR: i64 = -(1 << 62);
+
+/// Converts an amount (at most [`MAX_AMOUNT`] by construction) to `i64`.
+#[inline]
+fn signed(amount: u64) -> i64 {
+    // Amounts come from `Resources`, which caps them at 2^60 < i64::MAX.
+    i64::try_from(amount.min(MAX_AMOUNT)).unwrap_or(i64::MAX)
+}
+
+/// Why a tracker setting was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrackerError {
+    /// The dimension was not set in the capacity the tracker was built with,
+    /// so it is untracked and has no capacity to change.
+    Untracked {
+        /// The dimension.
+        dim: Dim,
+    },
+}
+
+impl fmt::Display for TrackerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrackerError::Untracked { dim } => write!(
+                f,
+                "dimension {dim} is not tracked: give it a capacity when the tracker is built"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for TrackerError {}
+
+/// Lock-free accounting of reservations against a multi-dimensional capacity.
+///
+/// See the [module documentation](self) for the algorithm and its proof.
+///
+/// # Examples
+///
+/// ```
+/// use respool_core::{Dim, Resources, Tracker};
+/// let cap = Resources::new().with(Dim::Memory, 1 << 30)?;
+/// let tracker = Tracker::new(&cap);
+/// let half = Resources::new().with(Dim::Memory, 512 << 20)?;
+/// let a = tracker.try_reserve(&half).unwrap();
+/// let b = tracker.try_reserve(&half).unwrap();
+/// assert!(tracker.try_reserve(&half).is_err());
+/// a.release();
+/// drop(b);
+/// assert!(tracker.is_idle());
+/// # Ok::<(), respool_core::ResourceError>(())
+/// ```
+pub struct Tracker {
+    /// `effective - reserved` per dimension; negative when over-committed.
+    available: [AtomicI64; Dim::COUNT],
+    /// Configured capacity per dimension (for reporting and never-fits checks).
+    capacity: [AtomicU64; Dim::COUNT],
+    /// Safety margin held back from reservations, per dimension.
+    headroom: [AtomicU64; Dim::COUNT],
+    /// Usage not covered by any reservation (reported by a monitor).
+    external: [AtomicU64; Dim::COUNT],
+    /// Serialises capacity, headroom and external changes (never reservations).
+    setter_lock: AtomicBool,
+    /// Bumped by every change of capacity or headroom (not external usage), so
+    /// that waiters can re-check whether their request can still ever fit.
+    epoch: AtomicU64,
+    /// Dimensions with a capacity; fixed at construction.
+    tracked: DimSet,
+}
+
+impl fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracker")
+            .field("capacity", &self.capacity())
+            .field("effective", &self.effective_capacity())
+            .field("reserved", &self.reserved())
+            .finish()
+    }
+}
+
+impl Tracker {
+    /// A tracker for the dimensions set in `capacity`, with nothing reserved and
+    /// no headroom. Dimensions unset in `capacity` are untracked: requests in
+    /// them always succeed and are not accounted.
+    #[must_use]
+    pub fn new(capacity: &Resources) -> Tracker {
+        // Unset dimensions have amount zero in the raw array.
+        let (amounts, tracked) = capacity.to_raw();
+        Tracker {
+            available: core::array::from_fn(|i| {
+                AtomicI64::new(signed(amounts.get(i).copied().unwrap_or(0)))
+            }),
+            capacity: core::array::from_fn(|i| {
+                AtomicU64::new(amounts.get(i).copied().unwrap_or(0))
+            }),
+            headroom: core::array::from_fn(|_| AtomicU64::new(0)),
+            external: core::array::from_fn(|_| AtomicU64::new(0)),
+            setter_lock: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            tracked,
+        }
+    }
+
+    /// The dimensions this tracker accounts.
+    #[must_use]
+    #[inline]
+    pub fn tracked(&self) -> DimSet {
+        self.tracked
+    }
+
+    #[inline]
+    fn slot(&self, dim: Dim) -> Option<&AtomicI64> {
+        self.available.get(dim.index())
+    }
+
+    /// Reserves `request` (its tracked dimensions) or nothing.
+    ///
+    /// # Errors
+    ///
+    /// The [`Shortfall`] of the first dimension that does not fit; nothing is
+    /// held after an error.
+    #[inline]
+    pub fn try_reserve(&self, request: &Resources) -> Result<Reservation<&Tracker>, Shortfall> {
+        Reservation::try_new(self, request, &Resources::NONE)
+    }
+
+    /// Reserves `request` only if at least `floor` stays available afterwards in
+    /// every dimension (used to keep a share of capacity for critical work).
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::try_reserve`]; the shortfall's `available` is what is
+    /// available above the floor.
+    #[inline]
+    pub fn try_reserve_above(
+        &self,
+        request: &Resources,
+        floor: &Resources,
+    ) -> Result<Reservation<&Tracker>, Shortfall> {
+        Reservation::try_new(self, request, floor)
+    }
+
+    /// Reserves the tracked, non-zero dimensions of `request`; on failure rolls
+    /// back and returns the shortfall. Returns the amounts actually held.
+    fn reserve_raw(&self, request: &Resources, floor: &Resources) -> Result<Resources, Shortfall> {
+        let dims = request.dims().intersection(self.tracked);
+        let mut held = Resources::NONE;
+        for dim in dims {
+            let need = request.amount(dim);
+            if need == 0 {
+                continue;
+            }
+            let Some(slot) = self.slot(dim) else { continue };
+            // `need` and `floor` are at most 2^60 each: the sum fits.
+            let threshold = signed(need).saturating_add(signed(floor.amount(dim)));
+            let mut current = slot.load(Ordering::Relaxed);
+            loop {
+                if current < threshold {
+                    self.release_raw(&held);
+                    let above_floor = current.saturating_sub(signed(floor.amount(dim)));
+                    // `current < need + floor` guarantees a shortfall exists.
+                    return Err(Shortfall::check_signed(dim, need, above_floor).unwrap_or(
+                        Shortfall {
+                            dim,
+                            requested: need,
+                            available: 0,
+                            by: need,
+                        },
+                    ));
+                }
+                // `current >= need` here, so the subtraction cannot wrap.
+                match slot.compare_exchange_weak(
+                    current,
+                    current.wrapping_sub(signed(need)),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(actual) => current = actual,
+                }
+            }
+            held = held.with_saturating(dim, need);
+        }
+        Ok(held)
+    }
+
+    /// Gives back every set dimension of `held` (amounts it previously took).
+    #[inline]
+    fn release_raw(&self, held: &Resources) {
+        for (dim, amount) in held.iter() {
+            if let Some(slot) = self.slot(dim) {
+                slot.fetch_add(signed(amount), Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Takes `amount` in `dim` without any check, clamping so that `available`
+    /// stays above -2^62. Returns the amount actually taken.
+    fn force_take(&self, dim: Dim, amount: u64) -> u64 {
+        let Some(slot) = self.slot(dim) else { return 0 };
+        let want = signed(amount);
+        let mut current = slot.load(Ordering::Relaxed);
+        loop {
+            let room = current.saturating_sub(AVAILABLE_FLOOR).max(0);
+            let take = want.min(room);
+            match slot.compare_exchange_weak(
+                current,
+                current.saturating_sub(take),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                // `take` is in [0, 2^60]: the conversion is lossless.
+                Ok(_) => return u64::try_from(take).unwrap_or(0),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Runs `f` with the setter lock held.
+    fn with_setter_lock<R>(&self, f: impl FnOnce() -> R) -> R {
+        while self
+            .setter_lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            hint::spin_loop();
+        }
+        let r = f();
+        self.setter_lock.store(false, Ordering::Release);
+        r
+    }
+
+    /// Replaces one of the held-back or capacity settings of every dimension
+    /// set in `values`; `sign` is +1 when the setting adds to `available`
+    /// (capacity) and -1 when it subtracts (headroom, external).
+    fn apply_setting(
+        &self,
+        setting: &[AtomicU64; Dim::COUNT],
+        values: &Resources,
+        adds: bool,
+    ) -> Result<(), TrackerError> {
+        if let Some(dim) = values.dims().iter().find(|d| !self.tracked.contains(*d)) {
+            return Err(TrackerError::Untracked { dim });
+        }
+        self.with_setter_lock(|| {
+            for (dim, new) in values.iter() {
+                let (Some(cell), Some(slot)) = (setting.get(dim.index()), self.slot(dim)) else {
+                    continue;
+                };
+                let old = cell.swap(new, Ordering::AcqRel);
+                // Both are at most 2^60: the difference fits.
+                let delta = signed(new).wrapping_sub(signed(old));
+                slot.fetch_add(
+                    if adds { delta } else { delta.wrapping_neg() },
+                    Ordering::AcqRel,
+                );
+            }
+        });
+        Ok(())
+    }
+
+    /// Changes the capacity of every dimension set in `capacity` (others keep
+    /// theirs). Reservations already held stay valid; if the new capacity is
+    /// below what is reserved, no new reservation succeeds in that dimension
+    /// until enough is released.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Untracked`] when `capacity` sets a dimension this tracker
+    /// does not track; nothing is changed then.
+    pub fn set_capacity(&self, capacity: &Resources) -> Result<(), TrackerError> {
+        self.apply_setting(&self.capacity, capacity, true)?;
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// A counter bumped by every capacity or headroom change: when it moved, a
+    /// request that could fit before may no longer ever fit (and vice versa).
+    #[must_use]
+    pub fn settings_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Sets the headroom (safety margin) of every dimension set in `headroom`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::set_capacity`].
+    pub fn set_headroom(&self, headroom: &Resources) -> Result<(), TrackerError> {
+        self.apply_setting(&self.headroom, headroom, false)?;
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Sets the usage not covered by any reservation (other processes, tasks
+    /// using more than they reserved) in every dimension set in `external`.
+    /// This is absolute, not a delta: report the current figure each time.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::set_capacity`].
+    pub fn set_external(&self, external: &Resources) -> Result<(), TrackerError> {
+        self.apply_setting(&self.external, external, false)
+    }
+
+    fn read(&self, cells: &[AtomicU64; Dim::COUNT]) -> Resources {
+        let mut out = Resources::NONE;
+        for dim in self.tracked {
+            if let Some(c) = cells.get(dim.index()) {
+                out = out.with_saturating(dim, c.load(Ordering::Acquire));
+            }
+        }
+        out
+    }
+
+    /// The configured capacity of each tracked dimension.
+    #[must_use]
+    pub fn capacity(&self) -> Resources {
+        self.read(&self.capacity)
+    }
+
+    /// The headroom of each tracked dimension.
+    #[must_use]
+    pub fn headroom(&self) -> Resources {
+        self.read(&self.headroom)
+    }
+
+    /// The external usage of each tracked dimension.
+    #[must_use]
+    pub fn external(&self) -> Resources {
+        self.read(&self.external)
+    }
+
+    /// `capacity - headroom - external`, floored at zero, per tracked dimension.
+    #[must_use]
+    pub fn effective_capacity(&self) -> Resources {
+        self.capacity()
+            .saturating_sub(&self.headroom())
+            .saturating_sub(&self.external())
+    }
+
+    /// `available` of one dimension, signed (negative when over-committed),
+    /// or `None` for an untracked dimension.
+    #[must_use]
+    pub fn available_signed(&self, dim: Dim) -> Option<i64> {
+        if self.tracked.contains(dim) {
+            self.slot(dim).map(|s| s.load(Ordering::Acquire))
+        } else {
+            None
+        }
+    }
+
+    /// What can still be reserved in each tracked dimension (zero when
+    /// over-committed).
+    #[must_use]
+    pub fn available(&self) -> Resources {
+        let mut out = Resources::NONE;
+        for dim in self.tracked {
+            let a = self.available_signed(dim).unwrap_or(0).max(0);
+            out = out.with_saturating(dim, a.unsigned_abs());
+        }
+        out
+    }
+
+    /// What reservations hold in each tracked dimension.
+    ///
+    /// The figure is derived (`capacity - headroom - external - available`)
+    /// from separate loads, so while a setter runs concurrently it may be off
+    /// by that setter's change; it is exact whenever no setter is running.
+    #[must_use]
+    pub fn reserved(&self) -> Resources {
+        let mut out = Resources::NONE;
+        for dim in self.tracked {
+            let i = dim.index();
+            let load = |c: &[AtomicU64; Dim::COUNT]| {
+                signed(c.get(i).map_or(0, |c| c.load(Ordering::Acquire)))
+            };
+            let effective = load(&self.capacity)
+                .wrapping_sub(load(&self.headroom))
+                .wrapping_sub(load(&self.external));
+            let available = self.available_signed(dim).unwrap_or(0);
+            let reserved = effective.saturating_sub(available).max(0);
+            out = out.with_saturating(dim, reserved.unsigned_abs());
+        }
+        out
+    }
+
+    /// Whether nothing is reserved in any dimension.
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        self.reserved().is_zero()
+    }
+}
+
+/// Resources held on a [`Tracker`]; given back exactly once, when dropped or
+/// [`released`](Reservation::release).
+///
+/// `T` is how the reservation reaches its tracker: `&Tracker` for scoped use,
+/// or any owning pointer that dereferences to a `Tracker` (an `Arc` in the std
+/// runtime), so a reservation can travel with a task to another thread.
+///
+/// A reservation cannot be cloned, and `release` consumes it, so a double
+/// release does not compile:
+///
+/// ```compile_fail
+/// use respool_core::{Dim, Resources, Tracker};
+/// let t = Tracker::new(&Resources::new().with(Dim::Cpu, 1000).unwrap());
+/// let r = t.try_reserve(&Resources::new().with(Dim::Cpu, 10).unwrap()).unwrap();
+/// r.release();
+/// r.release(); // error[E0382]: use of moved value
+/// ```
+#[must_use = "a reservation is released as soon as it is dropped"]
+pub struct Reservation<T: Deref<Target = Tracker>> {
+    /// The tracker the amounts are held on.
+    tracker: T,
+    /// What is held: tracked, non-zero dimensions only.
+    held: Resources,
+}
+
+impl<T: Deref<Target = Tracker>> fmt::Debug for Reservation<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("held", &self.held)
+            .finish()
+    }
+}
+
+impl<T: Deref<Target = Tracker>> Reservation<T> {
+    /// Reserves `request` on the tracker behind `tracker`, keeping at least
+    /// `floor` available in every dimension.
+    ///
+    /// # Errors
+    ///
+    /// The first dimension's [`Shortfall`]; nothing is held then.
+    #[inline]
+    pub fn try_new(tracker: T, request: &Resources, floor: &Resources) -> Result<Self, Shortfall> {
+        let held = tracker.reserve_raw(request, floor)?;
+        Ok(Reservation { tracker, held })
+    }
+
+    /// The amounts held (tracked, non-zero dimensions of the request).
+    #[must_use]
+    #[inline]
+    pub fn held(&self) -> &Resources {
+        &self.held
+    }
+
+    /// The tracker handle.
+    #[must_use]
+    pub fn tracker(&self) -> &T {
+        &self.tracker
+    }
+
+    /// Gives the amounts back now. Equivalent to dropping the reservation.
+    #[inline]
+    pub fn release(self) {
+        drop(self);
+    }
+
+    /// Reserves `extra` on top of what is held, all or nothing.
+    ///
+    /// # Errors
+    ///
+    /// The [`Shortfall`] of the first dimension that does not fit; the
+    /// reservation is unchanged then.
+    pub fn try_grow(&mut self, extra: &Resources) -> Result<(), Shortfall> {
+        let more = self.tracker.reserve_raw(extra, &Resources::NONE)?;
+        self.held = self.held.saturating_add(&more);
+        Ok(())
+    }
+
+    /// Grows the reservation to at least `usage` in every tracked dimension
+    /// set in `usage`, **without** checking capacity: the task already uses
+    /// this much, so accounting follows reality. If the dimension becomes
+    /// over-committed, new reservations in it fail until enough is released.
+    /// Returns the amount added.
+    pub fn force_grow_to(&mut self, usage: &Resources) -> Resources {
+        let mut added = Resources::NONE;
+        for dim in usage.dims().intersection(self.tracker.tracked) {
+            let have = self.held.amount(dim);
+            let want = usage.amount(dim);
+            if want > have {
+                let got = self.tracker.force_take(dim, want.saturating_sub(have));
+                self.held = self.held.with_saturating(dim, have.saturating_add(got));
+                added = added.with_saturating(dim, got);
+            }
+        }
+        added
+    }
+
+    /// Gives back `less` (capped at what is held) and keeps the rest.
+    pub fn shrink(&mut self, less: &Resources) {
+        let give = less.min(&self.held);
+        let mut back = Resources::NONE;
+        for (dim, amount) in give.iter() {
+            if self.held.dims().contains(dim) && amount > 0 {
+                back = back.with_saturating(dim, amount);
+                let left = self.held.amount(dim).saturating_sub(amount);
+                self.held = self.held.with_saturating(dim, left);
+            }
+        }
+        self.tracker.release_raw(&back);
+    }
+}
+
+impl<T: Deref<Target = Tracker>> Drop for Reservation<T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.tracker.release_raw(&self.held);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(pairs: &[(Dim, u64)]) -> Resources {
+        Resources::from_pairs(pairs).unwrap()
+    }
+
+    fn cap() -> Resources {
+        r(&[(Dim::Cpu, 4000), (Dim::Memory, 1000), (Dim::Gpu, 0)])
+    }
+
+    #[test]
+    fn reserve_and_release_restore_everything() {
+        let t = Tracker::new(&cap());
+        let a = t
+            .try_reserve(&r(&[(Dim::Cpu, 1000), (Dim::Memory, 600)]))
+            .unwrap();
+        assert_eq!(
+            t.reserved(),
+            r(&[(Dim::Cpu, 1000), (Dim::Memory, 600), (Dim::Gpu, 0)])
+        );
+        assert_eq!(
+            t.available(),
+            r(&[(Dim::Cpu, 3000), (Dim::Memory, 400), (Dim::Gpu, 0)])
+        );
+        let err = t
+            .try_reserve(&r(&[(Dim::Cpu, 100), (Dim::Memory, 500)]))
+            .unwrap_err();
+        assert_eq!(
+            (err.dim, err.requested, err.available, err.by),
+            (Dim::Memory, 500, 400, 100)
+        );
+        assert_eq!(
+            t.reserved().amount(Dim::Cpu),
+            1000,
+            "the CPU taken before memory failed was rolled back"
+        );
+        a.release();
+        assert!(t.is_idle());
+        assert_eq!(t.available(), cap());
+    }
+
+    #[test]
+    fn empty_zero_and_untracked_requests() {
+        let t = Tracker::new(&cap());
+        // Table: (request, succeeds?)
+        let table = [
+            (Resources::NONE, true),
+            (r(&[(Dim::Memory, 0)]), true),
+            (r(&[(Dim::Gpu, 0)]), true),
+            (r(&[(Dim::Gpu, 1)]), false),
+            (r(&[(Dim::Iops, MAX_AMOUNT)]), true),
+            (r(&[(Dim::Memory, 1000)]), true),
+            (r(&[(Dim::Memory, 1001)]), false),
+        ];
+        for (req, ok) in table {
+            let res = t.try_reserve(&req);
+            assert_eq!(res.is_ok(), ok, "{req}");
+            if let Ok(res) = res {
+                assert!(
+                    !res.held().dims().contains(Dim::Iops),
+                    "untracked dims are not held"
+                );
+            }
+            assert!(t.is_idle());
+        }
+    }
+
+    #[test]
+    fn zero_capacity_refuses_positive_requests() {
+        let t = Tracker::new(&r(&[(Dim::Memory, 0)]));
+        let e = t.try_reserve(&r(&[(Dim::Memory, 1)])).unwrap_err();
+        assert_eq!((e.dim, e.by), (Dim::Memory, 1));
+        assert!(t.try_reserve(&r(&[(Dim::Memory, 0)])).is_ok());
+    }
+
+    #[test]
+    fn capacity_cut_blocks_until_usage_is_under_it() {
+        let t = Tracker::new(&r(&[(Dim::Memory, 1000)]));
+        let a = t.try_reserve(&r(&[(Dim::Memory, 400)])).unwrap();
+        let b = t.try_reserve(&r(&[(Dim::Memory, 400)])).unwrap();
+        t.set_capacity(&r(&[(Dim::Memory, 500)])).unwrap();
+        assert_eq!(t.available_signed(Dim::Memory), Some(-300));
+        let e = t.try_reserve(&r(&[(Dim::Memory, 1)])).unwrap_err();
+        assert_eq!((e.available, e.by), (0, 301));
+        drop(a);
+        assert_eq!(t.available_signed(Dim::Memory), Some(100));
+        assert!(t.try_reserve(&r(&[(Dim::Memory, 101)])).is_err());
+        let c = t.try_reserve(&r(&[(Dim::Memory, 100)])).unwrap();
+        drop((b, c));
+        assert_eq!(t.available_signed(Dim::Memory), Some(500));
+        assert_eq!(
+            t.set_capacity(&r(&[(Dim::Cpu, 1)])),
+            Err(TrackerError::Untracked { dim: Dim::Cpu })
+        );
+    }
+
+    #[test]
+    fn headroom_external_and_floor() {
+        let t = Tracker::new(&r(&[(Dim::Memory, 1000)]));
+        t.set_headroom(&r(&[(Dim::Memory, 100)])).unwrap();
+        t.set_external(&r(&[(Dim::Memory, 200)])).unwrap();
+        assert_eq!(t.effective_capacity(), r(&[(Dim::Memory, 700)]));
+        assert!(t.try_reserve(&r(&[(Dim::Memory, 701)])).is_err());
+        let floor = r(&[(Dim::Memory, 300)]);
+        assert!(
+            t.try_reserve_above(&r(&[(Dim::Memory, 401)]), &floor)
+                .is_err()
+        );
+        let a = t
+            .try_reserve_above(&r(&[(Dim::Memory, 400)]), &floor)
+            .unwrap();
+        // Critical work (no floor) may use the rest.
+        let b = t.try_reserve(&r(&[(Dim::Memory, 300)])).unwrap();
+        t.set_external(&r(&[(Dim::Memory, 0)])).unwrap();
+        assert_eq!(t.available(), r(&[(Dim::Memory, 200)]));
+        drop((a, b));
+        assert_eq!(t.available(), r(&[(Dim::Memory, 900)]));
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn grow_force_grow_and_shrink() {
+        let t = Tracker::new(&r(&[(Dim::Memory, 1000), (Dim::Cpu, 10)]));
+        let mut a = t.try_reserve(&r(&[(Dim::Memory, 300)])).unwrap();
+        a.try_grow(&r(&[(Dim::Memory, 200), (Dim::Cpu, 5)]))
+            .unwrap();
+        assert_eq!(a.held(), &r(&[(Dim::Memory, 500), (Dim::Cpu, 5)]));
+        assert!(a.try_grow(&r(&[(Dim::Memory, 501)])).is_err());
+        assert_eq!(a.held().amount(Dim::Memory), 500);
+        let added = a.force_grow_to(&r(&[(Dim::Memory, 1500), (Dim::Cpu, 1)]));
+        assert_eq!(added, r(&[(Dim::Memory, 1000)]));
+        assert_eq!(t.available_signed(Dim::Memory), Some(-500));
+        assert!(
+            t.try_reserve(&r(&[(Dim::Memory, 1)])).is_err(),
+            "admissions pause"
+        );
+        a.shrink(&r(&[(Dim::Memory, 1400), (Dim::Gpu, 3)]));
+        assert_eq!(a.held().amount(Dim::Memory), 100);
+        a.shrink(&r(&[(Dim::Memory, u64::MAX >> 4)]));
+        assert_eq!(a.held().amount(Dim::Memory), 0);
+        drop(a);
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn force_grow_is_clamped() {
+        let t = Tracker::new(&r(&[(Dim::Memory, 0)]));
+        let mut rs: std::vec::Vec<_> = (0..8)
+            .map(|_| t.try_reserve(&r(&[(Dim::Memory, 0)])).unwrap())
+            .collect();
+        for x in &mut rs {
+            x.force_grow_to(&r(&[(Dim::Memory, MAX_AMOUNT)]));
+        }
+        assert_eq!(t.available_signed(Dim::Memory), Some(AVAILABLE_FLOOR));
+        drop(rs);
+        assert_eq!(t.available_signed(Dim::Memory), Some(0));
+    }
+
+    #[test]
+    fn owned_handles_work() {
+        let t = std::sync::Arc::new(Tracker::new(&cap()));
+        let res =
+            Reservation::try_new(t.clone(), &r(&[(Dim::Cpu, 4000)]), &Resources::NONE).unwrap();
+        let h = std::thread::spawn(move || drop(res));
+        h.join().unwrap();
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn concurrent_reservations_never_overcommit() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicI64 as StdI64, Ordering as O};
+        let t = Arc::new(Tracker::new(&r(&[(Dim::Cpu, 7), (Dim::Memory, 1000)])));
+        let shadow = Arc::new(StdI64::new(0));
+        let handles: std::vec::Vec<_> = (0..4)
+            .map(|k| {
+                let (t, shadow) = (t.clone(), shadow.clone());
+                std::thread::spawn(move || {
+                    for i in 0..20_000u64 {
+                        let req = r(&[
+                            (Dim::Cpu, 1 + (i + k) % 3),
+                            (Dim::Memory, 100 + (i * 37) % 300),
+                        ]);
+                        if let Ok(res) = t.try_reserve(&req) {
+                            let m = i64::try_from(res.held().amount(Dim::Memory)).unwrap();
+                            let now = shadow.fetch_add(m, O::SeqCst) + m;
+                            assert!(now <= 1000, "over-committed: {now}");
+                            shadow.fetch_sub(m, O::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert!(t.is_idle());
+    }
+}

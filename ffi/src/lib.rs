@@ -1,0 +1,1 @@
+//! C ABI for respool (work in progress: no symbols are exported yet).
