@@ -80,6 +80,9 @@ extern crate std;
 mod primitive;
 
 pub mod admission;
+pub mod packer;
+pub mod predict;
+pub mod queue;
 pub mod resource;
 pub mod tracker;
 

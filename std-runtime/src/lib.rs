@@ -6,3 +6,5 @@
 
 pub use respool_core as core;
 pub use respool_core::{Dim, Ppm, Resources, Shortfall};
+
+pub mod sys;
