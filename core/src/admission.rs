@@ -697,7 +697,9 @@ where
                     }
                 }
                 None => {
-                    if keep != i && i < slots.len() {
+                    // `keep <= i < len`; the explicit bounds let the
+                    // optimiser drop the panic path of `swap`.
+                    if keep != i && keep < slots.len() && i < slots.len() {
                         slots.swap(keep, i);
                     }
                     keep = keep.saturating_add(1);

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Why: runs the test suites under AddressSanitizer (nightly), since miri is not available, to catch memory errors in unsafe code.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/asan"
+export RUSTFLAGS="-Zsanitizer=address ${RUSTFLAGS:-}"
+export RUSTDOCFLAGS="-Zsanitizer=address"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
+# std itself is not instrumented (no rust-src for -Zbuild-std here), but every
+# crate of this workspace and its dependencies are.
+target=x86_64-unknown-linux-gnu
+cargo +nightly test --target "$target" -p respool-core --lib --tests "$@"
