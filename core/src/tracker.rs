@@ -590,6 +590,83 @@ impl<T: Deref<Target = Tracker>> Reservation<T> {
     }
 }
 
+impl<T: Deref<Target = Tracker>> Reservation<T> {
+    /// Separates the held amounts from the tracker handle, without releasing.
+    ///
+    /// The [`DetachedReservation`] is a plain value (no pointer, no lifetime)
+    /// that a runtime can store next to a task and later
+    /// [`release`](DetachedReservation::release) on the same tracker. Like a
+    /// `Reservation`, it cannot be cloned and releasing consumes it.
+    pub fn detach(self) -> (T, DetachedReservation) {
+        let this = core::mem::ManuallyDrop::new(self);
+        let held = this.held;
+        let origin = tracker_id(&this.tracker);
+        // SAFETY: `this` is never used again and its destructor does not run
+        // (ManuallyDrop), so reading the handle out moves it exactly once.
+        let tracker = unsafe { core::ptr::read(&this.tracker) };
+        (tracker, DetachedReservation { held, origin })
+    }
+}
+
+/// The address of the tracker behind a handle, used only as an identity.
+fn tracker_id(tracker: &Tracker) -> usize {
+    core::ptr::from_ref(tracker).addr()
+}
+
+/// Held amounts detached from their tracker handle (see [`Reservation::detach`]).
+///
+/// Dropping it without [`release`](Self::release) or [`attach`](Self::attach)
+/// leaks the amounts: the tracker keeps them reserved. It remembers which
+/// tracker it came from and refuses to be released on or attached to another.
+#[must_use = "dropping a detached reservation leaks its amounts: release or attach it"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct DetachedReservation {
+    /// What is held.
+    held: Resources,
+    /// Identity (address) of the tracker it was taken from.
+    origin: usize,
+}
+
+impl DetachedReservation {
+    /// The amounts held.
+    #[must_use]
+    pub fn held(&self) -> &Resources {
+        &self.held
+    }
+
+    /// Gives the amounts back to `tracker`.
+    ///
+    /// # Errors
+    ///
+    /// Hands `self` back, untouched, if `tracker` is not the tracker it was
+    /// reserved on.
+    pub fn release(self, tracker: &Tracker) -> Result<(), DetachedReservation> {
+        if tracker_id(tracker) != self.origin {
+            return Err(self);
+        }
+        tracker.release_raw(&self.held);
+        Ok(())
+    }
+
+    /// Turns it back into a [`Reservation`] that releases on drop.
+    ///
+    /// # Errors
+    ///
+    /// Hands `self` back if `tracker` does not point to the original tracker.
+    pub fn attach<T: Deref<Target = Tracker>>(
+        self,
+        tracker: T,
+    ) -> Result<Reservation<T>, DetachedReservation> {
+        if tracker_id(&tracker) != self.origin {
+            return Err(self);
+        }
+        Ok(Reservation {
+            tracker,
+            held: self.held,
+        })
+    }
+}
+
 impl<T: Deref<Target = Tracker>> Drop for Reservation<T> {
     #[inline]
     fn drop(&mut self) {
@@ -755,6 +832,23 @@ mod tests {
         assert_eq!(t.available_signed(Dim::Memory), Some(AVAILABLE_FLOOR));
         drop(rs);
         assert_eq!(t.available_signed(Dim::Memory), Some(0));
+    }
+
+    #[test]
+    fn detached_reservations_release_exactly_once_on_their_tracker() {
+        let t = Tracker::new(&cap());
+        let other = Tracker::new(&cap());
+        let r1 = t.try_reserve(&r(&[(Dim::Cpu, 1000)])).unwrap();
+        let (_, d) = r1.detach();
+        assert_eq!(t.reserved().amount(Dim::Cpu), 1000, "detaching does not release");
+        let d = d.release(&other).unwrap_err();
+        assert_eq!(other.reserved().amount(Dim::Cpu), 0);
+        let d = d.attach(&other).unwrap_err();
+        let again = d.attach(&t).unwrap();
+        assert_eq!(again.held().amount(Dim::Cpu), 1000);
+        let (_, d) = again.detach();
+        d.release(&t).unwrap();
+        assert!(t.is_idle());
     }
 
     #[test]
