@@ -1,10 +1,63 @@
 //! # respool
 //!
-//! The std runtime of respool. This first release re-exports the
-//! allocation-free core ([`respool_core`]); the pool itself is built on it.
+//! A task pool that knows what its tasks cost. Tasks declare what they need
+//! (CPU, memory, IOPS, network, GPU, user-defined counts), or respool learns
+//! it from earlier runs of the same class of task; a task starts only when
+//! the machine (or its container) can afford it; what it really used is
+//! measured and fed back.
+//!
+//! ```
+//! use respool::Pool;
+//!
+//! // Capacity defaults to the machine's (or container's) CPU and memory.
+//! let pool = Pool::builder().workers(4).memory("2GiB").build()?;
+//!
+//! // Tasks without requirements take the fast path: plain pool speed.
+//! let sum = pool.submit(|| (1..=100u64).sum::<u64>())?;
+//!
+//! // Tasks with requirements start only when they fit.
+//! let big = pool.task().memory("768MiB").cpu("1").spawn(|_ctx| {
+//!     let buf = vec![1u8; 768 << 20];
+//!     buf.iter().map(|&b| u64::from(b)).sum::<u64>()
+//! })?;
+//!
+//! assert_eq!(sum.join()?, 5050);
+//! assert_eq!(big.join()?, 768 << 20);
+//!
+//! // A task that can never fit is refused at once, with the reason.
+//! let err = pool.task().memory("3GiB").spawn(|_| ()).unwrap_err();
+//! assert!(err.to_string().contains("memory needs"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See [`Pool`] for the path of a task and the lifecycle, [`TaskBuilder`] for
+//! what a task can declare, and [`units`] for the accepted amount syntax.
 #![warn(missing_docs)]
 
-pub use respool_core as core;
-pub use respool_core::{Dim, Ppm, Resources, Shortfall};
+mod builder;
+mod error;
+mod handle;
+mod job;
+mod measure;
+mod metrics;
+mod pool;
+mod runq;
+mod scope;
+mod snapshot;
+mod task;
+mod timer;
 
 pub mod sys;
+pub mod units;
+
+pub use builder::{Builder, DEFAULT_MEMORY_HEADROOM};
+pub use error::{BuildError, SubmitError, TaskError};
+pub use handle::{JoinHandle, TaskContext, is_cancelled};
+pub use metrics::LatencySummary;
+pub use pool::{Pool, Unstarted};
+pub use respool_core as core;
+pub use respool_core::admission::{Policy, Urgency};
+pub use respool_core::{Dim, Ppm, Resources, Shortfall};
+pub use scope::Scope;
+pub use snapshot::PoolSnapshot;
+pub use task::{Backoff, TaskBuilder};

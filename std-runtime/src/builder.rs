@@ -1,0 +1,313 @@
+//! Configuring and starting a [`Pool`].
+
+use std::fmt;
+
+use respool_core::admission::{AdmissionConfig, Policy};
+use respool_core::{Dim, Ppm, Resources};
+
+use crate::Pool;
+use crate::error::BuildError;
+use crate::pool::Config;
+use crate::units;
+
+/// Default share of detected memory held back as headroom: 10%.
+pub const DEFAULT_MEMORY_HEADROOM: Ppm = Ppm::from_percent(10);
+
+/// Configures a [`Pool`]. Every setting has a default that works on the
+/// machine (or container) it runs on.
+///
+/// | setting | default |
+/// |---|---|
+/// | [`workers`](Builder::workers) | available parallelism (container aware) |
+/// | [`capacity`](Builder::capacity) | CPU and memory of the machine or container |
+/// | [`headroom`](Builder::headroom) | 10% of detected memory; none for explicit capacities |
+/// | [`admission`](Builder::admission) | [`Policy::Defer`], at most 4096 waiting tasks |
+/// | [`queue_capacity`](Builder::queue_capacity) | 4096 admitted tasks before the overflow list |
+/// | [`thread_name`](Builder::thread_name) | `"respool"` (workers are `respool-0`, `respool-1`, ...) |
+///
+/// # Examples
+///
+/// ```
+/// use respool::{Policy, Pool};
+/// let pool = Pool::builder()
+///     .workers(4)
+///     .memory("2GiB")
+///     .cpu("4")
+///     .admission(Policy::Defer)
+///     .thread_name("render")
+///     .build()?;
+/// assert_eq!(pool.workers(), 4);
+/// # Ok::<(), respool::BuildError>(())
+/// ```
+#[must_use = "a builder does nothing until build()"]
+pub struct Builder {
+    workers: Option<usize>,
+    capacity: Resources,
+    headroom: Option<Resources>,
+    admission: AdmissionConfig,
+    queue_capacity: usize,
+    thread_name: String,
+    stack_size: Option<usize>,
+    measure_all: bool,
+    error: Option<BuildError>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("workers", &self.workers)
+            .field("capacity", &self.capacity)
+            .field("headroom", &self.headroom)
+            .field("admission", &self.admission)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// A builder with the defaults above.
+    pub fn new() -> Builder {
+        Builder {
+            workers: None,
+            capacity: Resources::NONE,
+            headroom: None,
+            admission: AdmissionConfig::default(),
+            queue_capacity: 4096,
+            thread_name: "respool".to_owned(),
+            stack_size: None,
+            measure_all: false,
+            error: None,
+        }
+    }
+
+    /// Number of worker threads.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// Sets the capacity of every dimension set in `capacity`, replacing what
+    /// would be detected for it. Dimensions never given a capacity are not
+    /// tracked (except CPU and memory, which are detected).
+    pub fn capacity(mut self, capacity: Resources) -> Self {
+        self.capacity = capacity.or(&self.capacity);
+        self
+    }
+
+    /// Sets the capacity of one dimension.
+    pub fn limit(mut self, dim: Dim, amount: u64) -> Self {
+        match self.capacity.with(dim, amount) {
+            Ok(c) => self.capacity = c,
+            Err(e) => {
+                self.error.get_or_insert(BuildError::Invalid(e.to_string()));
+            }
+        }
+        self
+    }
+
+    fn limit_str(mut self, dim: Dim, amount: &str) -> Self {
+        match units::parse_amount(dim, amount) {
+            Ok(v) => self.limit(dim, v),
+            Err(e) => {
+                self.error.get_or_insert(BuildError::Parse(e));
+                self
+            }
+        }
+    }
+
+    /// CPU capacity: `"4"` cores, `"2500m"`.
+    pub fn cpu(self, amount: &str) -> Self {
+        self.limit_str(Dim::Cpu, amount)
+    }
+
+    /// Memory capacity: `"8GiB"`, `"512MiB"`.
+    pub fn memory(self, amount: &str) -> Self {
+        self.limit_str(Dim::Memory, amount)
+    }
+
+    /// Storage IOPS capacity: `"5000"`, `"20k"`.
+    pub fn iops(self, amount: &str) -> Self {
+        self.limit_str(Dim::Iops, amount)
+    }
+
+    /// Network capacity: `"1Gbit/s"`, `"100MB/s"`.
+    pub fn network(self, amount: &str) -> Self {
+        self.limit_str(Dim::Network, amount)
+    }
+
+    /// Capacity of a user-defined dimension (licences, connections).
+    pub fn user_capacity(self, index: usize, amount: u64) -> Self {
+        match Dim::user(index) {
+            Some(dim) => self.limit(dim, amount),
+            None => self.invalid(format!(
+                "user dimension {index} does not exist: there are {} (0 to {})",
+                respool_core::resource::USER_DIMS,
+                respool_core::resource::USER_DIMS - 1
+            )),
+        }
+    }
+
+    fn invalid(mut self, message: String) -> Self {
+        self.error.get_or_insert(BuildError::Invalid(message));
+        self
+    }
+
+    /// Capacity held back from every task (a safety margin), per dimension.
+    pub fn headroom(mut self, headroom: Resources) -> Self {
+        self.headroom = Some(headroom);
+        self
+    }
+
+    /// What to do with tasks that do not fit now (default [`Policy::Defer`]).
+    pub fn admission(mut self, policy: Policy) -> Self {
+        self.admission.policy = policy;
+        self
+    }
+
+    /// The most tasks that may wait for resources (default 4096).
+    pub fn max_waiting(mut self, max: usize) -> Self {
+        self.admission.max_waiting = max;
+        self
+    }
+
+    /// Capacity that only [critical](crate::TaskBuilder::critical) tasks may use.
+    pub fn critical_reserve(mut self, reserve: Resources) -> Self {
+        self.admission.critical_reserve = reserve;
+        self
+    }
+
+    /// Slots of the lock-free run queue; beyond it, admitted tasks go to an
+    /// overflow list (default 4096).
+    pub fn queue_capacity(mut self, slots: usize) -> Self {
+        self.queue_capacity = slots;
+        self
+    }
+
+    /// Prefix of worker thread names.
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Stack size of worker threads, in bytes.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Measure (wait and run time) every task, not only resource-aware ones.
+    /// Costs two clock reads per task.
+    pub fn measure_all(mut self, on: bool) -> Self {
+        self.measure_all = on;
+        self
+    }
+
+    /// Validates the configuration and starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] that says which setting to change.
+    pub fn build(self) -> Result<Pool, BuildError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let workers = match self.workers {
+            Some(0) => return Err(BuildError::ZeroWorkers),
+            Some(n) => n,
+            None => detect::workers(),
+        };
+        if self.queue_capacity == 0 {
+            return Err(BuildError::ZeroQueueCapacity);
+        }
+        let detected = detect::capacity();
+        let capacity = self.capacity.or(&detected);
+        let headroom = match self.headroom {
+            Some(h) => h,
+            None => {
+                // Headroom only for what was detected, not for what the user set.
+                let mut h = Resources::NONE;
+                if self.capacity.get(Dim::Memory).is_none() {
+                    if let Some(m) = detected.get(Dim::Memory) {
+                        h = h.with_saturating(Dim::Memory, DEFAULT_MEMORY_HEADROOM.apply_ceil(m));
+                    }
+                }
+                h
+            }
+        };
+        for (dim, amount) in headroom.iter() {
+            match capacity.get(dim) {
+                None => {
+                    return Err(BuildError::Untracked {
+                        setting: "headroom",
+                        dim,
+                    });
+                }
+                Some(cap) if amount > cap => {
+                    return Err(BuildError::HeadroomExceedsCapacity {
+                        dim,
+                        headroom: amount,
+                        capacity: cap,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        let after_headroom = capacity.saturating_sub(&headroom);
+        for (dim, amount) in self.admission.critical_reserve.iter() {
+            match after_headroom.get(dim) {
+                None => {
+                    return Err(BuildError::Untracked {
+                        setting: "critical reserve",
+                        dim,
+                    });
+                }
+                Some(cap) if amount >= cap && amount > 0 => {
+                    return Err(BuildError::CriticalReserveTooLarge { dim });
+                }
+                Some(_) => {}
+            }
+        }
+        Pool::start(Config {
+            workers,
+            capacity,
+            headroom,
+            admission: self.admission,
+            queue_capacity: self.queue_capacity,
+            thread_name: self.thread_name,
+            stack_size: self.stack_size,
+            measure_all: self.measure_all,
+        })
+    }
+}
+
+/// What the machine offers, when nothing more precise is known.
+pub(crate) mod detect {
+    use respool_core::{Dim, Resources};
+
+    /// Available parallelism (std reads cgroup CPU quotas and affinity).
+    pub(crate) fn workers() -> usize {
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    }
+
+    /// CPU (available parallelism) and memory (`MemTotal`) of the machine.
+    pub(crate) fn capacity() -> Resources {
+        let cpu = u64::try_from(workers()).unwrap_or(1).saturating_mul(1000);
+        let mut r = Resources::NONE.with_saturating(Dim::Cpu, cpu);
+        if let Some(mem) = mem_total() {
+            r = r.with_saturating(Dim::Memory, mem);
+        }
+        r
+    }
+
+    fn mem_total() -> Option<u64> {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    }
+}

@@ -1,0 +1,484 @@
+//! Join handles, cancellation and the task context.
+//!
+//! A task submitted with [`Pool::submit`](crate::Pool::submit) or a
+//! [`TaskBuilder`](crate::TaskBuilder) shares a *packet* with its
+//! [`JoinHandle`]: a state word, the waiting thread and the result slot. The
+//! state word makes every race explicit:
+//!
+//! - `STARTED`: a worker began running the task (`fetch_or` by the worker);
+//! - `CANCEL`: cancellation was requested (`fetch_or` by [`JoinHandle::cancel`]
+//!   or a timeout);
+//! - `CLAIMED`: somebody owns the right to write the result; exactly one
+//!   `fetch_or(CLAIMED)` sees it clear, and only that party writes;
+//! - `DONE`: the result is written (release), so the joiner may read it
+//!   (acquire);
+//! - `WAITING`: the joiner stored its thread handle and parks until `DONE`.
+//!
+//! Whoever sets `CANCEL` before `STARTED` is set has stopped the task from
+//! ever starting: the worker's `fetch_or(STARTED)` returns a word with
+//! `CANCEL` and it skips the task. A cancel that arrives after the start only
+//! raises the flag that the running task can poll through its
+//! [`TaskContext`] or [`crate::is_cancelled`].
+
+use std::cell::{Cell, UnsafeCell};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crate::error::TaskError;
+
+const STARTED: u32 = 1;
+const CANCEL: u32 = 1 << 1;
+const CLAIMED: u32 = 1 << 2;
+const DONE: u32 = 1 << 3;
+const WAITING: u32 = 1 << 4;
+const TAKEN: u32 = 1 << 5;
+/// The result is written but not yet published (the worker publishes it
+/// after releasing the task's reservation).
+const WRITTEN: u32 = 1 << 6;
+
+/// The type-independent part of a packet.
+pub(crate) struct Header {
+    state: AtomicU32,
+    /// Written once by the joiner before it sets `WAITING`; read by the
+    /// completer only after it observed `WAITING`.
+    waiter: UnsafeCell<Option<Thread>>,
+}
+
+// SAFETY: `waiter` is written by the single joiner before a release
+// `fetch_or(WAITING)` and read by the completer after an acquire RMW that
+// observed `WAITING`; the two accesses are ordered by that synchronisation.
+unsafe impl Sync for Header {}
+
+impl Header {
+    fn new() -> Header {
+        Header {
+            state: AtomicU32::new(0),
+            waiter: UnsafeCell::new(None),
+        }
+    }
+
+    /// Whether cancellation was requested.
+    pub(crate) fn is_cancel_requested(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CANCEL != 0
+    }
+
+    /// Marks the task started; `false` if it was cancelled before.
+    pub(crate) fn start(&self) -> bool {
+        self.state.fetch_or(STARTED, Ordering::AcqRel) & CANCEL == 0
+    }
+
+    /// Requests cancellation. Returns `true` if the task had not started, in
+    /// which case it never will and the caller must complete it as cancelled.
+    fn request_cancel(&self) -> bool {
+        self.state.fetch_or(CANCEL, Ordering::AcqRel) & STARTED == 0
+    }
+
+    /// Claims the right to write the result.
+    fn claim(&self) -> bool {
+        self.state.fetch_or(CLAIMED, Ordering::AcqRel) & CLAIMED == 0
+    }
+
+    /// Publishes a result written with `write_unpublished`, once.
+    fn publish_written(&self) {
+        let prev = self.state.fetch_and(!WRITTEN, Ordering::AcqRel);
+        if prev & WRITTEN != 0 {
+            self.publish();
+        }
+    }
+
+    /// Publishes the result and wakes the joiner.
+    fn publish(&self) {
+        let prev = self.state.fetch_or(DONE, Ordering::AcqRel);
+        if prev & WAITING != 0 {
+            // SAFETY: `WAITING` was observed by this acquire RMW, so the
+            // joiner's write of `waiter` happened before; it never writes again.
+            if let Some(t) = unsafe { &*self.waiter.get() } {
+                t.unpark();
+            }
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) & DONE != 0
+    }
+}
+
+/// Shared by a task and its handle.
+pub(crate) struct Packet<T> {
+    header: Header,
+    result: UnsafeCell<Option<Result<T, TaskError>>>,
+}
+
+// SAFETY: `result` is written only by the party that won `claim` and read
+// only by the joiner after observing `DONE` (release/acquire); `T: Send` is
+// required to move the value between those threads.
+unsafe impl<T: Send> Sync for Packet<T> {}
+// SAFETY: as above; the packet owns a `T` that may be sent.
+unsafe impl<T: Send> Send for Packet<T> {}
+
+impl<T> Packet<T> {
+    pub(crate) fn new() -> Arc<Packet<T>> {
+        Arc::new(Packet {
+            header: Header::new(),
+            result: UnsafeCell::new(None),
+        })
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Completes with `result` if nobody else did; returns whether it did.
+    pub(crate) fn complete(&self, result: Result<T, TaskError>) -> bool {
+        if !self.header.claim() {
+            return false;
+        }
+        // SAFETY: winning `claim` makes this the only writer; the joiner reads
+        // only after `publish` sets `DONE`.
+        unsafe { *self.result.get() = Some(result) };
+        self.header.publish();
+        true
+    }
+
+    /// Writes `result` if nobody else completed, but leaves publishing it to
+    /// a later [`Cancel::publish`] (after the worker released the task's
+    /// reservation, so that a joiner finds the resources free).
+    pub(crate) fn write_unpublished(&self, result: Result<T, TaskError>) -> bool {
+        if !self.header.claim() {
+            return false;
+        }
+        // SAFETY: winning `claim` makes this the only writer; readers wait
+        // for `DONE`, which `publish` sets only after this write.
+        unsafe { *self.result.get() = Some(result) };
+        self.header.state.fetch_or(WRITTEN, Ordering::AcqRel);
+        true
+    }
+
+    /// Takes the result after `DONE`.
+    fn take(&self) -> Option<Result<T, TaskError>> {
+        let prev = self.header.state.fetch_or(TAKEN, Ordering::AcqRel);
+        if prev & DONE == 0 || prev & TAKEN != 0 {
+            return None;
+        }
+        // SAFETY: `DONE` was observed (acquire), so the writer finished; the
+        // `TAKEN` bit makes this the only read.
+        unsafe { (*self.result.get()).take() }
+    }
+}
+
+/// A cancellation request that can be raised on a packet of any type.
+pub(crate) trait Cancel: Send + Sync {
+    /// Requests cancellation; completes the packet as cancelled if the task
+    /// had not started. Returns whether the task will never start.
+    fn cancel(&self) -> bool;
+    /// Whether cancellation was requested.
+    fn is_cancelled(&self) -> bool;
+    /// Completes the packet with a refusal (admission, shutdown, timeout).
+    fn fail(&self, error: TaskError) -> bool;
+    /// Publishes a result written earlier with `write_unpublished`.
+    fn publish(&self);
+}
+
+impl<T: Send> Cancel for Packet<T> {
+    fn cancel(&self) -> bool {
+        if self.header.request_cancel() {
+            self.complete(Err(TaskError::Cancelled));
+            true
+        } else {
+            false
+        }
+    }
+    fn is_cancelled(&self) -> bool {
+        self.header.is_cancel_requested()
+    }
+    fn fail(&self, error: TaskError) -> bool {
+        self.header.request_cancel();
+        self.complete(Err(error))
+    }
+    fn publish(&self) {
+        self.header.publish_written();
+    }
+}
+
+/// A handle to a submitted task: wait for its result, poll it, or cancel it.
+///
+/// Dropping the handle detaches the task: it still runs, and its result is
+/// dropped.
+///
+/// # Examples
+///
+/// ```
+/// let pool = respool::Pool::builder().workers(2).build()?;
+/// let h = pool.submit(|| 6 * 7)?;
+/// assert_eq!(h.join()?, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "dropping a JoinHandle detaches the task; call join() to get its result"]
+pub struct JoinHandle<T> {
+    packet: Arc<Packet<T>>,
+    /// Called after a cancel that prevented the start (lets the pool drop the
+    /// task from its wait queue at once).
+    on_cancel: Option<Arc<dyn Fn() + Send + Sync>>,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("finished", &self.packet.header.is_done())
+            .finish()
+    }
+}
+
+impl<T: Send> JoinHandle<T> {
+    pub(crate) fn new(
+        packet: Arc<Packet<T>>,
+        on_cancel: Option<Arc<dyn Fn() + Send + Sync>>,
+    ) -> JoinHandle<T> {
+        JoinHandle {
+            packet,
+            on_cancel,
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// Waits for the task and returns its result.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::Panicked`] if the task panicked, [`TaskError::Cancelled`]
+    /// if it was cancelled before it started, [`TaskError::TimedOut`],
+    /// [`TaskError::Rejected`] if admission refused it while waiting,
+    /// [`TaskError::ShutDown`] if the pool was shut down before it started,
+    /// [`TaskError::Failed`] if a retrying task ran out of attempts.
+    pub fn join(self) -> Result<T, TaskError> {
+        self.wait_until(None).unwrap_or(Err(TaskError::ShutDown))
+    }
+
+    /// Waits at most `timeout`; `Err(self)` if the task is still running.
+    ///
+    /// # Errors
+    ///
+    /// Hands the handle back when the time ran out.
+    pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, TaskError>, JoinHandle<T>> {
+        let deadline = Instant::now().checked_add(timeout);
+        match self.wait_until(Some(deadline.unwrap_or_else(far_future))) {
+            Some(r) => Ok(r),
+            None => Err(self),
+        }
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Option<Result<T, TaskError>> {
+        let h = &self.packet.header;
+        if !h.is_done() {
+            // Spin briefly: short tasks finish before a park/unpark round trip.
+            for _ in 0..64 {
+                std::hint::spin_loop();
+                if h.is_done() {
+                    break;
+                }
+            }
+        }
+        if !h.is_done() {
+            // Register this thread once (an earlier timed wait may have done
+            // it already: then `WAITING` is set and `waiter` must not change).
+            if h.state.load(Ordering::Acquire) & WAITING == 0 {
+                // SAFETY: the handle is unique, so this is the only writer, and
+                // `WAITING` is clear, so no completer reads `waiter` until the
+                // release `fetch_or` below publishes it.
+                unsafe { *h.waiter.get() = Some(thread::current()) };
+                h.state.fetch_or(WAITING, Ordering::AcqRel);
+            }
+            while !h.is_done() {
+                match deadline {
+                    None => thread::park(),
+                    Some(d) => {
+                        let now = Instant::now();
+                        if now >= d {
+                            return None;
+                        }
+                        thread::park_timeout(d - now);
+                    }
+                }
+            }
+        }
+        self.packet.take()
+    }
+
+    /// The result if the task has finished, without waiting. Returns `None`
+    /// while it runs, and after the result was taken once.
+    pub fn try_join(&mut self) -> Option<Result<T, TaskError>> {
+        if self.packet.header.is_done() {
+            self.packet.take()
+        } else {
+            None
+        }
+    }
+
+    /// Whether the task has finished (successfully or not).
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.packet.header.is_done()
+    }
+
+    /// Requests cancellation. A task that has not started never starts (its
+    /// result is [`TaskError::Cancelled`] and this returns `true`); a running
+    /// task sees the request through [`TaskContext::is_cancelled`] and this
+    /// returns `false`.
+    pub fn cancel(&self) -> bool {
+        let prevented = self.packet.cancel();
+        if prevented {
+            if let Some(f) = &self.on_cancel {
+                f();
+            }
+        }
+        prevented
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(60 * 60 * 24 * 365)
+}
+
+thread_local! {
+    /// The cancellation state of the task running on this thread, if any.
+    static CURRENT: Cell<Option<*const dyn Cancel>> = const { Cell::new(None) };
+}
+
+/// Sets the current task for the duration of a closure (restores the
+/// previous one afterwards, so nested inline tasks work).
+pub(crate) fn with_current<R>(cancel: Option<&dyn Cancel>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<*const dyn Cancel>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let ptr = cancel.map(|c| {
+        // SAFETY: only the lifetime is erased. The pointer is read by
+        // `is_cancelled` solely while `f` runs, and `Restore` puts the previous
+        // value back before `with_current` returns, so it never outlives `c`.
+        unsafe { std::mem::transmute::<*const (dyn Cancel + '_), *const dyn Cancel>(c) }
+    });
+    let _restore = Restore(CURRENT.with(|c| c.replace(ptr)));
+    f()
+}
+
+/// Whether cancellation was requested for the task running on this thread.
+/// `false` outside tasks and for tasks submitted with `execute`.
+#[must_use]
+pub fn is_cancelled() -> bool {
+    CURRENT.with(|c| match c.get() {
+        // SAFETY: set by `with_current` to a packet that stays alive (the job
+        // holds an `Arc` to it) while the task runs on this thread.
+        Some(p) => unsafe { (*p).is_cancelled() },
+        None => false,
+    })
+}
+
+/// What a running task can ask about itself.
+#[derive(Debug)]
+pub struct TaskContext {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) class: Option<Arc<str>>,
+    pub(crate) attempt: u32,
+}
+
+impl TaskContext {
+    /// Whether cancellation (or a timeout) was requested. Long-running tasks
+    /// should poll this and return early.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        is_cancelled()
+    }
+
+    /// The task's deadline, if it has one.
+    #[must_use]
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The task's class key, if it has one.
+    #[must_use]
+    pub fn class(&self) -> Option<&str> {
+        self.class.as_deref()
+    }
+
+    /// Which attempt this is (0 for the first run, 1 for the first retry...).
+    #[must_use]
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Reports usage of a dimension nothing measures (network, GPU,
+    /// user-defined); the largest value reported during the run is recorded
+    /// for the task's class and learned like measured usage.
+    pub fn report_usage(&self, dim: respool_core::Dim, amount: u64) {
+        crate::measure::report_usage(dim, amount);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_then_join() {
+        let p = Packet::<u32>::new();
+        let h = JoinHandle::new(p.clone(), None);
+        assert!(p.header().start());
+        assert!(p.complete(Ok(5)));
+        assert!(!p.complete(Ok(6)), "only one completion");
+        assert_eq!(h.join(), Ok(5));
+    }
+
+    #[test]
+    fn cancel_before_start_prevents_the_run() {
+        let p = Packet::<u32>::new();
+        let h = JoinHandle::new(p.clone(), None);
+        assert!(h.cancel());
+        assert!(!p.header().start(), "a cancelled task never starts");
+        assert_eq!(h.join(), Err(TaskError::Cancelled));
+    }
+
+    #[test]
+    fn cancel_after_start_only_raises_the_flag() {
+        let p = Packet::<u32>::new();
+        let h = JoinHandle::new(p.clone(), None);
+        assert!(p.header().start());
+        assert!(!h.cancel());
+        assert!(p.header().is_cancel_requested());
+        with_current(Some(&*p as &dyn Cancel), || assert!(is_cancelled()));
+        assert!(!is_cancelled(), "restored after the task");
+        p.complete(Ok(1));
+        assert_eq!(h.join(), Ok(1));
+    }
+
+    #[test]
+    fn join_waits_across_threads_and_try_join_polls() {
+        for _ in 0..200 {
+            let p = Packet::<String>::new();
+            let mut h = JoinHandle::new(p.clone(), None);
+            assert_eq!(h.try_join(), None);
+            let t = std::thread::spawn(move || {
+                p.header().start();
+                p.complete(Ok("done".to_string()));
+            });
+            assert_eq!(h.join().as_deref(), Ok("done"));
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn join_timeout_hands_the_handle_back() {
+        let p = Packet::<u8>::new();
+        let h = JoinHandle::new(p.clone(), None);
+        let h = h.join_timeout(Duration::from_millis(1)).unwrap_err();
+        p.complete(Ok(3));
+        assert_eq!(h.join_timeout(Duration::from_secs(5)).ok(), Some(Ok(3)));
+    }
+}

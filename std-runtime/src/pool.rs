@@ -1,0 +1,1171 @@
+//! The pool: workers, the fast path, the resource-aware path, lifecycle.
+//!
+//! # The path of a task
+//!
+//! - **No requirement, no class** (`execute`, `submit`): the task goes
+//!   straight into the lock-free run queue; no admission, no measurement. This
+//!   is the fast path, meant to cost no more than the fastest plain pool.
+//! - **With requirements** (or a class whose requirements are learned): the
+//!   core's [`Admission`] decides. Accepted tasks carry their reservation into
+//!   the run queue (or the priority lane, when they have a priority or a
+//!   deadline); deferred ones wait in the admission wait queue (critical
+//!   first, then priority, then first come first served) and are admitted,
+//!   head of line first, whenever resources are released; refused ones come
+//!   back as a [`SubmitError`] saying which dimension and by how much.
+//! - A worker runs the task inside `catch_unwind`, releases the reservation
+//!   exactly once (whatever happened), records what the task used, and admits
+//!   waiting tasks that now fit.
+//!
+//! # Lifecycle
+//!
+//! [`Pool::shutdown`] stops accepting tasks from outside the pool, runs every
+//! accepted task (queued, waiting for resources, or waiting for a retry) and
+//! joins every thread the pool started. [`Pool::shutdown_now`] stops accepting,
+//! lets running tasks finish, and hands back every task that had not started
+//! as [`Unstarted`]. Dropping a `Pool` is [`Pool::shutdown`]: it blocks until
+//! accepted work is done. (Dropped from inside one of its own tasks, a pool
+//! cannot join the thread it runs on: it then stops accepting work and lets
+//! its workers exit on their own once the accepted work is done.)
+//!
+//! Idle workers spin for a few microseconds, then park: an idle pool uses no
+//! CPU.
+
+use std::cell::Cell;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use respool_core::admission::{
+    Admission, AdmissionConfig, Decision, Policy, RejectReason, Urgency, WaitQueue, Waiting,
+};
+use respool_core::{Dim, Resources, Tracker};
+
+use crate::error::{BuildError, SubmitError, TaskError, panic_message};
+use crate::handle::{Cancel, JoinHandle, Packet, with_current};
+use crate::job::Job;
+use crate::metrics::{LatencySummary, Metrics};
+use crate::runq::{RunQueue, Sleepers, lock};
+use crate::snapshot::PoolSnapshot;
+use crate::task::{Ext, TaskBuilder};
+use crate::timer::Timer;
+
+/// Spins of an idle worker before it parks (each a `spin_loop` hint).
+const IDLE_SPINS: u32 = 256;
+
+static NEXT_POOL_ID: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// `(pool id, worker index)` of the pool worker running on this thread.
+    static WORKER: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// A unit of work in the run queue.
+pub(crate) struct Task {
+    pub(crate) job: Job,
+    pub(crate) ext: Option<Box<Ext>>,
+}
+
+/// Counts submissions in flight and closes the pool to new ones.
+struct Gate(AtomicUsize);
+
+const CLOSED: usize = 1;
+
+impl Gate {
+    /// Enters unless closed (`internal` submissions, from the pool's own
+    /// workers and timer, are let in while shutting down gracefully).
+    #[inline]
+    fn enter(&self, internal: bool) -> bool {
+        let prev = self.0.fetch_add(2, Ordering::SeqCst);
+        if prev & CLOSED != 0 && !internal {
+            self.0.fetch_sub(2, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+    #[inline]
+    fn exit(&self) {
+        self.0.fetch_sub(2, Ordering::SeqCst);
+    }
+    fn close(&self) {
+        self.0.fetch_or(CLOSED, Ordering::SeqCst);
+    }
+    fn is_closed(&self) -> bool {
+        self.0.load(Ordering::SeqCst) & CLOSED != 0
+    }
+    fn in_flight(&self) -> usize {
+        self.0.load(Ordering::SeqCst) >> 1
+    }
+}
+
+struct GateGuard<'a>(&'a Gate);
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        self.0.exit();
+    }
+}
+
+/// Tasks that have a priority or deadline, admitted and waiting for a worker.
+struct Lane {
+    heap: std::collections::BinaryHeap<LaneEntry>,
+    seq: u64,
+}
+
+struct LaneEntry {
+    key: (
+        i32,
+        std::cmp::Reverse<Option<Instant>>,
+        std::cmp::Reverse<u64>,
+    ),
+    task: Task,
+}
+impl PartialEq for LaneEntry {
+    fn eq(&self, o: &Self) -> bool {
+        self.key == o.key
+    }
+}
+impl Eq for LaneEntry {}
+impl PartialOrd for LaneEntry {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for LaneEntry {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&o.key)
+    }
+}
+
+/// Resource accounting and admission.
+pub(crate) struct Resourcing {
+    pub(crate) tracker: Tracker,
+    pub(crate) admission: Admission,
+    /// Mirror of the wait queue's length, read without the lock.
+    waiting: AtomicUsize,
+    sched: Mutex<Sched>,
+    /// Signalled when blocking submitters' tickets resolve.
+    resolved: Condvar,
+    /// Set when a waiting task was cancelled (purge before admitting).
+    purge: AtomicBool,
+}
+
+type WaitStorage = Box<[Option<Waiting<Pending>>]>;
+
+struct Sched {
+    waitq: WaitQueue<Pending, WaitStorage>,
+    next_ticket: u64,
+    /// Outcomes of blocking submitters' tasks: `None` admitted, `Some` refused.
+    resolved: std::collections::HashMap<u64, Option<RejectReason>>,
+}
+
+struct Pending {
+    task: Task,
+    ticket: Option<u64>,
+}
+
+/// Configuration, validated by [`Builder::build`](crate::Builder::build).
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) capacity: Resources,
+    pub(crate) headroom: Resources,
+    pub(crate) admission: AdmissionConfig,
+    pub(crate) queue_capacity: usize,
+    pub(crate) thread_name: String,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) measure_all: bool,
+}
+
+pub(crate) struct Shared {
+    id: usize,
+    pub(crate) config: Config,
+    queue: RunQueue<Task>,
+    lane: Mutex<Lane>,
+    lane_len: AtomicUsize,
+    sleepers: Sleepers,
+    gate: Gate,
+    /// Workers not parked.
+    active: AtomicUsize,
+    /// Workers must exit.
+    exit: AtomicBool,
+    /// `shutdown_now`: workers stop taking tasks.
+    stop_now: AtomicBool,
+    pub(crate) res: Resourcing,
+    pub(crate) timer: Timer,
+    pub(crate) metrics: Metrics,
+    epoch: Instant,
+    /// Handed to join handles of resource-aware tasks: purges cancelled
+    /// waiters from the wait queue at once.
+    pub(crate) on_cancel: Arc<dyn Fn() + Send + Sync>,
+    /// Set when the pool was shut down from one of its own tasks: the last
+    /// worker to go idle with nothing left ends all workers.
+    exit_when_done: AtomicBool,
+    self_weak: Weak<Shared>,
+}
+
+/// A resource-aware task pool. See the [crate documentation](crate).
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("workers", &self.shared.config.workers)
+            .field("capacity", &self.shared.res.tracker.capacity())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A builder with defaults detected from the machine.
+    pub fn builder() -> crate::Builder {
+        crate::Builder::new()
+    }
+
+    /// A pool with every default: one worker per available core (container
+    /// aware), capacity from the machine or container minus a headroom.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::Spawn`] if the worker threads cannot be started.
+    pub fn new() -> Result<Pool, BuildError> {
+        crate::Builder::new().build()
+    }
+
+    pub(crate) fn start(config: Config) -> Result<Pool, BuildError> {
+        let tracker = Tracker::new(&config.capacity);
+        tracker
+            .set_headroom(&config.headroom)
+            .map_err(|e| match e {
+                respool_core::TrackerError::Untracked { dim } => BuildError::Untracked {
+                    setting: "headroom",
+                    dim,
+                },
+                _ => BuildError::Invalid(e.to_string()),
+            })?;
+        let storage: WaitStorage = (0..config.admission.max_waiting.max(1))
+            .map(|_| None)
+            .collect();
+        let workers = config.workers;
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            queue: RunQueue::new(config.queue_capacity),
+            lane: Mutex::new(Lane {
+                heap: std::collections::BinaryHeap::new(),
+                seq: 0,
+            }),
+            lane_len: AtomicUsize::new(0),
+            sleepers: Sleepers::new(),
+            gate: Gate(AtomicUsize::new(0)),
+            active: AtomicUsize::new(workers),
+            exit: AtomicBool::new(false),
+            stop_now: AtomicBool::new(false),
+            res: Resourcing {
+                tracker,
+                admission: Admission::new(config.admission),
+                waiting: AtomicUsize::new(0),
+                sched: Mutex::new(Sched {
+                    waitq: WaitQueue::with_storage(storage),
+                    next_ticket: 0,
+                    resolved: std::collections::HashMap::new(),
+                }),
+                resolved: Condvar::new(),
+                purge: AtomicBool::new(false),
+            },
+            timer: Timer::new(format!("{}-timer", config.thread_name)),
+            metrics: Metrics::new(workers),
+            epoch: Instant::now(),
+            on_cancel: {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    if let Some(s) = weak.upgrade() {
+                        s.res.purge.store(true, Ordering::SeqCst);
+                        s.dispatch();
+                    }
+                })
+            },
+            exit_when_done: AtomicBool::new(false),
+            self_weak: weak.clone(),
+            config,
+        });
+        let mut threads = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let s = shared.clone();
+            let mut b = thread::Builder::new().name(format!("{}-{i}", s.config.thread_name));
+            if let Some(size) = s.config.stack_size {
+                b = b.stack_size(size);
+            }
+            match b.spawn(move || worker_loop(&s, i)) {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    // Stop the workers already started before reporting.
+                    shared.exit.store(true, Ordering::SeqCst);
+                    shared
+                        .sleepers
+                        .set_threads(threads.iter().map(|h| h.thread().clone()).collect());
+                    shared.sleepers.notify_all();
+                    for h in threads {
+                        let _ = h.join();
+                    }
+                    return Err(BuildError::Spawn(e));
+                }
+            }
+        }
+        shared
+            .sleepers
+            .set_threads(threads.iter().map(|h| h.thread().clone()).collect());
+        Ok(Pool {
+            shared,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Runs `f` on a worker, fire and forget. A panic in `f` is caught,
+    /// counted in the snapshot's `panicked`, and reported by the panic hook;
+    /// the worker goes on.
+    ///
+    /// This is the fast path: no admission, no measurement, no allocation
+    /// for closures of up to four words.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::ShutDown`] if the pool is shutting down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// let pool = respool::Pool::builder().workers(2).build()?;
+    /// let n = Arc::new(AtomicUsize::new(0));
+    /// for _ in 0..100 {
+    ///     let n = n.clone();
+    ///     pool.execute(move || { n.fetch_add(1, Ordering::Relaxed); })?;
+    /// }
+    /// pool.shutdown();
+    /// assert_eq!(n.load(Ordering::Relaxed), 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn execute<F>(&self, f: F) -> Result<(), SubmitError>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.shared
+            .push_plain(Job::new(f))
+            .map_err(|_| SubmitError::ShutDown)
+    }
+
+    /// Runs `f` on a worker and returns a handle to its result.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::ShutDown`] if the pool is shutting down.
+    pub fn submit<F, T>(&self, f: F) -> Result<JoinHandle<T>, SubmitError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let packet = Packet::new();
+        let job = packet_job(packet.clone(), false, f);
+        self.shared
+            .push_plain(job)
+            .map_err(|_| SubmitError::ShutDown)?;
+        Ok(JoinHandle::new(packet, None))
+    }
+
+    /// A builder for a task with requirements, class, priority, deadline,
+    /// timeout or retries.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = respool::Pool::builder().workers(2).memory("1GiB").build()?;
+    /// let h = pool.task().memory("256MiB").cpu("500m").spawn(|_ctx| vec![0u8; 1 << 20].len())?;
+    /// assert_eq!(h.join()?, 1 << 20);
+    /// // Asking for more than the pool has is refused at once, with the reason.
+    /// let err = pool.task().memory("2GiB").spawn(|_ctx| ()).unwrap_err();
+    /// assert!(err.to_string().contains("memory"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn task(&self) -> TaskBuilder<'_> {
+        TaskBuilder::new(self)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Runs `f` with a scope in which tasks may borrow from the caller's
+    /// stack; returns when every task spawned in the scope has finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = respool::Pool::builder().workers(2).build()?;
+    /// let mut parts = vec![0u64; 4];
+    /// pool.scope(|s| {
+    ///     for (i, p) in parts.iter_mut().enumerate() {
+    ///         s.spawn(move || *p = (i as u64 + 1) * 10);
+    ///     }
+    /// });
+    /// assert_eq!(parts, [10, 20, 30, 40]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn scope<'env, F, R>(&self, f: F) -> R
+    where
+        F: for<'scope> FnOnce(&'scope crate::Scope<'scope, 'env>) -> R,
+    {
+        crate::scope::run(self, f)
+    }
+
+    /// A cheap snapshot of counters, utilisation and latencies.
+    #[must_use]
+    pub fn snapshot(&self) -> PoolSnapshot {
+        crate::snapshot::take(&self.shared)
+    }
+
+    /// The number of worker threads.
+    #[must_use]
+    pub fn workers(&self) -> usize {
+        self.shared.config.workers
+    }
+
+    /// The capacity the pool accounts against (per tracked dimension).
+    #[must_use]
+    pub fn capacity(&self) -> Resources {
+        self.shared.res.tracker.capacity()
+    }
+
+    /// Changes the capacity at run time (for example when a container limit
+    /// changes). Tasks already admitted keep their reservations; if the new
+    /// capacity is below what is reserved, no new task is admitted in that
+    /// dimension until enough finish. Waiting tasks that can no longer ever
+    /// fit are refused with [`TaskError::Rejected`].
+    ///
+    /// # Errors
+    ///
+    /// [`respool_core::TrackerError::Untracked`] for a dimension the pool was
+    /// built without.
+    pub fn set_capacity(&self, capacity: &Resources) -> Result<(), respool_core::TrackerError> {
+        self.shared.res.tracker.set_capacity(capacity)?;
+        self.shared.dispatch();
+        Ok(())
+    }
+
+    /// Reports usage that no reservation accounts for (other processes, tasks
+    /// that use more than they declared), as an absolute figure per
+    /// dimension; it lowers the effective capacity until the next report.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::set_capacity`].
+    pub fn set_external_usage(&self, usage: &Resources) -> Result<(), respool_core::TrackerError> {
+        self.shared.res.tracker.set_external(usage)?;
+        self.shared.dispatch();
+        Ok(())
+    }
+
+    /// Stops accepting tasks, runs every accepted task, and joins all threads
+    /// the pool started. Tasks running on the pool's own workers may still
+    /// submit (their work is part of what was accepted). Idempotent.
+    pub fn shutdown(&self) {
+        let s = &self.shared;
+        s.gate.close();
+        let mut backoff = Duration::from_micros(10);
+        loop {
+            s.dispatch();
+            if s.quiescent() {
+                break;
+            }
+            if s.on_own_worker() {
+                // Cannot wait for ourselves: let the workers finish on their own.
+                s.exit_when_done.store(true, Ordering::SeqCst);
+                return;
+            }
+            thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_millis(1));
+        }
+        self.join_all();
+    }
+
+    /// Stops accepting tasks, lets running tasks finish, and hands back every
+    /// task that had not started. Their join handles resolve with
+    /// [`TaskError::ShutDown`] unless the caller runs them ([`Unstarted::run`]).
+    pub fn shutdown_now(&self) -> Vec<Unstarted> {
+        let s = &self.shared;
+        s.gate.close();
+        s.stop_now.store(true, Ordering::SeqCst);
+        let mut backoff = Duration::from_micros(10);
+        while s.gate.in_flight() > 0 {
+            thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_millis(1));
+        }
+        let mut out = Vec::new();
+        for action in s.timer.drain() {
+            // Retry and deadline actions: dropping them drops their tasks,
+            // which resolves the handles with `ShutDown`.
+            drop(action);
+        }
+        while let Some(t) = s.queue.pop() {
+            out.push(s.unstarted(t));
+        }
+        {
+            let mut lane = lock(&s.lane);
+            while let Some(e) = lane.heap.pop() {
+                out.push(s.unstarted(e.task));
+            }
+            s.lane_len.store(0, Ordering::SeqCst);
+        }
+        {
+            let mut g = lock(&s.res.sched);
+            while let Some(w) = g.waitq.pop() {
+                if let Some(t) = w.item.ticket {
+                    g.resolved.insert(t, Some(RejectReason::DeadlineExpired));
+                }
+                out.push(s.unstarted(w.item.task));
+            }
+            s.res.waiting.store(0, Ordering::SeqCst);
+        }
+        s.res.resolved.notify_all();
+        if !s.on_own_worker() {
+            self.join_all();
+        } else {
+            s.exit_when_done.store(true, Ordering::SeqCst);
+        }
+        out
+    }
+
+    fn join_all(&self) {
+        let s = &self.shared;
+        s.exit.store(true, Ordering::SeqCst);
+        s.sleepers.notify_all();
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for h in threads {
+            let _ = h.join();
+        }
+        s.timer.shutdown();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A task handed back by [`Pool::shutdown_now`]: it never started.
+pub struct Unstarted {
+    task: Option<Task>,
+    class: Option<Arc<str>>,
+}
+
+impl fmt::Debug for Unstarted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unstarted")
+            .field("class", &self.class)
+            .finish()
+    }
+}
+
+impl Unstarted {
+    /// The task's class key, if it had one.
+    #[must_use]
+    pub fn class(&self) -> Option<&str> {
+        self.class.as_deref()
+    }
+
+    /// Runs the task on the calling thread (its reservation was already
+    /// released: the pool is gone). A panic is caught and reported through
+    /// the task's handle, as on a worker.
+    pub fn run(mut self) {
+        if let Some(t) = self.task.take() {
+            let _ = catch_unwind(AssertUnwindSafe(|| t.job.run()));
+            if let Some(c) = t.ext.as_ref().and_then(|e| e.cancel.as_ref()) {
+                c.publish();
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn on_own_worker(&self) -> bool {
+        WORKER.with(|w| w.get().0 == self.id)
+    }
+
+    /// On one of this pool's workers, runs one queued task; `false` if not on
+    /// a worker or nothing is queued. Used by scopes while they wait.
+    pub(crate) fn help_once(&self) -> bool {
+        let (pool, worker) = WORKER.with(Cell::get);
+        if pool != self.id {
+            return false;
+        }
+        match self.next_task() {
+            Some(t) => {
+                self.run(t, worker);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn unstarted(&self, mut t: Task) -> Unstarted {
+        let class = t.ext.as_ref().and_then(|e| e.class.clone());
+        if let Some(ext) = t.ext.as_mut() {
+            self.release(ext);
+        }
+        Unstarted {
+            task: Some(t),
+            class,
+        }
+    }
+
+    /// Fast path: straight into the run queue. Hands the job back if the
+    /// pool is shutting down.
+    #[inline]
+    pub(crate) fn push_plain(&self, job: Job) -> Result<(), Job> {
+        if !self.gate.enter(self.on_own_worker()) {
+            return Err(job);
+        }
+        let _g = GateGuard(&self.gate);
+        self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
+        self.queue.push(Task { job, ext: None });
+        self.sleepers.notify_one();
+        Ok(())
+    }
+
+    /// The resource-aware path. `blocking` tasks (policy
+    /// `BlockUntilDeadline`) make the caller wait for admission.
+    pub(crate) fn submit_ext(&self, job: Job, mut ext: Box<Ext>) -> Result<(), SubmitError> {
+        if !self.gate.enter(self.on_own_worker()) {
+            return Err(SubmitError::ShutDown);
+        }
+        let _g = GateGuard(&self.gate);
+        self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let request = ext.request;
+        let res = &self.res;
+        if request
+            .dims()
+            .intersection(res.tracker.tracked())
+            .is_empty()
+        {
+            // Nothing to account: no admission needed.
+            self.enqueue(Task {
+                job,
+                ext: Some(ext),
+            });
+            return Ok(());
+        }
+        let waiting = res.waiting.load(Ordering::SeqCst);
+        if waiting == 0 {
+            match res
+                .admission
+                .decide(&res.tracker, &request, ext.urgency, 0, self.now_ns())
+            {
+                Decision::Accepted(r) => {
+                    ext.held = Some(r.detach().1);
+                    self.metrics.schedule.record(started.elapsed());
+                    self.enqueue(Task {
+                        job,
+                        ext: Some(ext),
+                    });
+                    return Ok(());
+                }
+                Decision::Rejected(reason) => {
+                    self.metrics
+                        .rejected_at_submit
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(SubmitError::from_reject(reason));
+                }
+                Decision::Deferred(d) => {
+                    return self.defer(
+                        Task {
+                            job,
+                            ext: Some(ext),
+                        },
+                        d.deadline_ns,
+                        started,
+                    );
+                }
+            }
+        }
+        // Others wait: decide under the lock so that order is kept.
+        let mut g = lock(&res.sched);
+        match res.admission.decide(
+            &res.tracker,
+            &request,
+            ext.urgency,
+            g.waitq.len(),
+            self.now_ns(),
+        ) {
+            Decision::Accepted(r) => {
+                drop(g);
+                ext.held = Some(r.detach().1);
+                self.metrics.schedule.record(started.elapsed());
+                self.enqueue(Task {
+                    job,
+                    ext: Some(ext),
+                });
+                Ok(())
+            }
+            Decision::Rejected(reason) => {
+                self.metrics
+                    .rejected_at_submit
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(SubmitError::from_reject(reason))
+            }
+            Decision::Deferred(d) => {
+                drop(g);
+                self.defer(
+                    Task {
+                        job,
+                        ext: Some(ext),
+                    },
+                    d.deadline_ns,
+                    started,
+                )
+            }
+        }
+    }
+
+    fn defer(
+        &self,
+        task: Task,
+        deadline_ns: Option<u64>,
+        started: Instant,
+    ) -> Result<(), SubmitError> {
+        let res = &self.res;
+        let (request, urgency, priority) = match &task.ext {
+            Some(e) => (e.request, e.urgency, e.priority),
+            None => (Resources::NONE, Urgency::Normal, 0),
+        };
+        let blocking = deadline_ns.is_some();
+        let mut g = lock(&res.sched);
+        let ticket = blocking.then(|| {
+            g.next_ticket += 1;
+            g.next_ticket
+        });
+        let pending = Pending { task, ticket };
+        if let Err(p) = g
+            .waitq
+            .push(pending, request, urgency, priority, deadline_ns)
+        {
+            drop(g);
+            drop(p);
+            self.metrics
+                .rejected_at_submit
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(SubmitError::QueueFull {
+                retry_after: res.admission.retry_after_ns().map(Duration::from_nanos),
+            });
+        }
+        res.waiting.store(g.waitq.len(), Ordering::SeqCst);
+        // Pairs with the fence in `finish_ext` (a release that read
+        // `waiting == 0` before our store must be visible to this dispatch).
+        fence(Ordering::SeqCst);
+        let admitted = self.dispatch_locked(&mut g);
+        if let Some(deadline) = deadline_ns {
+            let at = self.epoch + Duration::from_nanos(deadline);
+            let weak = self.weak_self();
+            self.timer.schedule(
+                at,
+                Box::new(move || {
+                    if let Some(s) = weak.upgrade() {
+                        s.dispatch();
+                    }
+                }),
+            );
+        }
+        self.metrics.schedule.record(started.elapsed());
+        let Some(ticket) = ticket else {
+            drop(g);
+            self.push_admitted(admitted);
+            return Ok(());
+        };
+        // Block until admitted or refused.
+        loop {
+            if let Some(outcome) = g.resolved.remove(&ticket) {
+                drop(g);
+                self.push_admitted(admitted);
+                return match outcome {
+                    None => Ok(()),
+                    Some(reason) => Err(SubmitError::from_reject(reason)),
+                };
+            }
+            g = res
+                .resolved
+                .wait_timeout(g, Duration::from_millis(50))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+            // A timed wake-up re-runs admission (deadlines are also driven by
+            // the timer; this is a safety net).
+            let more = self.dispatch_locked(&mut g);
+            if !more.is_empty() {
+                drop(g);
+                self.push_admitted(more);
+                g = lock(&res.sched);
+            }
+        }
+    }
+
+    pub(crate) fn weak_self(&self) -> Weak<Shared> {
+        self.self_weak.clone()
+    }
+
+    /// Admits waiting tasks that fit now; returns them (push them after
+    /// releasing the lock). Refused waiters are completed here.
+    fn dispatch_locked(&self, g: &mut Sched) -> Vec<Pending> {
+        let res = &self.res;
+        if res.purge.swap(false, Ordering::SeqCst) {
+            let mut cancelled = Vec::new();
+            g.waitq.remove_where(
+                |w| {
+                    let c = w.item.task.ext.as_ref().and_then(|e| e.cancel.as_ref());
+                    c.is_some_and(|c| c.is_cancelled())
+                        .then_some(RejectReason::DeadlineExpired)
+                },
+                |p, _| cancelled.push(p),
+            );
+            drop(cancelled);
+        }
+        let mut admitted = Vec::new();
+        let mut refused = Vec::new();
+        let now = self.now_ns();
+        res.admission.admit_waiting(
+            &mut g.waitq,
+            || &res.tracker,
+            now,
+            |mut p: Pending, r| {
+                if let Some(ext) = p.task.ext.as_mut() {
+                    ext.held = Some(r.detach().1);
+                } else {
+                    drop(r);
+                }
+                admitted.push(p);
+            },
+            |p, reason| refused.push((p, reason)),
+        );
+        res.waiting.store(g.waitq.len(), Ordering::SeqCst);
+        let mut notify = false;
+        for p in &admitted {
+            if let Some(t) = p.ticket {
+                g.resolved.insert(t, None);
+                notify = true;
+            }
+        }
+        for (p, reason) in refused {
+            if let Some(t) = p.ticket {
+                g.resolved.insert(t, Some(reason));
+                notify = true;
+            }
+            if let Some(c) = p.task.ext.as_ref().and_then(|e| e.cancel.as_ref()) {
+                c.fail(TaskError::Rejected(SubmitError::from_reject(reason)));
+            }
+            // Dropping the task drops its job without running it.
+        }
+        if notify {
+            res.resolved.notify_all();
+        }
+        admitted
+    }
+
+    fn push_admitted(&self, admitted: Vec<Pending>) {
+        for p in admitted {
+            self.enqueue(p.task);
+        }
+    }
+
+    /// Admits waiting tasks that fit now.
+    pub(crate) fn dispatch(&self) {
+        if self.res.waiting.load(Ordering::SeqCst) == 0 && !self.res.purge.load(Ordering::SeqCst) {
+            return;
+        }
+        let admitted = {
+            let mut g = lock(&self.res.sched);
+            self.dispatch_locked(&mut g)
+        };
+        self.push_admitted(admitted);
+    }
+
+    /// Puts an admitted task where a worker will find it.
+    pub(crate) fn enqueue(&self, task: Task) {
+        let lane_key = task.ext.as_ref().and_then(|e| {
+            (e.priority != 0 || e.deadline.is_some()).then_some((e.priority, e.deadline))
+        });
+        match lane_key {
+            None => self.queue.push(task),
+            Some((priority, deadline)) => {
+                let mut lane = lock(&self.lane);
+                lane.seq += 1;
+                let seq = lane.seq;
+                lane.heap.push(LaneEntry {
+                    key: (
+                        priority,
+                        std::cmp::Reverse(deadline),
+                        std::cmp::Reverse(seq),
+                    ),
+                    task,
+                });
+                self.lane_len.store(lane.heap.len(), Ordering::SeqCst);
+            }
+        }
+        self.sleepers.notify_one();
+    }
+
+    #[inline]
+    fn next_task(&self) -> Option<Task> {
+        if self.lane_len.load(Ordering::Acquire) > 0 {
+            let mut lane = lock(&self.lane);
+            if let Some(e) = lane.heap.pop() {
+                self.lane_len.store(lane.heap.len(), Ordering::Release);
+                return Some(e.task);
+            }
+        }
+        self.queue.pop()
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len() + self.lane_len.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.res.waiting.load(Ordering::Relaxed)
+    }
+
+    fn has_work(&self) -> bool {
+        !self.queue.is_empty() || self.lane_len.load(Ordering::SeqCst) > 0
+    }
+
+    /// Nothing accepted is left anywhere (used by graceful shutdown).
+    fn quiescent(&self) -> bool {
+        self.gate.is_closed()
+            && self.gate.in_flight() == 0
+            && !self.has_work()
+            && self.res.waiting.load(Ordering::SeqCst) == 0
+            && self.timer.pending() == 0
+            && self.active.load(Ordering::SeqCst) == 0
+    }
+
+    /// Releases a task's reservation (exactly once: `held` is taken).
+    fn release(&self, ext: &mut Ext) {
+        if let Some(held) = ext.held.take() {
+            // The reservation was taken on this tracker, so this cannot fail;
+            // if it ever did, leaking capacity is safer than a panic here.
+            let _ = held.release(&self.res.tracker);
+        }
+    }
+
+    /// Runs one task on worker `id`.
+    fn run(&self, task: Task, id: usize) {
+        let Task { job, ext } = task;
+        let counters = self.metrics.worker(id);
+        match ext {
+            None if !self.config.measure_all => {
+                let ok = catch_unwind(AssertUnwindSafe(|| job.run())).is_ok();
+                if let Some(c) = counters {
+                    if ok {
+                        c.completed.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        c.panicked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            ext => self.run_measured(job, ext, counters),
+        }
+    }
+
+    fn run_measured(
+        &self,
+        job: Job,
+        ext: Option<Box<Ext>>,
+        counters: Option<&crate::metrics::WorkerCounters>,
+    ) {
+        let start = Instant::now();
+        let mut ext = ext;
+        if let Some(e) = ext.as_ref() {
+            self.metrics
+                .wait
+                .record(start.saturating_duration_since(e.submitted));
+        }
+        let cancel = ext.as_ref().and_then(|e| e.cancel.clone());
+        let timer_id = ext.as_ref().and_then(|e| {
+            let timeout = e.timeout?;
+            let c = e.cancel.clone()?;
+            let weak = self.weak_self();
+            self.timer.schedule(
+                start + timeout,
+                Box::new(move || {
+                    if c.fail(TaskError::TimedOut) {
+                        if let Some(s) = weak.upgrade() {
+                            s.metrics.timed_out.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }),
+            )
+        });
+        if let Some(e) = ext.as_ref() {
+            if e.deadline.is_some_and(|d| d <= start) {
+                // Too late to start: resolve the handle and skip the run.
+                if let Some(c) = e.cancel.as_ref() {
+                    c.fail(TaskError::DeadlineMissed);
+                }
+                drop(job);
+                if let Some(e) = ext.as_mut() {
+                    self.finish_ext(e, Duration::ZERO);
+                }
+                return;
+            }
+        }
+        let ok = with_current(cancel.as_deref().map(|c| c as &dyn Cancel), || {
+            catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
+        });
+        let elapsed = start.elapsed();
+        if let Some(id) = timer_id {
+            self.timer.cancel(id);
+        }
+        if let Some(c) = counters {
+            if ok {
+                c.completed.fetch_add(1, Ordering::Relaxed);
+            } else {
+                c.panicked.fetch_add(1, Ordering::Relaxed);
+            }
+            c.busy_ns.fetch_add(
+                u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
+        if let Some(e) = ext.as_mut() {
+            self.metrics.latency.record(e.submitted.elapsed());
+            self.finish_ext(e, elapsed);
+            // Resources are back: now the joiner may see the result.
+            if let Some(c) = e.cancel.as_ref() {
+                c.publish();
+            }
+        }
+    }
+
+    /// Releases the reservation, feeds the hold time to admission, admits
+    /// waiting tasks.
+    fn finish_ext(&self, ext: &mut Ext, elapsed: Duration) {
+        if ext.held.is_some() {
+            self.release(ext);
+            self.res
+                .admission
+                .record_hold_time(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+            // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
+            fence(Ordering::SeqCst);
+            self.dispatch();
+        }
+    }
+
+    pub(crate) fn latency(&self) -> LatencySummary {
+        self.metrics.latency.summary()
+    }
+}
+
+/// Wraps `f` so that it runs only if not cancelled before the start, and
+/// completes `packet` with its result (or its panic, which is then resumed so
+/// that the worker counts it). Dropped without running, the job completes the
+/// packet with [`TaskError::ShutDown`]. With `publish_later`, the result is
+/// written but published by the worker after it released the reservation.
+pub(crate) fn packet_job<F, T>(packet: Arc<Packet<T>>, publish_later: bool, f: F) -> Job
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let guard = CompleteOnDrop(Some(packet));
+    Job::new(move || {
+        let mut guard = guard;
+        let Some(packet) = guard.0.take() else { return };
+        if !packet.header().start() {
+            return;
+        }
+        let r = with_current(Some(&*packet as &dyn Cancel), || {
+            catch_unwind(AssertUnwindSafe(f))
+        });
+        let (result, panic) = match r {
+            Ok(v) => (Ok(v), None),
+            Err(p) => (Err(TaskError::Panicked(panic_message(&*p))), Some(p)),
+        };
+        if publish_later {
+            packet.write_unpublished(result);
+        } else {
+            packet.complete(result);
+        }
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
+    })
+}
+
+/// Completes a packet with `ShutDown` if its job is dropped without running.
+pub(crate) struct CompleteOnDrop<T: Send>(pub(crate) Option<Arc<Packet<T>>>);
+
+impl<T: Send> Drop for CompleteOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.fail(TaskError::ShutDown);
+        }
+    }
+}
+
+fn worker_loop(shared: &Arc<Shared>, id: usize) {
+    WORKER.with(|w| w.set((shared.id, id)));
+    loop {
+        if shared.stop_now.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Some(t) = shared.next_task() {
+            shared.run(t, id);
+            continue;
+        }
+        if shared.exit.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut found = None;
+        for i in 0..IDLE_SPINS {
+            if i % 64 == 63 {
+                thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+            if let Some(t) = shared.next_task() {
+                found = Some(t);
+                break;
+            }
+        }
+        if let Some(t) = found {
+            shared.run(t, id);
+            continue;
+        }
+        if shared.exit.load(Ordering::SeqCst) {
+            break;
+        }
+        // Go idle: register, re-check, park.
+        shared.sleepers.register(id);
+        if shared.has_work() || shared.exit.load(Ordering::SeqCst) {
+            shared.sleepers.unregister(id);
+            continue;
+        }
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+        if shared.exit_when_done.load(Ordering::SeqCst) && shared.quiescent() {
+            shared.exit.store(true, Ordering::SeqCst);
+            shared.sleepers.notify_all();
+        }
+        if !shared.exit.load(Ordering::SeqCst) {
+            thread::park();
+        }
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        shared.sleepers.unregister(id);
+    }
+    shared.active.fetch_sub(1, Ordering::SeqCst);
+}

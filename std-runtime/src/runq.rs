@@ -1,0 +1,285 @@
+//! The run queue of admitted tasks, and the registry of idle workers.
+//!
+//! # Run queue
+//!
+//! A bounded lock-free array queue (`crossbeam_queue::ArrayQueue`, Vyukov's
+//! bounded MPMC design) sized at build time, so that pushing and popping a
+//! task allocates nothing. When it is full, tasks go to an overflow list
+//! behind a mutex instead of blocking the submitter (a worker submitting into
+//! its own full pool must not deadlock, and a task is never dropped). While
+//! the overflow holds anything, every new task goes there too, so the array
+//! only ever holds tasks older than the overflow's: order stays first in,
+//! first out. Workers drain the array first, then refill it from the overflow
+//! in batches.
+//!
+//! # Idle workers
+//!
+//! A worker that finds no task spins briefly, then registers itself as idle
+//! and parks. A submitter that pushed a task wakes one registered worker. The
+//! two sides follow the store-then-load pattern of Dekker's algorithm with
+//! sequentially consistent operations: the worker increments `idle` and then
+//! re-checks the queue; the submitter pushes and then reads `idle`. At least
+//! one of them sees the other, so a task is never left in the queue while
+//! every worker sleeps. The registry's mutex is only taken on idle
+//! transitions, never per task while workers are busy.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::thread::Thread;
+
+use crossbeam_queue::ArrayQueue;
+
+/// Locks a mutex, ignoring poisoning: the data guarded in this crate stays
+/// consistent even if a holder panicked (no invariants span a panic point).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How many overflowed tasks a worker moves back into the array at once.
+const REFILL_BATCH: usize = 32;
+
+pub(crate) struct RunQueue<T> {
+    fast: ArrayQueue<T>,
+    overflow: Mutex<VecDeque<T>>,
+    overflow_len: AtomicUsize,
+}
+
+impl<T> RunQueue<T> {
+    pub(crate) fn new(capacity: usize) -> RunQueue<T> {
+        RunQueue {
+            fast: ArrayQueue::new(capacity.max(1)),
+            overflow: Mutex::new(VecDeque::new()),
+            overflow_len: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn push(&self, item: T) {
+        let item = if self.overflow_len.load(Ordering::Acquire) == 0 {
+            match self.fast.push(item) {
+                Ok(()) => return,
+                Err(item) => item,
+            }
+        } else {
+            item
+        };
+        let mut o = lock(&self.overflow);
+        o.push_back(item);
+        self.overflow_len.store(o.len(), Ordering::Release);
+    }
+
+    pub(crate) fn pop(&self) -> Option<T> {
+        if let Some(t) = self.fast.pop() {
+            return Some(t);
+        }
+        if self.overflow_len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut o = lock(&self.overflow);
+        let first = o.pop_front();
+        // Move a batch back into the (empty) array while holding the lock, so
+        // that no newer task can get in between.
+        for _ in 0..REFILL_BATCH {
+            let Some(t) = o.pop_front() else { break };
+            if let Err(t) = self.fast.push(t) {
+                o.push_front(t);
+                break;
+            }
+        }
+        self.overflow_len.store(o.len(), Ordering::Release);
+        first
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.fast.is_empty() && self.overflow_len.load(Ordering::Acquire) == 0
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.fast.len() + self.overflow_len.load(Ordering::Acquire)
+    }
+}
+
+/// Registry of parked workers.
+pub(crate) struct Sleepers {
+    idle: AtomicUsize,
+    ids: Mutex<Vec<usize>>,
+    threads: OnceLock<Vec<Thread>>,
+}
+
+impl Sleepers {
+    pub(crate) fn new() -> Sleepers {
+        Sleepers {
+            idle: AtomicUsize::new(0),
+            ids: Mutex::new(Vec::new()),
+            threads: OnceLock::new(),
+        }
+    }
+
+    /// Records the worker threads (once, after they are spawned).
+    pub(crate) fn set_threads(&self, threads: Vec<Thread>) {
+        let _ = self.threads.set(threads);
+    }
+
+    /// Registers worker `id` as about to park. The caller must re-check for
+    /// work afterwards and call `unregister` if it finds some.
+    pub(crate) fn register(&self, id: usize) {
+        let mut ids = lock(&self.ids);
+        if !ids.contains(&id) {
+            ids.push(id);
+            self.idle.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Removes worker `id` from the idle set if it is still there.
+    pub(crate) fn unregister(&self, id: usize) {
+        let mut ids = lock(&self.ids);
+        if let Some(pos) = ids.iter().position(|&i| i == id) {
+            ids.swap_remove(pos);
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Called by a submitter after pushing: wakes one idle worker, if any.
+    #[inline]
+    pub(crate) fn notify_one(&self) {
+        // Pairs with the SeqCst increment in `register` (Dekker).
+        fence(Ordering::SeqCst);
+        if self.idle.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        self.wake_one();
+    }
+
+    #[cold]
+    fn wake_one(&self) {
+        let id = {
+            let mut ids = lock(&self.ids);
+            let id = ids.pop();
+            if id.is_some() {
+                self.idle.fetch_sub(1, Ordering::SeqCst);
+            }
+            id
+        };
+        if let (Some(id), Some(threads)) = (id, self.threads.get()) {
+            if let Some(t) = threads.get(id) {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Wakes every worker (shutdown, capacity changes).
+    pub(crate) fn notify_all(&self) {
+        {
+            let mut ids = lock(&self.ids);
+            self.idle.fetch_sub(ids.len(), Ordering::SeqCst);
+            ids.clear();
+        }
+        if let Some(threads) = self.threads.get() {
+            for t in threads {
+                t.unpark();
+            }
+        }
+    }
+
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_keeps_fifo_order() {
+        let q = RunQueue::new(4);
+        for i in 0..100 {
+            q.push(i);
+        }
+        assert_eq!(q.len(), 100);
+        let out: Vec<i32> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(out, (0..100).collect::<Vec<_>>());
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn interleaved_push_pop_with_overflow_stays_fifo() {
+        let q = RunQueue::new(3);
+        let mut next_in = 0;
+        let mut next_out = 0;
+        for round in 0..200 {
+            for _ in 0..(round % 7) {
+                q.push(next_in);
+                next_in += 1;
+            }
+            for _ in 0..(round % 5) {
+                if let Some(v) = q.pop() {
+                    assert_eq!(v, next_out);
+                    next_out += 1;
+                }
+            }
+        }
+        while let Some(v) = q.pop() {
+            assert_eq!(v, next_out);
+            next_out += 1;
+        }
+        assert_eq!(next_out, next_in);
+    }
+
+    #[test]
+    fn concurrent_producers_consumers_lose_nothing() {
+        use std::sync::Arc;
+        let q = Arc::new(RunQueue::new(8));
+        let producers: Vec<_> = (0..2)
+            .map(|p| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..20_000u64 {
+                        q.push(p * 1_000_000 + i);
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut empty_spins = 0;
+                    while empty_spins < 1_000_000 {
+                        match q.pop() {
+                            Some(v) => {
+                                got.push(v);
+                                empty_spins = 0;
+                            }
+                            None => {
+                                empty_spins += 1;
+                                std::hint::spin_loop();
+                            }
+                        }
+                        if got.len() == 40_000 {
+                            break;
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        let mut all: Vec<u64> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        while let Some(v) = q.pop() {
+            all.push(v);
+        }
+        all.sort_unstable();
+        let mut want: Vec<u64> = (0..2)
+            .flat_map(|p| (0..20_000).map(move |i| p * 1_000_000 + i))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(all, want, "every task popped exactly once");
+    }
+}

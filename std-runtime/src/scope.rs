@@ -1,0 +1,136 @@
+//! Scoped tasks that may borrow from the caller's stack.
+//!
+//! [`Pool::scope`](crate::Pool::scope) counts the tasks spawned in the scope
+//! and does not return before the count is back to zero, even when the scope
+//! body panics, so no task can outlive the borrows it captured (the same
+//! argument as `std::thread::scope` and `rayon::scope`). A panic in a scoped
+//! task is caught, the other tasks still run, and the first panic is resumed
+//! on the caller once all are done.
+//!
+//! While it waits, a scope opened on one of the pool's own workers runs
+//! queued tasks itself, so nested scopes cannot starve the pool of workers.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use respool_core::Resources;
+
+use crate::Pool;
+use crate::error::SubmitError;
+use crate::job::Job;
+use crate::runq::lock;
+
+struct State {
+    pending: AtomicUsize,
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+    owner: Thread,
+}
+
+struct Done(Arc<State>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if self.0.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.owner.unpark();
+        }
+    }
+}
+
+/// A scope for tasks that borrow from the caller; see [`Pool::scope`].
+pub struct Scope<'scope, 'env: 'scope> {
+    pool: &'scope Pool,
+    state: Arc<State>,
+    _scope: PhantomData<&'scope mut &'scope ()>,
+    _env: PhantomData<&'env mut &'env ()>,
+}
+
+impl std::fmt::Debug for Scope<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field("pending", &self.state.pending.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<'scope> Scope<'scope, '_> {
+    fn wrap<F: FnOnce() + Send + 'scope>(&self, f: F) -> Job {
+        self.state.pending.fetch_add(1, Ordering::AcqRel);
+        // Decrements `pending` when the closure has run, or when it is
+        // dropped without running (a refused task).
+        let done = Done(self.state.clone());
+        let run = move || {
+            let done = done;
+            if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+                lock(&done.0.panic).get_or_insert(p);
+            }
+        };
+        // SAFETY: `run` borrows data living for 'scope. `scope::run` does not
+        // return (so 'scope does not end) before `pending` is back to zero,
+        // which happens only when `run` has executed or has been dropped
+        // (the `Done` guard it owns is dropped in both cases).
+        unsafe { Job::new_unchecked(run) }
+    }
+
+    /// Runs `f` on the pool; `f` may borrow anything that outlives the scope.
+    /// If the pool is shutting down, `f` runs on the calling thread instead.
+    pub fn spawn<F>(&self, f: F)
+    where
+        F: FnOnce() + Send + 'scope,
+    {
+        let job = self.wrap(f);
+        if let Err(job) = self.pool.shared().push_plain(job) {
+            job.run();
+        }
+    }
+
+    /// Runs `f` on the pool once `requirements` are admitted; refused (or
+    /// never fitting) requirements are returned as an error and `f` is not run.
+    ///
+    /// # Errors
+    ///
+    /// The [`SubmitError`] of the admission decision.
+    pub fn spawn_with<F>(&self, requirements: Resources, f: F) -> Result<(), SubmitError>
+    where
+        F: FnOnce() + Send + 'scope,
+    {
+        let job = self.wrap(f);
+        let ext = crate::task::Ext::scoped(requirements);
+        // Refused: the job is dropped unrun, which its `Done` guard counts.
+        self.pool.shared().submit_ext(job, ext)
+    }
+}
+
+pub(crate) fn run<'env, F, R>(pool: &Pool, f: F) -> R
+where
+    F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
+{
+    let scope = Scope {
+        pool,
+        state: Arc::new(State {
+            pending: AtomicUsize::new(0),
+            panic: Mutex::new(None),
+            owner: thread::current(),
+        }),
+        _scope: PhantomData,
+        _env: PhantomData,
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| f(&scope)));
+    let shared = pool.shared();
+    while scope.state.pending.load(Ordering::Acquire) > 0 {
+        if !shared.help_once() {
+            thread::park_timeout(Duration::from_millis(1));
+        }
+    }
+    if let Some(p) = lock(&scope.state.panic).take() {
+        resume_unwind(p);
+    }
+    match result {
+        Ok(r) => r,
+        Err(p) => resume_unwind(p),
+    }
+}

@@ -1,0 +1,130 @@
+//! A point-in-time view of a pool, cheap to take (a few hundred atomic loads).
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+
+use respool_core::admission::AdmissionStats;
+use respool_core::{Dim, Ppm, Resources};
+
+use crate::metrics::LatencySummary;
+use crate::pool::Shared;
+use crate::units::{format_bytes, format_cpu};
+
+/// Counters, utilisation and latencies of a pool. Each figure is read
+/// atomically; the set is not one atomic snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolSnapshot {
+    /// Worker threads.
+    pub workers: usize,
+    /// Tasks accepted for submission (all paths).
+    pub submitted: u64,
+    /// Tasks that ran to completion without panicking.
+    pub completed: u64,
+    /// Tasks that panicked (caught; the worker went on).
+    pub panicked: u64,
+    /// Tasks whose timeout fired.
+    pub timed_out: u64,
+    /// Admission decisions: accepted, deferred and rejected at submit, and
+    /// later admitted or refused after waiting.
+    pub admission: AdmissionStats,
+    /// Tasks refused at submit (admission, full wait queue).
+    pub rejected: u64,
+    /// Admitted tasks waiting for a worker.
+    pub queued: usize,
+    /// Tasks waiting for resources.
+    pub waiting: usize,
+    /// Capacity per tracked dimension.
+    pub capacity: Resources,
+    /// Capacity minus headroom and external usage.
+    pub effective_capacity: Resources,
+    /// Reserved by admitted tasks, per tracked dimension.
+    pub reserved: Resources,
+    /// `reserved / capacity` per tracked dimension (`None`: untracked).
+    pub utilisation: [Option<Ppm>; Dim::COUNT],
+    /// Share of free capacity that the typical waiting request cannot use
+    /// (always zero with a single placement domain).
+    pub fragmentation: Ppm,
+    /// Submit to start, for measured tasks.
+    pub wait: LatencySummary,
+    /// Time spent in admission and placement, for resource-aware tasks.
+    pub schedule: LatencySummary,
+    /// Submit to finish, for measured tasks.
+    pub latency: LatencySummary,
+}
+
+pub(crate) fn take(s: &Shared) -> PoolSnapshot {
+    let capacity = s.res.tracker.capacity();
+    let reserved = s.res.tracker.reserved();
+    PoolSnapshot {
+        workers: s.config.workers,
+        submitted: s.metrics.submitted.load(Ordering::Relaxed),
+        completed: s.metrics.completed(),
+        panicked: s.metrics.panicked(),
+        timed_out: s.metrics.timed_out.load(Ordering::Relaxed),
+        admission: s.res.admission.stats(),
+        rejected: s.metrics.rejected_at_submit.load(Ordering::Relaxed),
+        queued: s.queued(),
+        waiting: s.waiting(),
+        effective_capacity: s.res.tracker.effective_capacity(),
+        utilisation: reserved.utilisation(&capacity),
+        capacity,
+        reserved,
+        fragmentation: Ppm::ZERO,
+        wait: s.metrics.wait.summary(),
+        schedule: s.metrics.schedule.summary(),
+        latency: s.latency(),
+    }
+}
+
+impl fmt::Display for PoolSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "workers {}  submitted {}  completed {}  panicked {}  timed out {}  rejected {}",
+            self.workers,
+            self.submitted,
+            self.completed,
+            self.panicked,
+            self.timed_out,
+            self.rejected
+        )?;
+        writeln!(
+            f,
+            "admission: accepted {}  deferred {}  admitted after wait {}  refused after wait {}",
+            self.admission.accepted,
+            self.admission.deferred,
+            self.admission.admitted_after_wait,
+            self.admission.rejected_after_wait
+        )?;
+        writeln!(
+            f,
+            "queued {}  waiting for resources {}",
+            self.queued, self.waiting
+        )?;
+        for (dim, cap) in self.capacity.iter() {
+            let used = self.reserved.amount(dim);
+            let fmt_amount = |v: u64| match dim {
+                Dim::Memory | Dim::GpuMemory => format_bytes(v),
+                Dim::Cpu => format_cpu(v),
+                _ => v.to_string(),
+            };
+            writeln!(
+                f,
+                "{dim:>10}: reserved {} of {} ({})",
+                fmt_amount(used),
+                fmt_amount(cap),
+                self.utilisation
+                    .get(dim.index())
+                    .copied()
+                    .flatten()
+                    .unwrap_or(Ppm::ZERO)
+            )?;
+        }
+        write!(
+            f,
+            "latency p50 {:?}  p99 {:?}  wait p50 {:?}  p99 {:?}",
+            self.latency.p50, self.latency.p99, self.wait.p50, self.wait.p99
+        )
+    }
+}

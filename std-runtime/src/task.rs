@@ -1,0 +1,525 @@
+//! Describing a task: requirements, class, priority, deadline, timeout, retries.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use respool_core::admission::Urgency;
+use respool_core::{DetachedReservation, Dim, Resources};
+
+use crate::Pool;
+use crate::error::{SubmitError, TaskError, panic_message};
+use crate::handle::{Cancel, JoinHandle, Packet, TaskContext, with_current};
+use crate::job::Job;
+use crate::pool::{CompleteOnDrop, Shared};
+use crate::units;
+
+/// What the pool keeps about a resource-aware task besides its closure.
+pub(crate) struct Ext {
+    /// The reservation, while admitted and not finished.
+    pub(crate) held: Option<DetachedReservation>,
+    /// What it needs (declared, else predicted, else the default).
+    pub(crate) request: Resources,
+    pub(crate) class: Option<Arc<str>>,
+    pub(crate) priority: i32,
+    pub(crate) urgency: Urgency,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) size: Option<u64>,
+    pub(crate) submitted: Instant,
+    /// The handle's packet, for cancellation checks and refusals.
+    pub(crate) cancel: Option<Arc<dyn Cancel>>,
+}
+
+impl Ext {
+    /// A task with only requirements (scoped tasks).
+    pub(crate) fn scoped(request: Resources) -> Box<Ext> {
+        Box::new(Ext {
+            held: None,
+            request,
+            class: None,
+            priority: 0,
+            urgency: Urgency::Normal,
+            deadline: None,
+            timeout: None,
+            size: None,
+            submitted: Instant::now(),
+            cancel: None,
+        })
+    }
+}
+
+/// How long to wait before a retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backoff {
+    /// The same delay before every retry.
+    Fixed(Duration),
+    /// `(attempt + 1) * step` before retry number `attempt` (0-based), as the
+    /// Go workerpool does with a 100 ms step.
+    Linear(Duration),
+    /// `base * 2^attempt`, capped at `max`.
+    Exponential {
+        /// Delay before the first retry.
+        base: Duration,
+        /// Largest delay.
+        max: Duration,
+    },
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (0 for the first retry).
+    #[must_use]
+    pub fn delay(&self, attempt: u32) -> Duration {
+        match *self {
+            Backoff::Fixed(d) => d,
+            Backoff::Linear(step) => step.saturating_mul(attempt.saturating_add(1)),
+            Backoff::Exponential { base, max } => {
+                let factor = 1u32.checked_shl(attempt).unwrap_or(u32::MAX);
+                base.saturating_mul(factor).min(max)
+            }
+        }
+    }
+}
+
+impl Default for Backoff {
+    /// `Linear(100 ms)`, the Go workerpool's schedule.
+    fn default() -> Self {
+        Backoff::Linear(Duration::from_millis(100))
+    }
+}
+
+/// Builds a task with requirements and scheduling attributes; obtained from
+/// [`Pool::task`]. Requirements given as text are parsed when set; the first
+/// parse error is returned by `spawn`/`execute`, so calls chain.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let pool = respool::Pool::builder().workers(2).memory("4GiB").build()?;
+/// let h = pool
+///     .task()
+///     .class("thumbnail")
+///     .memory("64MiB")
+///     .cpu("250m")
+///     .priority(5)
+///     .timeout(Duration::from_secs(30))
+///     .spawn(|ctx| {
+///         assert!(!ctx.is_cancelled());
+///         "done"
+///     })?;
+/// assert_eq!(h.join()?, "done");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a task builder does nothing until spawn() or execute()"]
+pub struct TaskBuilder<'p> {
+    pool: &'p Pool,
+    request: Resources,
+    error: Option<SubmitError>,
+    class: Option<Arc<str>>,
+    priority: i32,
+    urgency: Urgency,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    retries: u32,
+    backoff: Backoff,
+    size: Option<u64>,
+}
+
+impl fmt::Debug for TaskBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskBuilder")
+            .field("request", &self.request)
+            .field("class", &self.class)
+            .field("priority", &self.priority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'p> TaskBuilder<'p> {
+    pub(crate) fn new(pool: &'p Pool) -> TaskBuilder<'p> {
+        TaskBuilder {
+            pool,
+            request: Resources::NONE,
+            error: None,
+            class: None,
+            priority: 0,
+            urgency: Urgency::Normal,
+            deadline: None,
+            timeout: None,
+            retries: 0,
+            backoff: Backoff::default(),
+            size: None,
+        }
+    }
+
+    /// The task's class key: tasks of one class are expected to need similar
+    /// resources, and respool learns what they need from earlier runs.
+    pub fn class(mut self, key: impl Into<Arc<str>>) -> Self {
+        self.class = Some(key.into());
+        self
+    }
+
+    /// Requires `amount` of `dim` (in the dimension's unit, see [`Dim`]).
+    pub fn require(mut self, dim: Dim, amount: u64) -> Self {
+        match self.request.with(dim, amount) {
+            Ok(r) => self.request = r,
+            Err(e) => {
+                self.error.get_or_insert(SubmitError::InvalidAmount(e));
+            }
+        }
+        self
+    }
+
+    /// Requires an amount of `dim` given as text (`"512MiB"`, `"500m"`).
+    pub fn require_str(self, dim: Dim, amount: &str) -> Self {
+        match units::parse_amount(dim, amount) {
+            Ok(v) => self.require(dim, v),
+            Err(e) => self.fail(SubmitError::InvalidRequirement(e)),
+        }
+    }
+
+    /// Requires every set dimension of `requirements`.
+    pub fn requirements(mut self, requirements: Resources) -> Self {
+        self.request = requirements.or(&self.request);
+        self
+    }
+
+    /// CPU, as cores or millicores: `"2"`, `"1.5"`, `"500m"`.
+    pub fn cpu(self, amount: &str) -> Self {
+        self.require_str(Dim::Cpu, amount)
+    }
+
+    /// Memory: `"512MiB"`, `"1.5G"`, `"4096"` (bytes).
+    pub fn memory(self, amount: &str) -> Self {
+        self.require_str(Dim::Memory, amount)
+    }
+
+    /// Storage operations per second: `"2000"`, `"10k"`.
+    pub fn iops(self, amount: &str) -> Self {
+        self.require_str(Dim::Iops, amount)
+    }
+
+    /// Network bandwidth: `"100Mbit/s"`, `"12.5MB/s"`.
+    pub fn network(self, amount: &str) -> Self {
+        self.require_str(Dim::Network, amount)
+    }
+
+    /// Whole GPU devices.
+    pub fn gpus(self, devices: u64) -> Self {
+        self.require(Dim::Gpu, devices)
+    }
+
+    /// GPU memory: `"8GiB"`.
+    pub fn gpu_memory(self, amount: &str) -> Self {
+        self.require_str(Dim::GpuMemory, amount)
+    }
+
+    /// Priority: higher runs first among tasks ready to run (default 0).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Critical: may use the capacity held back by the pool's critical
+    /// reserve, and waits ahead of normal tasks.
+    pub fn critical(mut self) -> Self {
+        self.urgency = Urgency::Critical;
+        self
+    }
+
+    /// A deadline: earlier deadlines run first among tasks of one priority,
+    /// and a task whose deadline has passed when a worker picks it up is not
+    /// started ([`TaskError::DeadlineMissed`]).
+    pub fn deadline(mut self, at: Instant) -> Self {
+        self.deadline = Some(at);
+        self
+    }
+
+    /// A timeout for the whole task, counted from its start: when it runs
+    /// longer, its handle resolves with [`TaskError::TimedOut`] and its
+    /// cancellation flag is raised (the closure should poll it and return).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Retries a failed attempt (an `Err` or a panic) up to `retries` more
+    /// times, waiting `backoff` between attempts (used by
+    /// [`TaskBuilder::spawn_retrying`]).
+    pub fn retries(mut self, retries: u32, backoff: Backoff) -> Self {
+        self.retries = retries;
+        self.backoff = backoff;
+        self
+    }
+
+    /// A size feature (input bytes, items): learned requirements of the class
+    /// are predicted from it when usage grows with input size.
+    pub fn size_hint(mut self, size: u64) -> Self {
+        self.size = Some(size);
+        self
+    }
+
+    fn fail(mut self, e: SubmitError) -> Self {
+        self.error.get_or_insert(e);
+        self
+    }
+
+    fn ext(&self, cancel: Option<Arc<dyn Cancel>>) -> Box<Ext> {
+        Box::new(Ext {
+            held: None,
+            request: self.request,
+            class: self.class.clone(),
+            priority: self.priority,
+            urgency: self.urgency,
+            deadline: self.deadline,
+            timeout: self.timeout,
+            size: self.size,
+            submitted: Instant::now(),
+            cancel,
+        })
+    }
+
+    fn context(&self, attempt: u32) -> TaskContext {
+        TaskContext {
+            deadline: self.deadline,
+            class: self.class.clone(),
+            attempt,
+        }
+    }
+
+    /// Submits `f` without a handle.
+    ///
+    /// # Errors
+    ///
+    /// A [`SubmitError`]: an invalid requirement, a requirement that can
+    /// never fit, refusal by the admission policy, or shutdown.
+    pub fn execute<F>(self, f: F) -> Result<(), SubmitError>
+    where
+        F: FnOnce(&TaskContext) + Send + 'static,
+    {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let ctx = self.context(0);
+        let job = Job::new(move || f(&ctx));
+        let ext = self.ext(None);
+        self.pool.shared().submit_ext(job, ext)
+    }
+
+    /// Submits `f` and returns a handle to its result.
+    ///
+    /// # Errors
+    ///
+    /// As [`TaskBuilder::execute`].
+    pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SubmitError>
+    where
+        F: FnOnce(&TaskContext) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let packet = Packet::<T>::new();
+        let ctx = self.context(0);
+        let job = crate::pool::packet_job(packet.clone(), true, move || f(&ctx));
+        let ext = self.ext(Some(packet.clone()));
+        let shared = self.pool.shared();
+        shared.submit_ext(job, ext)?;
+        Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
+    }
+
+    /// Submits a fallible `f`, retried on `Err` or panic up to the number of
+    /// [`retries`](TaskBuilder::retries) with its back-off; the handle gets
+    /// the first `Ok`, or [`TaskError::Failed`] with the last error. Each
+    /// attempt is admitted anew (no resources are held during a back-off).
+    ///
+    /// # Errors
+    ///
+    /// As [`TaskBuilder::execute`], for the first attempt.
+    pub fn spawn_retrying<F, T, E>(self, f: F) -> Result<JoinHandle<T>, SubmitError>
+    where
+        F: FnMut(&TaskContext) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        if let Some(e) = self.error.clone() {
+            return Err(e);
+        }
+        let packet = Packet::<T>::new();
+        let shared = self.pool.shared();
+        let attempt = Retrying {
+            f,
+            packet: CompleteOnDrop(Some(packet.clone())),
+            attempt: 0,
+            max_retries: self.retries,
+            backoff: self.backoff,
+            pool: shared.weak_self(),
+            template: Template {
+                request: self.request,
+                class: self.class.clone(),
+                priority: self.priority,
+                urgency: self.urgency,
+                deadline: self.deadline,
+                timeout: self.timeout,
+                size: self.size,
+            },
+            _error: std::marker::PhantomData,
+        };
+        let ext = attempt.template.ext(Some(packet.clone()));
+        shared.submit_ext(attempt.into_job(), ext)?;
+        Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
+    }
+}
+
+/// The scheduling attributes of a retrying task, reused for each attempt.
+#[derive(Clone)]
+struct Template {
+    request: Resources,
+    class: Option<Arc<str>>,
+    priority: i32,
+    urgency: Urgency,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    size: Option<u64>,
+}
+
+impl Template {
+    fn ext(&self, cancel: Option<Arc<dyn Cancel>>) -> Box<Ext> {
+        Box::new(Ext {
+            held: None,
+            request: self.request,
+            class: self.class.clone(),
+            priority: self.priority,
+            urgency: self.urgency,
+            deadline: self.deadline,
+            timeout: self.timeout,
+            size: self.size,
+            submitted: Instant::now(),
+            cancel,
+        })
+    }
+}
+
+struct Retrying<F, T: Send, E> {
+    f: F,
+    packet: CompleteOnDrop<T>,
+    attempt: u32,
+    max_retries: u32,
+    backoff: Backoff,
+    pool: Weak<Shared>,
+    template: Template,
+    _error: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<F, T, E> Retrying<F, T, E>
+where
+    F: FnMut(&TaskContext) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn into_job(self) -> Job {
+        Job::new(move || self.run())
+    }
+
+    fn run(mut self) {
+        let Some(packet) = self.packet.0.clone() else {
+            return;
+        };
+        if self.attempt == 0 && !packet.header().start() {
+            return;
+        }
+        if packet.is_cancelled() {
+            packet.complete(Err(TaskError::Cancelled));
+            self.packet.0 = None;
+            return;
+        }
+        let ctx = TaskContext {
+            deadline: self.template.deadline,
+            class: self.template.class.clone(),
+            attempt: self.attempt,
+        };
+        let f = &mut self.f;
+        let outcome = with_current(Some(&*packet as &dyn Cancel), || {
+            catch_unwind(AssertUnwindSafe(|| f(&ctx)))
+        });
+        let error: Arc<dyn std::error::Error + Send + Sync> = match outcome {
+            Ok(Ok(v)) => {
+                packet.write_unpublished(Ok(v));
+                self.packet.0 = None;
+                return;
+            }
+            Ok(Err(e)) => Arc::new(e),
+            Err(p) => Arc::new(PanicError(panic_message(&*p))),
+        };
+        if self.attempt >= self.max_retries || packet.is_cancelled() {
+            packet.write_unpublished(Err(TaskError::Failed {
+                attempts: self.attempt + 1,
+                error,
+            }));
+            self.packet.0 = None;
+            return;
+        }
+        let delay = self.backoff.delay(self.attempt);
+        self.attempt += 1;
+        let Some(shared) = self.pool.upgrade() else {
+            return; // Pool gone: dropping `self` resolves the handle.
+        };
+        let at = Instant::now() + delay;
+        let retry = self;
+        let scheduled = shared.timer.schedule(
+            at,
+            Box::new(move || {
+                let Some(shared) = retry.pool.upgrade() else {
+                    return;
+                };
+                let ext = retry
+                    .template
+                    .ext(retry.packet.0.clone().map(|p| p as Arc<dyn Cancel>));
+                let packet = retry.packet.0.clone();
+                if let Err(e) = shared.submit_ext(retry.into_job(), ext) {
+                    if let Some(p) = packet {
+                        p.complete(Err(TaskError::Rejected(e)));
+                    }
+                }
+            }),
+        );
+        // If the timer refused (shutting down), the action was dropped, and
+        // with it `retry`: the handle resolves with `ShutDown`.
+        let _ = scheduled;
+    }
+}
+
+/// A panic of a retrying task, as an error.
+#[derive(Debug)]
+struct PanicError(String);
+
+impl fmt::Display for PanicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "panicked: {}", self.0)
+    }
+}
+
+impl std::error::Error for PanicError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_schedules() {
+        let ms = Duration::from_millis;
+        assert_eq!(Backoff::Fixed(ms(5)).delay(7), ms(5));
+        assert_eq!(Backoff::Linear(ms(100)).delay(0), ms(100));
+        assert_eq!(Backoff::Linear(ms(100)).delay(2), ms(300));
+        let e = Backoff::Exponential {
+            base: ms(10),
+            max: ms(100),
+        };
+        assert_eq!(
+            (e.delay(0), e.delay(2), e.delay(9), e.delay(40)),
+            (ms(10), ms(40), ms(100), ms(100))
+        );
+    }
+}

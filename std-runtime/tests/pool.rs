@@ -1,0 +1,824 @@
+//! Integration tests of the pool: tasks, admission, lifecycle, invariants.
+//!
+//! Synchronisation in these tests uses channels and barriers, never sleeps
+//! that must be "long enough"; the few timeouts are safety nets that turn a
+//! hang into a failure, not thresholds on speed.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use respool::{Backoff, Dim, Policy, Pool, Resources, SubmitError, TaskError};
+
+const SAFETY: Duration = Duration::from_secs(30);
+
+fn mem(n: u64) -> Resources {
+    Resources::new().with(Dim::Memory, n).unwrap()
+}
+
+/// A pool with `workers` workers and exactly `memory` bytes of memory.
+fn pool(workers: usize, memory: u64, policy: Policy) -> Pool {
+    Pool::builder()
+        .workers(workers)
+        .capacity(mem(memory))
+        .headroom(Resources::NONE)
+        .admission(policy)
+        .build()
+        .unwrap()
+}
+
+/// Blocks a worker until the returned sender is dropped or sent to.
+fn block_worker(pool: &Pool) -> mpsc::Sender<()> {
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    pool.execute(move || {
+        started_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    })
+    .unwrap();
+    started_rx.recv_timeout(SAFETY).unwrap();
+    release_tx
+}
+
+#[test]
+fn execute_submit_and_panics() {
+    let pool = pool(2, 1 << 30, Policy::Defer);
+    let n = Arc::new(AtomicUsize::new(0));
+    for _ in 0..1000 {
+        let n = n.clone();
+        pool.execute(move || {
+            n.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+    }
+    let h = pool.submit(|| 21 * 2).unwrap();
+    assert_eq!(h.join(), Ok(42));
+    let p = pool.submit(|| -> u32 { panic!("boom") }).unwrap();
+    assert_eq!(p.join(), Err(TaskError::Panicked("boom".into())));
+    pool.execute(|| panic!("fire-and-forget panic")).unwrap();
+    // The pool goes on after panics.
+    assert_eq!(pool.submit(|| 7).unwrap().join(), Ok(7));
+    pool.shutdown();
+    assert_eq!(n.load(Ordering::Relaxed), 1000);
+    let s = pool.snapshot();
+    assert_eq!(s.panicked, 2);
+    assert_eq!(s.completed, 1000 + 2);
+}
+
+#[test]
+fn a_request_that_can_never_fit_is_refused_at_submit() {
+    let pool = pool(1, 1000, Policy::Defer);
+    let err = pool
+        .task()
+        .require(Dim::Memory, 1500)
+        .spawn(|_| ())
+        .unwrap_err();
+    match err {
+        SubmitError::NeverFits(s) => {
+            assert_eq!((s.dim, s.requested, s.by), (Dim::Memory, 1500, 500));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("memory needs 1500B"), "{err}");
+    // A dimension without capacity (GPU here) can never fit either... unless
+    // untracked: the pool tracks CPU and memory only, so GPU is untracked.
+    assert!(pool.task().gpus(1).spawn(|_| ()).is_ok());
+    // Zero capacity is a real limit and refused at once (no deadlock).
+    let zero = Pool::builder()
+        .workers(1)
+        .capacity(mem(0))
+        .headroom(Resources::NONE)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        zero.task().memory("1").spawn(|_| ()),
+        Err(SubmitError::NeverFits(_))
+    ));
+    assert!(zero.task().memory("0").spawn(|_| 5).unwrap().join() == Ok(5));
+    // Bad text is a clear error.
+    let e = pool.task().memory("12XB").spawn(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("unknown unit"), "{e}");
+}
+
+/// Invariant 1: the sum of reservations never exceeds capacity, measured by
+/// the tasks themselves while running.
+#[test]
+fn deferred_tasks_run_when_they_fit_and_never_overcommit() {
+    let pool = pool(4, 1000, Policy::Defer);
+    let in_use = Arc::new(AtomicI64::new(0));
+    let peak = Arc::new(AtomicI64::new(0));
+    let mut handles = Vec::new();
+    for i in 0..200u64 {
+        let size = 100 + (i * 37) % 400;
+        let (in_use, peak) = (in_use.clone(), peak.clone());
+        handles.push(
+            pool.task()
+                .require(Dim::Memory, size)
+                .spawn(move |_| {
+                    let now = in_use.fetch_add(size as i64, Ordering::SeqCst) + size as i64;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    std::thread::yield_now();
+                    in_use.fetch_sub(size as i64, Ordering::SeqCst);
+                    i
+                })
+                .unwrap(),
+        );
+    }
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join(), Ok(i as u64));
+    }
+    assert!(
+        peak.load(Ordering::SeqCst) <= 1000,
+        "peak {}",
+        peak.load(Ordering::SeqCst)
+    );
+    let s = pool.snapshot();
+    assert_eq!(
+        s.reserved.amount(Dim::Memory),
+        0,
+        "every reservation released"
+    );
+    assert!(s.admission.deferred > 0, "the workload had to wait: {s:?}");
+    assert_eq!(
+        s.admission.accepted + s.admission.admitted_after_wait,
+        200,
+        "every task admitted exactly once"
+    );
+}
+
+#[test]
+fn reject_policy_reports_shortfall_and_retry_hint() {
+    let pool = pool(2, 1000, Policy::Reject);
+    let (tx, rx) = mpsc::channel::<()>();
+    let (started_tx, started_rx) = mpsc::channel();
+    let hold = pool
+        .task()
+        .require(Dim::Memory, 800)
+        .spawn(move |_| {
+            started_tx.send(()).unwrap();
+            let _ = rx.recv();
+        })
+        .unwrap();
+    started_rx.recv_timeout(SAFETY).unwrap();
+    match pool.task().require(Dim::Memory, 300).spawn(|_| ()) {
+        Err(SubmitError::Busy { shortfall, .. }) => {
+            assert_eq!((shortfall.dim, shortfall.by), (Dim::Memory, 100));
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(tx);
+    hold.join().unwrap();
+    // After one completed task, the retry hint is known.
+    let (tx, rx) = mpsc::channel::<()>();
+    let hold = pool
+        .task()
+        .require(Dim::Memory, 800)
+        .spawn(move |_| {
+            let _ = rx.recv();
+        })
+        .unwrap();
+    let err = loop {
+        match pool.task().require(Dim::Memory, 300).spawn(|_| ()) {
+            Err(e) => break e,
+            Ok(h) => {
+                // The big one had not been admitted yet; try again.
+                h.join().unwrap();
+            }
+        }
+    };
+    assert!(
+        matches!(
+            err,
+            SubmitError::Busy {
+                retry_after: Some(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    drop(tx);
+    hold.join().unwrap();
+}
+
+#[test]
+fn block_until_deadline_blocks_then_expires_or_admits() {
+    let pool = pool(
+        2,
+        1000,
+        Policy::BlockUntilDeadline {
+            max_wait_ns: 50_000_000,
+        },
+    );
+    let (tx, rx) = mpsc::channel::<()>();
+    let (started_tx, started_rx) = mpsc::channel();
+    let hold = pool
+        .task()
+        .require(Dim::Memory, 1000)
+        .spawn(move |_| {
+            started_tx.send(()).unwrap();
+            let _ = rx.recv();
+        })
+        .unwrap();
+    started_rx.recv_timeout(SAFETY).unwrap();
+    // Nothing frees within 50 ms: the submitter is refused after blocking.
+    assert_eq!(
+        pool.task()
+            .require(Dim::Memory, 10)
+            .spawn(|_| ())
+            .map(|_| ()),
+        Err(SubmitError::DeadlineExpired)
+    );
+    // Freed while waiting: admitted.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(5));
+        drop(tx);
+    });
+    let h = pool.task().require(Dim::Memory, 10).spawn(|_| 1).unwrap();
+    releaser.join().unwrap();
+    hold.join().unwrap();
+    assert_eq!(h.join(), Ok(1));
+}
+
+#[test]
+fn wait_queue_full_is_refused() {
+    let pool = Pool::builder()
+        .workers(1)
+        .capacity(mem(100))
+        .headroom(Resources::NONE)
+        .max_waiting(2)
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<()>();
+    let hold = pool
+        .task()
+        .require(Dim::Memory, 100)
+        .spawn(move |_| {
+            let _ = rx.recv();
+        })
+        .unwrap();
+    let a = pool.task().require(Dim::Memory, 50).spawn(|_| 1).unwrap();
+    let b = pool.task().require(Dim::Memory, 50).spawn(|_| 2).unwrap();
+    assert!(matches!(
+        pool.task().require(Dim::Memory, 50).spawn(|_| 3),
+        Err(SubmitError::QueueFull { .. })
+    ));
+    drop(tx);
+    hold.join().unwrap();
+    assert_eq!((a.join(), b.join()), (Ok(1), Ok(2)));
+}
+
+#[test]
+fn cancelled_before_start_never_runs_and_running_sees_token() {
+    let pool = pool(1, 1 << 30, Policy::Defer);
+    let release = block_worker(&pool);
+    let ran = Arc::new(AtomicBool::new(false));
+    let r2 = ran.clone();
+    let h = pool
+        .submit(move || r2.store(true, Ordering::SeqCst))
+        .unwrap();
+    assert!(h.cancel(), "not started: the cancel prevents it");
+    drop(release);
+    assert_eq!(h.join(), Err(TaskError::Cancelled));
+    // Let the worker pass the cancelled task.
+    pool.submit(|| ()).unwrap().join().unwrap();
+    assert!(!ran.load(Ordering::SeqCst), "a cancelled task never starts");
+
+    // A running task sees the flag.
+    let (started_tx, started_rx) = mpsc::channel();
+    let h = pool
+        .task()
+        .spawn(move |ctx| {
+            started_tx.send(()).unwrap();
+            let t0 = Instant::now();
+            while !ctx.is_cancelled() && t0.elapsed() < SAFETY {
+                std::thread::yield_now();
+            }
+            respool::is_cancelled()
+        })
+        .unwrap();
+    started_rx.recv_timeout(SAFETY).unwrap();
+    assert!(!h.cancel(), "already running");
+    assert_eq!(h.join(), Ok(true));
+}
+
+#[test]
+fn cancelling_a_waiting_task_frees_its_place_at_once() {
+    let pool = pool(2, 1000, Policy::Defer);
+    let (tx, rx) = mpsc::channel::<()>();
+    let hold = pool
+        .task()
+        .require(Dim::Memory, 600)
+        .spawn(move |_| {
+            let _ = rx.recv();
+        })
+        .unwrap();
+    let big = pool
+        .task()
+        .require(Dim::Memory, 900)
+        .spawn(|_| "big")
+        .unwrap();
+    let small = pool
+        .task()
+        .require(Dim::Memory, 100)
+        .spawn(|_| "small")
+        .unwrap();
+    // `small` fits but waits behind `big` (no overtaking)...
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(!small.is_finished());
+    // ...until `big` is cancelled.
+    assert!(big.cancel());
+    assert_eq!(small.join(), Ok("small"));
+    assert_eq!(big.join(), Err(TaskError::Cancelled));
+    drop(tx);
+    hold.join().unwrap();
+}
+
+#[test]
+fn many_concurrent_submitters_every_task_runs_exactly_once() {
+    const SUBMITTERS: usize = 4;
+    const PER: usize = 2_000;
+    let pool = Arc::new(pool(3, 10_000, Policy::Defer));
+    let counts: Arc<Vec<AtomicU64>> =
+        Arc::new((0..SUBMITTERS * PER).map(|_| AtomicU64::new(0)).collect());
+    let in_use = Arc::new(AtomicI64::new(0));
+    let barrier = Arc::new(Barrier::new(SUBMITTERS));
+    let threads: Vec<_> = (0..SUBMITTERS)
+        .map(|s| {
+            let (pool, counts, in_use, barrier) = (
+                pool.clone(),
+                counts.clone(),
+                in_use.clone(),
+                barrier.clone(),
+            );
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut handles = Vec::new();
+                for i in 0..PER {
+                    let slot = s * PER + i;
+                    let counts = counts.clone();
+                    let in_use = in_use.clone();
+                    let size = 1 + (slot as u64 * 7919) % 3000;
+                    match i % 3 {
+                        0 => pool
+                            .execute(move || {
+                                counts[slot].fetch_add(1, Ordering::SeqCst);
+                            })
+                            .unwrap(),
+                        1 => handles.push(
+                            pool.submit(move || {
+                                counts[slot].fetch_add(1, Ordering::SeqCst);
+                            })
+                            .unwrap(),
+                        ),
+                        _ => handles.push(
+                            pool.task()
+                                .require(Dim::Memory, size)
+                                .spawn(move |_| {
+                                    let now = in_use.fetch_add(size as i64, Ordering::SeqCst)
+                                        + size as i64;
+                                    assert!(now <= 10_000, "over-committed: {now}");
+                                    counts[slot].fetch_add(1, Ordering::SeqCst);
+                                    in_use.fetch_sub(size as i64, Ordering::SeqCst);
+                                })
+                                .unwrap(),
+                        ),
+                    }
+                }
+                for h in handles {
+                    h.join().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    pool.shutdown();
+    for (i, c) in counts.iter().enumerate() {
+        assert_eq!(
+            c.load(Ordering::SeqCst),
+            1,
+            "task {i} ran {} times",
+            c.load(Ordering::SeqCst)
+        );
+    }
+    assert!(pool.snapshot().reserved.is_zero());
+}
+
+#[test]
+fn graceful_shutdown_drains_a_full_queue_including_waiting_tasks() {
+    let pool = pool(2, 1000, Policy::Defer);
+    let n = Arc::new(AtomicUsize::new(0));
+    let release = block_worker(&pool);
+    let mut handles = Vec::new();
+    for i in 0..500 {
+        let n = n.clone();
+        if i % 2 == 0 {
+            pool.execute(move || {
+                n.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        } else {
+            handles.push(
+                pool.task()
+                    .require(Dim::Memory, 600)
+                    .spawn(move |_| {
+                        n.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .unwrap(),
+            );
+        }
+    }
+    let closer = {
+        let pool = Arc::new(pool);
+        let p2 = pool.clone();
+        let t = std::thread::spawn(move || p2.shutdown());
+        std::thread::sleep(Duration::from_millis(10));
+        // Shutting down: new work from outside is refused.
+        assert_eq!(pool.execute(|| ()), Err(SubmitError::ShutDown));
+        drop(release);
+        t.join().unwrap();
+        pool
+    };
+    assert_eq!(n.load(Ordering::SeqCst), 500, "every accepted task ran");
+    for h in handles {
+        assert_eq!(h.join(), Ok(()));
+    }
+    drop(closer);
+}
+
+#[test]
+fn shutdown_now_hands_back_unstarted_tasks() {
+    let pool = pool(1, 1000, Policy::Defer);
+    let release = block_worker(&pool);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..10 {
+        let ran = ran.clone();
+        handles.push(
+            pool.submit(move || ran.fetch_add(1, Ordering::SeqCst))
+                .unwrap(),
+        );
+    }
+    let waiting = pool
+        .task()
+        .require(Dim::Memory, 1000)
+        .class("big")
+        .spawn(|_| 1)
+        .unwrap();
+    let closer = std::thread::spawn(move || {
+        let back = pool.shutdown_now();
+        (pool, back)
+    });
+    std::thread::sleep(Duration::from_millis(10));
+    drop(release);
+    let (pool, mut back) = closer.join().unwrap();
+    assert_eq!(back.len(), 11, "10 queued + 1 waiting");
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert!(back.iter().any(|u| u.class() == Some("big")));
+    // Run one by hand, drop the rest: every handle resolves.
+    back.remove(0).run();
+    drop(back);
+    let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| **r == Err(TaskError::ShutDown))
+            .count(),
+        9
+    );
+    assert_eq!(waiting.join(), Err(TaskError::ShutDown));
+    assert!(pool.snapshot().reserved.is_zero());
+    assert_eq!(pool.execute(|| ()), Err(SubmitError::ShutDown));
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn no_threads_leak_and_idle_workers_sleep() {
+    // Serialise with other tests that start threads: compare against a
+    // baseline taken while this test's pool is the only one it creates.
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap();
+    for _ in 0..3 {
+        let pool = Pool::builder()
+            .workers(4)
+            .thread_name("leakcheck")
+            .build()
+            .unwrap();
+        pool.task()
+            .timeout(Duration::from_secs(5))
+            .spawn(|_| ())
+            .unwrap()
+            .join()
+            .unwrap();
+        let names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("comm")).ok())
+                .filter(|n| n.starts_with("leakcheck"))
+                .collect()
+        };
+        assert_eq!(names().len(), 5, "4 workers and the timer: {:?}", names());
+        // Idle workers park: every worker thread reaches state S (sleeping).
+        let t0 = Instant::now();
+        loop {
+            let states: Vec<char> = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|e| {
+                    let p = e.unwrap().path();
+                    let comm = std::fs::read_to_string(p.join("comm")).ok()?;
+                    if !comm.starts_with("leakcheck") {
+                        return None;
+                    }
+                    let stat = std::fs::read_to_string(p.join("stat")).ok()?;
+                    stat.rsplit(')').next()?.trim().chars().next()
+                })
+                .collect();
+            if states.iter().all(|&c| c == 'S') {
+                break;
+            }
+            assert!(
+                t0.elapsed() < SAFETY,
+                "workers never went to sleep: {states:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(pool);
+        assert_eq!(names().len(), 0, "threads left after drop: {:?}", names());
+    }
+    let _ = thread_count();
+}
+
+#[test]
+fn scope_borrows_and_waits_for_every_task() {
+    let pool = pool(3, 1 << 30, Policy::Defer);
+    let mut data = vec![0u64; 64];
+    let total = AtomicU64::new(0);
+    pool.scope(|s| {
+        for (i, d) in data.iter_mut().enumerate() {
+            let total = &total;
+            s.spawn(move || {
+                *d = i as u64 * 2;
+                total.fetch_add(i as u64, Ordering::Relaxed);
+            });
+        }
+        s.spawn_with(mem(1 << 20), || {
+            total.fetch_add(1000, Ordering::Relaxed);
+        })
+        .unwrap();
+        assert!(s.spawn_with(mem(1 << 40), || unreachable!()).is_err());
+    });
+    assert_eq!(data[63], 126);
+    assert_eq!(total.load(Ordering::Relaxed), (0..64).sum::<u64>() + 1000);
+    // A panic in a scoped task surfaces after all tasks ran.
+    let done = AtomicUsize::new(0);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.scope(|s| {
+            s.spawn(|| panic!("scoped panic"));
+            for _ in 0..10 {
+                s.spawn(|| {
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(done.load(Ordering::SeqCst), 10);
+    // Nested scopes on the pool's own workers do not deadlock.
+    let nested = AtomicUsize::new(0);
+    pool.scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| {
+                pool.scope(|inner| {
+                    for _ in 0..6 {
+                        inner.spawn(|| {
+                            nested.fetch_add(1, Ordering::SeqCst);
+                        });
+                    }
+                });
+            });
+        }
+    });
+    assert_eq!(nested.load(Ordering::SeqCst), 36);
+}
+
+#[test]
+fn priority_and_deadline_order_ready_tasks() {
+    let pool = pool(1, 1 << 30, Policy::Defer);
+    let release = block_worker(&pool);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut hs = Vec::new();
+    let far = Instant::now() + Duration::from_secs(3600);
+    for (name, prio, deadline) in [
+        ("low", 1, None),
+        ("high", 9, None),
+        ("mid-late", 5, Some(far + Duration::from_secs(10))),
+        ("mid-early", 5, Some(far)),
+        ("high2", 9, None),
+    ] {
+        let order = order.clone();
+        let mut b = pool.task().priority(prio);
+        if let Some(d) = deadline {
+            b = b.deadline(d);
+        }
+        hs.push(b.spawn(move |_| order.lock().unwrap().push(name)).unwrap());
+    }
+    drop(release);
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["high", "high2", "mid-early", "mid-late", "low"]
+    );
+}
+
+#[test]
+fn timeouts_deadlines_and_retries() {
+    let pool = pool(2, 1 << 30, Policy::Defer);
+    // Timeout: the handle resolves, the task sees its flag.
+    let saw = Arc::new(AtomicBool::new(false));
+    let s2 = saw.clone();
+    let h = pool
+        .task()
+        .timeout(Duration::from_millis(20))
+        .spawn(move |ctx| {
+            let t0 = Instant::now();
+            while !ctx.is_cancelled() && t0.elapsed() < SAFETY {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            s2.store(ctx.is_cancelled(), Ordering::SeqCst);
+        })
+        .unwrap();
+    assert_eq!(h.join(), Err(TaskError::TimedOut));
+    // A deadline already past is missed, not run.
+    let ran = Arc::new(AtomicBool::new(false));
+    let r2 = ran.clone();
+    let h = pool
+        .task()
+        .deadline(Instant::now())
+        .spawn(move |_| r2.store(true, Ordering::SeqCst))
+        .unwrap();
+    assert_eq!(h.join(), Err(TaskError::DeadlineMissed));
+    assert!(!ran.load(Ordering::SeqCst));
+    // Retries: two failures, then success.
+    let attempts = Arc::new(AtomicU64::new(0));
+    let a2 = attempts.clone();
+    let h = pool
+        .task()
+        .retries(3, Backoff::Fixed(Duration::from_millis(1)))
+        .spawn_retrying(move |ctx| {
+            a2.fetch_add(1, Ordering::SeqCst);
+            if ctx.attempt() < 2 {
+                Err(std::io::Error::other("flaky"))
+            } else {
+                Ok(ctx.attempt())
+            }
+        })
+        .unwrap();
+    assert_eq!(h.join(), Ok(2));
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    // Retries exhausted (panics count as failures too).
+    let h = pool
+        .task()
+        .retries(2, Backoff::Linear(Duration::from_millis(1)))
+        .spawn_retrying(|ctx| -> Result<(), std::io::Error> {
+            if ctx.attempt() == 1 {
+                panic!("second attempt panics");
+            }
+            Err(std::io::Error::other("always"))
+        })
+        .unwrap();
+    match h.join() {
+        Err(TaskError::Failed { attempts, error }) => {
+            assert_eq!(attempts, 3);
+            assert_eq!(error.to_string(), "always");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(saw.load(Ordering::SeqCst) || pool.snapshot().timed_out == 1);
+}
+
+#[test]
+fn capacity_cut_refuses_waiters_that_can_no_longer_fit() {
+    let pool = pool(2, 1000, Policy::Defer);
+    let (tx, rx) = mpsc::channel::<()>();
+    let hold = pool
+        .task()
+        .require(Dim::Memory, 1000)
+        .spawn(move |_| {
+            let _ = rx.recv();
+        })
+        .unwrap();
+    let waiter = pool.task().require(Dim::Memory, 800).spawn(|_| ()).unwrap();
+    let small = pool
+        .task()
+        .require(Dim::Memory, 100)
+        .spawn(|_| "ok")
+        .unwrap();
+    pool.set_capacity(&mem(500)).unwrap();
+    match waiter.join() {
+        Err(TaskError::Rejected(SubmitError::NeverFits(s))) => assert_eq!(s.by, 300),
+        other => panic!("{other:?}"),
+    }
+    drop(tx);
+    hold.join().unwrap();
+    assert_eq!(small.join(), Ok("ok"));
+    // External usage lowers effective capacity.
+    pool.set_external_usage(&mem(450)).unwrap();
+    assert_eq!(pool.snapshot().effective_capacity.amount(Dim::Memory), 50);
+    pool.set_external_usage(&mem(0)).unwrap();
+}
+
+#[test]
+fn critical_reserve_is_only_for_critical_tasks() {
+    let pool = Pool::builder()
+        .workers(2)
+        .capacity(mem(1000))
+        .headroom(Resources::NONE)
+        .critical_reserve(mem(300))
+        .admission(Policy::Reject)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        pool.task().require(Dim::Memory, 701).spawn(|_| ()),
+        Err(SubmitError::NeverFits(_))
+    ));
+    assert_eq!(
+        pool.task()
+            .require(Dim::Memory, 1000)
+            .critical()
+            .spawn(|_| 1)
+            .unwrap()
+            .join(),
+        Ok(1)
+    );
+}
+
+#[test]
+fn builder_refuses_bad_configurations_with_clear_errors() {
+    let cases: Vec<(respool::Builder, &str)> = vec![
+        (Pool::builder().workers(0), "at least one worker"),
+        (Pool::builder().queue_capacity(0), "at least one slot"),
+        (Pool::builder().memory("lots"), "invalid memory amount"),
+        (
+            Pool::builder().capacity(mem(10)).headroom(mem(20)),
+            "headroom (20) is larger than the memory capacity (10)",
+        ),
+        (
+            Pool::builder().headroom(Resources::new().with(Dim::Gpu, 1).unwrap()),
+            "has no capacity",
+        ),
+        (
+            Pool::builder()
+                .capacity(mem(10))
+                .headroom(Resources::NONE)
+                .critical_reserve(mem(10)),
+            "leaves nothing",
+        ),
+        (
+            Pool::builder().user_capacity(9, 1),
+            "user dimension 9 does not exist",
+        ),
+    ];
+    for (b, want) in cases {
+        let e = b.build().unwrap_err().to_string();
+        assert!(e.contains(want), "{e:?} should contain {want:?}");
+    }
+}
+
+#[test]
+fn dropping_the_pool_inside_its_own_task_does_not_deadlock() {
+    let pool = Arc::new(pool(2, 1 << 30, Policy::Defer));
+    let (tx, rx) = mpsc::channel();
+    let p2 = pool.clone();
+    pool.execute(move || {
+        // The last handle is dropped on a worker.
+        drop(p2);
+        tx.send(()).unwrap();
+    })
+    .unwrap();
+    drop(pool);
+    rx.recv_timeout(SAFETY).unwrap();
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Pool>();
+    send_sync::<respool::PoolSnapshot>();
+    send_sync::<SubmitError>();
+    send_sync::<TaskError>();
+    send_sync::<respool::BuildError>();
+    send::<respool::JoinHandle<String>>();
+    send::<respool::Unstarted>();
+    send_sync::<respool::Resources>();
+}
