@@ -1,1 +1,3 @@
-//! Shared helpers for the respool benchmarks.
+//! Shared code of the respool benchmarks: the peer pools and workloads.
+
+pub mod peers;

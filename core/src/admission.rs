@@ -285,14 +285,15 @@ impl Admission {
         request: &Resources,
         urgency: Urgency,
     ) -> Result<(), Shortfall> {
-        let total = tracker
-            .capacity()
-            .saturating_sub(&tracker.headroom())
-            .saturating_sub(self.floor(urgency));
-        match request.first_shortfall(&total) {
-            Some(s) => Err(s),
-            None => Ok(()),
+        let floor = self.floor(urgency);
+        for dim in request.dims().intersection(tracker.tracked()) {
+            let Some(limit) = tracker.limit(dim) else { continue };
+            let total = limit.saturating_sub(floor.amount(dim));
+            if let Some(s) = Shortfall::check(dim, request.amount(dim), total) {
+                return Err(s);
+            }
         }
+        Ok(())
     }
 
     /// Decides what happens to `request`. `waiting` is the number of requests

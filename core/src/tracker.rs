@@ -83,6 +83,14 @@ use crate::primitive::hint;
 use crate::primitive::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use crate::resource::{Dim, DimSet, MAX_AMOUNT, Resources, Shortfall};
 
+/// Which setting `apply_setting` changes.
+#[derive(Clone, Copy)]
+enum Setting {
+    Capacity,
+    Headroom,
+    External,
+}
+
 /// The lowest value `available` may reach through forced growth: -2^62.
 const AVAILABLE_FLOOR: i64 = -(1 << 62);
 
@@ -148,6 +156,8 @@ pub struct Tracker {
     external: [AtomicU64; Dim::COUNT],
     /// Serialises capacity, headroom and external changes (never reservations).
     setter_lock: AtomicBool,
+    /// `capacity - headroom` per dimension, kept in step by the setters.
+    limit: [AtomicI64; Dim::COUNT],
     /// Bumped by every change of capacity or headroom (not external usage), so
     /// that waiters can re-check whether their request can still ever fit.
     epoch: AtomicU64,
@@ -179,6 +189,9 @@ impl Tracker {
             }),
             capacity: core::array::from_fn(|i| {
                 AtomicU64::new(amounts.get(i).copied().unwrap_or(0))
+            }),
+            limit: core::array::from_fn(|i| {
+                AtomicI64::new(signed(amounts.get(i).copied().unwrap_or(0)))
             }),
             headroom: core::array::from_fn(|_| AtomicU64::new(0)),
             external: core::array::from_fn(|_| AtomicU64::new(0)),
@@ -317,15 +330,15 @@ impl Tracker {
         r
     }
 
-    /// Replaces one of the held-back or capacity settings of every dimension
-    /// set in `values`; `sign` is +1 when the setting adds to `available`
-    /// (capacity) and -1 when it subtracts (headroom, external).
-    fn apply_setting(
-        &self,
-        setting: &[AtomicU64; Dim::COUNT],
-        values: &Resources,
-        adds: bool,
-    ) -> Result<(), TrackerError> {
+    /// Replaces one setting (capacity, headroom or external usage) of every
+    /// dimension set in `values`, applying the change to `available` (and to
+    /// `limit` for capacity and headroom) as one delta each.
+    fn apply_setting(&self, which: Setting, values: &Resources) -> Result<(), TrackerError> {
+        let (setting, adds, limits) = match which {
+            Setting::Capacity => (&self.capacity, true, true),
+            Setting::Headroom => (&self.headroom, false, true),
+            Setting::External => (&self.external, false, false),
+        };
         if let Some(dim) = values.dims().iter().find(|d| !self.tracked.contains(*d)) {
             return Err(TrackerError::Untracked { dim });
         }
@@ -337,13 +350,29 @@ impl Tracker {
                 let old = cell.swap(new, Ordering::AcqRel);
                 // Both are at most 2^60: the difference fits.
                 let delta = signed(new).wrapping_sub(signed(old));
-                slot.fetch_add(
-                    if adds { delta } else { delta.wrapping_neg() },
-                    Ordering::AcqRel,
-                );
+                let delta = if adds { delta } else { delta.wrapping_neg() };
+                slot.fetch_add(delta, Ordering::AcqRel);
+                if limits {
+                    if let Some(l) = self.limit.get(dim.index()) {
+                        l.fetch_add(delta, Ordering::AcqRel);
+                    }
+                }
             }
         });
         Ok(())
+    }
+
+    /// `capacity - headroom` of `dim` (zero when the headroom is larger),
+    /// or `None` for an untracked dimension. One atomic load: this is what
+    /// admission compares a request against to decide that it can never fit.
+    #[must_use]
+    #[inline]
+    pub fn limit(&self, dim: Dim) -> Option<u64> {
+        if !self.tracked.contains(dim) {
+            return None;
+        }
+        let l = self.limit.get(dim.index())?.load(Ordering::Acquire);
+        Some(l.max(0).unsigned_abs())
     }
 
     /// Changes the capacity of every dimension set in `capacity` (others keep
@@ -356,7 +385,7 @@ impl Tracker {
     /// [`TrackerError::Untracked`] when `capacity` sets a dimension this tracker
     /// does not track; nothing is changed then.
     pub fn set_capacity(&self, capacity: &Resources) -> Result<(), TrackerError> {
-        self.apply_setting(&self.capacity, capacity, true)?;
+        self.apply_setting(Setting::Capacity, capacity)?;
         self.epoch.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -374,7 +403,7 @@ impl Tracker {
     ///
     /// As [`Tracker::set_capacity`].
     pub fn set_headroom(&self, headroom: &Resources) -> Result<(), TrackerError> {
-        self.apply_setting(&self.headroom, headroom, false)?;
+        self.apply_setting(Setting::Headroom, headroom)?;
         self.epoch.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -387,7 +416,7 @@ impl Tracker {
     ///
     /// As [`Tracker::set_capacity`].
     pub fn set_external(&self, external: &Resources) -> Result<(), TrackerError> {
-        self.apply_setting(&self.external, external, false)
+        self.apply_setting(Setting::External, external)
     }
 
     fn read(&self, cells: &[AtomicU64; Dim::COUNT]) -> Resources {

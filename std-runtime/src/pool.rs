@@ -39,14 +39,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use respool_core::admission::{
-    Admission, AdmissionConfig, Decision, Policy, RejectReason, Urgency, WaitQueue, Waiting,
+    Admission, AdmissionConfig, Decision, RejectReason, Urgency, WaitQueue, Waiting,
 };
-use respool_core::{Dim, Resources, Tracker};
+use respool_core::{Resources, Tracker};
 
 use crate::error::{BuildError, SubmitError, TaskError, panic_message};
 use crate::handle::{Cancel, JoinHandle, Packet, with_current};
 use crate::job::Job;
-use crate::metrics::{LatencySummary, Metrics};
+use crate::metrics::Metrics;
 use crate::runq::{RunQueue, Sleepers, lock};
 use crate::snapshot::PoolSnapshot;
 use crate::task::{Ext, TaskBuilder};
@@ -203,6 +203,9 @@ pub(crate) struct Shared {
     /// worker to go idle with nothing left ends all workers.
     exit_when_done: AtomicBool,
     self_weak: Weak<Shared>,
+    /// Recycled `Ext` boxes: resource-aware tasks allocate nothing in
+    /// steady state.
+    spare_ext: crossbeam_queue::ArrayQueue<Box<Ext>>,
 }
 
 /// A resource-aware task pool. See the [crate documentation](crate).
@@ -290,6 +293,7 @@ impl Pool {
             },
             exit_when_done: AtomicBool::new(false),
             self_weak: weak.clone(),
+            spare_ext: crossbeam_queue::ArrayQueue::new(config.queue_capacity.max(1)),
             config,
         });
         let mut threads = Vec::with_capacity(workers);
@@ -650,7 +654,7 @@ impl Shared {
         }
         let _g = GateGuard(&self.gate);
         self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
+        let started = sample_schedule().then(Instant::now);
         let request = ext.request;
         let res = &self.res;
         if request
@@ -673,7 +677,9 @@ impl Shared {
             {
                 Decision::Accepted(r) => {
                     ext.held = Some(r.detach().1);
-                    self.metrics.schedule.record(started.elapsed());
+                    if let Some(t) = started {
+                        self.metrics.schedule.record(t.elapsed());
+                    }
                     self.enqueue(Task {
                         job,
                         ext: Some(ext),
@@ -699,7 +705,7 @@ impl Shared {
             }
         }
         // Others wait: decide under the lock so that order is kept.
-        let mut g = lock(&res.sched);
+        let g = lock(&res.sched);
         match res.admission.decide(
             &res.tracker,
             &request,
@@ -710,7 +716,9 @@ impl Shared {
             Decision::Accepted(r) => {
                 drop(g);
                 ext.held = Some(r.detach().1);
-                self.metrics.schedule.record(started.elapsed());
+                if let Some(t) = started {
+                    self.metrics.schedule.record(t.elapsed());
+                }
                 self.enqueue(Task {
                     job,
                     ext: Some(ext),
@@ -741,7 +749,7 @@ impl Shared {
         &self,
         task: Task,
         deadline_ns: Option<u64>,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Result<(), SubmitError> {
         let res = &self.res;
         let (request, urgency, priority) = match &task.ext {
@@ -785,7 +793,9 @@ impl Shared {
                 }),
             );
         }
-        self.metrics.schedule.record(started.elapsed());
+        if let Some(t) = started {
+            self.metrics.schedule.record(t.elapsed());
+        }
         let Some(ticket) = ticket else {
             drop(g);
             self.push_admitted(admitted);
@@ -989,86 +999,111 @@ impl Shared {
         ext: Option<Box<Ext>>,
         counters: Option<&crate::metrics::WorkerCounters>,
     ) {
-        let start = Instant::now();
-        let mut ext = ext;
-        if let Some(e) = ext.as_ref() {
-            self.metrics
-                .wait
-                .record(start.saturating_duration_since(e.submitted));
+        let Some(mut ext) = ext else {
+            // `measure_all` for a plain task: time it, nothing else.
+            let start = Instant::now();
+            let ok = catch_unwind(AssertUnwindSafe(|| job.run())).is_ok();
+            if let Some(c) = counters {
+                let elapsed = start.elapsed();
+                c.latency.record(elapsed);
+                count(c, ok, Some(elapsed));
+            }
+            return;
+        };
+        // Read the clock only when something needs it.
+        let needs_clock =
+            ext.submitted.is_some() || ext.deadline.is_some() || ext.timeout.is_some();
+        let start = needs_clock.then(Instant::now);
+        if let (Some(c), Some(submitted), Some(start)) = (counters, ext.submitted, start) {
+            c.wait.record(start.saturating_duration_since(submitted));
         }
-        let cancel = ext.as_ref().and_then(|e| e.cancel.clone());
-        let timer_id = ext.as_ref().and_then(|e| {
-            let timeout = e.timeout?;
-            let c = e.cancel.clone()?;
-            let weak = self.weak_self();
-            self.timer.schedule(
-                start + timeout,
-                Box::new(move || {
-                    if c.fail(TaskError::TimedOut) {
-                        if let Some(s) = weak.upgrade() {
-                            s.metrics.timed_out.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }),
-            )
-        });
-        if let Some(e) = ext.as_ref() {
-            if e.deadline.is_some_and(|d| d <= start) {
+        if let (Some(deadline), Some(start)) = (ext.deadline, start) {
+            if deadline <= start {
                 // Too late to start: resolve the handle and skip the run.
-                if let Some(c) = e.cancel.as_ref() {
+                if let Some(c) = ext.cancel.as_ref() {
                     c.fail(TaskError::DeadlineMissed);
                 }
                 drop(job);
-                if let Some(e) = ext.as_mut() {
-                    self.finish_ext(e, Duration::ZERO);
-                }
+                self.finish_ext(&mut ext, None, counters);
+                self.recycle(ext);
                 return;
             }
         }
-        let ok = with_current(cancel.as_deref().map(|c| c as &dyn Cancel), || {
-            catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
+        let timer_id = match (ext.timeout, start) {
+            (Some(timeout), Some(start)) => ext.cancel.clone().and_then(|c| {
+                let weak = self.weak_self();
+                self.timer.schedule(
+                    start + timeout,
+                    Box::new(move || {
+                        if c.fail(TaskError::TimedOut) {
+                            if let Some(s) = weak.upgrade() {
+                                s.metrics.timed_out.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }),
+                )
+            }),
+            _ => None,
+        };
+        let ok = crate::task::with_ext(&ext, || {
+            with_current(ext.cancel.as_deref(), || {
+                catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
+            })
         });
-        let elapsed = start.elapsed();
         if let Some(id) = timer_id {
             self.timer.cancel(id);
         }
+        let end = ext.submitted.is_some().then(Instant::now);
+        let elapsed = start.zip(end).map(|(s, e)| e.saturating_duration_since(s));
         if let Some(c) = counters {
-            if ok {
-                c.completed.fetch_add(1, Ordering::Relaxed);
-            } else {
-                c.panicked.fetch_add(1, Ordering::Relaxed);
-            }
-            c.busy_ns.fetch_add(
-                u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
-        }
-        if let Some(e) = ext.as_mut() {
-            self.metrics.latency.record(e.submitted.elapsed());
-            self.finish_ext(e, elapsed);
-            // Resources are back: now the joiner may see the result.
-            if let Some(c) = e.cancel.as_ref() {
-                c.publish();
+            count(c, ok, elapsed);
+            if let (Some(submitted), Some(end)) = (ext.submitted, end) {
+                c.latency.record(end.saturating_duration_since(submitted));
             }
         }
+        self.finish_ext(&mut ext, elapsed, counters);
+        // Resources are back: now the joiner may see the result.
+        if let Some(c) = ext.cancel.as_ref() {
+            c.publish();
+        }
+        self.recycle(ext);
     }
 
-    /// Releases the reservation, feeds the hold time to admission, admits
-    /// waiting tasks.
-    fn finish_ext(&self, ext: &mut Ext, elapsed: Duration) {
+    /// Releases the reservation, feeds the hold time to admission (sampled),
+    /// admits waiting tasks.
+    fn finish_ext(
+        &self,
+        ext: &mut Ext,
+        elapsed: Option<Duration>,
+        counters: Option<&crate::metrics::WorkerCounters>,
+    ) {
         if ext.held.is_some() {
             self.release(ext);
-            self.res
-                .admission
-                .record_hold_time(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+            if let Some(elapsed) = elapsed {
+                let n = counters.map_or(0, |c| c.measured.fetch_add(1, Ordering::Relaxed));
+                if n % u64::from(crate::metrics::SCHEDULE_SAMPLE) == 0 {
+                    self.res
+                        .admission
+                        .record_hold_time(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+                }
+            }
             // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
             fence(Ordering::SeqCst);
             self.dispatch();
         }
     }
 
-    pub(crate) fn latency(&self) -> LatencySummary {
-        self.metrics.latency.summary()
+    /// A fresh (or recycled) `Ext` box.
+    pub(crate) fn new_ext(&self) -> Box<Ext> {
+        self.spare_ext
+            .pop()
+            .unwrap_or_else(|| Box::new(Ext::empty()))
+    }
+
+    /// Returns an `Ext` box for reuse (its contents are reset).
+    fn recycle(&self, mut ext: Box<Ext>) {
+        ext.reset();
+        let _ = self.spare_ext.push(ext);
     }
 }
 
@@ -1107,6 +1142,19 @@ where
     })
 }
 
+/// Whether this submission's decision is timed (one in `SCHEDULE_SAMPLE`
+/// per submitting thread).
+fn sample_schedule() -> bool {
+    thread_local! {
+        static N: Cell<u32> = const { Cell::new(0) };
+    }
+    N.with(|n| {
+        let v = n.get().wrapping_add(1);
+        n.set(v);
+        v % crate::metrics::SCHEDULE_SAMPLE == 1
+    })
+}
+
 /// Completes a packet with `ShutDown` if its job is dropped without running.
 pub(crate) struct CompleteOnDrop<T: Send>(pub(crate) Option<Arc<Packet<T>>>);
 
@@ -1115,6 +1163,20 @@ impl<T: Send> Drop for CompleteOnDrop<T> {
         if let Some(p) = self.0.take() {
             p.fail(TaskError::ShutDown);
         }
+    }
+}
+
+fn count(c: &crate::metrics::WorkerCounters, ok: bool, elapsed: Option<Duration>) {
+    if ok {
+        c.completed.fetch_add(1, Ordering::Relaxed);
+    } else {
+        c.panicked.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(e) = elapsed {
+        c.busy_ns.fetch_add(
+            u64::try_from(e.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 }
 

@@ -4,13 +4,14 @@
 //!
 //! A bounded lock-free array queue (`crossbeam_queue::ArrayQueue`, Vyukov's
 //! bounded MPMC design) sized at build time, so that pushing and popping a
-//! task allocates nothing. When it is full, tasks go to an overflow list
-//! behind a mutex instead of blocking the submitter (a worker submitting into
-//! its own full pool must not deadlock, and a task is never dropped). While
-//! the overflow holds anything, every new task goes there too, so the array
-//! only ever holds tasks older than the overflow's: order stays first in,
-//! first out. Workers drain the array first, then refill it from the overflow
-//! in batches.
+//! task allocates nothing. When it is full, tasks go to an unbounded
+//! lock-free overflow queue (`crossbeam_queue::SegQueue`, which allocates one
+//! block per 31 tasks, only while overloaded) instead of blocking the
+//! submitter: a worker submitting into its own full pool must not deadlock,
+//! and a task is never dropped. While the overflow holds anything, every new
+//! task goes there too, so the array only ever holds tasks older than the
+//! overflow's, and workers drain the array first: order stays first in,
+//! first out (for each submitting thread).
 //!
 //! # Idle workers
 //!
@@ -23,12 +24,11 @@
 //! every worker sleeps. The registry's mutex is only taken on idle
 //! transitions, never per task while workers are busy.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::{ArrayQueue, SegQueue};
 
 /// Locks a mutex, ignoring poisoning: the data guarded in this crate stays
 /// consistent even if a holder panicked (no invariants span a panic point).
@@ -36,12 +36,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// How many overflowed tasks a worker moves back into the array at once.
-const REFILL_BATCH: usize = 32;
-
 pub(crate) struct RunQueue<T> {
     fast: ArrayQueue<T>,
-    overflow: Mutex<VecDeque<T>>,
+    overflow: SegQueue<T>,
+    /// Tasks pushed to the overflow and not yet popped from it.
     overflow_len: AtomicUsize,
 }
 
@@ -49,11 +47,12 @@ impl<T> RunQueue<T> {
     pub(crate) fn new(capacity: usize) -> RunQueue<T> {
         RunQueue {
             fast: ArrayQueue::new(capacity.max(1)),
-            overflow: Mutex::new(VecDeque::new()),
+            overflow: SegQueue::new(),
             overflow_len: AtomicUsize::new(0),
         }
     }
 
+    #[inline]
     pub(crate) fn push(&self, item: T) {
         let item = if self.overflow_len.load(Ordering::Acquire) == 0 {
             match self.fast.push(item) {
@@ -63,11 +62,11 @@ impl<T> RunQueue<T> {
         } else {
             item
         };
-        let mut o = lock(&self.overflow);
-        o.push_back(item);
-        self.overflow_len.store(o.len(), Ordering::Release);
+        self.overflow_len.fetch_add(1, Ordering::AcqRel);
+        self.overflow.push(item);
     }
 
+    #[inline]
     pub(crate) fn pop(&self) -> Option<T> {
         if let Some(t) = self.fast.pop() {
             return Some(t);
@@ -75,19 +74,9 @@ impl<T> RunQueue<T> {
         if self.overflow_len.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let mut o = lock(&self.overflow);
-        let first = o.pop_front();
-        // Move a batch back into the (empty) array while holding the lock, so
-        // that no newer task can get in between.
-        for _ in 0..REFILL_BATCH {
-            let Some(t) = o.pop_front() else { break };
-            if let Err(t) = self.fast.push(t) {
-                o.push_front(t);
-                break;
-            }
-        }
-        self.overflow_len.store(o.len(), Ordering::Release);
-        first
+        let t = self.overflow.pop()?;
+        self.overflow_len.fetch_sub(1, Ordering::AcqRel);
+        Some(t)
     }
 
     pub(crate) fn is_empty(&self) -> bool {

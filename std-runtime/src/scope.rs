@@ -99,9 +99,12 @@ impl<'scope> Scope<'scope, '_> {
         F: FnOnce() + Send + 'scope,
     {
         let job = self.wrap(f);
-        let ext = crate::task::Ext::scoped(requirements);
+        let shared = self.pool.shared();
+        let mut ext = shared.new_ext();
+        ext.request = requirements;
+        ext.submitted = None;
         // Refused: the job is dropped unrun, which its `Done` guard counts.
-        self.pool.shared().submit_ext(job, ext)
+        shared.submit_ext(job, ext)
     }
 }
 

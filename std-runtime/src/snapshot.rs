@@ -71,9 +71,9 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
         capacity,
         reserved,
         fragmentation: Ppm::ZERO,
-        wait: s.metrics.wait.summary(),
+        wait: s.metrics.wait(),
         schedule: s.metrics.schedule.summary(),
-        latency: s.latency(),
+        latency: s.metrics.latency(),
     }
 }
 

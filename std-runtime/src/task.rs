@@ -27,27 +27,84 @@ pub(crate) struct Ext {
     pub(crate) deadline: Option<Instant>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) size: Option<u64>,
-    pub(crate) submitted: Instant,
+    /// When it was submitted, for tasks whose timing is measured (classified
+    /// tasks, `measure_all`, and a sample of the others); `None` otherwise,
+    /// which spares the worker every clock read.
+    pub(crate) submitted: Option<Instant>,
     /// The handle's packet, for cancellation checks and refusals.
     pub(crate) cancel: Option<Arc<dyn Cancel>>,
 }
 
 impl Ext {
-    /// A task with only requirements (scoped tasks).
-    pub(crate) fn scoped(request: Resources) -> Box<Ext> {
-        Box::new(Ext {
+    /// An `Ext` with no requirement and default attributes.
+    pub(crate) fn empty() -> Ext {
+        Ext {
             held: None,
-            request,
+            request: Resources::NONE,
             class: None,
             priority: 0,
             urgency: Urgency::Normal,
             deadline: None,
             timeout: None,
             size: None,
-            submitted: Instant::now(),
+            submitted: None,
             cancel: None,
-        })
+        }
     }
+
+    /// Clears the fields that hold references, for reuse.
+    pub(crate) fn reset(&mut self) {
+        // A reservation must have been released before; never keep one.
+        debug_assert!(self.held.is_none());
+        self.class = None;
+        self.cancel = None;
+    }
+}
+
+thread_local! {
+    /// The `Ext` of the resource-aware task running on this thread.
+    static CURRENT_EXT: std::cell::Cell<*const Ext> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Makes `ext` the current task's description while `f` runs.
+pub(crate) fn with_ext<R>(ext: &Ext, f: impl FnOnce() -> R) -> R {
+    struct Restore(*const Ext);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT_EXT.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CURRENT_EXT.with(|c| c.replace(ext)));
+    f()
+}
+
+/// Calls `f` with the context of the running task (built from the `Ext` set
+/// by `with_ext`; a default context when run outside a worker).
+fn with_context<R>(attempt: u32, f: impl FnOnce(&TaskContext) -> R) -> R {
+    let ptr = CURRENT_EXT.with(std::cell::Cell::get);
+    // SAFETY: a non-null pointer was set by `with_ext` from a reference that
+    // outlives the call in which it is set, and is restored on return.
+    let ext = unsafe { ptr.as_ref() };
+    let ctx = TaskContext {
+        deadline: ext.and_then(|e| e.deadline),
+        class: ext.and_then(|e| e.class.clone()),
+        attempt,
+    };
+    f(&ctx)
+}
+
+/// Whether this unclassified task is timed: one in `TIMING_SAMPLE` per
+/// submitting thread, so latency statistics stay unbiased at a fraction of
+/// the cost of reading the clock for every task.
+fn sample_timing() -> bool {
+    thread_local! {
+        static N: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    N.with(|n| {
+        let v = n.get().wrapping_add(1);
+        n.set(v);
+        v % crate::metrics::SCHEDULE_SAMPLE == 1
+    })
 }
 
 /// How long to wait before a retry.
@@ -266,9 +323,8 @@ impl<'p> TaskBuilder<'p> {
         self
     }
 
-    fn ext(&self, cancel: Option<Arc<dyn Cancel>>) -> Box<Ext> {
-        Box::new(Ext {
-            held: None,
+    fn template(&self) -> Template {
+        Template {
             request: self.request,
             class: self.class.clone(),
             priority: self.priority,
@@ -276,16 +332,6 @@ impl<'p> TaskBuilder<'p> {
             deadline: self.deadline,
             timeout: self.timeout,
             size: self.size,
-            submitted: Instant::now(),
-            cancel,
-        })
-    }
-
-    fn context(&self, attempt: u32) -> TaskContext {
-        TaskContext {
-            deadline: self.deadline,
-            class: self.class.clone(),
-            attempt,
         }
     }
 
@@ -302,10 +348,10 @@ impl<'p> TaskBuilder<'p> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let ctx = self.context(0);
-        let job = Job::new(move || f(&ctx));
-        let ext = self.ext(None);
-        self.pool.shared().submit_ext(job, ext)
+        let shared = self.pool.shared();
+        let job = Job::new(move || with_context(0, f));
+        let ext = self.template().into_ext(shared, None);
+        shared.submit_ext(job, ext)
     }
 
     /// Submits `f` and returns a handle to its result.
@@ -322,10 +368,9 @@ impl<'p> TaskBuilder<'p> {
             return Err(e);
         }
         let packet = Packet::<T>::new();
-        let ctx = self.context(0);
-        let job = crate::pool::packet_job(packet.clone(), true, move || f(&ctx));
-        let ext = self.ext(Some(packet.clone()));
+        let job = crate::pool::packet_job(packet.clone(), true, move || with_context(0, f));
         let shared = self.pool.shared();
+        let ext = self.template().into_ext(shared, Some(packet.clone()));
         shared.submit_ext(job, ext)?;
         Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
     }
@@ -356,18 +401,10 @@ impl<'p> TaskBuilder<'p> {
             max_retries: self.retries,
             backoff: self.backoff,
             pool: shared.weak_self(),
-            template: Template {
-                request: self.request,
-                class: self.class.clone(),
-                priority: self.priority,
-                urgency: self.urgency,
-                deadline: self.deadline,
-                timeout: self.timeout,
-                size: self.size,
-            },
+            template: self.template(),
             _error: std::marker::PhantomData,
         };
-        let ext = attempt.template.ext(Some(packet.clone()));
+        let ext = attempt.template.into_ext(shared, Some(packet.clone()));
         shared.submit_ext(attempt.into_job(), ext)?;
         Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
     }
@@ -386,19 +423,21 @@ struct Template {
 }
 
 impl Template {
-    fn ext(&self, cancel: Option<Arc<dyn Cancel>>) -> Box<Ext> {
-        Box::new(Ext {
-            held: None,
-            request: self.request,
-            class: self.class.clone(),
-            priority: self.priority,
-            urgency: self.urgency,
-            deadline: self.deadline,
-            timeout: self.timeout,
-            size: self.size,
-            submitted: Instant::now(),
-            cancel,
-        })
+    /// Fills a (recycled) `Ext` box from the template.
+    fn into_ext(&self, shared: &Shared, cancel: Option<Arc<dyn Cancel>>) -> Box<Ext> {
+        let mut ext = shared.new_ext();
+        ext.held = None;
+        ext.request = self.request;
+        ext.class.clone_from(&self.class);
+        ext.priority = self.priority;
+        ext.urgency = self.urgency;
+        ext.deadline = self.deadline;
+        ext.timeout = self.timeout;
+        ext.size = self.size;
+        ext.submitted = (self.class.is_some() || shared.config.measure_all || sample_timing())
+            .then(Instant::now);
+        ext.cancel = cancel;
+        ext
     }
 }
 
@@ -474,9 +513,10 @@ where
                 let Some(shared) = retry.pool.upgrade() else {
                     return;
                 };
-                let ext = retry
-                    .template
-                    .ext(retry.packet.0.clone().map(|p| p as Arc<dyn Cancel>));
+                let ext = retry.template.into_ext(
+                    &shared,
+                    retry.packet.0.clone().map(|p| p as Arc<dyn Cancel>),
+                );
                 let packet = retry.packet.0.clone();
                 if let Err(e) = shared.submit_ext(retry.into_job(), ext) {
                     if let Some(p) = packet {

@@ -1,0 +1,169 @@
+//! Side-by-side ratios of respool against the peers of `respool_benches::peers`.
+//!
+//! For each workload it runs rounds; in each round every peer (in rotating
+//! order, so no peer always goes first) submits a batch of tasks and waits
+//! for all of them. It reports the median time per task, the ratio to the
+//! fastest peer other than respool, and heap allocations per task (counted
+//! by a counting global allocator around each batch).
+//!
+//! `cargo run --release -p respool-benches --bin pool_ratios -- [tasks] [rounds] [workers]`
+//! (defaults: 100000 tasks, 7 rounds, 2 workers). Prints a Markdown table.
+#![allow(missing_docs)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use respool_benches::peers::{NAMES, Peer};
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let tasks = args.first().copied().unwrap_or(100_000);
+    let rounds = args.get(1).copied().unwrap_or(7).max(1);
+    let workers = args.get(2).copied().unwrap_or(2).max(1);
+    let peers = Peer::all(workers);
+    // RESPOOL_BENCH_ONLY=<index into NAMES>: profile one peer alone.
+    let only: Option<usize> = std::env::var("RESPOOL_BENCH_ONLY").ok().and_then(|v| v.parse().ok());
+    println!(
+        "{} tasks per batch, {rounds} rounds, {workers} workers, {} cores",
+        tasks,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!();
+    println!("| workload | pool | median ns/task | vs fastest peer | allocations/task |");
+    println!("|---|---|---:|---:|---:|");
+    for (label, work, n) in [
+        ("empty", Duration::ZERO, tasks),
+        ("1 us", Duration::from_micros(1), tasks),
+        ("10 us", Duration::from_micros(10), tasks / 10),
+    ] {
+        // Warm-up: one batch each, so lazily created state is not counted.
+        for (i, p) in peers.iter().enumerate() {
+            if only.is_none_or(|o| o == i) {
+                p.batch(n.min(10_000), work);
+            }
+        }
+        let mut times = vec![Vec::new(); peers.len()];
+        let mut allocs = vec![0u64; peers.len()];
+        for round in 0..rounds {
+            for k in 0..peers.len() {
+                let i = (k + round) % peers.len();
+                if only.is_some_and(|o| o != i) {
+                    times[i].push(f64::NAN);
+                    continue;
+                }
+                let a0 = ALLOCS.load(Ordering::Relaxed);
+                let t0 = Instant::now();
+                peers[i].batch(n, work);
+                let dt = t0.elapsed();
+                allocs[i] += ALLOCS.load(Ordering::Relaxed) - a0;
+                times[i].push(dt.as_nanos() as f64 / n as f64);
+            }
+        }
+        let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
+        let fastest_peer = medians[..4].iter().copied().fold(f64::INFINITY, f64::min);
+        for (i, name) in NAMES.iter().enumerate() {
+            println!(
+                "| {label} | {name} | {:.0} | {:.3} | {:.2} |",
+                medians[i],
+                medians[i] / fastest_peer,
+                allocs[i] as f64 / (n * rounds) as f64
+            );
+        }
+    }
+    // Steady state: waves of 1,000 empty tasks, each wave awaited before the
+    // next, so the number of tasks in flight stays bounded. This is where a
+    // pool can run without any heap allocation per task.
+    {
+        let waves = (tasks / 1000).max(1);
+        let mut times = vec![Vec::new(); peers.len()];
+        let mut allocs = vec![0u64; peers.len()];
+        for (i, p) in peers.iter().enumerate() {
+            if only.is_none_or(|o| o == i) {
+                p.batch(1000, Duration::ZERO);
+            }
+        }
+        for round in 0..rounds {
+            for k in 0..peers.len() {
+                let i = (k + round) % peers.len();
+                if only.is_some_and(|o| o != i) {
+                    times[i].push(f64::NAN);
+                    continue;
+                }
+                let a0 = ALLOCS.load(Ordering::Relaxed);
+                let t0 = Instant::now();
+                for _ in 0..waves {
+                    peers[i].batch(1000, Duration::ZERO);
+                }
+                let dt = t0.elapsed();
+                allocs[i] += ALLOCS.load(Ordering::Relaxed) - a0;
+                times[i].push(dt.as_nanos() as f64 / (waves * 1000) as f64);
+            }
+        }
+        let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
+        let fastest_peer = medians[..4].iter().copied().fold(f64::INFINITY, f64::min);
+        for (i, name) in NAMES.iter().enumerate() {
+            println!(
+                "| waves of 1000 | {name} | {:.0} | {:.3} | {:.3} |",
+                medians[i],
+                medians[i] / fastest_peer,
+                allocs[i] as f64 / (waves * 1000 * rounds) as f64
+            );
+        }
+    }
+    // Round trip: one task submitted and its value awaited, repeatedly.
+    let trips = (tasks / 10).max(100);
+    let mut times = vec![Vec::new(); peers.len()];
+    for round in 0..rounds {
+        for k in 0..peers.len() {
+            let i = (k + round) % peers.len();
+            if only.is_some_and(|o| o != i) {
+                times[i].push(f64::NAN);
+                continue;
+            }
+            let t0 = Instant::now();
+            for _ in 0..trips {
+                std::hint::black_box(peers[i].round_trip());
+            }
+            times[i].push(t0.elapsed().as_nanos() as f64 / trips as f64);
+        }
+    }
+    let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
+    let fastest_peer = medians[..4].iter().copied().fold(f64::INFINITY, f64::min);
+    for (i, name) in NAMES.iter().enumerate() {
+        println!(
+            "| round trip | {name} | {:.0} | {:.3} | |",
+            medians[i],
+            medians[i] / fastest_peer
+        );
+    }
+}
