@@ -47,6 +47,7 @@ mod snapshot;
 mod task;
 mod timer;
 
+pub mod batch;
 pub mod sys;
 pub mod units;
 
