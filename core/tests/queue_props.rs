@@ -346,7 +346,7 @@ proptest! {
     }
 
     /// With a bounded search, every answer flagged exact is the reference's,
-    /// and every answer is within `max_fit` of the true maximum.
+    /// and every answer is within `fit_bound` of the true maximum.
     #[test]
     fn bounded_search_keeps_its_guarantee(
         limit in 0usize..6,
@@ -369,11 +369,11 @@ proptest! {
             let p = q.peek(now, &a).unwrap();
             prop_assert_eq!(p.score, weights.score(p.task, now, &a));
             prop_assert!(p.score <= best.score);
-            prop_assert!(p.score >= best.score - weights.max_fit());
+            prop_assert!(p.score >= best.score - weights.fit_bound(&a));
             if p.exact {
                 prop_assert_eq!((p.ticket, p.score), (best.ticket, best.score));
             }
-            if weights.max_fit() == 0 {
+            if weights.fit_bound(&a) == 0 {
                 // Without fit the two roots decide: always exact.
                 prop_assert!(p.exact);
             }

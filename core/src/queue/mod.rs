@@ -48,7 +48,7 @@
 //!    needs no monotonicity.
 //! 3. **Fit is bounded, so a bound prunes the search.** The fit term depends on
 //!    the free capacity, which changes with every reservation; it lies in
-//!    `[0, M]` with `M = `[`Weights::max_fit`]. In a heap every descendant of a
+//!    `[0, M]` with `M = `[`Weights::fit_bound`]`(avail)`. In a heap every descendant of a
 //!    node has a key at most the node's, so no task below node `j` can score
 //!    more than `key_j + offset + M`. [`ScoredQueue::peek`] and
 //!    [`ScoredQueue::pop`] evaluate the real score (all four terms, from the
@@ -744,8 +744,8 @@ where
     ///
     /// When the search completes (`exact`), the list is exactly the top
     /// `len` of the queue; otherwise its first entry is within
-    /// [`Weights::max_fit`] of the true maximum and the rest are the best of
-    /// the tasks examined.
+    /// [`Weights::fit_bound`]`(avail)` of the true maximum and the rest are the
+    /// best of the tasks examined.
     ///
     /// # Examples
     ///
@@ -774,7 +774,7 @@ where
             now_ns,
             avail,
             weights: &self.config.weights,
-            fit_bound: self.config.weights.max_fit(),
+            fit_bound: self.config.weights.fit_bound(avail),
             out,
             filled: 0,
             budget: self.config.probe_limit,

@@ -177,13 +177,39 @@ impl Weights {
             .saturating_add(fit_term(self, &task.request, avail))
     }
 
-    /// The largest value [`fit_term`] can take with these weights:
-    /// `w_f * FIT_SCALE + w_t * MAX_ALIGNMENT`.
+    /// The largest value [`fit_term`] can take with these weights against any
+    /// availability: `w_f * FIT_SCALE + w_t * MAX_ALIGNMENT`.
     #[must_use]
     pub fn max_fit(&self) -> i128 {
         i128::from(self.fits)
             .saturating_mul(FIT_SCALE)
             .saturating_add(i128::from(self.alignment).saturating_mul(i128::from(MAX_ALIGNMENT)))
+    }
+
+    /// The largest value [`fit_term`] can take against `avail`:
+    /// `w_f * FIT_SCALE + w_t * m * FIT_SCALE`, where `m` is the number of
+    /// dimensions set in both `avail.free` and `avail.capacity` (only those
+    /// add to [`alignment`]). At most [`Weights::max_fit`]; this is the `M` of
+    /// the queue's search bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool_core::queue::{Availability, Weights};
+    /// use respool_core::{Dim, Resources};
+    /// let w = Weights { fits: 2, alignment: 3, ..Weights::PRIORITY_ONLY };
+    /// let r = Resources::new().with(Dim::Cpu, 1)?.with(Dim::Memory, 1)?;
+    /// assert_eq!(w.fit_bound(&Availability::new(r, r)), 2_000_000 + 3 * 2_000_000);
+    /// assert_eq!(w.fit_bound(&Availability::NONE), 2_000_000);
+    /// # Ok::<(), respool_core::ResourceError>(())
+    /// ```
+    #[must_use]
+    pub fn fit_bound(&self, avail: &Availability) -> i128 {
+        let dims = avail.free.dims().intersection(avail.capacity.dims()).len();
+        let max_align = i128::try_from(dims).unwrap_or(0).saturating_mul(FIT_SCALE);
+        i128::from(self.fits)
+            .saturating_mul(FIT_SCALE)
+            .saturating_add(i128::from(self.alignment).saturating_mul(max_align))
     }
 
     /// The time-invariant heap key of a task in the all-tasks heap:
@@ -420,9 +446,11 @@ mod tests {
             assert_eq!(fits(&req, &avail.free), f, "{req}");
             assert_eq!(alignment(&req, &avail), a, "{req}");
             assert_eq!(fit_term(&w, &req, &avail), term, "{req}");
-            assert!(term <= w.max_fit());
+            assert!(term <= w.fit_bound(&avail) && w.fit_bound(&avail) <= w.max_fit());
         }
         assert_eq!(w.max_fit(), 3 * 1_000_000 + 2 * 10_000_000);
+        // Two dimensions tracked by both: alignment adds at most two.
+        assert_eq!(w.fit_bound(&avail), 3 * 1_000_000 + 2 * 2_000_000);
         // Ratios are capped at one: a request larger than capacity (but fitting
         // an untracked free) and free above capacity.
         let odd = Availability::new(r(&[(Dim::Cpu, 9_000)]), r(&[(Dim::Cpu, 1_000)]));
