@@ -12,6 +12,14 @@ use crate::resource::{MAX_AMOUNT, Ppm};
 
 /// Number of learned predictors.
 const N: usize = Source::PREDICTORS.len();
+/// Index of [`Source::Mean`] in [`Source::PREDICTORS`].
+const MEAN: usize = 0;
+/// Index of [`Source::Ewma`].
+const EWMA: usize = 1;
+/// Index of [`Source::Histogram`].
+const HISTOGRAM: usize = 2;
+/// Index of [`Source::Regression`].
+const REGRESSION: usize = 3;
 
 /// The slow error average behind the confidence covers about this many of
 /// the ensemble's latest predictions (all of them while fewer were made).
@@ -112,7 +120,10 @@ impl<const B: usize> SeriesPredictor<B> {
         let value = clamp_amount(value);
         let candidates = self.candidates(&cfg, size);
         if self.has_history(&cfg) {
-            if let Some((p, _, _)) = self.pick(&candidates) {
+            let chosen = self
+                .pick(|i| candidates.get(i).is_some_and(Option::is_some))
+                .and_then(|(i, _)| candidates.get(i).copied().flatten());
+            if let Some(p) = chosen {
                 self.ensemble_accuracy.record(p, value);
                 let error = relative_error(p, value);
                 self.ensemble_error = smooth_score(self.ensemble_error, error, cfg.error_alpha);
@@ -180,17 +191,24 @@ impl<const B: usize> SeriesPredictor<B> {
         if !self.has_history(&cfg) {
             return fallback_prediction;
         }
-        let candidates = self.candidates(&cfg, size);
-        let Some((value, source, score)) = self.pick(&candidates) else {
+        // Only the chosen predictor (and the histogram, for the reserve) is
+        // evaluated; `available` agrees with `candidate(..).is_some()`, so the
+        // pick is the one `observe` scores.
+        let Some((index, score)) = self.pick(|i| self.available(i, size)) else {
+            return fallback_prediction;
+        };
+        let (Some(value), Some(&source)) = (
+            self.candidate(index, &cfg, size),
+            Source::PREDICTORS.get(index),
+        ) else {
             return fallback_prediction;
         };
         let spread = match source {
             // The histogram mixes all sizes: no use for a size-based estimate.
             Source::Regression => value,
-            _ => candidates
-                .get(2)
-                .copied()
-                .flatten()
+            Source::Histogram => value,
+            _ => self
+                .candidate(HISTOGRAM, &cfg, size)
                 .map_or(value, |p| p.max(value)),
         };
         let margin = Ppm::ONE.saturating_add(cfg.safety_margin);
@@ -213,36 +231,48 @@ impl<const B: usize> SeriesPredictor<B> {
         self.moments.count() >= u64::from(cfg.min_samples)
     }
 
-    /// What each predictor predicts for `size`, each capped at `bound(size)`;
-    /// `None` where a predictor cannot predict.
-    fn candidates(&self, cfg: &PredictConfig, size: Option<u64>) -> [Option<u64>; N] {
-        let bound = self.bound(size);
+    /// What predictor `index` (in [`Source::PREDICTORS`] order) predicts for
+    /// `size`, capped at `bound(size)`; `None` where it cannot predict.
+    fn candidate(&self, index: usize, cfg: &PredictConfig, size: Option<u64>) -> Option<u64> {
         let max = self.max_observed;
-        [
-            self.moments.mean().map(|v| v.min(max)),
-            self.ewma.value().map(|v| v.min(max)),
-            self.histogram
+        match index {
+            MEAN => self.moments.mean().map(|v| v.min(max)),
+            EWMA => self.ewma.value().map(|v| v.min(max)),
+            HISTOGRAM => self
+                .histogram
                 .percentile(cfg.percentile)
                 .filter(|_| self.moments.count() > 0)
                 .map(|v| v.min(max)),
-            size.and_then(|s| self.regression.predict(s))
-                .map(|v| v.min(bound)),
-        ]
+            REGRESSION => size
+                .and_then(|s| self.regression.predict(s))
+                .map(|v| v.min(self.bound(size))),
+            _ => None,
+        }
     }
 
-    /// The candidate with the lowest score (ties to the earlier one), with its
-    /// source and score.
-    fn pick(&self, candidates: &[Option<u64>; N]) -> Option<(u64, Source, u32)> {
-        let mut best: Option<(u64, Source, u32)> = None;
-        for ((candidate, &score), source) in candidates
-            .iter()
-            .zip(self.errors.iter())
-            .zip(Source::PREDICTORS)
-        {
-            if let Some(v) = *candidate {
-                if best.is_none_or(|(_, _, s)| score < s) {
-                    best = Some((v, source, score));
-                }
+    /// Whether `candidate(index, _, size)` is `Some`, without computing it.
+    fn available(&self, index: usize, size: Option<u64>) -> bool {
+        match index {
+            MEAN => self.moments.count() > 0,
+            EWMA => self.ewma.value().is_some(),
+            HISTOGRAM => !self.histogram.is_empty() && self.moments.count() > 0,
+            REGRESSION => size.is_some() && self.regression.count() >= 2,
+            _ => false,
+        }
+    }
+
+    /// Every predictor's prediction for `size` (see `candidate`).
+    fn candidates(&self, cfg: &PredictConfig, size: Option<u64>) -> [Option<u64>; N] {
+        core::array::from_fn(|i| self.candidate(i, cfg, size))
+    }
+
+    /// The available predictor with the lowest score (ties to the earlier
+    /// one): its index and score.
+    fn pick(&self, available: impl Fn(usize) -> bool) -> Option<(usize, u32)> {
+        let mut best: Option<(usize, u32)> = None;
+        for (i, &score) in self.errors.iter().enumerate() {
+            if available(i) && best.is_none_or(|(_, s)| score < s) {
+                best = Some((i, score));
             }
         }
         best
@@ -525,6 +555,41 @@ mod tests {
         // A half-life later the floor is gone.
         p.observe(&cfg, 300 * MIB, None, 100 + day);
         assert_eq!(p.oom_floor(), 0);
+    }
+
+    #[test]
+    fn availability_agrees_with_candidates() {
+        let cfg = PredictConfig::DEFAULT;
+        let mut p: SeriesPredictor = SeriesPredictor::new();
+        let check = |p: &SeriesPredictor| {
+            for size in [None, Some(0), Some(5), Some(u64::MAX)] {
+                for i in 0..N + 1 {
+                    assert_eq!(
+                        p.available(i, size),
+                        p.candidate(i, &cfg, size).is_some(),
+                        "predictor {i}, size {size:?}, {} samples",
+                        p.samples()
+                    );
+                }
+            }
+        };
+        check(&p);
+        p.observe_oom(&cfg, 10, 0); // histogram weight without samples
+        check(&p);
+        for (i, (v, s)) in [(1, None), (2, Some(3)), (3, None), (4, Some(9))]
+            .into_iter()
+            .enumerate()
+        {
+            p.observe(&cfg, v, s, i as u64);
+            check(&p);
+        }
+        // Everything decays away: the histogram is empty again.
+        p.observe(&cfg, 7, None, u64::MAX);
+        check(&p);
+        assert_eq!(
+            [MEAN, EWMA, HISTOGRAM, REGRESSION].map(|i| Source::PREDICTORS[i]),
+            Source::PREDICTORS
+        );
     }
 
     #[test]

@@ -71,15 +71,6 @@ pub(crate) fn div_i128(a: i128, b: i128) -> Option<i128> {
     })
 }
 
-/// `a % b` with the sign of `a` (as `i128::checked_rem`), `None` when
-/// `b == 0`; unsigned arithmetic for the reason given at [`div_i128`].
-pub(crate) fn rem_i128(a: i128, b: i128) -> Option<i128> {
-    let r = a.unsigned_abs().checked_rem(b.unsigned_abs())?;
-    // r < |b| <= 2^127, and r == 2^127 is impossible: it fits.
-    let r = i128::try_from(r).unwrap_or(i128::MAX);
-    Some(if a < 0 { r.saturating_neg() } else { r })
-}
-
 /// A Q16 `u128` rounded to the nearest integer, saturating.
 #[inline]
 pub(crate) fn round_q16(v: u128) -> u64 {
@@ -240,10 +231,8 @@ mod tests {
         ];
         for (a, b) in table {
             assert_eq!(div_i128(a, b), a.checked_div(b), "{a} / {b}");
-            assert_eq!(rem_i128(a, b), a.checked_rem(b), "{a} % {b}");
         }
         assert_eq!(div_i128(5, 0), None);
-        assert_eq!(rem_i128(5, 0), None);
         assert_eq!(div_i128(i128::MIN, -1), Some(i128::MAX), "saturates");
     }
 

@@ -38,7 +38,7 @@
 //! remainder term so that extrapolating far beyond the sizes seen saturates
 //! instead of overflowing; the result is clamped to `[0, MAX_AMOUNT]`.
 
-use crate::predict::fixed::{Q, amount_from_i128, clamp_amount, div_i128, rem_i128};
+use crate::predict::fixed::{Q, amount_from_i128, clamp_amount, div_i128};
 use crate::resource::MAX_AMOUNT;
 
 /// Largest forgetting window (samples); larger values are clamped.
@@ -154,7 +154,8 @@ impl SizeRegression {
         let y = if self.var_s > 0 {
             // cov / var * d without overflowing: (q + r / var) * d.
             let q = div_i128(self.cov_sy, self.var_s).unwrap_or(0);
-            let r = rem_i128(self.cov_sy, self.var_s).unwrap_or(0);
+            // |q * var| <= |cov|: the remainder without a second division.
+            let r = self.cov_sy.saturating_sub(q.saturating_mul(self.var_s));
             let frac = div_i128(r.saturating_mul(d), self.var_s).unwrap_or(0);
             self.mean_y
                 .saturating_add(q.saturating_mul(d))
