@@ -1,0 +1,235 @@
+//! One predictor per resource dimension: the state the std runtime keeps per
+//! task class. See the [parent module](super) for the algorithms.
+
+use crate::predict::histogram::DEFAULT_BUCKETS;
+use crate::predict::{PredictConfig, Prediction, SeriesPredictor};
+use crate::resource::{Dim, DimSet, PerDim, Ppm, Resources};
+
+/// An estimate of the resources the next task of a class needs.
+///
+/// In every dimension, exactly one of three things holds:
+///
+/// - the dimension is in `learned`: the history is confident
+///   ([`Prediction::is_confident`]); `expected` holds the prediction and
+///   `reserve` the percentile plus safety margin;
+/// - otherwise, the dimension is set in the fallback: `expected` holds the
+///   fallback amount and `reserve` the larger of it and any out-of-memory
+///   floor;
+/// - otherwise, both are unset ("no requirement"), except that an active
+///   out-of-memory floor still sets `reserve`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourceEstimate {
+    /// The expected usage.
+    pub expected: Resources,
+    /// What to reserve: percentile plus safety margin, or the fallback.
+    pub reserve: Resources,
+    /// The confidence of the history in each dimension (zero without history).
+    pub confidence: PerDim<Ppm>,
+    /// The dimensions whose amounts come from confident history.
+    pub learned: DimSet,
+}
+
+/// One [`SeriesPredictor`] per [`Dim`]: learns a task class's resource usage
+/// and estimates it as a [`Resources`] vector.
+///
+/// `B` is the histogram window of each dimension (default
+/// [`DEFAULT_BUCKETS`]). See the [module documentation](super) for the state
+/// size.
+///
+/// # Examples
+///
+/// ```
+/// use respool_core::predict::{PredictConfig, ResourcePredictor};
+/// use respool_core::{Dim, Resources};
+///
+/// let cfg = PredictConfig::default();
+/// let mut class: ResourcePredictor = ResourcePredictor::new();
+/// let default = Resources::new().with(Dim::Cpu, 1_000)?.with(Dim::Memory, 1 << 30)?;
+///
+/// // Nothing learned yet: the default, with zero confidence.
+/// let est = class.predict(&cfg, None, &default);
+/// assert_eq!(est.expected, default);
+/// assert!(est.learned.is_empty());
+///
+/// // Ten runs measured at 250 millicores and 64 MiB.
+/// let used = Resources::new().with(Dim::Cpu, 250)?.with(Dim::Memory, 64 << 20)?;
+/// for t in 0..10 {
+///     class.observe(&cfg, &used, None, t);
+/// }
+/// let est = class.predict(&cfg, None, &default);
+/// assert_eq!(est.expected, used);
+/// assert!(est.learned.contains(Dim::Memory) && est.learned.contains(Dim::Cpu));
+/// // 64 MiB plus the 15% margin, rounded up.
+/// assert_eq!(est.reserve.get(Dim::Memory), Some(77_175_194));
+/// # Ok::<(), respool_core::ResourceError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourcePredictor<const B: usize = DEFAULT_BUCKETS> {
+    /// The predictor of each dimension.
+    series: PerDim<SeriesPredictor<B>>,
+}
+
+impl<const B: usize> Default for ResourcePredictor<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const B: usize> ResourcePredictor<B> {
+    /// No history in any dimension.
+    #[must_use]
+    pub const fn new() -> Self {
+        ResourcePredictor {
+            series: PerDim([const { SeriesPredictor::new() }; Dim::COUNT]),
+        }
+    }
+
+    /// Records the measured usage of one task: every dimension set in `usage`
+    /// is observed (see [`SeriesPredictor::observe`]); unset ones are left
+    /// alone. `size` is the task's size feature, if known.
+    pub fn observe(
+        &mut self,
+        cfg: &PredictConfig,
+        usage: &Resources,
+        size: Option<u64>,
+        at_ns: u64,
+    ) {
+        for (dim, amount) in usage.iter() {
+            self.series[dim].observe(cfg, amount, size, at_ns);
+        }
+    }
+
+    /// Records an out-of-memory kill in `dim` (normally [`Dim::Memory`] or
+    /// [`Dim::GpuMemory`]) at `usage`; returns the bumped value (see
+    /// [`SeriesPredictor::observe_oom`]).
+    pub fn observe_oom(&mut self, cfg: &PredictConfig, dim: Dim, usage: u64, at_ns: u64) -> u64 {
+        self.series[dim].observe_oom(cfg, usage, at_ns)
+    }
+
+    /// The estimate for a task with the given size feature; `fallback` fills
+    /// the dimensions without confident history (see [`ResourceEstimate`]).
+    #[must_use]
+    pub fn predict(
+        &self,
+        cfg: &PredictConfig,
+        size: Option<u64>,
+        fallback: &Resources,
+    ) -> ResourceEstimate {
+        let mut est = ResourceEstimate {
+            expected: Resources::NONE,
+            reserve: Resources::NONE,
+            confidence: PerDim([Ppm::ZERO; Dim::COUNT]),
+            learned: DimSet::EMPTY,
+        };
+        for dim in Dim::ALL {
+            let series = &self.series[dim];
+            let fb = fallback.get(dim);
+            let p = series.predict(cfg, size, fb.unwrap_or(0));
+            est.confidence[dim] = p.confidence;
+            if p.is_confident(cfg) {
+                est.learned = est.learned.with(dim);
+                est.expected = est.expected.with_saturating(dim, p.value);
+                est.reserve = est.reserve.with_saturating(dim, p.upper);
+            } else if let Some(amount) = fb {
+                est.expected = est.expected.with_saturating(dim, amount);
+                est.reserve = est
+                    .reserve
+                    .with_saturating(dim, amount.max(series.oom_floor()));
+            } else if series.oom_floor() > 0 {
+                est.reserve = est.reserve.with_saturating(dim, series.oom_floor());
+            }
+        }
+        est
+    }
+
+    /// The predictor of one dimension.
+    #[must_use]
+    pub fn series(&self, dim: Dim) -> &SeriesPredictor<B> {
+        &self.series[dim]
+    }
+
+    /// The raw prediction of one dimension (see [`SeriesPredictor::predict`]).
+    #[must_use]
+    pub fn predict_dim(
+        &self,
+        cfg: &PredictConfig,
+        dim: Dim,
+        size: Option<u64>,
+        fallback: u64,
+    ) -> Prediction {
+        self.series[dim].predict(cfg, size, fallback)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::predict::Source;
+
+    fn r(pairs: &[(Dim, u64)]) -> Resources {
+        Resources::from_pairs(pairs).unwrap()
+    }
+
+    #[test]
+    fn per_dimension_choice_table() {
+        let cfg = PredictConfig::DEFAULT;
+        let mut p: ResourcePredictor = ResourcePredictor::new();
+        // Cpu: steady (learned). Memory: bimodal (not confident).
+        // Iops: two samples only. Gpu: never observed.
+        for i in 0..20u64 {
+            let mem = if i % 2 == 0 { 100 } else { 1000 };
+            let mut usage = r(&[(Dim::Cpu, 500), (Dim::Memory, mem)]);
+            if i < 2 {
+                usage.set(Dim::Iops, 40).unwrap();
+            }
+            p.observe(&cfg, &usage, None, i);
+        }
+        let fallback = r(&[(Dim::Memory, 4096), (Dim::Iops, 10), (Dim::Gpu, 1)]);
+        let est = p.predict(&cfg, None, &fallback);
+        assert_eq!(est.learned, DimSet::single(Dim::Cpu));
+        // (dim, expected, reserve, confidence > 0)
+        let table = [
+            (Dim::Cpu, Some(500), Some(575), true),
+            (Dim::Memory, Some(4096), Some(4096), false),
+            (Dim::Iops, Some(10), Some(10), false),
+            (Dim::Gpu, Some(1), Some(1), false),
+            (Dim::Network, None, None, false),
+        ];
+        for (dim, expected, reserve, confident) in table {
+            assert_eq!(est.expected.get(dim), expected, "{dim}");
+            assert_eq!(est.reserve.get(dim), reserve, "{dim}");
+            assert_eq!(est.confidence[dim] > Ppm::ZERO, confident, "{dim}");
+        }
+        assert_eq!(est.confidence[Dim::Memory], Ppm::ZERO);
+        assert_eq!(p.series(Dim::Iops).samples(), 2);
+        assert_eq!(
+            p.predict_dim(&cfg, Dim::Iops, None, 9).source,
+            Source::Fallback
+        );
+    }
+
+    #[test]
+    fn oom_floor_sets_reserve_even_without_fallback() {
+        let cfg = PredictConfig::DEFAULT;
+        let mut p: ResourcePredictor = ResourcePredictor::new();
+        let bumped = p.observe_oom(&cfg, Dim::Memory, 1 << 30, 0);
+        assert_eq!(bumped, cfg.oom_bump(1 << 30));
+        let est = p.predict(&cfg, None, &Resources::NONE);
+        assert_eq!(est.expected, Resources::NONE);
+        assert_eq!(est.reserve, r(&[(Dim::Memory, bumped)]));
+        let est = p.predict(&cfg, None, &r(&[(Dim::Memory, 2 << 30)]));
+        assert_eq!(
+            est.reserve.get(Dim::Memory),
+            Some(2 << 30),
+            "fallback larger"
+        );
+    }
+
+    #[test]
+    fn state_size() {
+        assert_eq!(
+            core::mem::size_of::<ResourcePredictor>(),
+            Dim::COUNT * core::mem::size_of::<SeriesPredictor>()
+        );
+    }
+}
