@@ -49,6 +49,9 @@ pub struct Builder {
     thread_name: String,
     stack_size: Option<usize>,
     measure_all: bool,
+    learning: crate::learn::LearningConfig,
+    store: Option<std::sync::Arc<dyn crate::store::ProfileStore>>,
+    on_task_end: Option<std::sync::Arc<dyn Fn(&crate::TaskReport) + Send + Sync>>,
     error: Option<BuildError>,
 }
 
@@ -81,6 +84,9 @@ impl Builder {
             thread_name: "respool".to_owned(),
             stack_size: None,
             measure_all: false,
+            learning: crate::learn::LearningConfig::default(),
+            store: None,
+            on_task_end: None,
             error: None,
         }
     }
@@ -207,6 +213,28 @@ impl Builder {
         self
     }
 
+    /// How classified tasks are learned (see [`LearningConfig`](crate::LearningConfig)).
+    pub fn learning(mut self, config: crate::learn::LearningConfig) -> Self {
+        self.learning = config;
+        self
+    }
+
+    /// Where learned profiles are loaded from at build time and saved to by
+    /// [`Pool::save_profiles`](crate::Pool::save_profiles) and at graceful
+    /// shutdown.
+    pub fn profile_store(mut self, store: impl crate::store::ProfileStore + 'static) -> Self {
+        self.store = Some(std::sync::Arc::new(store));
+        self
+    }
+
+    /// Called on the worker after every measured task (classified tasks, or
+    /// all with [`measure_all`](Builder::measure_all)) with what it was given
+    /// and what it used. Keep it short: it runs on the worker.
+    pub fn on_task_end(mut self, f: impl Fn(&crate::TaskReport) + Send + Sync + 'static) -> Self {
+        self.on_task_end = Some(std::sync::Arc::new(f));
+        self
+    }
+
     /// Validates the configuration and starts the workers.
     ///
     /// # Errors
@@ -281,6 +309,9 @@ impl Builder {
             thread_name: self.thread_name,
             stack_size: self.stack_size,
             measure_all: self.measure_all,
+            learning: self.learning,
+            store: self.store,
+            on_task_end: self.on_task_end,
         })
     }
 }

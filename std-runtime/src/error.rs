@@ -43,6 +43,9 @@ pub enum BuildError {
     Parse(ParseError),
     /// The operating system refused to start a worker thread.
     Spawn(std::io::Error),
+    /// The profile store could not be read (a corrupt or newer file is
+    /// reported here, and left untouched).
+    Store(crate::store::StoreError),
     /// Something else about the configuration is invalid.
     Invalid(String),
 }
@@ -74,6 +77,7 @@ impl fmt::Display for BuildError {
             ),
             BuildError::Parse(e) => write!(f, "{e}"),
             BuildError::Spawn(e) => write!(f, "could not start a worker thread: {e}"),
+            BuildError::Store(e) => write!(f, "{e}"),
             BuildError::Invalid(s) => f.write_str(s),
         }
     }
@@ -84,6 +88,7 @@ impl std::error::Error for BuildError {
         match self {
             BuildError::Parse(e) => Some(e),
             BuildError::Spawn(e) => Some(e),
+            BuildError::Store(e) => Some(e),
             _ => None,
         }
     }

@@ -34,16 +34,19 @@
 //! what a task can declare, and [`units`] for the accepted amount syntax.
 #![warn(missing_docs)]
 
+pub mod alloc;
 mod builder;
 mod error;
 mod handle;
 mod job;
-mod measure;
+pub mod learn;
+pub mod measure;
 mod metrics;
 mod pool;
 mod runq;
 mod scope;
 mod snapshot;
+pub mod store;
 mod task;
 mod timer;
 
@@ -54,6 +57,8 @@ pub mod units;
 pub use builder::{Builder, DEFAULT_MEMORY_HEADROOM};
 pub use error::{BuildError, SubmitError, TaskError};
 pub use handle::{JoinHandle, TaskContext, is_cancelled};
+pub use learn::{ClassAccuracy, LearningConfig};
+pub use measure::{TaskReport, TaskUsage};
 pub use metrics::LatencySummary;
 pub use pool::{Pool, Unstarted};
 pub use respool_core as core;
@@ -61,4 +66,5 @@ pub use respool_core::admission::{Policy, Urgency};
 pub use respool_core::{Dim, Ppm, Resources, Shortfall};
 pub use scope::Scope;
 pub use snapshot::PoolSnapshot;
+pub use store::{FileStore, MemoryStore, ProfileStore, Profiles, StoreError};
 pub use task::{Backoff, TaskBuilder};

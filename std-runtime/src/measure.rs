@@ -1,11 +1,27 @@
 //! Per-task measurement: what a task really used.
 //!
-//! (Wall time, waiting time and self-reported usage for now; CPU time, I/O
-//! and heap bytes arrive with the measured-execution work.)
+//! For every measured task (a task with a class, or every task with
+//! [`Builder::measure_all`](crate::Builder::measure_all)) the worker records:
+//!
+//! | figure | how |
+//! |---|---|
+//! | wall time | `Instant` before and after the run |
+//! | waiting time | submission to start |
+//! | thread CPU time | `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` (Linux; elsewhere not measured) |
+//! | I/O | `/proc/thread-self/io` (Linux): bytes read and written through syscalls, read/write syscall counts, storage bytes |
+//! | heap | allocated bytes, peak live bytes, allocations, through the opt-in [`TrackingAllocator`](crate::alloc::TrackingAllocator) |
+//! | other dimensions | whatever the task reports with [`TaskContext::report_usage`](crate::TaskContext::report_usage) |
+//!
+//! [`TaskUsage::as_resources`] turns these into the resource vector that is
+//! learned for the task's class: memory is the heap peak, CPU the average
+//! millicores over the run, IOPS the syscall rate, the rest as reported.
 
 use std::cell::Cell;
+use std::time::Duration;
 
 use respool_core::{Dim, Resources};
+
+use crate::alloc::HeapUsage;
 
 thread_local! {
     /// Usage reported by the task running on this thread.
@@ -25,4 +41,307 @@ pub(crate) fn report_usage(dim: Dim, amount: u64) {
 /// Takes (and clears) what the running task reported.
 pub(crate) fn take_reported() -> Resources {
     REPORTED.with(|r| r.replace(Resources::NONE))
+}
+
+/// I/O done by one thread, from `/proc/thread-self/io`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// Bytes read through read-like syscalls (`rchar`).
+    pub read_bytes: u64,
+    /// Bytes written through write-like syscalls (`wchar`).
+    pub write_bytes: u64,
+    /// Read syscalls (`syscr`).
+    pub read_calls: u64,
+    /// Write syscalls (`syscw`).
+    pub write_calls: u64,
+    /// Bytes fetched from storage (`read_bytes`).
+    pub storage_read: u64,
+    /// Bytes sent to storage (`write_bytes`).
+    pub storage_write: u64,
+}
+
+impl IoCounters {
+    fn delta(self, before: IoCounters) -> IoCounters {
+        IoCounters {
+            read_bytes: self.read_bytes.saturating_sub(before.read_bytes),
+            write_bytes: self.write_bytes.saturating_sub(before.write_bytes),
+            read_calls: self.read_calls.saturating_sub(before.read_calls),
+            write_calls: self.write_calls.saturating_sub(before.write_calls),
+            storage_read: self.storage_read.saturating_sub(before.storage_read),
+            storage_write: self.storage_write.saturating_sub(before.storage_write),
+        }
+    }
+}
+
+/// What one task used, as measured by the worker that ran it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskUsage {
+    /// Run time.
+    pub wall: Duration,
+    /// Submission to start.
+    pub wait: Duration,
+    /// CPU time of the worker thread while it ran the task (`None` where the
+    /// platform has no per-thread CPU clock).
+    pub cpu: Option<Duration>,
+    /// I/O of the worker thread while it ran the task (Linux only).
+    pub io: Option<IoCounters>,
+    /// Heap activity, when a [`TrackingAllocator`](crate::alloc::TrackingAllocator)
+    /// is installed.
+    pub heap: Option<HeapUsage>,
+    /// Usage the task reported for dimensions nothing measures.
+    pub reported: Resources,
+}
+
+impl TaskUsage {
+    /// The usage as a resource vector: memory = heap peak, CPU = average
+    /// millicores over the run, IOPS = read and write syscalls per second
+    /// (for runs of at least a millisecond), other dimensions as reported
+    /// (reported values also override measured ones).
+    #[must_use]
+    pub fn as_resources(&self) -> Resources {
+        let mut r = Resources::NONE;
+        let wall_ns = u64::try_from(self.wall.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if let Some(h) = self.heap {
+            r = r.with_saturating(Dim::Memory, h.peak);
+        }
+        if let Some(cpu) = self.cpu {
+            let cpu_ns = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
+            let milli = u128::from(cpu_ns) * 1000 / u128::from(wall_ns);
+            r = r.with_saturating(Dim::Cpu, u64::try_from(milli).unwrap_or(u64::MAX).max(1));
+        }
+        if let Some(io) = self.io {
+            if self.wall >= Duration::from_millis(1) {
+                let calls = io.read_calls.saturating_add(io.write_calls);
+                let per_s = u128::from(calls) * 1_000_000_000 / u128::from(wall_ns);
+                r = r.with_saturating(Dim::Iops, u64::try_from(per_s).unwrap_or(u64::MAX));
+            }
+        }
+        self.reported
+            .iter()
+            .fold(r, |acc, (d, v)| acc.with_saturating(d, v))
+    }
+}
+
+/// What a measured task was given and what it used, passed to
+/// [`Builder::on_task_end`](crate::Builder::on_task_end).
+#[derive(Clone, Debug)]
+pub struct TaskReport {
+    /// The task's class key.
+    pub class: Option<std::sync::Arc<str>>,
+    /// The task's size hint.
+    pub size: Option<u64>,
+    /// What it was admitted with (declared, learned or fallback).
+    pub requested: Resources,
+    /// The expected usage of the dimensions that came from learning.
+    pub expected: Resources,
+    /// What it used.
+    pub usage: TaskUsage,
+    /// How much its reservation grew while it ran, because it used more
+    /// memory than it reserved.
+    pub grown: Resources,
+    /// Whether it panicked.
+    pub panicked: bool,
+}
+
+/// The CPU time of the calling thread.
+#[cfg(target_os = "linux")]
+pub(crate) fn thread_cpu() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    if rc != 0 {
+        return None;
+    }
+    Some(Duration::new(
+        u64::try_from(ts.tv_sec).ok()?,
+        u32::try_from(ts.tv_nsec).ok()?,
+    ))
+}
+
+/// The CPU time of the calling thread (not measured on this platform).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn thread_cpu() -> Option<Duration> {
+    None
+}
+
+/// The I/O counters of the calling thread, read without allocating after
+/// the first call on a thread (the file stays open).
+#[cfg(target_os = "linux")]
+pub(crate) fn thread_io() -> Option<IoCounters> {
+    use std::os::unix::fs::FileExt;
+    thread_local! {
+        static FILE: std::cell::RefCell<Option<std::fs::File>> = const { std::cell::RefCell::new(None) };
+    }
+    FILE.with(|f| {
+        let mut f = f.try_borrow_mut().ok()?;
+        if f.is_none() {
+            *f = std::fs::File::open("/proc/thread-self/io").ok();
+        }
+        let file = f.as_ref()?;
+        let mut buf = [0u8; 512];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        parse_io(buf.get(..n)?)
+    })
+}
+
+/// The I/O counters of the calling thread (not measured on this platform).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn thread_io() -> Option<IoCounters> {
+    None
+}
+
+/// Parses the `key: value` lines of `/proc/<pid>/io`.
+pub(crate) fn parse_io(text: &[u8]) -> Option<IoCounters> {
+    let mut io = IoCounters::default();
+    let mut seen = 0;
+    for line in text.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (key, rest) = line.split_at(colon);
+        let value = rest
+            .iter()
+            .skip(1)
+            .skip_while(|b| b.is_ascii_whitespace())
+            .take_while(|b| b.is_ascii_digit())
+            .try_fold(0u64, |acc, &b| {
+                acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+            })?;
+        let slot = match key {
+            b"rchar" => &mut io.read_bytes,
+            b"wchar" => &mut io.write_bytes,
+            b"syscr" => &mut io.read_calls,
+            b"syscw" => &mut io.write_calls,
+            b"read_bytes" => &mut io.storage_read,
+            b"write_bytes" => &mut io.storage_write,
+            _ => continue,
+        };
+        *slot = value;
+        seen += 1;
+    }
+    (seen > 0).then_some(io)
+}
+
+/// Measurement in progress on the current thread.
+pub(crate) struct Probe {
+    cpu: Option<Duration>,
+    io: Option<IoCounters>,
+}
+
+impl Probe {
+    /// Reads the starting counters (CPU always, I/O when `io`).
+    pub(crate) fn start(io: bool) -> Probe {
+        take_reported();
+        Probe {
+            cpu: thread_cpu(),
+            io: if io { thread_io() } else { None },
+        }
+    }
+
+    /// Reads the counters again and returns the differences.
+    pub(crate) fn finish(
+        self,
+        wall: Duration,
+        wait: Duration,
+        heap: Option<HeapUsage>,
+    ) -> TaskUsage {
+        let cpu = self.cpu.zip(thread_cpu()).map(|(a, b)| b.saturating_sub(a));
+        let io = self.io.zip(thread_io()).map(|(a, b)| b.delta(a));
+        TaskUsage {
+            wall,
+            wait,
+            cpu,
+            io,
+            heap,
+            reported: take_reported(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_io() {
+        let text = b"rchar: 4096\nwchar: 12\nsyscr: 7\nsyscw: 3\nread_bytes: 0\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n";
+        let io = parse_io(text).unwrap();
+        assert_eq!(
+            io,
+            IoCounters {
+                read_bytes: 4096,
+                write_bytes: 12,
+                read_calls: 7,
+                write_calls: 3,
+                storage_read: 0,
+                storage_write: 8192
+            }
+        );
+        assert_eq!(parse_io(b"garbage"), None);
+        assert_eq!(
+            parse_io(b"rchar: 99999999999999999999999\n"),
+            None,
+            "overflow is not a value"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn thread_cpu_and_io_move_forward() {
+        let p = Probe::start(true);
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let _ = std::fs::read("/proc/self/stat").unwrap();
+        report_usage(Dim::Network, 10);
+        report_usage(Dim::Network, 7);
+        let u = p.finish(Duration::from_millis(5), Duration::ZERO, None);
+        assert!(u.cpu.unwrap() > Duration::ZERO);
+        let io = u.io.unwrap();
+        assert!(io.read_calls >= 1 && io.read_bytes > 0, "{io:?}");
+        assert_eq!(
+            u.reported.get(Dim::Network),
+            Some(10),
+            "the largest report wins"
+        );
+        let r = u.as_resources();
+        assert!(r.get(Dim::Cpu).unwrap() >= 1);
+        assert!(r.get(Dim::Iops).is_some());
+        assert_eq!(
+            r.get(Dim::Memory),
+            None,
+            "no tracking allocator in this test binary"
+        );
+    }
+
+    #[test]
+    fn usage_as_resources() {
+        let u = TaskUsage {
+            wall: Duration::from_millis(100),
+            cpu: Some(Duration::from_millis(50)),
+            heap: Some(HeapUsage {
+                peak: 1 << 20,
+                ..HeapUsage::default()
+            }),
+            io: Some(IoCounters {
+                read_calls: 30,
+                write_calls: 20,
+                ..IoCounters::default()
+            }),
+            reported: Resources::new().with(Dim::Gpu, 1).unwrap(),
+            ..TaskUsage::default()
+        };
+        let r = u.as_resources();
+        assert_eq!(r.get(Dim::Cpu), Some(500));
+        assert_eq!(r.get(Dim::Memory), Some(1 << 20));
+        assert_eq!(r.get(Dim::Iops), Some(500));
+        assert_eq!(r.get(Dim::Gpu), Some(1));
+    }
 }

@@ -166,7 +166,7 @@ struct Pending {
 }
 
 /// Configuration, validated by [`Builder::build`](crate::Builder::build).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) workers: usize,
     pub(crate) capacity: Resources,
@@ -176,6 +176,22 @@ pub(crate) struct Config {
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
     pub(crate) measure_all: bool,
+    pub(crate) learning: crate::learn::LearningConfig,
+    pub(crate) store: Option<Arc<dyn crate::store::ProfileStore>>,
+    pub(crate) on_task_end: Option<Arc<dyn Fn(&crate::TaskReport) + Send + Sync>>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("workers", &self.workers)
+            .field("capacity", &self.capacity)
+            .field("headroom", &self.headroom)
+            .field("admission", &self.admission)
+            .field("learning", &self.learning)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) struct Shared {
@@ -195,6 +211,7 @@ pub(crate) struct Shared {
     pub(crate) res: Resourcing,
     pub(crate) timer: Timer,
     pub(crate) metrics: Metrics,
+    pub(crate) learner: crate::learn::Learner,
     epoch: Instant,
     /// Handed to join handles of resource-aware tasks: purges cancelled
     /// waiters from the wait queue at once.
@@ -206,6 +223,8 @@ pub(crate) struct Shared {
     /// Recycled `Ext` boxes: resource-aware tasks allocate nothing in
     /// steady state.
     spare_ext: crossbeam_queue::ArrayQueue<Box<Ext>>,
+    /// Profiles were saved at shutdown (only the first shutdown saves).
+    saved: AtomicBool,
 }
 
 /// A resource-aware task pool. See the [crate documentation](crate).
@@ -280,6 +299,7 @@ impl Pool {
                 purge: AtomicBool::new(false),
             },
             timer: Timer::new(format!("{}-timer", config.thread_name)),
+            learner: crate::learn::Learner::new(config.learning),
             metrics: Metrics::new(workers),
             epoch: Instant::now(),
             on_cancel: {
@@ -294,8 +314,19 @@ impl Pool {
             exit_when_done: AtomicBool::new(false),
             self_weak: weak.clone(),
             spare_ext: crossbeam_queue::ArrayQueue::new(config.queue_capacity.max(1)),
+            saved: AtomicBool::new(false),
             config,
         });
+        if let Some(store) = &shared.config.store {
+            match store.load() {
+                Ok(Some(profiles)) => {
+                    let n = shared.learner.import(&profiles);
+                    tracing::debug!(target: "respool::learn", classes = n, "profiles loaded");
+                }
+                Ok(None) => {}
+                Err(e) => return Err(BuildError::Store(e)),
+            }
+        }
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
             let s = shared.clone();
@@ -474,6 +505,63 @@ impl Pool {
         Ok(())
     }
 
+    /// Saves the learned profiles to the store given to
+    /// [`Builder::profile_store`](crate::Builder::profile_store); `Ok(false)`
+    /// when there is none.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreError`](crate::StoreError); its previous content
+    /// is then intact.
+    pub fn save_profiles(&self) -> Result<bool, crate::StoreError> {
+        match &self.shared.config.store {
+            Some(store) => store.save(&self.shared.learner.export()).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Writes the learned profiles to `store`.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreError`](crate::StoreError).
+    pub fn export_profiles(
+        &self,
+        store: &dyn crate::ProfileStore,
+    ) -> Result<(), crate::StoreError> {
+        store.save(&self.shared.learner.export())
+    }
+
+    /// Replaces the profiles of the classes found in `store` with the stored
+    /// ones (other classes are kept). Returns how many classes were loaded.
+    ///
+    /// # Errors
+    ///
+    /// The store's [`StoreError`](crate::StoreError): a corrupt or newer
+    /// document is reported and nothing is changed.
+    pub fn import_profiles(
+        &self,
+        store: &dyn crate::ProfileStore,
+    ) -> Result<usize, crate::StoreError> {
+        Ok(store.load()?.map_or(0, |p| self.shared.learner.import(&p)))
+    }
+
+    /// The learned profiles, as a store would save them.
+    #[must_use]
+    pub fn profiles(&self) -> crate::Profiles {
+        self.shared.learner.export()
+    }
+
+    /// Records that a task of `class` ran out of memory at `usage_bytes`
+    /// (for example a child process killed by the kernel): later tasks of the
+    /// class reserve at least `max(usage * 1.2, usage + 100 MiB)` for a while,
+    /// as the Kubernetes VPA recommender does. Returns that amount.
+    pub fn report_oom(&self, class: &str, usage_bytes: u64) -> u64 {
+        self.shared
+            .learner
+            .observe_oom(&Arc::from(class), usage_bytes)
+    }
+
     /// Stops accepting tasks, runs every accepted task, and joins all threads
     /// the pool started. Tasks running on the pool's own workers may still
     /// submit (their work is part of what was accepted). Idempotent.
@@ -494,7 +582,13 @@ impl Pool {
             thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_millis(1));
         }
+        let first = !s.saved.swap(true, Ordering::SeqCst);
         self.join_all();
+        if first {
+            if let Err(e) = self.save_profiles() {
+                tracing::warn!(target: "respool::learn", error = %e, "profiles not saved at shutdown");
+            }
+        }
     }
 
     /// Stops accepting tasks, lets running tasks finish, and hands back every
@@ -540,6 +634,11 @@ impl Pool {
             self.join_all();
         } else {
             s.exit_when_done.store(true, Ordering::SeqCst);
+        }
+        if !s.saved.swap(true, Ordering::SeqCst) {
+            if let Err(e) = self.save_profiles() {
+                tracing::warn!(target: "respool::learn", error = %e, "profiles not saved at shutdown");
+            }
         }
         out
     }
@@ -967,10 +1066,13 @@ impl Shared {
 
     /// Releases a task's reservation (exactly once: `held` is taken).
     fn release(&self, ext: &mut Ext) {
+        // Both were taken on this tracker, so releasing cannot fail; if it
+        // ever did, leaking capacity is safer than a panic here.
         if let Some(held) = ext.held.take() {
-            // The reservation was taken on this tracker, so this cannot fail;
-            // if it ever did, leaking capacity is safer than a panic here.
             let _ = held.release(&self.res.tracker);
+        }
+        if let Some(grown) = ext.grown.take() {
+            let _ = grown.release(&self.res.tracker);
         }
     }
 
@@ -1023,6 +1125,7 @@ impl Shared {
                 if let Some(c) = ext.cancel.as_ref() {
                     c.fail(TaskError::DeadlineMissed);
                 }
+                tracing::debug!(target: "respool::task", class = ?ext.class, "deadline missed");
                 drop(job);
                 self.finish_ext(&mut ext, None, counters);
                 self.recycle(ext);
@@ -1045,15 +1148,23 @@ impl Shared {
             }),
             _ => None,
         };
-        let ok = crate::task::with_ext(&ext, || {
-            with_current(ext.cancel.as_deref(), || {
-                catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
-            })
-        });
+        let measure = ext.class.is_some() || self.config.measure_all;
+        tracing::trace!(target: "respool::task", class = ?ext.class, "started");
+        let (ok, report) = if measure {
+            let (ok, usage) = self.run_probed(job, &ext, start);
+            (ok, Some(usage))
+        } else {
+            let ok = crate::task::with_ext(&ext, || {
+                with_current(ext.cancel.as_deref(), || {
+                    catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
+                })
+            });
+            (ok, None)
+        };
         if let Some(id) = timer_id {
             self.timer.cancel(id);
         }
-        let end = ext.submitted.is_some().then(Instant::now);
+        let end = (ext.submitted.is_some() || report.is_some()).then(Instant::now);
         let elapsed = start.zip(end).map(|(s, e)| e.saturating_duration_since(s));
         if let Some(c) = counters {
             count(c, ok, elapsed);
@@ -1061,12 +1172,99 @@ impl Shared {
                 c.latency.record(end.saturating_duration_since(submitted));
             }
         }
+        if ok {
+            tracing::trace!(target: "respool::task", class = ?ext.class, "completed");
+        } else {
+            tracing::debug!(target: "respool::task", class = ?ext.class, "failed (panicked)");
+        }
+        let grown = ext
+            .grown
+            .take()
+            .map(|g| {
+                let r = *g.held();
+                ext.grown.set(Some(g));
+                r
+            })
+            .unwrap_or(Resources::NONE);
         self.finish_ext(&mut ext, elapsed, counters);
+        if let Some(usage) = report {
+            self.learn(&ext, usage, grown, !ok);
+        }
         // Resources are back: now the joiner may see the result.
         if let Some(c) = ext.cancel.as_ref() {
             c.publish();
         }
         self.recycle(ext);
+    }
+
+    /// Runs a measured task: CPU time, I/O, heap (with the reservation grown
+    /// from inside the allocator when the task outgrows it).
+    fn run_probed(
+        &self,
+        job: Job,
+        ext: &Ext,
+        start: Option<Instant>,
+    ) -> (bool, crate::measure::TaskUsage) {
+        let start = start.unwrap_or_else(Instant::now);
+        let probe = crate::measure::Probe::start(ext.class.is_some());
+        let session = crate::alloc::begin();
+        let grow = GrowCtx {
+            tracker: &self.res.tracker,
+            ext,
+        };
+        if let Some(s) = &session {
+            if self
+                .res
+                .tracker
+                .tracked()
+                .contains(respool_core::Dim::Memory)
+            {
+                let reserved = ext
+                    .held
+                    .as_ref()
+                    .map_or(0, |h| h.held().amount(respool_core::Dim::Memory));
+                s.set_hook(
+                    i64::try_from(reserved).unwrap_or(i64::MAX),
+                    crate::alloc::Hook {
+                        grow: grow_reservation,
+                        data: std::ptr::from_ref(&grow).cast(),
+                    },
+                );
+            }
+        }
+        let ok = crate::task::with_ext(ext, || {
+            with_current(ext.cancel.as_deref(), || {
+                catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
+            })
+        });
+        let heap = session.map(crate::alloc::Session::end);
+        let wait = ext
+            .submitted
+            .map_or(Duration::ZERO, |s| start.saturating_duration_since(s));
+        (ok, probe.finish(start.elapsed(), wait, heap))
+    }
+
+    /// Feeds a measured task to learning and to the `on_task_end` callback.
+    fn learn(&self, ext: &Ext, usage: crate::measure::TaskUsage, grown: Resources, panicked: bool) {
+        let measured = usage.as_resources();
+        if let Some(class) = &ext.class {
+            if !panicked {
+                self.learner
+                    .observe(class, ext.size, &measured, usage.wall, &ext.expected);
+            }
+        }
+        if let Some(cb) = &self.config.on_task_end {
+            let report = crate::TaskReport {
+                class: ext.class.clone(),
+                size: ext.size,
+                requested: ext.request,
+                expected: ext.expected,
+                usage,
+                grown,
+                panicked,
+            };
+            let _ = catch_unwind(AssertUnwindSafe(|| cb(&report)));
+        }
     }
 
     /// Releases the reservation, feeds the hold time to admission (sampled),
@@ -1140,6 +1338,50 @@ where
             std::panic::resume_unwind(p);
         }
     })
+}
+
+/// What the allocator hook needs to grow a running task's reservation.
+struct GrowCtx<'a> {
+    tracker: &'a Tracker,
+    ext: &'a Ext,
+}
+
+/// The allocator hook: the running task's live heap passed what it holds in
+/// memory, so it takes more (without a capacity check: the memory is
+/// already in use), in steps of at least 1 MiB or an eighth of the live
+/// amount, and returns the new threshold. Allocation-free and lock-free: it
+/// runs inside `alloc`.
+fn grow_reservation(data: *const (), live: i64) -> i64 {
+    // SAFETY: `data` points to the `GrowCtx` on the stack of `run_probed`,
+    // which installs this hook only for the duration of the task's run on
+    // this thread and removes it (Session::end) before the frame returns.
+    let ctx = unsafe { &*data.cast::<GrowCtx<'_>>() };
+    let dim = respool_core::Dim::Memory;
+    let held = ctx.ext.held.as_ref().map_or(0, |h| h.held().amount(dim));
+    let grown_token = ctx.ext.grown.take();
+    let grown = grown_token.as_ref().map_or(0, |g| g.held().amount(dim));
+    let live = u64::try_from(live).unwrap_or(0);
+    let over = live.saturating_sub(held.saturating_add(grown));
+    let step = over.max(1 << 20).max(live / 8);
+    let more = ctx
+        .tracker
+        .force_reserve(&Resources::NONE.with_saturating(dim, step));
+    let taken = more.held().amount(dim);
+    let merged = match grown_token {
+        Some(mut g) => {
+            // Same tracker: the merge cannot fail; if it did, give back.
+            if let Err(m) = g.merge(more) {
+                let _ = m.release(ctx.tracker);
+            }
+            g
+        }
+        None => more,
+    };
+    ctx.ext.grown.set(Some(merged));
+    if taken == 0 {
+        return i64::MAX; // Nothing more to take: stop asking.
+    }
+    i64::try_from(held.saturating_add(grown).saturating_add(taken)).unwrap_or(i64::MAX)
 }
 
 /// Whether this submission's decision is timed (one in `SCHEDULE_SAMPLE`

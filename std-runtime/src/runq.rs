@@ -169,10 +169,6 @@ impl Sleepers {
             }
         }
     }
-
-    pub(crate) fn idle_count(&self) -> usize {
-        self.idle.load(Ordering::SeqCst)
-    }
 }
 
 #[cfg(test)]

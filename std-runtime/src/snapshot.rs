@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use respool_core::admission::AdmissionStats;
 use respool_core::{Dim, Ppm, Resources};
 
+use crate::learn::ClassAccuracy;
 use crate::metrics::LatencySummary;
 use crate::pool::Shared;
 use crate::units::{format_bytes, format_cpu};
@@ -51,9 +52,14 @@ pub struct PoolSnapshot {
     pub schedule: LatencySummary,
     /// Submit to finish, for measured tasks.
     pub latency: LatencySummary,
+    /// Prediction accuracy over all classes (`class` is `"*"`).
+    pub learning: ClassAccuracy,
+    /// Prediction accuracy and expected usage per class, sorted by key.
+    pub classes: Vec<ClassAccuracy>,
 }
 
 pub(crate) fn take(s: &Shared) -> PoolSnapshot {
+    let (classes, learning) = s.learner.accuracy();
     let capacity = s.res.tracker.capacity();
     let reserved = s.res.tracker.reserved();
     PoolSnapshot {
@@ -74,6 +80,8 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
         wait: s.metrics.wait(),
         schedule: s.metrics.schedule.summary(),
         latency: s.metrics.latency(),
+        learning,
+        classes,
     }
 }
 
@@ -119,6 +127,16 @@ impl fmt::Display for PoolSnapshot {
                     .copied()
                     .flatten()
                     .unwrap_or(Ppm::ZERO)
+            )?;
+        }
+        if self.learning.predictions > 0 {
+            writeln!(
+                f,
+                "learning: {} classes, {} predictions, {} within 10% ({})",
+                self.classes.len(),
+                self.learning.predictions,
+                self.learning.within_10pct,
+                self.learning.share()
             )?;
         }
         write!(

@@ -33,6 +33,12 @@ pub(crate) struct Ext {
     pub(crate) submitted: Option<Instant>,
     /// The handle's packet, for cancellation checks and refusals.
     pub(crate) cancel: Option<Arc<dyn Cancel>>,
+    /// Expected usage in the dimensions that came from learning (compared
+    /// with what the task then used, for the accuracy figures).
+    pub(crate) expected: Resources,
+    /// Memory taken while running, beyond `held`, because the task used more
+    /// than it reserved (grown from inside the tracking allocator).
+    pub(crate) grown: std::cell::Cell<Option<DetachedReservation>>,
 }
 
 impl Ext {
@@ -49,6 +55,8 @@ impl Ext {
             size: None,
             submitted: None,
             cancel: None,
+            expected: Resources::NONE,
+            grown: std::cell::Cell::new(None),
         }
     }
 
@@ -58,6 +66,9 @@ impl Ext {
         debug_assert!(self.held.is_none());
         self.class = None;
         self.cancel = None;
+        self.expected = Resources::NONE;
+        // A token left here would leak capacity; `release` always takes it.
+        debug_assert!(self.grown.take().is_none());
     }
 }
 
@@ -423,11 +434,23 @@ struct Template {
 }
 
 impl Template {
-    /// Fills a (recycled) `Ext` box from the template.
+    /// Fills a (recycled) `Ext` box from the template; a classified task's
+    /// undeclared dimensions come from learning (or its fallback).
     fn into_ext(&self, shared: &Shared, cancel: Option<Arc<dyn Cancel>>) -> Box<Ext> {
         let mut ext = shared.new_ext();
         ext.held = None;
         ext.request = self.request;
+        ext.expected = Resources::NONE;
+        if let Some(class) = &self.class {
+            let est = shared.learner.estimate(class, self.size);
+            // Declared requirements always win.
+            ext.request = self.request.or(&est.reserve);
+            for (dim, amount) in est.expected.iter() {
+                if self.request.get(dim).is_none() {
+                    ext.expected = ext.expected.with_saturating(dim, amount);
+                }
+            }
+        }
         ext.class.clone_from(&self.class);
         ext.priority = self.priority;
         ext.urgency = self.urgency;

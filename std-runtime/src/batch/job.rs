@@ -1,0 +1,264 @@
+//! Jobs, their results and errors, and what a processor can ask while it runs.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::run::Control;
+
+/// One unit of work of a batch (Go: `Job[T]`).
+#[derive(Clone, Debug)]
+pub struct Job<T> {
+    /// The job's name, copied into its [`JobResult`].
+    pub id: String,
+    /// The input handed to the processor.
+    pub data: T,
+    /// Higher runs first under [`PriorityBased`](super::PriorityBased) (and
+    /// decides [`Adaptive`](super::Adaptive)); ignored by the other built-in
+    /// strategies.
+    pub priority: i32,
+    /// When the job was made.
+    pub created: Instant,
+}
+
+impl<T> Job<T> {
+    /// A job of priority 0, created now.
+    pub fn new(id: impl Into<String>, data: T) -> Job<T> {
+        Job {
+            id: id.into(),
+            data,
+            priority: 0,
+            created: Instant::now(),
+        }
+    }
+
+    /// The same job with `priority`.
+    #[must_use]
+    pub fn with_priority(mut self, priority: i32) -> Job<T> {
+        self.priority = priority;
+        self
+    }
+}
+
+/// Why a job was cut short or never run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelReason {
+    /// [`Batch::stop`](super::Batch::stop) (or a [`StopHandle`](super::StopHandle)).
+    Stopped,
+    /// The whole run went past [`BatchConfig::timeout`](super::BatchConfig::timeout).
+    RunTimedOut(Duration),
+    /// The pool was shut down before the lane holding the job could run.
+    PoolShutDown,
+    /// The strategy never handed the job to a lane (a bug in a custom
+    /// [`Strategy`](super::Strategy)).
+    NotDispatched,
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelReason::Stopped => f.write_str("the batch was stopped"),
+            CancelReason::RunTimedOut(d) => write!(f, "the batch ran past its timeout of {d:?}"),
+            CancelReason::PoolShutDown => f.write_str("the pool was shut down"),
+            CancelReason::NotDispatched => {
+                f.write_str("the strategy never handed the job to a worker")
+            }
+        }
+    }
+}
+
+/// Why a job produced no value. A processor's error is never a run error:
+/// it lands here, in [`JobResult::error`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The processor returned an error on the last attempt.
+    Failed(Arc<dyn Error + Send + Sync>),
+    /// The processor panicked on the last attempt (the panic message).
+    Panicked(String),
+    /// The last attempt ran past [`BatchConfig::attempt_timeout`](super::BatchConfig::attempt_timeout)
+    /// (its value, if it returned one, was discarded).
+    TimedOut(Duration),
+    /// The job had started when the run was cancelled, and its attempt did
+    /// not return a value (or it was waiting to be retried). The attempt's
+    /// own error, typically "I saw the cancellation", is not kept.
+    Cancelled(CancelReason),
+    /// The job never started.
+    NotStarted(CancelReason),
+}
+
+impl JobError {
+    /// Whether the job ended because of a cancellation (not a failure of its own).
+    #[must_use]
+    pub fn is_cancellation(&self) -> bool {
+        matches!(self, JobError::Cancelled(_) | JobError::NotStarted(_))
+    }
+}
+
+impl PartialEq for JobError {
+    /// Errors compare by variant and content; processor errors by message.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (JobError::Failed(a), JobError::Failed(b)) => a.to_string() == b.to_string(),
+            (JobError::Panicked(a), JobError::Panicked(b)) => a == b,
+            (JobError::TimedOut(a), JobError::TimedOut(b)) => a == b,
+            (JobError::Cancelled(a), JobError::Cancelled(b))
+            | (JobError::NotStarted(a), JobError::NotStarted(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobError::Failed(e) => write!(f, "job failed: {e}"),
+            JobError::Panicked(m) => write!(f, "job panicked: {m}"),
+            JobError::TimedOut(d) => write!(f, "job attempt ran past its timeout of {d:?}"),
+            JobError::Cancelled(r) => write!(f, "job cancelled while running: {r}"),
+            JobError::NotStarted(r) => write!(f, "job never started: {r}"),
+        }
+    }
+}
+
+impl Error for JobError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            JobError::Failed(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+/// What happened to a job, derived from a [`JobResult`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    /// It returned a value.
+    Succeeded,
+    /// It failed on its own (error, panic or attempt timeout) on every attempt.
+    Failed,
+    /// It was cut short or never run because of a cancellation.
+    Cancelled,
+}
+
+/// The outcome of one job (Go: `Result[R]`).
+#[derive(Debug)]
+pub struct JobResult<R> {
+    /// The job's [`id`](Job::id).
+    pub job_id: String,
+    /// The job's position in the list the run started with.
+    pub index: usize,
+    /// The value of the successful attempt.
+    pub data: Option<R>,
+    /// Why there is no value.
+    pub error: Option<JobError>,
+    /// The lane (the batch's logical worker, `0..lanes`, Go's `Worker`) that
+    /// ran the final attempt; `None` if the job never started.
+    pub worker: Option<usize>,
+    /// The index of the pool worker thread that ran the final attempt
+    /// (`None` if the job never started, or ran on a thread that is not one
+    /// of the pool's workers).
+    pub thread: Option<usize>,
+    /// Attempts made (0 if the job never started).
+    pub attempts: u32,
+    /// When the first attempt started (`None` if the job never started).
+    pub started: Option<Instant>,
+    /// When the last attempt ended (for a job that never started: when the
+    /// run gave up on it).
+    pub completed: Instant,
+    /// `completed - started`: every attempt and the back-offs between them;
+    /// zero for a job that never started.
+    pub duration: Duration,
+}
+
+impl<R> JobResult<R> {
+    /// Succeeded, failed, or cancelled.
+    #[must_use]
+    pub fn status(&self) -> JobStatus {
+        match &self.error {
+            None => JobStatus::Succeeded,
+            Some(e) if e.is_cancellation() => JobStatus::Cancelled,
+            Some(_) => JobStatus::Failed,
+        }
+    }
+
+    /// Whether the job returned a value.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// What a running processor can ask about its job (Go: the `ctx` argument).
+///
+/// Cancellation is cooperative: the pool cannot stop a running thread, so a
+/// long processor should poll [`is_cancelled`](Self::is_cancelled), or wait
+/// with [`sleep`](Self::sleep), and return early.
+pub struct JobContext {
+    pub(super) control: Arc<Control>,
+    pub(super) attempt: u32,
+    pub(super) worker: usize,
+    pub(super) deadline: Option<Instant>,
+}
+
+impl JobContext {
+    /// Whether this attempt should stop: the batch was stopped, the run went
+    /// past its timeout, or this attempt went past its own timeout (Go:
+    /// `ctx.Err() != nil`).
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.control.is_cancelled() || self.is_timed_out()
+    }
+
+    /// Whether this attempt went past its own timeout.
+    #[must_use]
+    pub fn is_timed_out(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Which attempt this is: 0 for the first run, 1 for the first retry...
+    #[must_use]
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The lane running this attempt (`0..lanes`).
+    #[must_use]
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// When this attempt times out (`None` if the timeout is too large to
+    /// represent, e.g. `Duration::MAX`).
+    #[must_use]
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Waits for `duration`, or less if the attempt is cancelled or times out
+    /// first (Go: `select { case <-time.After(d): case <-ctx.Done(): }`).
+    /// Returns `true` if it waited the whole time, `false` if it was cut short.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let now = Instant::now();
+        let target = now.checked_add(duration);
+        let (until, cut) = match (target, self.deadline) {
+            (Some(t), Some(d)) if d < t => (Some(d), true),
+            (None, Some(d)) => (Some(d), true),
+            (t, _) => (t, false),
+        };
+        self.control.sleep_until(until) && !cut
+    }
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("attempt", &self.attempt)
+            .field("worker", &self.worker)
+            .field("deadline", &self.deadline)
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}

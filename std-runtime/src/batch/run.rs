@@ -1,0 +1,667 @@
+//! One run of a batch: lanes on the pool, the collector on the caller.
+//!
+//! `run()` plans the run with the strategy, submits one pool task per lane,
+//! and collects results on the calling thread while the lanes work. Each
+//! lane loops: take a permit (at most `buffer_size` jobs are in flight, from
+//! a lane taking one to `run()` collecting its result), ask the dispatcher
+//! for its next job, claim it (a per-job flag: a job handed out twice is
+//! ignored and counted), run its attempts, send the result. The collector
+//! frees a permit per result, so lanes never wait for something that waits
+//! for them: any number of jobs completes with any buffer size.
+//!
+//! Termination does not count messages: each lane task owns a guard holding
+//! a sender of the result channel. Whether the lane runs to its end, panics,
+//! or is dropped unrun (the pool was shut down with `shutdown_now`), its
+//! guard is dropped and reports the lane's end, and once every sender is gone
+//! the channel disconnects and the collector stops. Jobs without a result at
+//! that point were never started, and are reported as such.
+//!
+//! Cancellation (`stop()`, or the run's timeout) sets a flag that running
+//! processors see through their context, wakes lanes waiting for a permit or
+//! a back-off, and keeps lanes from taking new jobs; results collected so far
+//! are kept.
+
+use std::error::Error;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use super::config::{BatchConfig, BatchError};
+use super::job::{CancelReason, Job, JobContext, JobError, JobResult};
+use super::metrics::{BatchMetrics, Measured};
+use super::strategy::{Dispatch, JobMeta};
+use super::BatchReport;
+use crate::error::panic_message;
+use crate::runq::lock;
+use crate::{Backoff, Pool};
+
+/// A processor's error, shared so that results can be cloned.
+pub(super) type SharedError = Arc<dyn Error + Send + Sync>;
+
+/// The type-erased processor.
+pub(super) type Processor<T, R> =
+    Arc<dyn Fn(&JobContext, &Job<T>) -> Result<R, SharedError> + Send + Sync>;
+
+/// Cancellation, the run deadline and the in-flight permits of one run.
+pub(crate) struct Control {
+    cancelled: AtomicBool,
+    deadline: Option<Instant>,
+    timeout: Duration,
+    buffer: usize,
+    state: Mutex<CtlState>,
+    /// Lanes waiting for a permit.
+    permit_cv: Condvar,
+    /// Lanes and processors waiting out a back-off or a `sleep`.
+    stop_cv: Condvar,
+}
+
+struct CtlState {
+    reason: Option<CancelReason>,
+    in_flight: usize,
+    waiting: usize,
+}
+
+impl Control {
+    pub(super) fn new(timeout: Duration, buffer: usize, started: Instant) -> Control {
+        Control {
+            cancelled: AtomicBool::new(false),
+            deadline: started.checked_add(timeout),
+            timeout,
+            buffer,
+            state: Mutex::new(CtlState {
+                reason: None,
+                in_flight: 0,
+                waiting: 0,
+            }),
+            permit_cv: Condvar::new(),
+            stop_cv: Condvar::new(),
+        }
+    }
+
+    /// Whether the run is cancelled; raises the run timeout if it passed.
+    pub(super) fn is_cancelled(&self) -> bool {
+        if self.cancelled.load(Ordering::Acquire) {
+            return true;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.cancel(CancelReason::RunTimedOut(self.timeout));
+            return true;
+        }
+        false
+    }
+
+    /// Cancels the run; the first reason wins. Returns whether this call
+    /// was the first.
+    pub(super) fn cancel(&self, reason: CancelReason) -> bool {
+        let mut g = lock(&self.state);
+        self.cancel_locked(&mut g, reason)
+    }
+
+    fn cancel_locked(&self, g: &mut CtlState, reason: CancelReason) -> bool {
+        let first = g.reason.is_none();
+        if first {
+            g.reason = Some(reason);
+        }
+        self.cancelled.store(true, Ordering::Release);
+        // Waiters check the flag under the lock, which the caller holds, so
+        // none can miss this wake-up.
+        self.permit_cv.notify_all();
+        self.stop_cv.notify_all();
+        first
+    }
+
+    pub(super) fn reason(&self) -> Option<CancelReason> {
+        lock(&self.state).reason
+    }
+
+    /// Under the lock: whether the run is cancelled, raising the timeout.
+    fn cancelled_locked(&self, g: &mut CtlState, now: Instant) -> bool {
+        if self.cancelled.load(Ordering::Acquire) {
+            return true;
+        }
+        if self.deadline.is_some_and(|d| now >= d) {
+            self.cancel_locked(g, CancelReason::RunTimedOut(self.timeout));
+            return true;
+        }
+        false
+    }
+
+    /// Takes an in-flight permit, waiting while `buffer` jobs are in flight
+    /// (not when `inline`: the lane then runs on the collector's own thread,
+    /// which cannot collect while it waits). `false` if the run is cancelled.
+    fn acquire(&self, inline: bool) -> bool {
+        let mut g = lock(&self.state);
+        loop {
+            let now = Instant::now();
+            if self.cancelled_locked(&mut g, now) {
+                return false;
+            }
+            if inline || g.in_flight < self.buffer {
+                g.in_flight += 1;
+                return true;
+            }
+            g.waiting += 1;
+            g = match self.deadline {
+                Some(d) => {
+                    self.permit_cv
+                        .wait_timeout(g, d.saturating_duration_since(now))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .permit_cv
+                    .wait(g)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+            g.waiting -= 1;
+        }
+    }
+
+    /// Returns a permit.
+    fn release(&self) {
+        let mut g = lock(&self.state);
+        g.in_flight = g.in_flight.saturating_sub(1);
+        if g.waiting > 0 {
+            self.permit_cv.notify_one();
+        }
+    }
+
+    /// Waits until `until` (forever if `None`) unless the run is cancelled
+    /// first. Returns `true` if it reached `until` without a cancellation.
+    pub(super) fn sleep_until(&self, until: Option<Instant>) -> bool {
+        let mut g = lock(&self.state);
+        loop {
+            let now = Instant::now();
+            if self.cancelled_locked(&mut g, now) {
+                return false;
+            }
+            if until.is_some_and(|u| now >= u) {
+                return true;
+            }
+            let wake = match (until, self.deadline) {
+                (Some(u), Some(d)) => Some(u.min(d)),
+                (u, d) => u.or(d),
+            };
+            g = match wake {
+                Some(w) => {
+                    self.stop_cv
+                        .wait_timeout(g, w.saturating_duration_since(now))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .stop_cv
+                    .wait(g)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+        }
+    }
+}
+
+/// What every lane of one run shares.
+struct RunState<T, R> {
+    jobs: Vec<Arc<Job<T>>>,
+    processor: Processor<T, R>,
+    dispatch: Box<dyn Dispatch>,
+    claimed: Vec<AtomicBool>,
+    control: Arc<Control>,
+    attempt_timeout: Duration,
+    max_retries: u32,
+    backoff: Backoff,
+    histogram: bool,
+    /// The pool's thread name prefix (workers are `<prefix>-<index>`).
+    thread_prefix: String,
+    /// The thread running `run()`.
+    collector: ThreadId,
+    depth: AtomicUsize,
+    depth_max: AtomicUsize,
+    dispatch_errors: AtomicU64,
+}
+
+enum Msg<R> {
+    Done(JobResult<R>),
+    LaneEnd {
+        lane: usize,
+        ran: bool,
+        busy: Duration,
+        timed_out: u64,
+    },
+}
+
+/// Owned by a lane's pool task: reports the lane's end however the task
+/// ends (returns, panics, or is dropped unrun).
+struct LaneGuard<R: Send> {
+    tx: Sender<Msg<R>>,
+    lane: usize,
+    ran: bool,
+    busy: Duration,
+    timed_out: u64,
+}
+
+impl<R: Send> Drop for LaneGuard<R> {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::LaneEnd {
+            lane: self.lane,
+            ran: self.ran,
+            busy: self.busy,
+            timed_out: self.timed_out,
+        });
+    }
+}
+
+/// The index of the pool worker running this thread: the pool names its
+/// workers `<thread_name>-<index>`.
+fn pool_thread_index(prefix: &str) -> Option<usize> {
+    let current = thread::current();
+    let rest = current.name()?.strip_prefix(prefix)?.strip_prefix('-')?;
+    if rest.bytes().all(|b| b.is_ascii_digit()) {
+        rest.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn lane_main<T, R>(st: &RunState<T, R>, g: &mut LaneGuard<R>)
+where
+    T: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let lane = g.lane;
+    let thread = pool_thread_index(&st.thread_prefix);
+    let inline = thread::current().id() == st.collector;
+    let limit = u64::try_from(st.jobs.len()).unwrap_or(u64::MAX);
+    loop {
+        if !st.control.acquire(inline) {
+            break;
+        }
+        let index = match catch_unwind(AssertUnwindSafe(|| st.dispatch.next(lane))) {
+            Ok(Some(i)) => i,
+            Ok(None) => {
+                st.control.release();
+                break;
+            }
+            Err(_) => {
+                st.dispatch_errors.fetch_add(1, Ordering::Relaxed);
+                st.control.release();
+                break;
+            }
+        };
+        let fresh = st
+            .claimed
+            .get(index)
+            .is_some_and(|c| !c.swap(true, Ordering::AcqRel));
+        if !fresh {
+            let errors = st.dispatch_errors.fetch_add(1, Ordering::Relaxed) + 1;
+            st.control.release();
+            if errors > limit {
+                // A strategy that keeps repeating itself: stop asking it.
+                break;
+            }
+            continue;
+        }
+        if st.control.is_cancelled() {
+            // Claimed but not started: `run()` reports it as not started.
+            st.control.release();
+            break;
+        }
+        let result = run_job(st, lane, thread, index, g);
+        if st.histogram {
+            let d = st.depth.fetch_add(1, Ordering::Relaxed) + 1;
+            st.depth_max.fetch_max(d, Ordering::Relaxed);
+        }
+        if g.tx.send(Msg::Done(result)).is_err() {
+            break;
+        }
+    }
+}
+
+/// Runs every attempt of job `index` on this lane.
+fn run_job<T, R>(
+    st: &RunState<T, R>,
+    lane: usize,
+    thread: Option<usize>,
+    index: usize,
+    g: &mut LaneGuard<R>,
+) -> JobResult<R>
+where
+    T: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let job = &*st.jobs[index];
+    let first = Instant::now();
+    let finish = |data: Option<R>, error: Option<JobError>, attempts: u32, end: Instant| {
+        JobResult {
+            job_id: job.id.clone(),
+            index,
+            data,
+            error,
+            worker: Some(lane),
+            thread,
+            attempts,
+            started: Some(first),
+            completed: end,
+            duration: end.saturating_duration_since(first),
+        }
+    };
+    let cancelled = |st: &RunState<T, R>| {
+        JobError::Cancelled(st.control.reason().unwrap_or(CancelReason::Stopped))
+    };
+    let mut attempt = 0u32;
+    let mut start = first;
+    loop {
+        let deadline = start.checked_add(st.attempt_timeout);
+        let ctx = JobContext {
+            control: st.control.clone(),
+            attempt,
+            worker: lane,
+            deadline,
+        };
+        let out = catch_unwind(AssertUnwindSafe(|| (st.processor)(&ctx, job)));
+        drop(ctx);
+        let end = Instant::now();
+        g.busy += end.saturating_duration_since(start);
+        let timed_out = deadline.is_some_and(|d| end >= d);
+        if timed_out {
+            g.timed_out += 1;
+        }
+        let attempts = attempt + 1;
+        let error = match out {
+            Err(payload) => JobError::Panicked(panic_message(&*payload)),
+            Ok(_) if timed_out => JobError::TimedOut(st.attempt_timeout),
+            Ok(Ok(v)) => return finish(Some(v), None, attempts, end),
+            Ok(Err(e)) => JobError::Failed(e),
+        };
+        if st.control.is_cancelled() {
+            return finish(None, Some(cancelled(st)), attempts, end);
+        }
+        if attempt >= st.max_retries {
+            return finish(None, Some(error), attempts, end);
+        }
+        let until = Instant::now().checked_add(st.backoff.delay(attempt));
+        if !st.control.sleep_until(until) {
+            return finish(None, Some(cancelled(st)), attempts, Instant::now());
+        }
+        attempt += 1;
+        start = Instant::now();
+    }
+}
+
+/// Deregisters a run's control from its batch, however `run()` ends.
+struct Registered<'a> {
+    runs: &'a Mutex<Vec<Arc<Control>>>,
+    control: Arc<Control>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        lock(self.runs).retain(|c| !Arc::ptr_eq(c, &self.control));
+    }
+}
+
+/// Everything `run()` needs from its batch.
+pub(super) struct RunInput<'a, T, R> {
+    pub(super) pool: &'a Pool,
+    pub(super) config: &'a BatchConfig,
+    pub(super) processor: Processor<T, R>,
+    pub(super) jobs: Vec<Arc<Job<T>>>,
+    pub(super) runs: &'a Mutex<Vec<Arc<Control>>>,
+}
+
+/// One run: plan, start the lanes, collect, report.
+pub(super) fn run<T, R>(input: RunInput<'_, T, R>) -> Result<BatchReport<R>, BatchError>
+where
+    T: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let RunInput {
+        pool,
+        config,
+        processor,
+        jobs,
+        runs,
+    } = input;
+    let n = jobs.len();
+    let lanes = config.workers.unwrap_or_else(|| pool.workers()).max(1);
+    let strategy = config.strategy.strategy();
+    let plan = {
+        let metas: Vec<JobMeta<'_>> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| JobMeta::of(i, &**j))
+            .collect();
+        catch_unwind(AssertUnwindSafe(|| strategy.plan(&metas, lanes)))
+            .map_err(|p| BatchError::StrategyPanicked(panic_message(&*p)))?
+    };
+    let (dispatch, label) = plan.into_parts();
+    let strategy_name = label.unwrap_or_else(|| strategy.name().to_owned());
+
+    let started = Instant::now();
+    let control = Arc::new(Control::new(config.timeout, config.buffer_size, started));
+    lock(runs).push(control.clone());
+    let _registered = Registered {
+        runs,
+        control: control.clone(),
+    };
+    let thread_prefix = pool.shared().config.thread_name.clone();
+    let state = Arc::new(RunState {
+        claimed: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        jobs,
+        processor,
+        dispatch,
+        control: control.clone(),
+        attempt_timeout: config.attempt_timeout,
+        max_retries: config.max_retries,
+        backoff: config.backoff,
+        histogram: config.enable_metrics,
+        thread_prefix,
+        collector: thread::current().id(),
+        depth: AtomicUsize::new(0),
+        depth_max: AtomicUsize::new(0),
+        dispatch_errors: AtomicU64::new(0),
+    });
+
+    let (tx, rx) = mpsc::channel::<Msg<R>>();
+    let mut submitted = 0;
+    for lane in 0..lanes {
+        let guard = LaneGuard {
+            tx: tx.clone(),
+            lane,
+            ran: false,
+            busy: Duration::ZERO,
+            timed_out: 0,
+        };
+        let st = state.clone();
+        let lane_task = move || {
+            let mut guard = guard;
+            guard.ran = true;
+            lane_main(&st, &mut guard);
+        };
+        if pool.execute(lane_task).is_err() {
+            break;
+        }
+        submitted += 1;
+    }
+    drop(tx);
+    if submitted == 0 {
+        return Err(BatchError::PoolShutDown);
+    }
+
+    // Collect while the lanes work.
+    let on_worker = pool_thread_index(&state.thread_prefix).is_some();
+    let mut poll = Duration::from_millis(1);
+    let mut results: Vec<JobResult<R>> = Vec::with_capacity(n);
+    let mut done = vec![false; n];
+    let mut lane_busy = vec![Duration::ZERO; lanes];
+    let mut timed_out_attempts = 0;
+    let mut lane_not_run = submitted < lanes;
+    loop {
+        let until_deadline = if control.is_cancelled() {
+            None
+        } else {
+            control
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()))
+        };
+        let msg = match (on_worker, until_deadline) {
+            // On one of the pool's workers: poll, and run queued pool tasks
+            // (possibly our own lanes) in between, so that a pool with no
+            // other free worker still makes progress.
+            (true, d) => rx.recv_timeout(d.map_or(poll, |d| d.min(poll))),
+            (false, Some(d)) => rx.recv_timeout(d),
+            (false, None) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match msg {
+            Ok(Msg::Done(r)) => {
+                control.release();
+                if state.histogram {
+                    state.depth.fetch_sub(1, Ordering::Relaxed);
+                }
+                if let Some(d) = done.get_mut(r.index) {
+                    *d = true;
+                }
+                results.push(r);
+                poll = Duration::from_millis(1);
+            }
+            Ok(Msg::LaneEnd {
+                lane,
+                ran,
+                busy,
+                timed_out,
+            }) => {
+                if let Some(b) = lane_busy.get_mut(lane) {
+                    *b = busy;
+                }
+                timed_out_attempts += timed_out;
+                lane_not_run |= !ran;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                // Raises the run timeout if it passed.
+                let _ = control.is_cancelled();
+                if on_worker {
+                    if pool.shared().help_once() {
+                        poll = Duration::from_millis(1);
+                    } else {
+                        poll = (poll * 2).min(Duration::from_millis(50));
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let ended = Instant::now();
+
+    // Jobs without a result never started: say why.
+    let stop_reason = control.reason();
+    let reason = stop_reason.unwrap_or(if lane_not_run {
+        CancelReason::PoolShutDown
+    } else {
+        CancelReason::NotDispatched
+    });
+    for (index, _) in done.iter().enumerate().filter(|(_, d)| !**d) {
+        results.push(JobResult {
+            job_id: state.jobs[index].id.clone(),
+            index,
+            data: None,
+            error: Some(JobError::NotStarted(reason)),
+            worker: None,
+            thread: None,
+            attempts: 0,
+            started: None,
+            completed: ended,
+            duration: Duration::ZERO,
+        });
+    }
+    let metrics = BatchMetrics::compute(
+        &results,
+        Measured {
+            strategy: strategy_name,
+            lane_busy,
+            timed_out_attempts,
+            dispatch_errors: state.dispatch_errors.load(Ordering::Relaxed),
+            queue_depth_max: state
+                .histogram
+                .then(|| state.depth_max.load(Ordering::Relaxed)),
+            stop_reason,
+            started,
+            ended,
+            histogram: state.histogram,
+        },
+    );
+    Ok(BatchReport { results, metrics })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_keeps_the_first_reason_and_wakes_sleepers() {
+        let c = Arc::new(Control::new(Duration::MAX, 1, Instant::now()));
+        assert!(!c.is_cancelled());
+        let (tx, rx) = mpsc::channel();
+        let c2 = c.clone();
+        let t = thread::spawn(move || {
+            tx.send(()).unwrap();
+            c2.sleep_until(None)
+        });
+        rx.recv().unwrap();
+        assert!(c.cancel(CancelReason::Stopped));
+        assert!(!c.cancel(CancelReason::PoolShutDown));
+        assert!(!t.join().unwrap(), "a sleeper is cut short");
+        assert_eq!(c.reason(), Some(CancelReason::Stopped));
+        assert!(c.is_cancelled());
+    }
+
+    #[test]
+    fn permits_bound_the_jobs_in_flight() {
+        let c = Control::new(Duration::MAX, 2, Instant::now());
+        assert!(c.acquire(false));
+        assert!(c.acquire(false));
+        assert!(c.acquire(true), "inline lanes never wait");
+        assert_eq!(lock(&c.state).in_flight, 3);
+        c.release();
+        c.release();
+        assert!(c.acquire(false));
+        c.cancel(CancelReason::Stopped);
+        assert!(!c.acquire(false), "no permit after cancellation");
+    }
+
+    #[test]
+    fn a_passed_deadline_cancels_with_the_timeout_reason() {
+        let start = Instant::now();
+        let c = Control::new(Duration::from_millis(1), 1, start);
+        assert!(!c.sleep_until(None), "the run deadline ends the wait");
+        assert!(Instant::now() >= start + Duration::from_millis(1));
+        assert_eq!(
+            c.reason(),
+            Some(CancelReason::RunTimedOut(Duration::from_millis(1)))
+        );
+    }
+
+    #[test]
+    fn thread_index_is_parsed_from_the_pool_naming() {
+        let got = thread::Builder::new()
+            .name("render-12".into())
+            .spawn(|| {
+                (
+                    pool_thread_index("render"),
+                    pool_thread_index("rend"),
+                    pool_thread_index("render-1"),
+                )
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got, (Some(12), None, None));
+        let timer = thread::Builder::new()
+            .name("render-timer".into())
+            .spawn(|| pool_thread_index("render"))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(timer, None);
+    }
+}

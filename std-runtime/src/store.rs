@@ -1,0 +1,521 @@
+//! Where learned profiles live between runs.
+//!
+//! A [`ProfileStore`] loads and saves [`Profiles`]: for each task class, its
+//! run count and a bounded history of measured samples (what the predictors
+//! are rebuilt from when the profiles are imported). Two stores come with
+//! respool:
+//!
+//! - [`MemoryStore`]: in memory, for tests and for moving profiles between
+//!   pools in one process;
+//! - [`FileStore`]: a JSON file, written atomically (a temporary file in the
+//!   same directory, flushed to disk, then renamed over the old one, and the
+//!   directory flushed), so that a crash leaves either the old or the new
+//!   file, never a torn one. A file that does not parse, or that was written
+//!   by a newer format version, is reported as an error and left untouched.
+//!
+//! The trait is synchronous and object safe; a networked store (HTTP, Redis)
+//! implements the same two calls with blocking I/O, and gets the same
+//! versioned document to send and receive.
+//!
+//! # File format (version 1)
+//!
+//! ```json
+//! {
+//!   "format": "respool-profiles",
+//!   "version": 1,
+//!   "saved_at_unix_ms": 1764180000000,
+//!   "classes": [
+//!     {
+//!       "class": "thumbnail",
+//!       "runs": 42,
+//!       "samples": [
+//!         { "at_unix_ms": 1764179999000, "size": 4096, "wall_ns": 1200000,
+//!           "usage": { "cpu": 850, "memory": 16777216 } },
+//!         { "at_unix_ms": 1764179999500, "oom_bytes": 268435456 }
+//!       ]
+//!     }
+//!   ]
+//! }
+//! ```
+//!
+//! `usage` keys are dimension names (`cpu` in millicores, `memory` in
+//! bytes, see [`Dim`]); `size` is the task's size hint, if it had one;
+//! a sample with `oom_bytes` records an out-of-memory event at that usage.
+//! Unknown fields are ignored (forward compatible within a version); a
+//! higher `version` is refused.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use respool_core::{Dim, Resources};
+use serde::{Deserialize, Serialize};
+
+use crate::runq::lock;
+
+/// The format version this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_NAME: &str = "respool-profiles";
+
+/// One measured run (or out-of-memory event) of a class.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// When it was recorded, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The task's size hint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Run time in nanoseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wall_ns: u64,
+    /// Measured usage per dimension name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: BTreeMap<String, u64>,
+    /// An out-of-memory event at this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_bytes: Option<u64>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl Sample {
+    pub(crate) fn new(
+        at_unix_ns: u64,
+        size: Option<u64>,
+        wall: Duration,
+        usage: &Resources,
+        oom_bytes: Option<u64>,
+    ) -> Sample {
+        Sample {
+            at_unix_ms: at_unix_ns / 1_000_000,
+            size,
+            wall_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
+            usage: usage
+                .iter()
+                .map(|(d, v)| (d.name().to_owned(), v))
+                .collect(),
+            oom_bytes,
+        }
+    }
+
+    pub(crate) fn at_unix_ns(&self) -> u64 {
+        self.at_unix_ms.saturating_mul(1_000_000)
+    }
+
+    pub(crate) fn oom_bytes(&self) -> Option<u64> {
+        self.oom_bytes
+    }
+
+    /// The usage as a resource vector (unknown dimension names are skipped).
+    #[must_use]
+    pub fn usage(&self) -> Resources {
+        self.usage
+            .iter()
+            .filter_map(|(k, v)| Some((Dim::from_name(k)?, *v)))
+            .fold(Resources::NONE, |r, (d, v)| r.with_saturating(d, v))
+    }
+}
+
+/// The learned history of one class.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassRecord {
+    /// The class key.
+    pub class: String,
+    /// Runs measured in total (the history keeps only the latest).
+    pub runs: u64,
+    /// The latest samples, oldest first.
+    pub samples: Vec<Sample>,
+}
+
+/// Every class's history, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profiles {
+    format: String,
+    version: u32,
+    /// When the document was produced, in milliseconds since the Unix epoch.
+    pub saved_at_unix_ms: u64,
+    /// The classes, sorted by key.
+    pub classes: Vec<ClassRecord>,
+}
+
+impl Profiles {
+    /// A document of the current version.
+    #[must_use]
+    pub fn new(classes: Vec<ClassRecord>) -> Profiles {
+        Profiles {
+            format: FORMAT_NAME.to_owned(),
+            version: FORMAT_VERSION,
+            saved_at_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            classes,
+        }
+    }
+
+    /// The format version of the document.
+    #[must_use]
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Serialises to pretty JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] can only happen for numbers JSON cannot hold (never).
+    pub fn to_json(&self) -> Result<String, StoreError> {
+        serde_json::to_string_pretty(self).map_err(|e| StoreError::Corrupt {
+            source: "<memory>".into(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Parses and validates a document.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] with the position of the problem, or
+    /// [`StoreError::UnsupportedVersion`] for a document from a newer respool.
+    pub fn from_json(text: &str, source: &str) -> Result<Profiles, StoreError> {
+        // Check the header first, so a newer version is reported as such
+        // even when its body would not parse with this version's schema.
+        #[derive(Deserialize)]
+        struct Header {
+            format: String,
+            version: u32,
+        }
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+            source: source.to_owned(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        };
+        let header: Header = serde_json::from_str(text).map_err(corrupt)?;
+        if header.format != FORMAT_NAME {
+            return Err(StoreError::Corrupt {
+                source: source.to_owned(),
+                line: 1,
+                column: 1,
+                message: format!(
+                    "\"format\" is {:?}, expected {FORMAT_NAME:?}: not a respool profile file",
+                    header.format
+                ),
+            });
+        }
+        if header.version > FORMAT_VERSION {
+            return Err(StoreError::UnsupportedVersion {
+                source: source.to_owned(),
+                found: header.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        serde_json::from_str(text).map_err(corrupt)
+    }
+}
+
+/// Why profiles could not be loaded or saved.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Reading or writing failed.
+    Io {
+        /// What was being accessed.
+        path: PathBuf,
+        /// The underlying error.
+        error: io::Error,
+    },
+    /// The stored document does not parse (it was left untouched).
+    Corrupt {
+        /// Where it came from (a path, or a store's description).
+        source: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The document was written by a newer respool (it was left untouched).
+    UnsupportedVersion {
+        /// Where it came from.
+        source: String,
+        /// Its format version.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io { path, error } => {
+                write!(f, "profile store {}: {error}", path.display())
+            }
+            StoreError::Corrupt {
+                source,
+                line,
+                column,
+                message,
+            } => write!(
+                f,
+                "profile store {source} is corrupt at line {line}, column {column}: {message} \
+                 (the file was left as it is; move it away to start fresh)"
+            ),
+            StoreError::UnsupportedVersion {
+                source,
+                found,
+                supported,
+            } => write!(
+                f,
+                "profile store {source} has format version {found}, newer than the {supported} \
+                 this respool reads (the file was left as it is; upgrade respool or use another path)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Somewhere profiles are kept between runs.
+pub trait ProfileStore: Send + Sync + fmt::Debug {
+    /// Loads the stored profiles; `Ok(None)` when nothing was stored yet.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`]; a corrupt or too new document is reported, never
+    /// silently replaced.
+    fn load(&self) -> Result<Option<Profiles>, StoreError>;
+
+    /// Replaces the stored profiles with `profiles`.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] if they could not be written; the previous content
+    /// is then still intact.
+    fn save(&self, profiles: &Profiles) -> Result<(), StoreError>;
+}
+
+/// Profiles kept in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    profiles: Mutex<Option<Profiles>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+impl ProfileStore for MemoryStore {
+    fn load(&self) -> Result<Option<Profiles>, StoreError> {
+        Ok(lock(&self.profiles).clone())
+    }
+
+    fn save(&self, profiles: &Profiles) -> Result<(), StoreError> {
+        *lock(&self.profiles) = Some(profiles.clone());
+        Ok(())
+    }
+}
+
+/// Profiles kept in a JSON file (see the [module documentation](self) for
+/// the format and the atomic write).
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    /// A store at `path` (the file is created on the first save).
+    pub fn new(path: impl Into<PathBuf>) -> FileStore {
+        FileStore { path: path.into() }
+    }
+
+    /// A store named `profiles.json` in `dir`.
+    pub fn in_dir(dir: impl AsRef<Path>) -> FileStore {
+        FileStore::new(dir.as_ref().join("profiles.json"))
+    }
+
+    /// The file's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, error: io::Error) -> StoreError {
+        StoreError::Io {
+            path: self.path.clone(),
+            error,
+        }
+    }
+}
+
+impl ProfileStore for FileStore {
+    fn load(&self) -> Result<Option<Profiles>, StoreError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(e)),
+        };
+        Profiles::from_json(&text, &self.path.display().to_string()).map(Some)
+    }
+
+    fn save(&self, profiles: &Profiles) -> Result<(), StoreError> {
+        let json = profiles.to_json()?;
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = self.path.file_name().map_or_else(
+            || "profiles.json".into(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let write = || -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(json.as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &self.path)?;
+            // Make the rename itself durable.
+            if let Ok(d) = File::open(&dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            self.io(e)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_profiles() -> Profiles {
+        let usage = Resources::new()
+            .with(Dim::Cpu, 850)
+            .unwrap()
+            .with(Dim::Memory, 16 << 20)
+            .unwrap();
+        Profiles::new(vec![ClassRecord {
+            class: "thumbnail".into(),
+            runs: 2,
+            samples: vec![
+                Sample::new(
+                    1_700_000_000_000_000_000,
+                    Some(4096),
+                    Duration::from_millis(3),
+                    &usage,
+                    None,
+                ),
+                Sample::new(
+                    1_700_000_000_500_000_000,
+                    None,
+                    Duration::ZERO,
+                    &Resources::NONE,
+                    Some(1 << 28),
+                ),
+            ],
+        }])
+    }
+
+    #[test]
+    fn json_round_trip_keeps_everything() {
+        let p = sample_profiles();
+        let text = p.to_json().unwrap();
+        assert!(text.contains("\"format\": \"respool-profiles\""));
+        assert!(text.contains("\"memory\": 16777216"));
+        let back = Profiles::from_json(&text, "test").unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.classes[0].samples[0].usage().get(Dim::Cpu), Some(850));
+    }
+
+    #[test]
+    fn corrupt_and_newer_documents_are_reported() {
+        let e = Profiles::from_json(
+            "{\"format\": \"respool-profiles\", \"version\": 1, \"classes\": [",
+            "f",
+        )
+        .unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt { line: 1, .. }), "{e}");
+        let e = Profiles::from_json(
+            "{\"format\": \"respool-profiles\", \"version\": 9, \"x\": []}",
+            "f",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::UnsupportedVersion {
+                    found: 9,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("newer"));
+        let e = Profiles::from_json("{\"format\": \"other\", \"version\": 1}", "f").unwrap_err();
+        assert!(e.to_string().contains("not a respool profile file"), "{e}");
+    }
+
+    #[test]
+    fn file_store_round_trip_and_atomic_replace() {
+        let dir = std::env::temp_dir().join(format!("respool-store-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let store = FileStore::in_dir(&dir);
+        assert!(
+            store.load().unwrap().is_none(),
+            "missing file: nothing stored yet"
+        );
+        let p = sample_profiles();
+        store.save(&p).unwrap();
+        assert_eq!(store.load().unwrap(), Some(p.clone()));
+        // A second save replaces the file; no temporary file is left.
+        store.save(&Profiles::new(vec![])).unwrap();
+        assert_eq!(store.load().unwrap().unwrap().classes.len(), 0);
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("profiles.json")]);
+        // A corrupt file is reported and left untouched.
+        fs::write(store.path(), "{ not json").unwrap();
+        let e = store.load().unwrap_err();
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        assert_eq!(fs::read_to_string(store.path()).unwrap(), "{ not json");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn memory_store_round_trip() {
+        let s = MemoryStore::new();
+        assert!(s.load().unwrap().is_none());
+        s.save(&sample_profiles()).unwrap();
+        assert_eq!(s.load().unwrap().unwrap().classes[0].runs, 2);
+    }
+}

@@ -1,0 +1,438 @@
+//! Measured tasks, the tracking allocator, accounting that follows reality,
+//! learning and profile stores. This test binary installs the tracking
+//! allocator as its global allocator.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use respool::alloc::{TrackingAllocator, measure};
+use respool::{
+    BuildError, Dim, FileStore, LearningConfig, MemoryStore, Policy, Pool, ProfileStore, Resources,
+    StoreError, TaskReport,
+};
+
+#[global_allocator]
+static ALLOC: TrackingAllocator = TrackingAllocator::system();
+
+const SAFETY: Duration = Duration::from_secs(60);
+const MIB: u64 = 1 << 20;
+
+/// Allocates exactly `n` bytes and touches every page.
+fn touch(n: usize) -> Vec<u8> {
+    let mut v = Vec::<u8>::with_capacity(n);
+    v.resize(n, 1);
+    v
+}
+
+#[test]
+fn allocator_totals_are_exact() {
+    assert!(respool::alloc::is_installed());
+    let ((), u) = measure(|| {
+        let v = Vec::<u8>::with_capacity(1000);
+        drop(v);
+        let w = Vec::<u64>::with_capacity(10); // 80 bytes
+        std::hint::black_box(&w);
+    });
+    assert_eq!(u.allocated, 1080);
+    assert_eq!(u.freed, 1080);
+    assert_eq!(u.peak, 1000);
+    assert_eq!(u.live, 0);
+    assert_eq!(u.allocations, 2);
+
+    // Growth through realloc: 8 -> 16 -> 32 bytes, old blocks credited.
+    let (v, u) = measure(|| {
+        let mut v = Vec::<u8>::with_capacity(8);
+        v.reserve_exact(16);
+        v.reserve_exact(32);
+        v
+    });
+    assert_eq!(
+        u.allocated,
+        8 + 16 + 32,
+        "capacities 8, 16, 32: each realloc counted at its new size"
+    );
+    assert_eq!(u.freed, 8 + 16, "the blocks realloc replaced are credited");
+    assert_eq!(u.live, i64::try_from(v.capacity()).unwrap());
+    drop(v);
+}
+
+#[test]
+fn frees_by_another_thread_are_credited_to_the_allocating_task() {
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(1);
+    let (done_tx, done_rx) = mpsc::sync_channel::<()>(1);
+    let freer = std::thread::spawn(move || {
+        for v in rx {
+            drop(v);
+            done_tx.send(()).unwrap();
+        }
+    });
+    // Warm up: a channel allocates its blocking context on first use.
+    tx.send(Vec::new()).unwrap();
+    done_rx.recv().unwrap();
+    let ((), u) = measure(|| {
+        let v = touch(4096);
+        tx.send(v).unwrap();
+        done_rx.recv().unwrap();
+        let w = touch(1024);
+        drop(w);
+    });
+    assert_eq!(u.allocated, 4096 + 1024);
+    assert_eq!(u.freed, 4096 + 1024, "the other thread's free is credited");
+    assert_eq!(
+        u.peak, 4096,
+        "the 4 KiB was freed before the 1 KiB was allocated"
+    );
+    drop(tx);
+    freer.join().unwrap();
+}
+
+#[test]
+fn nested_measurements_see_only_their_own_allocations() {
+    let ((inner, outer_kept), outer) = measure(|| {
+        let a = touch(100);
+        let ((), inner) = measure(|| drop(touch(200)));
+        (inner, a)
+    });
+    assert_eq!(inner.allocated, 200);
+    assert_eq!(
+        outer.allocated, 100,
+        "the inner task's bytes are not charged to the outer"
+    );
+    assert_eq!(outer.live, 100);
+    drop(outer_kept);
+}
+
+fn reports() -> (
+    Arc<Mutex<Vec<TaskReport>>>,
+    impl Fn(&TaskReport) + Send + Sync + 'static,
+) {
+    let store = Arc::new(Mutex::new(Vec::new()));
+    let s2 = store.clone();
+    (store, move |r: &TaskReport| {
+        s2.lock().unwrap().push(r.clone())
+    })
+}
+
+#[test]
+fn pool_measures_classified_tasks_exactly() {
+    let (got, cb) = reports();
+    let pool = Pool::builder()
+        .workers(2)
+        .capacity(Resources::new().with(Dim::Memory, 1 << 30).unwrap())
+        .headroom(Resources::NONE)
+        .on_task_end(cb)
+        .build()
+        .unwrap();
+    pool.task()
+        .class("exact")
+        .memory("8MiB")
+        .spawn(|_| {
+            let v = Vec::<u8>::with_capacity(3 << 20);
+            drop(v);
+            std::hint::black_box(Vec::<u8>::with_capacity(1 << 20));
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    pool.shutdown();
+    let r = got.lock().unwrap().pop().unwrap();
+    let heap = r.usage.heap.unwrap();
+    assert_eq!(heap.allocated, (3 << 20) + (1 << 20));
+    assert_eq!(heap.peak, 3 << 20);
+    assert_eq!(r.usage.as_resources().get(Dim::Memory), Some(3 << 20));
+    assert!(r.usage.cpu.is_some());
+    assert_eq!(r.requested.get(Dim::Memory), Some(8 << 20));
+    assert!(
+        r.grown.is_zero() || r.grown.is_empty(),
+        "it stayed under its reservation"
+    );
+}
+
+#[test]
+fn a_task_that_under_declares_pauses_admissions() {
+    let (got, cb) = reports();
+    let pool = Pool::builder()
+        .workers(2)
+        .capacity(Resources::new().with(Dim::Memory, 100 * MIB).unwrap())
+        .headroom(Resources::NONE)
+        .admission(Policy::Defer)
+        .on_task_end(cb)
+        .build()
+        .unwrap();
+    let (hog_ready_tx, hog_ready_rx) = mpsc::channel();
+    let (hog_go_tx, hog_go_rx) = mpsc::channel::<()>();
+    // Declares 10 MiB, really holds 80 MiB.
+    let hog = pool
+        .task()
+        .class("hog")
+        .memory("10MiB")
+        .spawn(move |_| {
+            let v = touch(80 << 20);
+            hog_ready_tx.send(()).unwrap();
+            hog_go_rx.recv().unwrap();
+            drop(v);
+        })
+        .unwrap();
+    hog_ready_rx.recv_timeout(SAFETY).unwrap();
+    // Accounting followed reality: about 80 MiB are reserved, not 10.
+    let reserved = pool.snapshot().reserved.amount(Dim::Memory);
+    assert!(reserved >= 80 * MIB, "reserved {reserved}");
+    let ran = Arc::new(AtomicBool::new(false));
+    let r2 = ran.clone();
+    let next = pool
+        .task()
+        .memory("30MiB")
+        .spawn(move |_| r2.store(true, Ordering::SeqCst))
+        .unwrap();
+    // 10 declared + 70 grown + 30 > 100: the new task waits.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "admitted although memory was in use"
+    );
+    assert_eq!(pool.snapshot().waiting, 1);
+    hog_go_tx.send(()).unwrap();
+    hog.join().unwrap();
+    next.join().unwrap();
+    assert!(ran.load(Ordering::SeqCst));
+    pool.shutdown();
+    assert!(
+        pool.snapshot().reserved.is_zero(),
+        "grown amounts released too"
+    );
+    let hog_report = got
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.class.as_deref() == Some("hog"))
+        .cloned()
+        .unwrap();
+    assert!(hog_report.grown.amount(Dim::Memory) >= 70 * MIB);
+}
+
+/// Runs `runs` tasks of `class` one after the other; task `i` allocates
+/// `bytes(i)`; returns the reports.
+fn run_series(
+    pool: &Pool,
+    class: &str,
+    runs: usize,
+    size: impl Fn(usize) -> u64,
+    bytes: impl Fn(u64) -> usize,
+) {
+    for i in 0..runs {
+        let s = size(i);
+        let n = bytes(s);
+        pool.task()
+            .class(class)
+            .size_hint(s)
+            .spawn(move |_| {
+                let v = touch(n);
+                std::hint::black_box(v.len())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}
+
+fn learning_pool(store: Option<FileStore>) -> (Pool, Arc<Mutex<Vec<TaskReport>>>) {
+    let (got, cb) = reports();
+    let mut b = Pool::builder()
+        .workers(2)
+        .capacity(Resources::new().with(Dim::Memory, 4 << 30).unwrap())
+        .headroom(Resources::NONE)
+        .learning(LearningConfig {
+            fallback: Resources::new().with(Dim::Memory, 64 * MIB).unwrap(),
+            ..LearningConfig::default()
+        })
+        .on_task_end(cb);
+    if let Some(s) = store {
+        b = b.profile_store(s);
+    }
+    (b.build().unwrap(), got)
+}
+
+#[test]
+fn learning_converges_on_size_dependent_usage() {
+    let (pool, got) = learning_pool(None);
+    // Usage proportional to input size (sizes vary 10x), like decoding an image.
+    let sizes = |i: usize| 100 + ((i as u64 * 7919) % 10) * 100;
+    run_series(&pool, "decode", 40, sizes, |s| (s as usize) * 16 * 1024);
+    let reports = got.lock().unwrap().clone();
+    let later: Vec<&TaskReport> = reports.iter().skip(10).collect();
+    let hits = later
+        .iter()
+        .filter(|r| {
+            let (Some(e), Some(a)) = (
+                r.expected.get(Dim::Memory),
+                r.usage.as_resources().get(Dim::Memory),
+            ) else {
+                return false;
+            };
+            e.abs_diff(a) * 10 <= a
+        })
+        .count();
+    assert!(
+        hits * 10 >= later.len() * 9,
+        "{hits} of {} predictions within 10% after 10 runs",
+        later.len()
+    );
+    // The reserve covers the usage (percentile plus margin).
+    for r in &later {
+        let used = r.usage.as_resources().amount(Dim::Memory);
+        assert!(
+            r.requested.amount(Dim::Memory) >= used,
+            "under-reserved: {r:?}"
+        );
+    }
+    let snap = pool.snapshot();
+    let class = snap.classes.iter().find(|c| c.class == "decode").unwrap();
+    assert_eq!(class.runs, 40);
+    assert!(class.share().as_ppm() >= 850_000, "{class:?}");
+}
+
+#[test]
+fn confidence_stays_low_on_an_erratic_class() {
+    let (pool, got) = learning_pool(None);
+    // Bimodal: 1 MiB or 24 MiB, no size to explain it.
+    run_series(
+        &pool,
+        "erratic",
+        30,
+        |i| i as u64,
+        |i| if i % 2 == 0 { 1 << 20 } else { 24 << 20 },
+    );
+    let reports = got.lock().unwrap().clone();
+    for r in reports.iter().skip(3) {
+        assert_eq!(
+            r.expected.get(Dim::Memory),
+            None,
+            "claimed confidence on an erratic class"
+        );
+        assert_eq!(
+            r.requested.get(Dim::Memory),
+            Some(64 * MIB),
+            "ran on the fallback"
+        );
+    }
+}
+
+#[test]
+fn declared_requirements_win_over_learning() {
+    let (pool, got) = learning_pool(None);
+    run_series(&pool, "steady", 12, |_| 1, |_| 2 << 20);
+    pool.task()
+        .class("steady")
+        .memory("100MiB")
+        .spawn(|_| ())
+        .unwrap()
+        .join()
+        .unwrap();
+    let r = got.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(r.requested.get(Dim::Memory), Some(100 * MIB));
+    assert_eq!(
+        r.expected.get(Dim::Memory),
+        None,
+        "a declared dimension is not a prediction"
+    );
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("respool-learning-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn profiles_survive_a_restart_through_the_file_store() {
+    let dir = temp_dir("restart");
+    {
+        let (pool, _) = learning_pool(Some(FileStore::in_dir(&dir)));
+        run_series(&pool, "resize", 12, |_| 1, |_| 3 << 20);
+        pool.shutdown(); // saves
+    }
+    let text = std::fs::read_to_string(dir.join("profiles.json")).unwrap();
+    assert!(text.contains("\"resize\""));
+    let (pool, got) = learning_pool(Some(FileStore::in_dir(&dir)));
+    run_series(&pool, "resize", 1, |_| 1, |_| 3 << 20);
+    let r = got.lock().unwrap()[0].clone();
+    let expected = r
+        .expected
+        .get(Dim::Memory)
+        .expect("warm start: the first run is predicted");
+    assert!(expected.abs_diff(3 << 20) * 10 <= 3 << 20);
+    drop(pool);
+    // Export and import through a memory store.
+    let (pool, _) = learning_pool(None);
+    let mem = MemoryStore::new();
+    {
+        let (donor, _) = learning_pool(Some(FileStore::in_dir(&dir)));
+        donor.export_profiles(&mem).unwrap();
+    }
+    assert_eq!(pool.import_profiles(&mem).unwrap(), 1);
+    assert_eq!(pool.profiles().classes[0].class, "resize");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_corrupt_or_newer_profile_file_is_reported_and_left_untouched() {
+    let dir = temp_dir("corrupt");
+    let path = dir.join("profiles.json");
+    for (content, want) in [
+        (
+            "{ \"format\": \"respool-profiles\", \"version\": 1, \"classes\": [ {",
+            "corrupt at line",
+        ),
+        (
+            "{ \"format\": \"respool-profiles\", \"version\": 99, \"classes\": [] }",
+            "format version 99",
+        ),
+    ] {
+        std::fs::write(&path, content).unwrap();
+        let err = Pool::builder()
+            .workers(1)
+            .profile_store(FileStore::new(&path))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, BuildError::Store(_)), "{err:?}");
+        assert!(err.to_string().contains(want), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            content,
+            "file untouched"
+        );
+    }
+    let store = FileStore::new(&path);
+    assert!(matches!(
+        store.load(),
+        Err(StoreError::UnsupportedVersion { found: 99, .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reported_usage_and_oom_feed_the_class() {
+    let (pool, got) = learning_pool(None);
+    for _ in 0..8 {
+        pool.task()
+            .class("net")
+            .spawn(|ctx| ctx.report_usage(Dim::Network, 5_000_000))
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+    let r = got.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(r.usage.as_resources().get(Dim::Network), Some(5_000_000));
+    assert_eq!(
+        r.expected.get(Dim::Network),
+        Some(5_000_000),
+        "learned from reports"
+    );
+    let floor = pool.report_oom("big-link", 6 << 30);
+    assert_eq!(floor, ((6u64 << 30) * 12).div_ceil(10), "x 1.2, rounded up");
+    let snap = pool.snapshot();
+    assert!(snap.classes.iter().any(|c| c.class == "big-link"));
+}
