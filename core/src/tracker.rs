@@ -316,6 +316,25 @@ impl Tracker {
         }
     }
 
+    /// Takes `amounts` (tracked dimensions) **without** checking capacity and
+    /// returns them as a [`DetachedReservation`] to release later. This is
+    /// for usage that already happened (a running task measured above its
+    /// reservation: accounting follows reality); a dimension it
+    /// over-commits admits nothing new until enough is released. Each
+    /// dimension is clamped so that `available` stays above -2^62.
+    pub fn force_reserve(&self, amounts: &Resources) -> DetachedReservation {
+        let mut held = Resources::NONE;
+        for (dim, amount) in amounts.iter() {
+            if self.tracked.contains(dim) && amount > 0 {
+                held = held.with_saturating(dim, self.force_take(dim, amount));
+            }
+        }
+        DetachedReservation {
+            held,
+            origin: tracker_id(self),
+        }
+    }
+
     /// Runs `f` with the setter lock held.
     fn with_setter_lock<R>(&self, f: impl FnOnce() -> R) -> R {
         while self
@@ -663,6 +682,19 @@ impl DetachedReservation {
         &self.held
     }
 
+    /// Adds `other`'s amounts to `self` (both must come from one tracker).
+    ///
+    /// # Errors
+    ///
+    /// Hands `other` back, untouched, if it was taken on another tracker.
+    pub fn merge(&mut self, other: DetachedReservation) -> Result<(), DetachedReservation> {
+        if other.origin != self.origin {
+            return Err(other);
+        }
+        self.held = self.held.saturating_add(&other.held);
+        Ok(())
+    }
+
     /// Gives the amounts back to `tracker`.
     ///
     /// # Errors
@@ -878,6 +910,24 @@ mod tests {
         let (_, d) = again.detach();
         d.release(&t).unwrap();
         assert!(t.is_idle());
+    }
+
+    #[test]
+    fn force_reserve_and_merge() {
+        let t = Tracker::new(&r(&[(Dim::Memory, 100)]));
+        let a = t.try_reserve(&r(&[(Dim::Memory, 80)])).unwrap();
+        let (_, mut d) = a.detach();
+        let extra = t.force_reserve(&r(&[(Dim::Memory, 50), (Dim::Iops, 7)]));
+        assert_eq!(extra.held(), &r(&[(Dim::Memory, 50)]), "untracked dims are not taken");
+        assert_eq!(t.available_signed(Dim::Memory), Some(-30));
+        d.merge(extra).unwrap();
+        let other = Tracker::new(&r(&[(Dim::Memory, 100)]));
+        let foreign = other.force_reserve(&r(&[(Dim::Memory, 1)]));
+        let foreign = d.merge(foreign).unwrap_err();
+        foreign.release(&other).unwrap();
+        assert_eq!(d.held().amount(Dim::Memory), 130);
+        d.release(&t).unwrap();
+        assert!(t.is_idle() && other.is_idle());
     }
 
     #[test]
