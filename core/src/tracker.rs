@@ -55,7 +55,7 @@
 //! only lower `R`. A capacity cut can make `E < R` (reservations already held
 //! cannot be taken back); `available[d]` is then negative and every
 //! reservation of a positive amount in `d` fails until releases bring `R` back
-//! under `E`. The one deliberate exception is [`Reservation::force_grow`]:
+//! under `E`. The one deliberate exception is [`Reservation::force_grow_to`]:
 //! accounting follows reality, so when a task is measured using more than it
 //! reserved, its reservation grows without a check and new admissions pause.
 //!
@@ -901,7 +901,11 @@ mod tests {
         let other = Tracker::new(&cap());
         let r1 = t.try_reserve(&r(&[(Dim::Cpu, 1000)])).unwrap();
         let (_, d) = r1.detach();
-        assert_eq!(t.reserved().amount(Dim::Cpu), 1000, "detaching does not release");
+        assert_eq!(
+            t.reserved().amount(Dim::Cpu),
+            1000,
+            "detaching does not release"
+        );
         let d = d.release(&other).unwrap_err();
         assert_eq!(other.reserved().amount(Dim::Cpu), 0);
         let d = d.attach(&other).unwrap_err();
@@ -918,7 +922,11 @@ mod tests {
         let a = t.try_reserve(&r(&[(Dim::Memory, 80)])).unwrap();
         let (_, mut d) = a.detach();
         let extra = t.force_reserve(&r(&[(Dim::Memory, 50), (Dim::Iops, 7)]));
-        assert_eq!(extra.held(), &r(&[(Dim::Memory, 50)]), "untracked dims are not taken");
+        assert_eq!(
+            extra.held(),
+            &r(&[(Dim::Memory, 50)]),
+            "untracked dims are not taken"
+        );
         assert_eq!(t.available_signed(Dim::Memory), Some(-30));
         d.merge(extra).unwrap();
         let other = Tracker::new(&r(&[(Dim::Memory, 100)]));

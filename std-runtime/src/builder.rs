@@ -3,24 +3,22 @@
 use std::fmt;
 
 use respool_core::admission::{AdmissionConfig, Policy};
-use respool_core::{Dim, Ppm, Resources};
+use respool_core::{Dim, Resources};
 
 use crate::Pool;
 use crate::error::BuildError;
 use crate::pool::Config;
 use crate::units;
 
-/// Default share of detected memory held back as headroom: 10%.
-pub const DEFAULT_MEMORY_HEADROOM: Ppm = Ppm::from_percent(10);
-
 /// Configures a [`Pool`]. Every setting has a default that works on the
 /// machine (or container) it runs on.
 ///
 /// | setting | default |
 /// |---|---|
-/// | [`workers`](Builder::workers) | available parallelism (container aware) |
-/// | [`capacity`](Builder::capacity) | CPU and memory of the machine or container |
-/// | [`headroom`](Builder::headroom) | 10% of detected memory; none for explicit capacities |
+/// | [`workers`](Builder::workers) | CPUs allowed to this process and its container (cgroup quota over every ancestor, rounded down, at least 1) |
+/// | [`capacity`](Builder::capacity) | CPU and memory of the machine or container ([`sys::MachineCapacity`](crate::sys::MachineCapacity)) |
+/// | [`headroom`](Builder::headroom) | for detected memory, 10% but at least 64 MiB; none for capacities you set |
+/// | [`monitor`](Builder::monitor) | on when memory capacity is detected: memory used outside the pool's reservations lowers the effective capacity within one sampling interval (1 s) |
 /// | [`admission`](Builder::admission) | [`Policy::Defer`], at most 4096 waiting tasks |
 /// | [`queue_capacity`](Builder::queue_capacity) | 4096 admitted tasks before the overflow list |
 /// | [`thread_name`](Builder::thread_name) | `"respool"` (workers are `respool-0`, `respool-1`, ...) |
@@ -52,6 +50,8 @@ pub struct Builder {
     learning: crate::learn::LearningConfig,
     store: Option<std::sync::Arc<dyn crate::store::ProfileStore>>,
     on_task_end: Option<std::sync::Arc<dyn Fn(&crate::TaskReport) + Send + Sync>>,
+    monitor: Option<bool>,
+    monitor_config: crate::sys::MonitorConfig,
     error: Option<BuildError>,
 }
 
@@ -87,6 +87,8 @@ impl Builder {
             learning: crate::learn::LearningConfig::default(),
             store: None,
             on_task_end: None,
+            monitor: None,
+            monitor_config: crate::sys::MonitorConfig::default(),
             error: None,
         }
     }
@@ -235,6 +237,23 @@ impl Builder {
         self
     }
 
+    /// Samples the machine (or container) in the background and lowers the
+    /// effective memory capacity by what is in use but not reserved by any
+    /// task (other processes, tasks that under-declared), and follows a
+    /// container memory limit that changes. Default: on when the memory
+    /// capacity is detected, off when you set it (an explicit capacity is a
+    /// budget of its own, unrelated to what the machine uses).
+    pub fn monitor(mut self, on: bool) -> Self {
+        self.monitor = Some(on);
+        self
+    }
+
+    /// Sampling interval and per-resource settings of the monitor.
+    pub fn monitor_config(mut self, config: crate::sys::MonitorConfig) -> Self {
+        self.monitor_config = config;
+        self
+    }
+
     /// Validates the configuration and starts the workers.
     ///
     /// # Errors
@@ -244,29 +263,35 @@ impl Builder {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let workers = match self.workers {
-            Some(0) => return Err(BuildError::ZeroWorkers),
-            Some(n) => n,
-            None => detect::workers(),
-        };
+        if self.workers == Some(0) {
+            return Err(BuildError::ZeroWorkers);
+        }
         if self.queue_capacity == 0 {
             return Err(BuildError::ZeroQueueCapacity);
         }
-        let detected = detect::capacity();
-        let capacity = self.capacity.or(&detected);
+        let machine = crate::sys::MachineCapacity::detect_host();
+        let detected = machine.default_capacity(&crate::sys::Headroom::DEFAULT);
+        let workers = self.workers.unwrap_or(detected.workers).max(1);
+        let capacity = self.capacity.or(&detected.limit);
         let headroom = match self.headroom {
             Some(h) => h,
             None => {
                 // Headroom only for what was detected, not for what the user set.
                 let mut h = Resources::NONE;
-                if self.capacity.get(Dim::Memory).is_none() {
-                    if let Some(m) = detected.get(Dim::Memory) {
-                        h = h.with_saturating(Dim::Memory, DEFAULT_MEMORY_HEADROOM.apply_ceil(m));
+                for (dim, amount) in detected.headroom.iter() {
+                    if self.capacity.get(dim).is_none() {
+                        h = h.with_saturating(dim, amount);
                     }
                 }
                 h
             }
         };
+        let memory_detected =
+            self.capacity.get(Dim::Memory).is_none() && capacity.get(Dim::Memory).is_some();
+        let monitor = self
+            .monitor
+            .unwrap_or(memory_detected)
+            .then_some(self.monitor_config);
         for (dim, amount) in headroom.iter() {
             match capacity.get(dim) {
                 None => {
@@ -312,33 +337,8 @@ impl Builder {
             learning: self.learning,
             store: self.store,
             on_task_end: self.on_task_end,
+            monitor,
+            follow_container_limit: memory_detected,
         })
-    }
-}
-
-/// What the machine offers, when nothing more precise is known.
-pub(crate) mod detect {
-    use respool_core::{Dim, Resources};
-
-    /// Available parallelism (std reads cgroup CPU quotas and affinity).
-    pub(crate) fn workers() -> usize {
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-    }
-
-    /// CPU (available parallelism) and memory (`MemTotal`) of the machine.
-    pub(crate) fn capacity() -> Resources {
-        let cpu = u64::try_from(workers()).unwrap_or(1).saturating_mul(1000);
-        let mut r = Resources::NONE.with_saturating(Dim::Cpu, cpu);
-        if let Some(mem) = mem_total() {
-            r = r.with_saturating(Dim::Memory, mem);
-        }
-        r
-    }
-
-    fn mem_total() -> Option<u64> {
-        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        kib.checked_mul(1024)
     }
 }

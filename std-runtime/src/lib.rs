@@ -54,7 +54,7 @@ pub mod batch;
 pub mod sys;
 pub mod units;
 
-pub use builder::{Builder, DEFAULT_MEMORY_HEADROOM};
+pub use builder::Builder;
 pub use error::{BuildError, SubmitError, TaskError};
 pub use handle::{JoinHandle, TaskContext, is_cancelled};
 pub use learn::{ClassAccuracy, LearningConfig};

@@ -179,6 +179,10 @@ pub(crate) struct Config {
     pub(crate) learning: crate::learn::LearningConfig,
     pub(crate) store: Option<Arc<dyn crate::store::ProfileStore>>,
     pub(crate) on_task_end: Option<Arc<dyn Fn(&crate::TaskReport) + Send + Sync>>,
+    /// Start a monitor with this configuration.
+    pub(crate) monitor: Option<crate::sys::MonitorConfig>,
+    /// Memory capacity follows the container's limit when it changes.
+    pub(crate) follow_container_limit: bool,
 }
 
 impl fmt::Debug for Config {
@@ -231,6 +235,8 @@ pub(crate) struct Shared {
 pub struct Pool {
     shared: Arc<Shared>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    /// Background sampler feeding external usage (stopped at shutdown).
+    monitor: Mutex<Option<crate::sys::Monitor>>,
 }
 
 impl fmt::Debug for Pool {
@@ -353,9 +359,25 @@ impl Pool {
         shared
             .sleepers
             .set_threads(threads.iter().map(|h| h.thread().clone()).collect());
+        let monitor = shared.config.monitor.and_then(|cfg| match crate::sys::Monitor::start(cfg) {
+            Ok(m) => {
+                let weak = Arc::downgrade(&shared);
+                m.subscribe(move |snap| {
+                    if let Some(s) = weak.upgrade() {
+                        s.on_sample(snap);
+                    }
+                });
+                Some(m)
+            }
+            Err(e) => {
+                tracing::warn!(target: "respool::sys", error = %e, "no monitor: external memory usage is not followed");
+                None
+            }
+        });
         Ok(Pool {
             shared,
             threads: Mutex::new(threads),
+            monitor: Mutex::new(monitor),
         })
     }
 
@@ -644,6 +666,9 @@ impl Pool {
     }
 
     fn join_all(&self) {
+        if let Some(m) = lock(&self.monitor).take() {
+            m.stop();
+        }
         let s = &self.shared;
         s.exit.store(true, Ordering::SeqCst);
         s.sleepers.notify_all();
@@ -1289,6 +1314,32 @@ impl Shared {
             fence(Ordering::SeqCst);
             self.dispatch();
         }
+    }
+
+    /// One monitor sample: memory in use but not reserved becomes external
+    /// usage (lowering the effective capacity), and a changed container
+    /// memory limit becomes the new capacity.
+    fn on_sample(&self, snap: &crate::sys::Snapshot) {
+        use respool_core::Dim;
+        let tracker = &self.res.tracker;
+        if !tracker.tracked().contains(Dim::Memory) {
+            return;
+        }
+        if self.config.follow_container_limit {
+            if let Some(limit) = snap.container_limits.and_then(|l| l.memory_bytes) {
+                if tracker.capacity().get(Dim::Memory) != Some(limit) {
+                    let _ =
+                        tracker.set_capacity(&Resources::NONE.with_saturating(Dim::Memory, limit));
+                    tracing::info!(target: "respool::sys", limit, "container memory limit changed");
+                }
+            }
+        }
+        if let Some(used) = snap.measured_usage().get(Dim::Memory) {
+            let reserved = tracker.reserved().amount(Dim::Memory);
+            let external = used.saturating_sub(reserved);
+            let _ = tracker.set_external(&Resources::NONE.with_saturating(Dim::Memory, external));
+        }
+        self.dispatch();
     }
 
     /// A fresh (or recycled) `Ext` box.

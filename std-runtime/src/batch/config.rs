@@ -158,7 +158,9 @@ impl fmt::Display for BatchError {
             BatchError::PoolShutDown => {
                 f.write_str("the pool is shut down: run the batch on a live pool")
             }
-            BatchError::StrategyPanicked(m) => write!(f, "the strategy panicked while planning: {m}"),
+            BatchError::StrategyPanicked(m) => {
+                write!(f, "the strategy panicked while planning: {m}")
+            }
         }
     }
 }

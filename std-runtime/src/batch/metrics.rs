@@ -164,7 +164,11 @@ mod tests {
 
     #[test]
     fn nearest_rank_percentiles() {
-        let ms = |v: &[u64]| v.iter().map(|&x| Duration::from_millis(x)).collect::<Vec<_>>();
+        let ms = |v: &[u64]| {
+            v.iter()
+                .map(|&x| Duration::from_millis(x))
+                .collect::<Vec<_>>()
+        };
         let xs = ms(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         assert_eq!(nearest_rank(&xs, 50), Some(Duration::from_millis(5)));
         assert_eq!(nearest_rank(&xs, 95), Some(Duration::from_millis(10)));

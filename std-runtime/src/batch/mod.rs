@@ -1,1 +1,334 @@
-//! (being written: the Go-compatible batch API)
+//! A batch API for people coming from the Go library `go-foundations/workerpool`.
+//!
+//! A [`Batch`] runs a list of [`Job`]s through a processor on a respool
+//! [`Pool`], distributed over `N` lanes (the Go library's "workers") by a
+//! [`Strategy`], and returns every job's [`JobResult`] plus [`BatchMetrics`].
+//! It starts no threads of its own: each lane is one pool task that asks the
+//! strategy for its next job until there is none, and `run()` collects the
+//! results on the calling thread while the lanes work.
+//!
+//! ```
+//! use respool::Pool;
+//! use respool::batch::{Batch, BatchConfig, Job, StrategyKind};
+//!
+//! let pool = Pool::builder().workers(2).build()?;
+//! let config = BatchConfig { strategy: StrategyKind::WorkStealing, ..BatchConfig::default() };
+//! let batch = Batch::with_config(&pool, config)?.with_processor(|_ctx, job: &Job<u64>| {
+//!     if job.data == 13 {
+//!         return Err(format!("unlucky {}", job.id));
+//!     }
+//!     Ok(job.data * 2)
+//! });
+//! batch.add_jobs((0..20).map(|i| Job::new(format!("job-{i}"), i)));
+//! let report = batch.run()?; // a processor error is not a run error
+//! assert_eq!(report.results.len(), 20);
+//! assert_eq!(report.metrics.processed, 19);
+//! assert_eq!(report.metrics.failed, 1);
+//! let failed = report.results.iter().find(|r| !r.is_ok()).unwrap();
+//! assert_eq!(failed.job_id, "job-13");
+//! assert_eq!(failed.attempts, 4); // 3 retries, as in Go (100, 200, 300 ms apart)
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Migrating from Go
+//!
+//! | Go `workerpool` | `respool::batch` |
+//! |-----------------|------------------|
+//! | `New()` | [`Batch::new(&pool)`](Batch::new) |
+//! | `NewWithConfig(cfg)` | [`Batch::with_config(&pool, cfg)?`](Batch::with_config) (validated) |
+//! | `Config{NumWorkers}` (`<= 0` becomes 1) | [`BatchConfig::workers`]: `None` = the pool's worker count; `Some(0)` is an error |
+//! | `BufferSize` (100) | [`BatchConfig::buffer_size`] (100): jobs in flight, with back-pressure |
+//! | `Strategy` (`RoundRobin`...) | [`BatchConfig::strategy`]: [`StrategyKind::RoundRobin`]... or [`StrategyKind::Custom`] |
+//! | `Timeout` (5 min), `WorkerTimeout` (30 s) | [`BatchConfig::timeout`], [`BatchConfig::attempt_timeout`] |
+//! | `MaxRetries` (3), backoff `(attempt+1) * 100ms` | [`BatchConfig::max_retries`], [`BatchConfig::backoff`] (`Backoff::Linear(100 ms)`) |
+//! | `EnableMetrics` (ignored) | [`BatchConfig::enable_metrics`] (switches the duration histogram and queue depth) |
+//! | `Job[T]{ID, Data, Priority, Created}` | [`Job<T>`](Job) `{id, data, priority, created}`; [`Job::new`], [`Job::with_priority`] |
+//! | `Processor func(ctx, Job[T]) (R, error)` | `Fn(&JobContext, &Job<T>) -> Result<R, E>`, `E` any error (or string) |
+//! | `ctx.Done()` / `ctx.Err()` | [`JobContext::is_cancelled`], [`JobContext::sleep`]; [`JobContext::attempt`] |
+//! | `.WithProcessor(p)` | [`.with_processor(p)`](Batch::with_processor) |
+//! | `.AddJobs(jobs)` / `.AddJob(job)` | [`.add_jobs(jobs)`](Batch::add_jobs) (replaces) / [`.add_job(job)`](Batch::add_job) (appends, thread-safe) |
+//! | `.Run() ([]Result[R], error)` | [`.run()`](Batch::run) `-> Result<BatchReport<R>, BatchError>`, results in completion order |
+//! | errors `no processor configured`, `no jobs to process` | [`BatchError::NoProcessor`], [`BatchError::NoJobs`] (same words) |
+//! | `.Stop()` | [`.stop()`](Batch::stop), or [`.stop_handle()`](Batch::stop_handle) from another thread |
+//! | `.GetMetrics()` | [`BatchReport::metrics`], or [`Batch::metrics`] for the last run |
+//! | `Result[R]{JobID, Data, Error, Worker, Started, Completed, Duration}` | [`JobResult<R>`](JobResult) `{job_id, data: Option<R>, error: Option<JobError>, worker: Option<usize>, started: Option<Instant>, completed, duration}` plus `attempts`, `index`, `thread` |
+//! | `Strategy` interface (never called) | the [`Strategy`] trait, through which the five built-ins run too |
+//! | `NewWorkStealingDeque`, `NewPriorityQueue` | [`WorkStealingDeque`], [`PriorityQueue`] |
+//!
+//! Differences on purpose: a job that never started has `worker`, `started`
+//! as `None` and [`JobError::NotStarted`] (Go dropped it); a job's duration
+//! spans all its attempts and back-offs (as in Go); a panicking processor is
+//! a failed job, and is retried like an error.
+//!
+//! # The Go library's defects, and what prevents each here
+//!
+//! The regression tests are in `std-runtime/tests/batch_defects.rs`, one per
+//! defect, named after it.
+//!
+//! 1. **Hang with more jobs than `BufferSize`.** `run()` collects results
+//!    while the lanes work; `buffer_size` only bounds the jobs in flight
+//!    (a lane waits for a permit that every collected result returns), so
+//!    any number of jobs completes. (`defect1_more_jobs_than_buffer_complete`)
+//! 2. **Chunked panics with fewer jobs than workers.** [`Chunked::bounds`]
+//!    gives lane `w` the slice starting at `w * (n / N) + min(w, n mod N)`,
+//!    empty for `w >= n`. (`defect2_chunked_with_fewer_jobs_than_workers`)
+//! 3. **A pool runs once.** A run owns its state (plan, permits, channel);
+//!    the batch keeps only its jobs and processor, and the pool is not
+//!    consumed. (`defect3_one_batch_runs_many_times`)
+//! 4. **Work stealing loses and repeats jobs.** Every pop and steal takes
+//!    the deque's lock, and the runner claims each index once (a repeat
+//!    would be counted in [`BatchMetrics::dispatch_errors`]).
+//!    (`defect4_work_stealing_never_loses_or_repeats`)
+//! 5. **Cancellation never reaches a running job, and completed results
+//!    are thrown away.** `stop()` and the run timeout raise a flag that
+//!    [`JobContext::is_cancelled`] reads; results are kept, and jobs cut
+//!    short or never started are reported as [`JobError::Cancelled`] /
+//!    [`JobError::NotStarted`]. (`defect5_cancellation_reaches_running_jobs_and_keeps_results`)
+//! 6. **Metrics are wrong or missing.** [`BatchMetrics`] derives everything
+//!    from the results: the mean of the per-job durations, nearest-rank
+//!    percentiles, queue depth, per-lane utilisation.
+//!    (`defect6_metrics_mean_what_they_say`)
+//! 7. **A panicking processor kills the process.** Each attempt runs under
+//!    `catch_unwind`; the panic message becomes [`JobError::Panicked`].
+//!    (`defect7_panicking_processor_is_a_failed_job`)
+//!
+//! # Limits
+//!
+//! - The pool cannot stop a thread: cancellation and attempt timeouts are
+//!   cooperative, and `run()` returns once every running processor has
+//!   returned. A processor that never checks its context delays `run()`.
+//! - A lane waiting out a back-off holds its pool worker, as a Go worker
+//!   goroutine does.
+//! - `run()` on one of the pool's own workers runs queued pool tasks while it
+//!   waits (possibly a lane of its own run), so it completes even on a
+//!   one-worker pool.
+//! - [`JobResult::thread`] is read from the name the pool gives its worker
+//!   threads (`<thread_name>-<index>`).
+
+mod config;
+mod job;
+mod metrics;
+mod queue;
+mod run;
+mod strategy;
+
+use std::error::Error;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+pub use config::{BatchConfig, BatchError};
+pub use job::{CancelReason, Job, JobContext, JobError, JobResult, JobStatus};
+pub use metrics::BatchMetrics;
+pub use queue::{PriorityQueue, WorkStealingDeque};
+pub use strategy::{
+    Adaptive, Assignment, Chunked, Dispatch, JobMeta, Plan, PriorityBased, RoundRobin, Strategy,
+    StrategyKind, WorkStealing,
+};
+
+use crate::Pool;
+use crate::runq::lock;
+use run::{Control, Processor, RunInput, SharedError};
+
+/// Runs jobs through a processor on a [`Pool`] (Go: `WorkerPool`).
+///
+/// Every method takes `&self` except [`with_processor`](Self::with_processor),
+/// so a batch can be shared between threads: one runs it, another adds jobs
+/// for the next run or stops this one.
+pub struct Batch<'p, T, R> {
+    pool: &'p Pool,
+    config: BatchConfig,
+    processor: Option<Processor<T, R>>,
+    jobs: Mutex<Vec<Arc<Job<T>>>>,
+    runs: Arc<Mutex<Vec<Arc<Control>>>>,
+    last: Mutex<Option<BatchMetrics>>,
+}
+
+impl<T, R> fmt::Debug for Batch<'_, T, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("config", &self.config)
+            .field("processor", &self.processor.is_some())
+            .field("jobs", &lock(&self.jobs).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'p, T, R> Batch<'p, T, R>
+where
+    T: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    /// A batch on `pool` with [`BatchConfig::default`] (Go: `New()`).
+    #[must_use]
+    pub fn new(pool: &'p Pool) -> Self {
+        Batch {
+            pool,
+            config: BatchConfig::default(),
+            processor: None,
+            jobs: Mutex::new(Vec::new()),
+            runs: Arc::new(Mutex::new(Vec::new())),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// A batch on `pool` with `config` (Go: `NewWithConfig(cfg)`).
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError::InvalidConfig`] from [`BatchConfig::validate`].
+    pub fn with_config(pool: &'p Pool, config: BatchConfig) -> Result<Self, BatchError> {
+        config.validate()?;
+        let mut b = Batch::new(pool);
+        b.config = config;
+        Ok(b)
+    }
+
+    /// Sets the processor (Go: `WithProcessor`). Its error (any
+    /// `std::error::Error + Send + Sync`, or a string) lands in the job's
+    /// [`JobResult::error`], never in `run()`'s result.
+    #[must_use]
+    pub fn with_processor<F, E>(mut self, processor: F) -> Self
+    where
+        F: Fn(&JobContext, &Job<T>) -> Result<R, E> + Send + Sync + 'static,
+        E: Into<Box<dyn Error + Send + Sync>>,
+    {
+        self.processor = Some(Arc::new(move |ctx: &JobContext, job: &Job<T>| {
+            processor(ctx, job).map_err(|e| SharedError::from(e.into()))
+        }));
+        self
+    }
+
+    /// Replaces the job list (Go: `AddJobs`).
+    pub fn add_jobs(&self, jobs: impl IntoIterator<Item = Job<T>>) -> &Self {
+        let jobs: Vec<Arc<Job<T>>> = jobs.into_iter().map(Arc::new).collect();
+        *lock(&self.jobs) = jobs;
+        self
+    }
+
+    /// Appends a job (Go: `AddJob`); safe from any thread. A job added while
+    /// a run is in progress is part of the next run.
+    pub fn add_job(&self, job: Job<T>) -> &Self {
+        lock(&self.jobs).push(Arc::new(job));
+        self
+    }
+
+    /// Removes every job.
+    pub fn clear_jobs(&self) {
+        lock(&self.jobs).clear();
+    }
+
+    /// How many jobs the next run will process.
+    #[must_use]
+    pub fn job_count(&self) -> usize {
+        lock(&self.jobs).len()
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &BatchConfig {
+        &self.config
+    }
+
+    /// Runs every job added so far (they stay added: `run()` again runs
+    /// them again) and returns all results in completion order, followed by
+    /// the jobs that never started, plus the run's metrics (Go: `Run()`).
+    ///
+    /// Blocks until every lane has ended. Runs of one batch (and of any
+    /// number of batches) may follow each other, or overlap, on one pool.
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError::NoProcessor`], [`BatchError::NoJobs`],
+    /// [`BatchError::PoolShutDown`], [`BatchError::StrategyPanicked`].
+    /// A job's failure is not an error of the run.
+    pub fn run(&self) -> Result<BatchReport<R>, BatchError> {
+        let processor = self.processor.clone().ok_or(BatchError::NoProcessor)?;
+        let jobs = lock(&self.jobs).clone();
+        if jobs.is_empty() {
+            return Err(BatchError::NoJobs);
+        }
+        let report = run::run(RunInput {
+            pool: self.pool,
+            config: &self.config,
+            processor,
+            jobs,
+            runs: &self.runs,
+        })?;
+        *lock(&self.last) = Some(report.metrics.clone());
+        Ok(report)
+    }
+
+    /// Stops the runs in progress (Go: `Stop()`): running processors see
+    /// [`JobContext::is_cancelled`], no job starts any more, and `run()`
+    /// returns the results collected so far once the running processors
+    /// have returned. Returns whether a run was in progress. A later run is
+    /// not affected.
+    pub fn stop(&self) -> bool {
+        stop_all(&self.runs)
+    }
+
+    /// A handle that stops this batch's runs from any thread.
+    #[must_use]
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            runs: self.runs.clone(),
+        }
+    }
+
+    /// The metrics of the last run that completed (Go: `GetMetrics()`).
+    #[must_use]
+    pub fn metrics(&self) -> Option<BatchMetrics> {
+        lock(&self.last).clone()
+    }
+}
+
+fn stop_all(runs: &Mutex<Vec<Arc<Control>>>) -> bool {
+    let runs = lock(runs).clone();
+    for c in &runs {
+        c.cancel(CancelReason::Stopped);
+    }
+    !runs.is_empty()
+}
+
+/// Stops a batch's runs in progress from any thread; see [`Batch::stop`].
+#[derive(Clone)]
+pub struct StopHandle {
+    runs: Arc<Mutex<Vec<Arc<Control>>>>,
+}
+
+impl StopHandle {
+    /// As [`Batch::stop`].
+    pub fn stop(&self) -> bool {
+        stop_all(&self.runs)
+    }
+}
+
+impl fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopHandle")
+            .field("runs_in_progress", &lock(&self.runs).len())
+            .finish()
+    }
+}
+
+/// What a run returns: every job's result and the run's metrics.
+#[derive(Debug)]
+pub struct BatchReport<R> {
+    /// One result per job: in completion order, then the jobs that never
+    /// started, in job order.
+    pub results: Vec<JobResult<R>>,
+    /// The run's metrics.
+    pub metrics: BatchMetrics,
+}
+
+impl<R> BatchReport<R> {
+    /// Sorts the results by job index (the order of the job list).
+    pub fn sort_by_index(&mut self) {
+        self.results.sort_by_key(|r| r.index);
+    }
+
+    /// The values of the jobs that succeeded, in result order.
+    pub fn values(&self) -> impl Iterator<Item = &R> {
+        self.results.iter().filter_map(|r| r.data.as_ref())
+    }
+}

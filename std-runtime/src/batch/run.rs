@@ -29,11 +29,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
+use super::BatchReport;
 use super::config::{BatchConfig, BatchError};
 use super::job::{CancelReason, Job, JobContext, JobError, JobResult};
 use super::metrics::{BatchMetrics, Measured};
 use super::strategy::{Dispatch, JobMeta};
-use super::BatchReport;
 use crate::error::panic_message;
 use crate::runq::lock;
 use crate::{Backoff, Pool};
@@ -332,8 +332,8 @@ where
 {
     let job = &*st.jobs[index];
     let first = Instant::now();
-    let finish = |data: Option<R>, error: Option<JobError>, attempts: u32, end: Instant| {
-        JobResult {
+    let finish =
+        |data: Option<R>, error: Option<JobError>, attempts: u32, end: Instant| JobResult {
             job_id: job.id.clone(),
             index,
             data,
@@ -344,8 +344,7 @@ where
             started: Some(first),
             completed: end,
             duration: end.saturating_duration_since(first),
-        }
-    };
+        };
     let cancelled = |st: &RunState<T, R>| {
         JobError::Cancelled(st.control.reason().unwrap_or(CancelReason::Stopped))
     };

@@ -497,9 +497,7 @@ mod tests {
         let jobs = metas(&[1, 5, 1, 9, 5, 1]);
         let plan = PriorityBased.plan(&JobMeta::list(&jobs), 3);
         // Any lane takes the next one: alternate lanes.
-        let order: Vec<usize> = (0..)
-            .map_while(|k| plan.dispatch().next(k % 3))
-            .collect();
+        let order: Vec<usize> = (0..).map_while(|k| plan.dispatch().next(k % 3)).collect();
         assert_eq!(order, [3, 1, 4, 0, 2, 5]);
     }
 
