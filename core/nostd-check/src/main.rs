@@ -1,5 +1,6 @@
 //! A `#![no_std]`, `#![no_main]` host binary that links `respool-core` and
-//! drives its tracker and admission controller through a scripted scenario.
+//! drives its tracker, admission controller, queue and predictors through
+//! scripted scenarios.
 //!
 //! It proves two things at link time (see `ci/nostd.sh`):
 //! - **no std, no alloc**: nothing here or in the core links `std`; the binary
@@ -79,14 +80,22 @@ extern "C" fn main(argc: c_int, _argv: *const *const c_char) -> c_int {
     let a = tracker.try_reserve(&task);
     let b = tracker.try_reserve(&task);
     let c = tracker.try_reserve(&task);
-    check(a.is_ok() && b.is_ok(), "two half-memory tasks fit", &mut failures);
+    check(
+        a.is_ok() && b.is_ok(),
+        "two half-memory tasks fit",
+        &mut failures,
+    );
     check(
         matches!(&c, Err(s) if s.dim == Dim::Memory && s.by == gib / 2),
         "a third is refused with the memory shortfall",
         &mut failures,
     );
     drop((a, b, c));
-    check(tracker.is_idle(), "releasing restores everything", &mut failures);
+    check(
+        tracker.is_idle(),
+        "releasing restores everything",
+        &mut failures,
+    );
     let held = tracker.try_reserve(&task);
     let _ = tracker.set_capacity(&mem(gib / 4));
     check(
@@ -143,7 +152,11 @@ extern "C" fn main(argc: c_int, _argv: *const *const c_char) -> c_int {
         },
         |_, _| {},
     );
-    check(n == 1 && admitted == 7, "the waiter is admitted on release", &mut failures);
+    check(
+        n == 1 && admitted == 7,
+        "the waiter is admitted on release",
+        &mut failures,
+    );
     let s = admission.stats();
     check(
         s.accepted == 1 && s.deferred == 1 && s.rejected == 1 && s.admitted_after_wait == 1,
@@ -158,6 +171,171 @@ extern "C" fn main(argc: c_int, _argv: *const *const c_char) -> c_int {
         "utilisation in ppm",
         &mut failures,
     );
+
+    // Queue: every public operation, with the fit search on.
+    {
+        use respool_core::queue::{ArrayQueue, Availability, QueueConfig, Ranked, Task, Weights};
+        let weights = Weights {
+            priority: 1_000,
+            aging: 1,
+            slack: 2,
+            slack_horizon_ns: opaque(argc, 500),
+            fits: 1,
+            alignment: 1,
+        };
+        let mut q: ArrayQueue<u32, 64> = ArrayQueue::new(QueueConfig::with_weights(weights));
+        let mut first = None;
+        for i in 0..70u32 {
+            let base = opaque(argc, u64::from(i));
+            let mut t = Task::new(
+                i,
+                mem(base.saturating_mul(1_000)),
+                base.saturating_mul(7) % 300,
+            )
+            .with_priority(i32::try_from(i % 5).unwrap_or(0));
+            if i % 3 == 0 {
+                t = t.with_deadline(base.saturating_mul(11)).with_expected(base);
+            }
+            match q.push(t) {
+                Ok(tk) if first.is_none() => first = Some(tk),
+                _ => {}
+            }
+        }
+        check(
+            q.len() == 64 && q.stats().rejected_full == 6,
+            "queue full hands back",
+            &mut failures,
+        );
+        let avail = Availability::new(mem(gib / 2), mem(gib));
+        let mut window = [Ranked::EMPTY; 8];
+        let top = q.top_k(opaque(argc, 1_000), &avail, &mut window);
+        let peeked = q.peek(opaque(argc, 1_000), &avail).map(|p| p.ticket);
+        check(
+            top.len == 8 && peeked == Some(window[0].ticket),
+            "top-k agrees with peek",
+            &mut failures,
+        );
+        let popped = q.pop(opaque(argc, 1_000), &avail);
+        check(
+            popped.is_some_and(|p| p.ticket == window[0].ticket),
+            "pop takes the best",
+            &mut failures,
+        );
+        let taken = q.take(window[1].ticket, opaque(argc, 2_000));
+        let removed = first.and_then(|t| q.remove(t));
+        check(
+            taken.is_some() && q.get(window[1].ticket).is_none(),
+            "take by ticket",
+            &mut failures,
+        );
+        let gone = q.remove_where(|t| t.item % 7 == 0, |_, _| {});
+        let expired = q.expire(opaque(argc, 200), |_, _| {});
+        q.set_config(QueueConfig {
+            weights: Weights::PRIORITY_ONLY,
+            probe_limit: 4,
+        });
+        let mut left = 0usize;
+        while q
+            .pop(opaque(argc, 3_000), &Availability::of(&tracker))
+            .is_some()
+        {
+            left = left.saturating_add(1);
+        }
+        let s = q.stats();
+        check(
+            removed.is_some()
+                && s.enqueued == s.dequeued + s.removed + s.expired
+                && s.removed == 1 + gone as u64
+                && s.expired == expired as u64
+                && q.iter().count() == 0
+                && left > 0,
+            "queue counters add up",
+            &mut failures,
+        );
+        check(
+            q.wait_times()
+                .p99()
+                .is_some_and(|p| p >= q.wait_times().p50().unwrap_or(0)),
+            "wait-time quantiles",
+            &mut failures,
+        );
+    }
+
+    // Predictors: a class learned from a size-dependent series with OOM
+    // events, a series of extremes, the histogram and its buckets.
+    {
+        use respool_core::predict::histogram::{bucket_end, bucket_index};
+        use respool_core::predict::{
+            DecayingHistogram, PredictConfig, ResourcePredictor, SeriesPredictor, Source,
+        };
+        let base = opaque(argc, 1_000_000);
+        let cfg = PredictConfig {
+            safety_margin: Ppm::from_ppm(u32::try_from(opaque(argc, 150_000)).unwrap_or(0)),
+            regression_window: u32::try_from(opaque(argc, 64)).unwrap_or(2),
+            min_samples: u32::try_from(opaque(argc, 3)).unwrap_or(1),
+            ..PredictConfig::default()
+        };
+        let mut class: ResourcePredictor = ResourcePredictor::new();
+        let mut x = opaque(argc, 7);
+        for i in 0..200u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let size = 1_000u64.saturating_add(x % 9_000);
+            let used = Resources::new()
+                .with_saturating(Dim::Cpu, base.saturating_add(x % 50_000))
+                .with_saturating(Dim::Memory, size.saturating_mul(opaque(argc, 4096)));
+            class.observe(
+                &cfg,
+                &used,
+                Some(size),
+                i.saturating_mul(opaque(argc, 1_000_000_000)),
+            );
+            if i % 50 == 0 {
+                let _ = class.observe_oom(&cfg, Dim::Memory, x, i);
+            }
+        }
+        let fallback = Resources::NONE.with_saturating(Dim::Gpu, 1);
+        let est = class.predict(&cfg, Some(opaque(argc, 5_000)), &fallback);
+        check(
+            est.learned.contains(Dim::Cpu),
+            "predictor: cpu learned",
+            &mut failures,
+        );
+        let mut s: SeriesPredictor<16> = SeriesPredictor::new();
+        for i in 0..100u64 {
+            let v = if i % 2 == 0 {
+                opaque(argc, 0)
+            } else {
+                opaque(argc, u64::MAX)
+            };
+            s.observe(&cfg, v, Some(opaque(argc, u64::MAX)), opaque(argc, i));
+        }
+        let p = s.predict(&cfg, Some(opaque(argc, u64::MAX)), opaque(argc, 5));
+        check(
+            p.source != Source::Fallback && !p.is_confident(&cfg),
+            "predictor: extremes, no confidence",
+            &mut failures,
+        );
+        check(
+            s.accuracy(Source::Regression).total() > 0,
+            "predictor: accuracy",
+            &mut failures,
+        );
+        let mut h: DecayingHistogram<896> = DecayingHistogram::new();
+        h.add(opaque(argc, u64::MAX), opaque(argc, 0), opaque(argc, 1));
+        h.add(opaque(argc, 0), opaque(argc, u64::MAX), opaque(argc, 1));
+        check(
+            h.percentile(Ppm::MAX).is_some(),
+            "histogram percentile",
+            &mut failures,
+        );
+        check(
+            bucket_end(bucket_index(opaque(argc, 1000))) >= 1000,
+            "histogram buckets",
+            &mut failures,
+        );
+    }
 
     #[cfg(feature = "panic-canary")]
     {
