@@ -1,1 +1,3 @@
 //! Shared helpers for the respool benchmarks.
+
+pub mod sim;
