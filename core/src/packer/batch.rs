@@ -25,7 +25,7 @@ use core::fmt;
 
 use super::score::share;
 use super::{Domain, Fit, Packer, Placement, Score};
-use crate::resource::{Dim, PerDim, Resources};
+use crate::resource::{PerDim, Resources};
 
 /// A batch algorithm for [`Packer::place_batch`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,13 +133,7 @@ where
 {
     /// The largest capacity of any domain, per dimension.
     fn max_capacity(&self) -> PerDim<u64> {
-        let mut max = PerDim([0u64; Dim::COUNT]);
-        for d in self.domains() {
-            for (dim, c) in d.capacity().iter() {
-                max[dim] = max[dim].max(c);
-            }
-        }
-        max
+        self.fold_capacity(u64::max)
     }
 
     /// The scalar size FFD and BFD sort by: the sum over dimensions of the
@@ -255,6 +249,7 @@ fn size_with(max: &PerDim<u64>, request: &Resources) -> u64 {
 mod tests {
     use super::super::tests::{cm, packer, r};
     use super::*;
+    use crate::resource::Dim;
     use std::vec::Vec;
 
     fn cpu(n: u64) -> Resources {

@@ -56,7 +56,7 @@ use core::fmt;
 
 use super::score::share;
 use super::{Domain, Packer, Placement};
-use crate::resource::{Dim, DimSet, PerDim, Ppm, Resources, Shortfall};
+use crate::resource::{DimSet, PerDim, Ppm, Resources, Shortfall};
 
 /// Thresholds of defragmentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -285,13 +285,7 @@ where
 {
     /// The total capacity of every domain, per dimension (saturating).
     fn total_capacity(&self) -> PerDim<u64> {
-        let mut total = PerDim([0u64; Dim::COUNT]);
-        for d in self.domains() {
-            for (dim, c) in d.capacity().iter() {
-                total[dim] = total[dim].saturating_add(c);
-            }
-        }
-        total
+        self.fold_capacity(u64::saturating_add)
     }
 
     /// The share of free capacity that sits in domains where `typical` does
@@ -517,6 +511,7 @@ mod tests {
     use super::super::Fit;
     use super::super::tests::{cm, packer, r};
     use super::*;
+    use crate::resource::Dim;
     use std::vec::Vec;
 
     fn cpu(n: u64) -> Resources {

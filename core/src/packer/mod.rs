@@ -593,6 +593,18 @@ where
         }
     }
 
+    /// Folds every domain's capacity into one value per dimension with `f`
+    /// (starting from zero; dimensions no domain tracks stay zero).
+    fn fold_capacity(&self, f: impl Fn(u64, u64) -> u64) -> PerDim<u64> {
+        let mut acc = PerDim([0u64; Dim::COUNT]);
+        for d in self.domains() {
+            for (dim, c) in d.capacity().iter() {
+                acc[dim] = f(acc[dim], c);
+            }
+        }
+        acc
+    }
+
     /// Places `request` on the domain the packer's [`Fit`] picks.
     ///
     /// # Errors

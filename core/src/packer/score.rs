@@ -172,14 +172,26 @@ pub fn dot_product(domain: &Domain, request: &Resources) -> u64 {
 #[must_use]
 pub fn l2_residual_squared(domain: &Domain, request: &Resources) -> u64 {
     let mut sum = 0u64;
+    residuals(domain, request, |s| {
+        sum = sum.saturating_add(s.saturating_mul(s))
+    });
+    sum
+}
+
+/// The share of capacity left free after placing in each scored dimension
+/// (floored at zero); calls `f(share_ppm)` for each and returns how many
+/// there were.
+#[inline]
+fn residuals(domain: &Domain, request: &Resources, mut f: impl FnMut(u64)) -> u64 {
+    let mut n = 0u64;
     for (d, cap) in scored(domain) {
         let left = cap
             .saturating_sub(domain.used[d])
             .saturating_sub(request.amount(d));
-        let s = share(left, cap);
-        sum = sum.saturating_add(s.saturating_mul(s));
+        f(share(left, cap));
+        n = n.saturating_add(1);
     }
-    sum
+    n
 }
 
 /// The L2 norm of the free capacity left after placing: the integer square
@@ -216,14 +228,7 @@ pub fn most_allocated(domain: &Domain, request: &Resources) -> Ppm {
 #[must_use]
 pub fn least_allocated(domain: &Domain, request: &Resources) -> Ppm {
     let mut sum = 0u64;
-    let mut n = 0u64;
-    for (d, cap) in scored(domain) {
-        let left = cap
-            .saturating_sub(domain.used[d])
-            .saturating_sub(request.amount(d));
-        sum = sum.saturating_add(share(left, cap));
-        n = n.saturating_add(1);
-    }
+    let n = residuals(domain, request, |s| sum = sum.saturating_add(s));
     ppm(sum.checked_div(n).unwrap_or(0))
 }
 
