@@ -287,7 +287,9 @@ impl Admission {
     ) -> Result<(), Shortfall> {
         let floor = self.floor(urgency);
         for dim in request.dims().intersection(tracker.tracked()) {
-            let Some(limit) = tracker.limit(dim) else { continue };
+            let Some(limit) = tracker.limit(dim) else {
+                continue;
+            };
             let total = limit.saturating_sub(floor.amount(dim));
             if let Some(s) = Shortfall::check(dim, request.amount(dim), total) {
                 return Err(s);

@@ -25,11 +25,17 @@ fn res(cpu: u64, mem: u64) -> Resources {
 }
 
 /// Reserves `req`, checks the shadow against `limit`, releases.
-fn reserve_checked(t: &Tracker, shadow: &[AtomicU64; 2], req: Resources, limit: (u64, u64)) -> bool {
+fn reserve_checked(
+    t: &Tracker,
+    shadow: &[AtomicU64; 2],
+    req: Resources,
+    limit: (u64, u64),
+) -> bool {
     match t.try_reserve(&req) {
         Ok(r) => {
             let cpu = shadow[0].fetch_add(req.amount(Dim::Cpu), SeqCst) + req.amount(Dim::Cpu);
-            let mem = shadow[1].fetch_add(req.amount(Dim::Memory), SeqCst) + req.amount(Dim::Memory);
+            let mem =
+                shadow[1].fetch_add(req.amount(Dim::Memory), SeqCst) + req.amount(Dim::Memory);
             assert!(cpu <= limit.0, "cpu over-committed: {cpu} > {}", limit.0);
             assert!(mem <= limit.1, "memory over-committed: {mem} > {}", limit.1);
             shadow[0].fetch_sub(req.amount(Dim::Cpu), SeqCst);
@@ -60,7 +66,11 @@ fn three_threads_never_overcommit() {
                 thread::spawn(move || reserve_checked(&t, &shadow, req, (2, 2)))
             })
             .collect();
-        let successes = handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count();
+        let successes = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
         assert!(successes >= 1, "someone always gets through");
         assert!(t.is_idle());
         assert_eq!(t.available(), res(2, 2));
@@ -111,13 +121,16 @@ fn capacity_shrink_races_with_reservations() {
 #[test]
 fn concurrent_setters_never_expose_phantom_capacity() {
     loom::model(|| {
-        let t = Arc::new(Tracker::new(&Resources::new().with(Dim::Memory, 10).unwrap()));
+        let t = Arc::new(Tracker::new(
+            &Resources::new().with(Dim::Memory, 10).unwrap(),
+        ));
         let setters: Vec<_> = [0u64, 10]
             .into_iter()
             .map(|cap| {
                 let t = t.clone();
                 thread::spawn(move || {
-                    t.set_capacity(&Resources::new().with(Dim::Memory, cap).unwrap()).unwrap();
+                    t.set_capacity(&Resources::new().with(Dim::Memory, cap).unwrap())
+                        .unwrap();
                 })
             })
             .collect();
@@ -145,7 +158,9 @@ fn concurrent_setters_never_expose_phantom_capacity() {
 #[test]
 fn admission_counters_add_up() {
     loom::model(|| {
-        let t = Arc::new(Tracker::new(&Resources::new().with(Dim::Memory, 1).unwrap()));
+        let t = Arc::new(Tracker::new(
+            &Resources::new().with(Dim::Memory, 1).unwrap(),
+        ));
         let a = Arc::new(Admission::new(AdmissionConfig {
             policy: Policy::Reject,
             ..AdmissionConfig::default()

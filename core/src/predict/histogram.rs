@@ -36,7 +36,7 @@
 //! - **Weights are integers**: a `u32` per bucket. A sample at time `t` weighs
 //!   `2^16 * 2^((t - t_ref) / half_life)`, the exponent in Q16 and the power of
 //!   two from a 17-entry table with linear interpolation (relative error below
-//!   3 * 10^-5). When the exponent reaches 8 (VPA: 100, for `f64` weights) the
+//!   2.5 * 10^-4). When the exponent reaches 8 (VPA: 100, for `f64` weights) the
 //!   reference moves forward by whole half-lives and every weight is shifted
 //!   right by as many bits, so a new weight stays below 2^24. When a bucket
 //!   would pass `u32::MAX`, the reference moves forward by one half-life and
