@@ -83,7 +83,8 @@ pub enum JobError {
     TimedOut(Duration),
     /// The job had started when the run was cancelled, and its attempt did
     /// not return a value (or it was waiting to be retried). The attempt's
-    /// own error, typically "I saw the cancellation", is not kept.
+    /// own error, typically "I saw the cancellation", is not kept; a panic
+    /// is still reported as [`Panicked`](JobError::Panicked).
     Cancelled(CancelReason),
     /// The job never started.
     NotStarted(CancelReason),

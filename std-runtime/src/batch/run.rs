@@ -374,7 +374,13 @@ where
             Ok(Err(e)) => JobError::Failed(e),
         };
         if st.control.is_cancelled() {
-            return finish(None, Some(cancelled(st)), attempts, end);
+            // No retry. A panic is still reported as one: it is a bug, not
+            // the processor's answer to the cancellation.
+            let error = match error {
+                JobError::Panicked(_) => error,
+                _ => cancelled(st),
+            };
+            return finish(None, Some(error), attempts, end);
         }
         if attempt >= st.max_retries {
             return finish(None, Some(error), attempts, end);
@@ -514,10 +520,12 @@ where
         };
         match msg {
             Ok(Msg::Done(r)) => {
-                control.release();
+                // Before the permit goes back, so that the depth never
+                // counts more results than there are permits.
                 if state.histogram {
                     state.depth.fetch_sub(1, Ordering::Relaxed);
                 }
+                control.release();
                 if let Some(d) = done.get_mut(r.index) {
                     *d = true;
                 }
