@@ -261,6 +261,97 @@ extern "C" fn main(argc: c_int, _argv: *const *const c_char) -> c_int {
         );
     }
 
+    // Packer: every fit, the scores, lookahead, batch placement, capacity
+    // changes and a defragmentation plan applied; the books must balance.
+    {
+        use respool_core::packer::{
+            ArrayPacker, BatchFit, DefragConfig, DefragPlan, Domain, Fit, Lookahead, Placement,
+            Score,
+        };
+        let node = Resources::new()
+            .with_saturating(Dim::Cpu, opaque(argc, 8_000))
+            .with_saturating(Dim::Memory, gib);
+        let mut packer: ArrayPacker<4> = ArrayPacker::new(
+            [
+                Domain::new(node),
+                Domain::new(node),
+                Domain::new(node),
+                Domain::new(node),
+            ],
+            Fit::First,
+        );
+        let mut keys = 0u64;
+        for (i, fit) in Fit::ALL.iter().enumerate() {
+            packer.set_fit(*fit);
+            let req = Resources::new()
+                .with_saturating(Dim::Cpu, opaque(argc, 1_000))
+                .with_saturating(Dim::Memory, gib / 3);
+            let a = packer.place(&req);
+            let b = packer.place_on(i % 5, &req);
+            let window = [req, mem(gib / 2), mem(gib)];
+            let width = usize::try_from(opaque(argc, 3)).unwrap_or(3);
+            let mut lookahead = Lookahead::new(width, 2);
+            let c = packer.place_from(&window, &mut lookahead);
+            let _ = packer.select(&req);
+            let _ = packer.fragmentation(&req);
+            let _ = packer.size(&req);
+            for score in Score::ALL {
+                for d in packer.domains() {
+                    keys = keys.wrapping_add(score.key(d, &req));
+                }
+            }
+            let mut batch: [Option<Placement>; 3] = [None, None, None];
+            let mut order = [0usize; 3];
+            let _ = packer.place_batch(
+                &window,
+                BatchFit::BestFitDecreasing(Score::L2Residual),
+                &mut order,
+                &mut batch,
+            );
+            let _ = packer.set_capacity(i % 4, node);
+            for p in [a.ok(), b.ok(), c.ok().flatten().map(|(_, p)| p)]
+                .into_iter()
+                .flatten()
+            {
+                let _ = packer.release(p);
+            }
+            for p in batch.into_iter().flatten() {
+                let _ = packer.release(p);
+            }
+        }
+        check(
+            packer.is_idle(),
+            "packer: placed and released balance",
+            &mut failures,
+        );
+        let (Ok(x), Ok(y)) = (
+            packer.place_on(0, &mem(gib / 2)),
+            packer.place_on(1, &mem(gib / 2)),
+        ) else {
+            print("FAIL packer setup\n");
+            return 1;
+        };
+        let mut pending = [x, y];
+        let mut plan: DefragPlan<4> = DefragPlan::new();
+        let cfg = DefragConfig::default();
+        packer.plan_defrag(&pending, &mem(gib / 2 + 1), &cfg, &mut plan);
+        let moved = packer.apply_defrag(&mut pending, &plan, &cfg);
+        check(
+            moved == Ok(1),
+            "packer: defragmentation moves one task",
+            &mut failures,
+        );
+        for p in pending {
+            let _ = packer.release(p);
+        }
+        check(
+            packer.is_idle(),
+            "packer: books balance after defragmentation",
+            &mut failures,
+        );
+        core::hint::black_box(keys);
+    }
+
     // Predictors: a class learned from a size-dependent series with OOM
     // events, a series of extremes, the histogram and its buckets.
     {
