@@ -49,7 +49,7 @@ pub struct Builder {
     measure_all: bool,
     learning: crate::learn::LearningConfig,
     store: Option<std::sync::Arc<dyn crate::store::ProfileStore>>,
-    on_task_end: Option<std::sync::Arc<dyn Fn(&crate::TaskReport) + Send + Sync>>,
+    on_task_end: Option<crate::pool::TaskEndHook>,
     monitor: Option<bool>,
     monitor_config: crate::sys::MonitorConfig,
     error: Option<BuildError>,

@@ -105,11 +105,7 @@ impl Histogram {
         };
         LatencySummary {
             count: total,
-            mean: if total == 0 {
-                Duration::ZERO
-            } else {
-                Duration::from_nanos(sum_ns / total)
-            },
+            mean: Duration::from_nanos(sum_ns.checked_div(total).unwrap_or(0)),
             p50: pct(50),
             p90: pct(90),
             p99: pct(99),

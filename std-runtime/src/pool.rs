@@ -165,6 +165,9 @@ struct Pending {
     ticket: Option<u64>,
 }
 
+/// The `on_task_end` callback.
+pub(crate) type TaskEndHook = Arc<dyn Fn(&crate::TaskReport) + Send + Sync>;
+
 /// Configuration, validated by [`Builder::build`](crate::Builder::build).
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -178,7 +181,7 @@ pub(crate) struct Config {
     pub(crate) measure_all: bool,
     pub(crate) learning: crate::learn::LearningConfig,
     pub(crate) store: Option<Arc<dyn crate::store::ProfileStore>>,
-    pub(crate) on_task_end: Option<Arc<dyn Fn(&crate::TaskReport) + Send + Sync>>,
+    pub(crate) on_task_end: Option<TaskEndHook>,
     /// Start a monitor with this configuration.
     pub(crate) monitor: Option<crate::sys::MonitorConfig>,
     /// Memory capacity follows the container's limit when it changes.
@@ -723,6 +726,12 @@ impl Unstarted {
 impl Shared {
     fn on_own_worker(&self) -> bool {
         WORKER.with(|w| w.get().0 == self.id)
+    }
+
+    /// The index of the worker of this pool running on the calling thread.
+    pub(crate) fn current_worker(&self) -> Option<usize> {
+        let (pool, worker) = WORKER.with(Cell::get);
+        (pool == self.id).then_some(worker)
     }
 
     /// On one of this pool's workers, runs one queued task; `false` if not on

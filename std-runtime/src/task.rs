@@ -361,7 +361,7 @@ impl<'p> TaskBuilder<'p> {
         }
         let shared = self.pool.shared();
         let job = Job::new(move || with_context(0, f));
-        let ext = self.template().into_ext(shared, None);
+        let ext = self.template().make_ext(shared, None);
         shared.submit_ext(job, ext)
     }
 
@@ -381,7 +381,7 @@ impl<'p> TaskBuilder<'p> {
         let packet = Packet::<T>::new();
         let job = crate::pool::packet_job(packet.clone(), true, move || with_context(0, f));
         let shared = self.pool.shared();
-        let ext = self.template().into_ext(shared, Some(packet.clone()));
+        let ext = self.template().make_ext(shared, Some(packet.clone()));
         shared.submit_ext(job, ext)?;
         Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
     }
@@ -415,7 +415,7 @@ impl<'p> TaskBuilder<'p> {
             template: self.template(),
             _error: std::marker::PhantomData,
         };
-        let ext = attempt.template.into_ext(shared, Some(packet.clone()));
+        let ext = attempt.template.make_ext(shared, Some(packet.clone()));
         shared.submit_ext(attempt.into_job(), ext)?;
         Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
     }
@@ -436,7 +436,7 @@ struct Template {
 impl Template {
     /// Fills a (recycled) `Ext` box from the template; a classified task's
     /// undeclared dimensions come from learning (or its fallback).
-    fn into_ext(&self, shared: &Shared, cancel: Option<Arc<dyn Cancel>>) -> Box<Ext> {
+    fn make_ext(&self, shared: &Shared, cancel: Option<Arc<dyn Cancel>>) -> Box<Ext> {
         let mut ext = shared.new_ext();
         ext.held = None;
         ext.request = self.request;
@@ -536,7 +536,7 @@ where
                 let Some(shared) = retry.pool.upgrade() else {
                     return;
                 };
-                let ext = retry.template.into_ext(
+                let ext = retry.template.make_ext(
                     &shared,
                     retry.packet.0.clone().map(|p| p as Arc<dyn Cancel>),
                 );

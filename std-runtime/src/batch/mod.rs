@@ -102,8 +102,7 @@
 //! - `run()` on one of the pool's own workers runs queued pool tasks while it
 //!   waits (possibly a lane of its own run), so it completes even on a
 //!   one-worker pool.
-//! - [`JobResult::thread`] is read from the name the pool gives its worker
-//!   threads (`<thread_name>-<index>`).
+//! - [`JobResult::thread`] is the index of the pool worker that ran the job.
 
 mod config;
 mod job;

@@ -213,7 +213,8 @@ struct RunState<T, R> {
     backoff: Backoff,
     histogram: bool,
     /// The pool's thread name prefix (workers are `<prefix>-<index>`).
-    thread_prefix: String,
+    /// The pool, to ask which of its workers runs a lane.
+    pool: std::sync::Arc<crate::pool::Shared>,
     /// The thread running `run()`.
     collector: ThreadId,
     depth: AtomicUsize,
@@ -252,25 +253,13 @@ impl<R: Send> Drop for LaneGuard<R> {
     }
 }
 
-/// The index of the pool worker running this thread: the pool names its
-/// workers `<thread_name>-<index>`.
-fn pool_thread_index(prefix: &str) -> Option<usize> {
-    let current = thread::current();
-    let rest = current.name()?.strip_prefix(prefix)?.strip_prefix('-')?;
-    if rest.bytes().all(|b| b.is_ascii_digit()) {
-        rest.parse().ok()
-    } else {
-        None
-    }
-}
-
 fn lane_main<T, R>(st: &RunState<T, R>, g: &mut LaneGuard<R>)
 where
     T: Send + Sync + 'static,
     R: Send + 'static,
 {
     let lane = g.lane;
-    let thread = pool_thread_index(&st.thread_prefix);
+    let thread = st.pool.current_worker();
     let inline = thread::current().id() == st.collector;
     let limit = u64::try_from(st.jobs.len()).unwrap_or(u64::MAX);
     loop {
@@ -450,7 +439,7 @@ where
         runs,
         control: control.clone(),
     };
-    let thread_prefix = pool.shared().config.thread_name.clone();
+    let pool_shared = pool.shared().clone();
     let state = Arc::new(RunState {
         claimed: (0..n).map(|_| AtomicBool::new(false)).collect(),
         jobs,
@@ -461,7 +450,7 @@ where
         max_retries: config.max_retries,
         backoff: config.backoff,
         histogram: config.enable_metrics,
-        thread_prefix,
+        pool: pool_shared,
         collector: thread::current().id(),
         depth: AtomicUsize::new(0),
         depth_max: AtomicUsize::new(0),
@@ -495,7 +484,7 @@ where
     }
 
     // Collect while the lanes work.
-    let on_worker = pool_thread_index(&state.thread_prefix).is_some();
+    let on_worker = state.pool.current_worker().is_some();
     let mut poll = Duration::from_millis(1);
     let mut results: Vec<JobResult<R>> = Vec::with_capacity(n);
     let mut done = vec![false; n];
@@ -646,29 +635,5 @@ mod tests {
             c.reason(),
             Some(CancelReason::RunTimedOut(Duration::from_millis(1)))
         );
-    }
-
-    #[test]
-    fn thread_index_is_parsed_from_the_pool_naming() {
-        let got = thread::Builder::new()
-            .name("render-12".into())
-            .spawn(|| {
-                (
-                    pool_thread_index("render"),
-                    pool_thread_index("rend"),
-                    pool_thread_index("render-1"),
-                )
-            })
-            .unwrap()
-            .join()
-            .unwrap();
-        assert_eq!(got, (Some(12), None, None));
-        let timer = thread::Builder::new()
-            .name("render-timer".into())
-            .spawn(|| pool_thread_index("render"))
-            .unwrap()
-            .join()
-            .unwrap();
-        assert_eq!(timer, None);
     }
 }
