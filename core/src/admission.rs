@@ -312,11 +312,29 @@ impl Admission {
         waiting: usize,
         now_ns: u64,
     ) -> Decision<T> {
+        self.decide_blocked(tracker, request, urgency, waiting, now_ns, None)
+    }
+
+    /// [`Admission::decide`] for a caller with a constraint of its own on top
+    /// of the tracker (a placement domain that is full): with `blocked` set,
+    /// the request is treated as not fitting now, for that reason, without
+    /// touching the tracker. The counters count it like any decision.
+    pub fn decide_blocked<T: Deref<Target = Tracker>>(
+        &self,
+        tracker: T,
+        request: &Resources,
+        urgency: Urgency,
+        waiting: usize,
+        now_ns: u64,
+        blocked: Option<Shortfall>,
+    ) -> Decision<T> {
         if let Err(s) = self.check_ever_fits(&tracker, request, urgency) {
             return self.reject(RejectReason::NeverFits(s));
         }
         let queueing = !matches!(self.config.policy, Policy::Reject);
-        let shortfall = if queueing && waiting > 0 {
+        let shortfall = if let Some(s) = blocked {
+            Some(s)
+        } else if queueing && waiting > 0 {
             // Keep the order: do not try to overtake the waiters.
             None
         } else {
@@ -415,6 +433,24 @@ impl Admission {
             on_admit(w.item, reservation);
         }
         admitted
+    }
+
+    /// Counts a refusal decided by the caller (a request that no placement
+    /// domain can ever hold), so that the counters add up.
+    pub fn record_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a waiter that left a caller-managed wait structure: admitted,
+    /// or refused. For callers that order and admit waiters themselves (the
+    /// std runtime's scored queue with a lookahead window) instead of
+    /// through [`Admission::admit_waiting`], so the counters still add up.
+    pub fn record_after_wait(&self, admitted: bool) {
+        if admitted {
+            self.admitted_after_wait.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.rejected_after_wait.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Feeds how long a reservation was held (typically a task's run time), to
@@ -966,6 +1002,26 @@ mod tests {
         assert_eq!(q.pop().map(|w| w.item), Some(0));
         assert_eq!(q.pop().map(|w| w.item), Some(2));
         assert!(q.pop().is_none());
+    }
+
+    #[test]
+    fn blocked_requests_are_deferred_or_busy_without_reserving() {
+        let t = Tracker::new(&mem(1000));
+        let s = Shortfall::check(Dim::Memory, 10, 5).unwrap();
+        let d = adm(Policy::Defer);
+        assert!(matches!(
+            d.decide_blocked(&t, &mem(10), Urgency::Normal, 0, 0, Some(s)),
+            Decision::Deferred(Deferral { shortfall: Some(x), .. }) if x == s
+        ));
+        let r = adm(Policy::Reject);
+        assert!(matches!(
+            r.decide_blocked(&t, &mem(10), Urgency::Normal, 0, 0, Some(s)),
+            Decision::Rejected(RejectReason::Busy { shortfall, .. }) if shortfall == s
+        ));
+        assert!(t.is_idle(), "nothing was reserved");
+        r.record_rejected();
+        assert_eq!(r.stats().rejected, 2);
+        assert_eq!(d.stats().deferred, 1);
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub struct Builder {
     on_task_end: Option<crate::pool::TaskEndHook>,
     monitor: Option<bool>,
     monitor_config: crate::sys::MonitorConfig,
+    domains: Option<Vec<crate::DomainSpec>>,
+    fit: respool_core::packer::Fit,
+    lookahead: (usize, u32),
+    weights: respool_core::queue::Weights,
+    pin_workers: Option<bool>,
     error: Option<BuildError>,
 }
 
@@ -89,6 +94,11 @@ impl Builder {
             on_task_end: None,
             monitor: None,
             monitor_config: crate::sys::MonitorConfig::default(),
+            domains: None,
+            fit: respool_core::packer::Fit::Best(respool_core::packer::Score::DotProduct),
+            lookahead: (8, 16),
+            weights: respool_core::queue::Weights::default(),
+            pin_workers: None,
             error: None,
         }
     }
@@ -254,6 +264,47 @@ impl Builder {
         self
     }
 
+    /// Placement domains: CPU domains (NUMA nodes, each with its own workers
+    /// and run queue) and GPU domains. Default: the NUMA nodes hwloc finds
+    /// (feature `hwloc`; otherwise one domain for the whole machine) and the
+    /// GPUs NVML finds (feature `nvml`). At least one CPU domain is needed.
+    pub fn domains(mut self, domains: Vec<crate::DomainSpec>) -> Self {
+        self.domains = Some(domains);
+        self
+    }
+
+    /// How a task is placed on a domain (default best fit by dot-product
+    /// alignment of demand and free capacity, as Tetris does). See
+    /// [`respool_core::packer::Fit`].
+    pub fn placement(mut self, fit: respool_core::packer::Fit) -> Self {
+        self.fit = fit;
+        self
+    }
+
+    /// The lookahead of the wait queue: when the best waiting task does not
+    /// fit, start the first of the next `width - 1` that does, but pass over
+    /// the best one at most `max_skips` times in a row (default 8 and 16;
+    /// `width = 1` is strict head-of-line admission).
+    pub fn lookahead(mut self, width: usize, max_skips: u32) -> Self {
+        self.lookahead = (width.max(1), max_skips);
+        self
+    }
+
+    /// How waiting tasks are ordered: weights of priority, waiting time,
+    /// deadline slack and resource fit (see [`respool_core::queue::Weights`];
+    /// default: one priority level is worth one second of waiting).
+    pub fn queue_weights(mut self, weights: respool_core::queue::Weights) -> Self {
+        self.weights = weights;
+        self
+    }
+
+    /// Pin each worker to the CPUs of its domain (default: on when there is
+    /// more than one CPU domain).
+    pub fn pin_workers(mut self, on: bool) -> Self {
+        self.pin_workers = Some(on);
+        self
+    }
+
     /// Validates the configuration and starts the workers.
     ///
     /// # Errors
@@ -288,6 +339,22 @@ impl Builder {
         };
         let memory_detected =
             self.capacity.get(Dim::Memory).is_none() && capacity.get(Dim::Memory).is_some();
+        let (domains, gpu_capacity) = match self.domains {
+            Some(d) => (d, Resources::NONE),
+            None => detect_domains(&capacity),
+        };
+        // GPUs found (or zero, when none: a GPU request is then refused at once).
+        let capacity = capacity.or(&gpu_capacity);
+        let cpu_domains = domains
+            .iter()
+            .filter(|d| d.kind == crate::DomainKind::Cpu)
+            .count();
+        if cpu_domains == 0 {
+            return Err(BuildError::Invalid(
+                "domains(...) has no CPU domain: give at least one DomainSpec::numa".into(),
+            ));
+        }
+        let pin_workers = self.pin_workers.unwrap_or(cpu_domains > 1);
         let monitor = self
             .monitor
             .unwrap_or(memory_detected)
@@ -339,6 +406,53 @@ impl Builder {
             on_task_end: self.on_task_end,
             monitor,
             follow_container_limit: memory_detected,
+            domains,
+            fit: self.fit,
+            lookahead: self.lookahead,
+            weights: self.weights,
+            pin_workers,
         })
     }
+}
+
+/// The placement domains of this machine: NUMA nodes (hwloc) or the machine,
+/// and GPUs (NVML); with the GPU capacity to add to the pool's.
+fn detect_domains(capacity: &Resources) -> (Vec<crate::DomainSpec>, Resources) {
+    use crate::sys::{DomainKind as Kind, GpuInventory, Topology};
+    let gpus = GpuInventory::detect();
+    let topology = Topology::detect().with_gpus(&gpus);
+    if let Some(reason) = &topology.reason {
+        tracing::debug!(target: "respool::sys", %reason, "topology");
+    }
+    let mut out = Vec::new();
+    let numa: Vec<_> = topology.domains_of(Kind::Numa).collect();
+    if numa.len() > 1 {
+        for d in numa {
+            let memory = d.memory_bytes.unwrap_or(0);
+            out.push(crate::DomainSpec::numa(
+                d.name.clone(),
+                d.cpus.clone(),
+                memory,
+            ));
+        }
+    } else {
+        let cpus = crate::sys::current_thread_cpus().unwrap_or_default();
+        out.push(crate::DomainSpec::numa(
+            "machine",
+            cpus,
+            capacity.get(Dim::Memory).unwrap_or(0),
+        ));
+    }
+    for (i, g) in topology.domains_of(Kind::Gpu).enumerate() {
+        let device = g
+            .os_index
+            .and_then(|x| u32::try_from(x).ok())
+            .unwrap_or(u32::try_from(i).unwrap_or(0));
+        out.push(crate::DomainSpec::gpu(
+            g.name.clone(),
+            device,
+            g.memory_bytes.unwrap_or(0),
+        ));
+    }
+    (out, gpus.capacity())
 }

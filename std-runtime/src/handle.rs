@@ -386,6 +386,7 @@ pub struct TaskContext {
     pub(crate) deadline: Option<Instant>,
     pub(crate) class: Option<Arc<str>>,
     pub(crate) attempt: u32,
+    pub(crate) gpu: Option<u32>,
 }
 
 impl TaskContext {
@@ -406,6 +407,14 @@ impl TaskContext {
     #[must_use]
     pub fn class(&self) -> Option<&str> {
         self.class.as_deref()
+    }
+
+    /// The GPU device this task was placed on (its index as NVML and
+    /// `CUDA_VISIBLE_DEVICES` count), when the pool has GPU domains and the
+    /// task asked for a GPU.
+    #[must_use]
+    pub fn gpu(&self) -> Option<u32> {
+        self.gpu
     }
 
     /// Which attempt this is (0 for the first run, 1 for the first retry...).

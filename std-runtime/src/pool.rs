@@ -34,13 +34,11 @@ use std::cell::Cell;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use respool_core::admission::{
-    Admission, AdmissionConfig, Decision, RejectReason, Urgency, WaitQueue, Waiting,
-};
+use respool_core::admission::AdmissionConfig;
 use respool_core::{Resources, Tracker};
 
 use crate::error::{BuildError, SubmitError, TaskError, panic_message};
@@ -69,7 +67,7 @@ pub(crate) struct Task {
 }
 
 /// Counts submissions in flight and closes the pool to new ones.
-struct Gate(AtomicUsize);
+pub(crate) struct Gate(AtomicUsize);
 
 const CLOSED: usize = 1;
 
@@ -77,7 +75,7 @@ impl Gate {
     /// Enters unless closed (`internal` submissions, from the pool's own
     /// workers and timer, are let in while shutting down gracefully).
     #[inline]
-    fn enter(&self, internal: bool) -> bool {
+    pub(crate) fn enter(&self, internal: bool) -> bool {
         let prev = self.0.fetch_add(2, Ordering::SeqCst);
         if prev & CLOSED != 0 && !internal {
             self.0.fetch_sub(2, Ordering::SeqCst);
@@ -100,7 +98,7 @@ impl Gate {
     }
 }
 
-struct GateGuard<'a>(&'a Gate);
+pub(crate) struct GateGuard<'a>(pub(crate) &'a Gate);
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
         self.0.exit();
@@ -138,33 +136,6 @@ impl Ord for LaneEntry {
     }
 }
 
-/// Resource accounting and admission.
-pub(crate) struct Resourcing {
-    pub(crate) tracker: Tracker,
-    pub(crate) admission: Admission,
-    /// Mirror of the wait queue's length, read without the lock.
-    waiting: AtomicUsize,
-    sched: Mutex<Sched>,
-    /// Signalled when blocking submitters' tickets resolve.
-    resolved: Condvar,
-    /// Set when a waiting task was cancelled (purge before admitting).
-    purge: AtomicBool,
-}
-
-type WaitStorage = Box<[Option<Waiting<Pending>>]>;
-
-struct Sched {
-    waitq: WaitQueue<Pending, WaitStorage>,
-    next_ticket: u64,
-    /// Outcomes of blocking submitters' tasks: `None` admitted, `Some` refused.
-    resolved: std::collections::HashMap<u64, Option<RejectReason>>,
-}
-
-struct Pending {
-    task: Task,
-    ticket: Option<u64>,
-}
-
 /// The `on_task_end` callback.
 pub(crate) type TaskEndHook = Arc<dyn Fn(&crate::TaskReport) + Send + Sync>;
 
@@ -186,6 +157,16 @@ pub(crate) struct Config {
     pub(crate) monitor: Option<crate::sys::MonitorConfig>,
     /// Memory capacity follows the container's limit when it changes.
     pub(crate) follow_container_limit: bool,
+    /// Placement domains (at least one CPU domain).
+    pub(crate) domains: Vec<crate::place::DomainSpec>,
+    /// Placement algorithm.
+    pub(crate) fit: respool_core::packer::Fit,
+    /// Lookahead window width and overtaking bound of the wait queue.
+    pub(crate) lookahead: (usize, u32),
+    /// Scorer weights of the wait queue.
+    pub(crate) weights: respool_core::queue::Weights,
+    /// Pin workers to the CPUs of their domain.
+    pub(crate) pin_workers: bool,
 }
 
 impl fmt::Debug for Config {
@@ -205,17 +186,21 @@ pub(crate) struct Shared {
     id: usize,
     pub(crate) config: Config,
     queue: RunQueue<Task>,
+    /// Run queues of the CPU domains (used when placement is not trivial).
+    domain_queues: Box<[RunQueue<Task>]>,
+    /// The CPU domain of each worker.
+    worker_domain: Box<[usize]>,
     lane: Mutex<Lane>,
     lane_len: AtomicUsize,
     sleepers: Sleepers,
-    gate: Gate,
+    pub(crate) gate: Gate,
     /// Workers not parked.
     active: AtomicUsize,
     /// Workers must exit.
     exit: AtomicBool,
     /// `shutdown_now`: workers stop taking tasks.
     stop_now: AtomicBool,
-    pub(crate) res: Resourcing,
+    pub(crate) res: crate::sched::Resourcing,
     pub(crate) timer: Timer,
     pub(crate) metrics: Metrics,
     pub(crate) learner: crate::learn::Learner,
@@ -268,23 +253,40 @@ impl Pool {
     }
 
     pub(crate) fn start(config: Config) -> Result<Pool, BuildError> {
-        let tracker = Tracker::new(&config.capacity);
-        tracker
-            .set_headroom(&config.headroom)
-            .map_err(|e| match e {
-                respool_core::TrackerError::Untracked { dim } => BuildError::Untracked {
-                    setting: "headroom",
-                    dim,
-                },
-                _ => BuildError::Invalid(e.to_string()),
-            })?;
-        let storage: WaitStorage = (0..config.admission.max_waiting.max(1))
-            .map(|_| None)
+        let res = crate::sched::Resourcing::new(&config)?;
+        let cpu_domains: Vec<&crate::place::DomainSpec> = config
+            .domains
+            .iter()
+            .filter(|d| d.kind == crate::place::DomainKind::Cpu)
             .collect();
+        let worker_domain = assign_workers(config.workers, &cpu_domains);
+        let domain_queues = if res.trivial {
+            Vec::new()
+        } else {
+            cpu_domains
+                .iter()
+                .map(|_| RunQueue::new(config.queue_capacity))
+                .collect()
+        };
+        let pins: Vec<Vec<usize>> = if config.pin_workers {
+            worker_domain
+                .iter()
+                .map(|&d| {
+                    cpu_domains
+                        .get(d)
+                        .map(|c| c.cpus.clone())
+                        .unwrap_or_default()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let workers = config.workers;
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             queue: RunQueue::new(config.queue_capacity),
+            domain_queues: domain_queues.into_boxed_slice(),
+            worker_domain: worker_domain.into_boxed_slice(),
             lane: Mutex::new(Lane {
                 heap: std::collections::BinaryHeap::new(),
                 seq: 0,
@@ -295,18 +297,7 @@ impl Pool {
             active: AtomicUsize::new(workers),
             exit: AtomicBool::new(false),
             stop_now: AtomicBool::new(false),
-            res: Resourcing {
-                tracker,
-                admission: Admission::new(config.admission),
-                waiting: AtomicUsize::new(0),
-                sched: Mutex::new(Sched {
-                    waitq: WaitQueue::with_storage(storage),
-                    next_ticket: 0,
-                    resolved: std::collections::HashMap::new(),
-                }),
-                resolved: Condvar::new(),
-                purge: AtomicBool::new(false),
-            },
+            res,
             timer: Timer::new(format!("{}-timer", config.thread_name)),
             learner: crate::learn::Learner::new(config.learning),
             metrics: Metrics::new(workers),
@@ -343,7 +334,15 @@ impl Pool {
             if let Some(size) = s.config.stack_size {
                 b = b.stack_size(size);
             }
-            match b.spawn(move || worker_loop(&s, i)) {
+            let pin = pins.get(i).cloned().unwrap_or_default();
+            match b.spawn(move || {
+                if !pin.is_empty() {
+                    if let Err(e) = crate::sys::pin_current_thread(&pin) {
+                        tracing::warn!(target: "respool::sys", worker = i, error = %e, "worker not pinned");
+                    }
+                }
+                worker_loop(&s, i);
+            }) {
                 Ok(h) => threads.push(h),
                 Err(e) => {
                     // Stop the workers already started before reporting.
@@ -637,6 +636,11 @@ impl Pool {
         while let Some(t) = s.queue.pop() {
             out.push(s.unstarted(t));
         }
+        for q in s.domain_queues.iter() {
+            while let Some(t) = q.pop() {
+                out.push(s.unstarted(t));
+            }
+        }
         {
             let mut lane = lock(&s.lane);
             while let Some(e) = lane.heap.pop() {
@@ -644,17 +648,9 @@ impl Pool {
             }
             s.lane_len.store(0, Ordering::SeqCst);
         }
-        {
-            let mut g = lock(&s.res.sched);
-            while let Some(w) = g.waitq.pop() {
-                if let Some(t) = w.item.ticket {
-                    g.resolved.insert(t, Some(RejectReason::DeadlineExpired));
-                }
-                out.push(s.unstarted(w.item.task));
-            }
-            s.res.waiting.store(0, Ordering::SeqCst);
+        for t in s.drain_waiting() {
+            out.push(s.unstarted(t));
         }
-        s.res.resolved.notify_all();
         if !s.on_own_worker() {
             self.join_all();
         } else {
@@ -724,7 +720,7 @@ impl Unstarted {
 }
 
 impl Shared {
-    fn on_own_worker(&self) -> bool {
+    pub(crate) fn on_own_worker(&self) -> bool {
         WORKER.with(|w| w.get().0 == self.id)
     }
 
@@ -741,7 +737,7 @@ impl Shared {
         if pool != self.id {
             return false;
         }
-        match self.next_task() {
+        match self.next_task(worker) {
             Some(t) => {
                 self.run(t, worker);
                 true
@@ -752,6 +748,11 @@ impl Shared {
 
     pub(crate) fn now_ns(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant the pool clock counts from.
+    pub(crate) fn epoch_instant(&self) -> Instant {
+        self.epoch
     }
 
     fn unstarted(&self, mut t: Task) -> Unstarted {
@@ -779,268 +780,25 @@ impl Shared {
         Ok(())
     }
 
-    /// The resource-aware path. `blocking` tasks (policy
-    /// `BlockUntilDeadline`) make the caller wait for admission.
-    pub(crate) fn submit_ext(&self, job: Job, mut ext: Box<Ext>) -> Result<(), SubmitError> {
-        if !self.gate.enter(self.on_own_worker()) {
-            return Err(SubmitError::ShutDown);
-        }
-        let _g = GateGuard(&self.gate);
-        self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
-        let started = sample_schedule().then(Instant::now);
-        let request = ext.request;
-        let res = &self.res;
-        if request
-            .dims()
-            .intersection(res.tracker.tracked())
-            .is_empty()
-        {
-            // Nothing to account: no admission needed.
-            self.enqueue(Task {
-                job,
-                ext: Some(ext),
-            });
-            return Ok(());
-        }
-        let waiting = res.waiting.load(Ordering::SeqCst);
-        if waiting == 0 {
-            match res
-                .admission
-                .decide(&res.tracker, &request, ext.urgency, 0, self.now_ns())
-            {
-                Decision::Accepted(r) => {
-                    ext.held = Some(r.detach().1);
-                    if let Some(t) = started {
-                        self.metrics.schedule.record(t.elapsed());
-                    }
-                    self.enqueue(Task {
-                        job,
-                        ext: Some(ext),
-                    });
-                    return Ok(());
-                }
-                Decision::Rejected(reason) => {
-                    self.metrics
-                        .rejected_at_submit
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Err(SubmitError::from_reject(reason));
-                }
-                Decision::Deferred(d) => {
-                    return self.defer(
-                        Task {
-                            job,
-                            ext: Some(ext),
-                        },
-                        d.deadline_ns,
-                        started,
-                    );
-                }
-            }
-        }
-        // Others wait: decide under the lock so that order is kept.
-        let g = lock(&res.sched);
-        match res.admission.decide(
-            &res.tracker,
-            &request,
-            ext.urgency,
-            g.waitq.len(),
-            self.now_ns(),
-        ) {
-            Decision::Accepted(r) => {
-                drop(g);
-                ext.held = Some(r.detach().1);
-                if let Some(t) = started {
-                    self.metrics.schedule.record(t.elapsed());
-                }
-                self.enqueue(Task {
-                    job,
-                    ext: Some(ext),
-                });
-                Ok(())
-            }
-            Decision::Rejected(reason) => {
-                self.metrics
-                    .rejected_at_submit
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(SubmitError::from_reject(reason))
-            }
-            Decision::Deferred(d) => {
-                drop(g);
-                self.defer(
-                    Task {
-                        job,
-                        ext: Some(ext),
-                    },
-                    d.deadline_ns,
-                    started,
-                )
-            }
-        }
-    }
-
-    fn defer(
-        &self,
-        task: Task,
-        deadline_ns: Option<u64>,
-        started: Option<Instant>,
-    ) -> Result<(), SubmitError> {
-        let res = &self.res;
-        let (request, urgency, priority) = match &task.ext {
-            Some(e) => (e.request, e.urgency, e.priority),
-            None => (Resources::NONE, Urgency::Normal, 0),
-        };
-        let blocking = deadline_ns.is_some();
-        let mut g = lock(&res.sched);
-        let ticket = blocking.then(|| {
-            g.next_ticket += 1;
-            g.next_ticket
-        });
-        let pending = Pending { task, ticket };
-        if let Err(p) = g
-            .waitq
-            .push(pending, request, urgency, priority, deadline_ns)
-        {
-            drop(g);
-            drop(p);
-            self.metrics
-                .rejected_at_submit
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(SubmitError::QueueFull {
-                retry_after: res.admission.retry_after_ns().map(Duration::from_nanos),
-            });
-        }
-        res.waiting.store(g.waitq.len(), Ordering::SeqCst);
-        // Pairs with the fence in `finish_ext` (a release that read
-        // `waiting == 0` before our store must be visible to this dispatch).
-        fence(Ordering::SeqCst);
-        let admitted = self.dispatch_locked(&mut g);
-        if let Some(deadline) = deadline_ns {
-            let at = self.epoch + Duration::from_nanos(deadline);
-            let weak = self.weak_self();
-            self.timer.schedule(
-                at,
-                Box::new(move || {
-                    if let Some(s) = weak.upgrade() {
-                        s.dispatch();
-                    }
-                }),
-            );
-        }
-        if let Some(t) = started {
-            self.metrics.schedule.record(t.elapsed());
-        }
-        let Some(ticket) = ticket else {
-            drop(g);
-            self.push_admitted(admitted);
-            return Ok(());
-        };
-        // Block until admitted or refused.
-        loop {
-            if let Some(outcome) = g.resolved.remove(&ticket) {
-                drop(g);
-                self.push_admitted(admitted);
-                return match outcome {
-                    None => Ok(()),
-                    Some(reason) => Err(SubmitError::from_reject(reason)),
-                };
-            }
-            g = res
-                .resolved
-                .wait_timeout(g, Duration::from_millis(50))
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-            // A timed wake-up re-runs admission (deadlines are also driven by
-            // the timer; this is a safety net).
-            let more = self.dispatch_locked(&mut g);
-            if !more.is_empty() {
-                drop(g);
-                self.push_admitted(more);
-                g = lock(&res.sched);
-            }
-        }
-    }
-
     pub(crate) fn weak_self(&self) -> Weak<Shared> {
         self.self_weak.clone()
     }
 
-    /// Admits waiting tasks that fit now; returns them (push them after
-    /// releasing the lock). Refused waiters are completed here.
-    fn dispatch_locked(&self, g: &mut Sched) -> Vec<Pending> {
-        let res = &self.res;
-        if res.purge.swap(false, Ordering::SeqCst) {
-            let mut cancelled = Vec::new();
-            g.waitq.remove_where(
-                |w| {
-                    let c = w.item.task.ext.as_ref().and_then(|e| e.cancel.as_ref());
-                    c.is_some_and(|c| c.is_cancelled())
-                        .then_some(RejectReason::DeadlineExpired)
-                },
-                |p, _| cancelled.push(p),
-            );
-            drop(cancelled);
-        }
-        let mut admitted = Vec::new();
-        let mut refused = Vec::new();
-        let now = self.now_ns();
-        res.admission.admit_waiting(
-            &mut g.waitq,
-            || &res.tracker,
-            now,
-            |mut p: Pending, r| {
-                if let Some(ext) = p.task.ext.as_mut() {
-                    ext.held = Some(r.detach().1);
-                } else {
-                    drop(r);
-                }
-                admitted.push(p);
-            },
-            |p, reason| refused.push((p, reason)),
-        );
-        res.waiting.store(g.waitq.len(), Ordering::SeqCst);
-        let mut notify = false;
-        for p in &admitted {
-            if let Some(t) = p.ticket {
-                g.resolved.insert(t, None);
-                notify = true;
-            }
-        }
-        for (p, reason) in refused {
-            if let Some(t) = p.ticket {
-                g.resolved.insert(t, Some(reason));
-                notify = true;
-            }
-            if let Some(c) = p.task.ext.as_ref().and_then(|e| e.cancel.as_ref()) {
-                c.fail(TaskError::Rejected(SubmitError::from_reject(reason)));
-            }
-            // Dropping the task drops its job without running it.
-        }
-        if notify {
-            res.resolved.notify_all();
-        }
-        admitted
-    }
-
-    fn push_admitted(&self, admitted: Vec<Pending>) {
-        for p in admitted {
-            self.enqueue(p.task);
-        }
-    }
-
-    /// Admits waiting tasks that fit now.
-    pub(crate) fn dispatch(&self) {
-        if self.res.waiting.load(Ordering::SeqCst) == 0 && !self.res.purge.load(Ordering::SeqCst) {
+    /// Puts an admitted task where a worker will find it: the run queue of
+    /// its CPU domain when it was placed on one, else the shared queues.
+    pub(crate) fn enqueue(&self, task: Task) {
+        let domain = task
+            .ext
+            .as_ref()
+            .and_then(|e| e.placed.as_ref())
+            .and_then(crate::place::Placed::cpu_domain);
+        if let Some(q) = domain.and_then(|d| self.domain_queues.get(d)) {
+            q.push(task);
+            let wd = &self.worker_domain;
+            self.sleepers
+                .notify_matching(|w| wd.get(w).copied() == domain);
             return;
         }
-        let admitted = {
-            let mut g = lock(&self.res.sched);
-            self.dispatch_locked(&mut g)
-        };
-        self.push_admitted(admitted);
-    }
-
-    /// Puts an admitted task where a worker will find it.
-    pub(crate) fn enqueue(&self, task: Task) {
         let lane_key = task.ext.as_ref().and_then(|e| {
             (e.priority != 0 || e.deadline.is_some()).then_some((e.priority, e.deadline))
         });
@@ -1064,8 +822,16 @@ impl Shared {
         self.sleepers.notify_one();
     }
 
+    /// The next task for worker `worker`: its domain's queue first (tasks
+    /// placed there), then the priority lane, then the shared queue.
     #[inline]
-    fn next_task(&self) -> Option<Task> {
+    fn next_task(&self, worker: usize) -> Option<Task> {
+        if !self.domain_queues.is_empty() {
+            let d = self.worker_domain.get(worker).copied().unwrap_or(0);
+            if let Some(t) = self.domain_queues.get(d).and_then(RunQueue::pop) {
+                return Some(t);
+            }
+        }
         if self.lane_len.load(Ordering::Acquire) > 0 {
             let mut lane = lock(&self.lane);
             if let Some(e) = lane.heap.pop() {
@@ -1077,7 +843,9 @@ impl Shared {
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.queue.len() + self.lane_len.load(Ordering::Relaxed)
+        self.queue.len()
+            + self.lane_len.load(Ordering::Relaxed)
+            + self.domain_queues.iter().map(RunQueue::len).sum::<usize>()
     }
 
     pub(crate) fn waiting(&self) -> usize {
@@ -1085,7 +853,17 @@ impl Shared {
     }
 
     fn has_work(&self) -> bool {
-        !self.queue.is_empty() || self.lane_len.load(Ordering::SeqCst) > 0
+        !self.queue.is_empty()
+            || self.lane_len.load(Ordering::SeqCst) > 0
+            || self.domain_queues.iter().any(|q| !q.is_empty())
+    }
+
+    /// Whether worker `worker` has something to run.
+    fn has_work_for(&self, worker: usize) -> bool {
+        let d = self.worker_domain.get(worker).copied().unwrap_or(0);
+        !self.queue.is_empty()
+            || self.lane_len.load(Ordering::SeqCst) > 0
+            || self.domain_queues.get(d).is_some_and(|q| !q.is_empty())
     }
 
     /// Nothing accepted is left anywhere (used by graceful shutdown).
@@ -1096,18 +874,6 @@ impl Shared {
             && self.res.waiting.load(Ordering::SeqCst) == 0
             && self.timer.pending() == 0
             && self.active.load(Ordering::SeqCst) == 0
-    }
-
-    /// Releases a task's reservation (exactly once: `held` is taken).
-    fn release(&self, ext: &mut Ext) {
-        // Both were taken on this tracker, so releasing cannot fail; if it
-        // ever did, leaking capacity is safer than a panic here.
-        if let Some(held) = ext.held.take() {
-            let _ = held.release(&self.res.tracker);
-        }
-        if let Some(grown) = ext.grown.take() {
-            let _ = grown.release(&self.res.tracker);
-        }
     }
 
     /// Runs one task on worker `id`.
@@ -1446,7 +1212,7 @@ fn grow_reservation(data: *const (), live: i64) -> i64 {
 
 /// Whether this submission's decision is timed (one in `SCHEDULE_SAMPLE`
 /// per submitting thread).
-fn sample_schedule() -> bool {
+pub(crate) fn sample_schedule() -> bool {
     thread_local! {
         static N: Cell<u32> = const { Cell::new(0) };
     }
@@ -1466,6 +1232,41 @@ impl<T: Send> Drop for CompleteOnDrop<T> {
             p.fail(TaskError::ShutDown);
         }
     }
+}
+
+/// Splits `workers` among the CPU domains in proportion to their CPUs
+/// (each domain gets at least one while workers last); returns the domain of
+/// each worker.
+fn assign_workers(workers: usize, domains: &[&crate::place::DomainSpec]) -> Vec<usize> {
+    if domains.len() <= 1 {
+        return vec![0; workers];
+    }
+    let weights: Vec<usize> = domains.iter().map(|d| d.cpus.len().max(1)).collect();
+    let total: usize = weights.iter().sum();
+    let mut counts: Vec<usize> = weights
+        .iter()
+        .map(|w| (workers * w / total).max(usize::from(workers >= domains.len())))
+        .collect();
+    // Fix rounding so the counts add up to `workers`.
+    while counts.iter().sum::<usize>() > workers {
+        if let Some(c) = counts.iter_mut().filter(|c| **c > 1).max_by_key(|c| **c) {
+            *c -= 1;
+        } else {
+            break;
+        }
+    }
+    let mut i = 0;
+    while counts.iter().sum::<usize>() < workers {
+        if let Some(c) = counts.get_mut(i % domains.len()) {
+            *c += 1;
+        }
+        i += 1;
+    }
+    counts
+        .iter()
+        .enumerate()
+        .flat_map(|(d, &n)| std::iter::repeat_n(d, n))
+        .collect()
 }
 
 fn count(c: &crate::metrics::WorkerCounters, ok: bool, elapsed: Option<Duration>) {
@@ -1488,7 +1289,7 @@ fn worker_loop(shared: &Arc<Shared>, id: usize) {
         if shared.stop_now.load(Ordering::Relaxed) {
             break;
         }
-        if let Some(t) = shared.next_task() {
+        if let Some(t) = shared.next_task(id) {
             shared.run(t, id);
             continue;
         }
@@ -1502,7 +1303,7 @@ fn worker_loop(shared: &Arc<Shared>, id: usize) {
             } else {
                 std::hint::spin_loop();
             }
-            if let Some(t) = shared.next_task() {
+            if let Some(t) = shared.next_task(id) {
                 found = Some(t);
                 break;
             }
@@ -1516,7 +1317,7 @@ fn worker_loop(shared: &Arc<Shared>, id: usize) {
         }
         // Go idle: register, re-check, park.
         shared.sleepers.register(id);
-        if shared.has_work() || shared.exit.load(Ordering::SeqCst) {
+        if shared.has_work_for(id) || shared.exit.load(Ordering::SeqCst) {
             shared.sleepers.unregister(id);
             continue;
         }

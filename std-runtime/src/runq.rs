@@ -156,6 +156,28 @@ impl Sleepers {
         }
     }
 
+    /// Wakes one idle worker for which `wanted` holds (a worker of a given
+    /// domain), if any.
+    pub(crate) fn notify_matching(&self, wanted: impl Fn(usize) -> bool) {
+        fence(Ordering::SeqCst);
+        if self.idle.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let id = {
+            let mut ids = lock(&self.ids);
+            let pos = ids.iter().position(|&i| wanted(i));
+            pos.map(|p| {
+                self.idle.fetch_sub(1, Ordering::SeqCst);
+                ids.swap_remove(p)
+            })
+        };
+        if let (Some(id), Some(threads)) = (id, self.threads.get()) {
+            if let Some(t) = threads.get(id) {
+                t.unpark();
+            }
+        }
+    }
+
     /// Wakes every worker (shutdown, capacity changes).
     pub(crate) fn notify_all(&self) {
         {

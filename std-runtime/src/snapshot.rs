@@ -43,9 +43,11 @@ pub struct PoolSnapshot {
     pub reserved: Resources,
     /// `reserved / capacity` per tracked dimension (`None`: untracked).
     pub utilisation: [Option<Ppm>; Dim::COUNT],
-    /// Share of free capacity that the typical waiting request cannot use
-    /// (always zero with a single placement domain).
+    /// Share of free CPU-domain capacity that the request at the head of the
+    /// wait queue cannot use (zero with a single CPU domain or nobody waiting).
     pub fragmentation: Ppm,
+    /// Per placement domain (CPU domains, then GPU domains): used and capacity.
+    pub domains: Vec<(Resources, Resources)>,
     /// Submit to start, for measured tasks.
     pub wait: LatencySummary,
     /// Time spent in admission and placement, for resource-aware tasks.
@@ -60,6 +62,7 @@ pub struct PoolSnapshot {
 
 pub(crate) fn take(s: &Shared) -> PoolSnapshot {
     let (classes, learning) = s.learner.accuracy();
+    let (fragmentation, domains) = s.placement_view();
     let capacity = s.res.tracker.capacity();
     let reserved = s.res.tracker.reserved();
     PoolSnapshot {
@@ -76,7 +79,8 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
         utilisation: reserved.utilisation(&capacity),
         capacity,
         reserved,
-        fragmentation: Ppm::ZERO,
+        fragmentation,
+        domains,
         wait: s.metrics.wait(),
         schedule: s.metrics.schedule.summary(),
         latency: s.metrics.latency(),

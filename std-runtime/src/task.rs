@@ -39,6 +39,10 @@ pub(crate) struct Ext {
     /// Memory taken while running, beyond `held`, because the task used more
     /// than it reserved (grown from inside the tracking allocator).
     pub(crate) grown: std::cell::Cell<Option<DetachedReservation>>,
+    /// Where it was placed (CPU and GPU domains), when placement mattered.
+    pub(crate) placed: Option<crate::place::Placed>,
+    /// The GPU device it was given, if it was placed on a GPU domain.
+    pub(crate) gpu: Option<u32>,
 }
 
 impl Ext {
@@ -57,6 +61,8 @@ impl Ext {
             cancel: None,
             expected: Resources::NONE,
             grown: std::cell::Cell::new(None),
+            placed: None,
+            gpu: None,
         }
     }
 
@@ -67,6 +73,8 @@ impl Ext {
         self.class = None;
         self.cancel = None;
         self.expected = Resources::NONE;
+        self.gpu = None;
+        debug_assert!(self.placed.is_none());
         // A token left here would leak capacity; `release` always takes it.
         debug_assert!(self.grown.take().is_none());
     }
@@ -100,6 +108,7 @@ fn with_context<R>(attempt: u32, f: impl FnOnce(&TaskContext) -> R) -> R {
         deadline: ext.and_then(|e| e.deadline),
         class: ext.and_then(|e| e.class.clone()),
         attempt,
+        gpu: ext.and_then(|e| e.gpu),
     };
     f(&ctx)
 }
@@ -497,11 +506,12 @@ where
             self.packet.0 = None;
             return;
         }
-        let ctx = TaskContext {
+        let ctx = with_context(self.attempt, |c| TaskContext {
             deadline: self.template.deadline,
             class: self.template.class.clone(),
             attempt: self.attempt,
-        };
+            gpu: c.gpu,
+        });
         let f = &mut self.f;
         let outcome = with_current(Some(&*packet as &dyn Cancel), || {
             catch_unwind(AssertUnwindSafe(|| f(&ctx)))

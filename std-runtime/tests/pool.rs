@@ -81,9 +81,14 @@ fn a_request_that_can_never_fit_is_refused_at_submit() {
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("memory needs 1500B"), "{err}");
-    // A dimension without capacity (GPU here) can never fit either... unless
-    // untracked: the pool tracks CPU and memory only, so GPU is untracked.
-    assert!(pool.task().gpus(1).spawn(|_| ()).is_ok());
+    // This machine has no GPU: GPU capacity is zero, and a GPU request is
+    // refused at once instead of waiting forever.
+    match pool.task().gpus(1).spawn(|_| ()) {
+        Err(SubmitError::NeverFits(s)) => assert_eq!((s.dim, s.by), (Dim::Gpu, 1)),
+        other => panic!("{other:?}"),
+    }
+    // A user dimension without capacity is untracked: no limit applies.
+    assert!(pool.task().require(Dim::User0, 5).spawn(|_| ()).is_ok());
     // Zero capacity is a real limit and refused at once (no deadlock).
     let zero = Pool::builder()
         .workers(1)
@@ -304,7 +309,14 @@ fn cancelled_before_start_never_runs_and_running_sees_token() {
 
 #[test]
 fn cancelling_a_waiting_task_frees_its_place_at_once() {
-    let pool = pool(2, 1000, Policy::Defer);
+    // Strict head-of-line admission (no lookahead) for this test.
+    let pool = Pool::builder()
+        .workers(2)
+        .capacity(mem(1000))
+        .headroom(Resources::NONE)
+        .lookahead(1, 0)
+        .build()
+        .unwrap();
     let (tx, rx) = mpsc::channel::<()>();
     let hold = pool
         .task()
@@ -332,6 +344,126 @@ fn cancelling_a_waiting_task_frees_its_place_at_once() {
     assert_eq!(big.join(), Err(TaskError::Cancelled));
     drop(tx);
     hold.join().unwrap();
+}
+
+#[test]
+fn lookahead_lets_small_tasks_pass_a_big_head_a_bounded_number_of_times() {
+    // Window of 4, at most 3 overtakings of one head.
+    let pool = Pool::builder()
+        .workers(4)
+        .capacity(mem(1000))
+        .headroom(Resources::NONE)
+        .lookahead(4, 3)
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<()>();
+    let rx = Arc::new(Mutex::new(rx));
+    // 600 held: the big one (900) waits; small ones (100) fit.
+    let hold = pool
+        .task()
+        .require(Dim::Memory, 600)
+        .spawn(move |_| {
+            let _ = rx.lock().unwrap().recv();
+        })
+        .unwrap();
+    let big = pool
+        .task()
+        .require(Dim::Memory, 900)
+        .spawn(|_| "big")
+        .unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut smalls = Vec::new();
+    for i in 0..6 {
+        let order = order.clone();
+        smalls.push(
+            pool.task()
+                .require(Dim::Memory, 100)
+                .spawn(move |_| order.lock().unwrap().push(i))
+                .unwrap(),
+        );
+    }
+    // Three small ones pass the big head, then only the head may go.
+    let t0 = Instant::now();
+    while order.lock().unwrap().len() < 3 && t0.elapsed() < SAFETY {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(order.lock().unwrap().len(), 3, "exactly M = 3 overtakings");
+    assert_eq!(
+        pool.snapshot().waiting,
+        4,
+        "the head and three small ones wait"
+    );
+    drop(tx);
+    hold.join().unwrap();
+    assert_eq!(big.join(), Ok("big"));
+    for s in smalls {
+        s.join().unwrap();
+    }
+    assert_eq!(order.lock().unwrap().len(), 6);
+}
+
+#[test]
+fn tasks_are_placed_on_numa_domains_and_gpus() {
+    use respool::DomainSpec;
+    let pool = Pool::builder()
+        .workers(4)
+        .capacity(
+            Resources::new()
+                .with(Dim::Memory, 2000)
+                .unwrap()
+                .with(Dim::Gpu, 2)
+                .unwrap()
+                .with(Dim::GpuMemory, 300)
+                .unwrap(),
+        )
+        .headroom(Resources::NONE)
+        .domains(vec![
+            DomainSpec::numa("node0", vec![], 1000),
+            DomainSpec::numa("node1", vec![], 1000),
+            DomainSpec::gpu("gpu0", 0, 100),
+            DomainSpec::gpu("gpu1", 1, 200),
+        ])
+        .pin_workers(false)
+        .build()
+        .unwrap();
+    // Never fits a node, although it fits the pool's total.
+    match pool.task().require(Dim::Memory, 1500).spawn(|_| ()) {
+        Err(SubmitError::NeverFits(s)) => assert_eq!((s.dim, s.by), (Dim::Memory, 500)),
+        other => panic!("{other:?}"),
+    }
+    // GPU tasks learn their device; 150 of GPU memory only fits gpu1.
+    let g = pool
+        .task()
+        .gpus(1)
+        .gpu_memory("150")
+        .spawn(|ctx| ctx.gpu())
+        .unwrap();
+    assert_eq!(g.join(), Ok(Some(1)));
+    // Two tasks of 700 land on different nodes and run at once.
+    let barrier = Arc::new(Barrier::new(2));
+    let hs: Vec<_> = (0..2)
+        .map(|_| {
+            let b = barrier.clone();
+            pool.task()
+                .require(Dim::Memory, 700)
+                .spawn(move |_| {
+                    b.wait();
+                })
+                .unwrap()
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let snap = pool.snapshot();
+    assert_eq!(snap.domains.len(), 4);
+    assert!(
+        snap.domains.iter().all(|(used, _)| used.is_zero()),
+        "{:?}",
+        snap.domains
+    );
+    assert!(snap.reserved.is_zero());
 }
 
 #[test]
@@ -786,7 +918,7 @@ fn builder_refuses_bad_configurations_with_clear_errors() {
             "headroom (20) is larger than the memory capacity (10)",
         ),
         (
-            Pool::builder().headroom(Resources::new().with(Dim::Gpu, 1).unwrap()),
+            Pool::builder().headroom(Resources::new().with(Dim::User0, 1).unwrap()),
             "has no capacity",
         ),
         (

@@ -126,6 +126,20 @@ impl Lookahead {
     pub fn head_left(&mut self) {
         self.skips = 0;
     }
+
+    /// Applies rule 4 for a caller that chose with constraints of its own
+    /// (for example a global tracker on top of the domains) while following
+    /// rules 2 and 3 (considering only `window[..width]`, and only the head
+    /// once [`head_only`](Self::head_only)): placing the head resets the
+    /// counter, placing another request adds one. The theorem holds for such
+    /// a caller too, since its proof uses only rules 3 and 4.
+    pub fn record(&mut self, placed_head: bool) {
+        self.skips = if placed_head {
+            0
+        } else {
+            self.skips.saturating_add(1)
+        };
+    }
 }
 
 impl<S> Packer<S>
@@ -257,6 +271,21 @@ mod tests {
     use super::super::tests::{cm, packer};
     use super::*;
     use std::vec::Vec;
+
+    #[test]
+    fn record_applies_rule_four() {
+        let mut l = Lookahead::new(4, 2);
+        l.record(false);
+        assert_eq!((l.skips(), l.head_only()), (1, false));
+        l.record(false);
+        assert!(l.head_only(), "two overtakings: only the head may go");
+        l.record(true);
+        assert_eq!((l.skips(), l.head_only()), (0, false));
+        assert!(
+            Lookahead::new(1, 5).head_only(),
+            "a window of one is in-order admission"
+        );
+    }
 
     #[test]
     fn head_is_passed_over_at_most_max_skips_times() {

@@ -1,0 +1,596 @@
+//! The resource-aware path: admission, the scored wait queue, placement.
+//!
+//! A task with requirements is admitted by the core's [`Admission`] against
+//! the pool's [`Tracker`] (machine or container capacity, minus headroom and
+//! external usage), then placed on a domain by the [`Placer`]. With one CPU
+//! domain and no GPU (the common case), and nobody waiting, that is a
+//! lock-free reservation and nothing else.
+//!
+//! A task that does not fit waits in a [`ScoredQueue`] (priority, aging and
+//! deadline slack, combined with the pool's [`Weights`]). Whenever resources
+//! are released, [`Shared::dispatch`] admits waiters: it looks at the best
+//! `K` of them (the lookahead window) and starts the first that fits both the
+//! tracker and a domain; it may pass over the best one (the *head*) only
+//! `M` times in a row, after which only the head may start (the bound of
+//! [`respool_core::packer::lookahead`]: the head waits at most for `M`
+//! overtakings plus the release of what was running then). With `K = 1` this
+//! is strict head-of-line admission.
+//!
+//! Waiters are refused (their handles resolve with
+//! [`TaskError::Rejected`]) when their admission deadline passes
+//! ([`Policy::BlockUntilDeadline`](crate::Policy)), or when a capacity cut
+//! means they can never fit; a waiter whose own deadline passes resolves
+//! with [`TaskError::DeadlineMissed`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use respool_core::admission::{Admission, Decision, RejectReason, Urgency};
+use respool_core::packer::Lookahead;
+use respool_core::queue::{Availability, QueueConfig, Ranked, ScoredQueue, Slot, Ticket};
+use respool_core::{Reservation, Resources, Tracker};
+
+use crate::error::{BuildError, SubmitError, TaskError};
+use crate::place::Placer;
+use crate::pool::{Config, GateGuard, Shared, Task, sample_schedule};
+use crate::runq::lock;
+use crate::task::Ext;
+
+/// Resource accounting, admission, waiting and placement.
+pub(crate) struct Resourcing {
+    pub(crate) tracker: Tracker,
+    pub(crate) admission: Admission,
+    /// Mirror of the wait queue's length, read without the lock.
+    pub(crate) waiting: AtomicUsize,
+    pub(crate) sched: Mutex<Sched>,
+    /// Signalled when blocking submitters' tickets resolve.
+    pub(crate) resolved: Condvar,
+    /// Set when a waiting task was cancelled (purge before admitting).
+    pub(crate) purge: AtomicBool,
+    /// Placement never needs deciding: the fast path never locks.
+    pub(crate) trivial: bool,
+}
+
+type WaitStorage = Box<[Slot<Pending>]>;
+
+pub(crate) struct Sched {
+    pub(crate) waitq: ScoredQueue<Pending, WaitStorage>,
+    pub(crate) placer: Placer,
+    lookahead: Lookahead,
+    window: Box<[Ranked]>,
+    /// The head the lookahead counter belongs to.
+    head: Option<Ticket>,
+    /// Tracker settings epoch at the last never-fits scan.
+    epoch: Option<u64>,
+    next_ticket: u64,
+    /// Outcomes of blocking submitters' tasks: `None` admitted, `Some` refused.
+    resolved: HashMap<u64, Option<RejectReason>>,
+}
+
+/// A task waiting for resources.
+pub(crate) struct Pending {
+    pub(crate) task: Task,
+    /// Set for a submitter blocked until admission.
+    ticket: Option<u64>,
+    /// The admission deadline (`BlockUntilDeadline`), pool clock.
+    admit_by: Option<u64>,
+    urgency: Urgency,
+}
+
+impl Resourcing {
+    pub(crate) fn new(config: &Config) -> Result<Resourcing, BuildError> {
+        let tracker = Tracker::new(&config.capacity);
+        tracker
+            .set_headroom(&config.headroom)
+            .map_err(|e| match e {
+                respool_core::TrackerError::Untracked { dim } => BuildError::Untracked {
+                    setting: "headroom",
+                    dim,
+                },
+                _ => BuildError::Invalid(e.to_string()),
+            })?;
+        let slots: WaitStorage = (0..config.admission.max_waiting.max(1))
+            .map(|_| Slot::new())
+            .collect();
+        let placer = Placer::new(&config.domains, config.fit);
+        let (width, max_skips) = config.lookahead;
+        Ok(Resourcing {
+            trivial: placer.is_trivial(),
+            tracker,
+            admission: Admission::new(config.admission),
+            waiting: AtomicUsize::new(0),
+            sched: Mutex::new(Sched {
+                waitq: ScoredQueue::with_storage(slots, QueueConfig::with_weights(config.weights)),
+                placer,
+                lookahead: Lookahead::new(width, max_skips),
+                window: vec![Ranked::EMPTY; width.max(1)].into_boxed_slice(),
+                head: None,
+                epoch: None,
+                next_ticket: 0,
+                resolved: HashMap::new(),
+            }),
+            resolved: Condvar::new(),
+            purge: AtomicBool::new(false),
+        })
+    }
+
+    fn floor(&self, urgency: Urgency) -> Resources {
+        match urgency {
+            Urgency::Normal => self.admission.config().critical_reserve,
+            Urgency::Critical => Resources::NONE,
+        }
+    }
+}
+
+/// The queue priority of a waiter: critical tasks wait ahead of every normal
+/// task of priority below 2^20.
+fn queue_priority(ext: &Ext) -> i32 {
+    match ext.urgency {
+        Urgency::Critical => ext.priority.saturating_add(1 << 20),
+        Urgency::Normal => ext.priority,
+    }
+}
+
+impl Shared {
+    /// The resource-aware path (see the [module documentation](self)).
+    pub(crate) fn submit_ext(
+        &self,
+        job: crate::job::Job,
+        mut ext: Box<Ext>,
+    ) -> Result<(), SubmitError> {
+        if !self.gate.enter(self.on_own_worker()) {
+            return Err(SubmitError::ShutDown);
+        }
+        let _g = GateGuard(&self.gate);
+        self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(target: "respool::task", class = ?ext.class, request = %ext.request, "queued");
+        let started = sample_schedule().then(Instant::now);
+        let request = ext.request;
+        let res = &self.res;
+        if request
+            .dims()
+            .intersection(res.tracker.tracked())
+            .is_empty()
+            && res.trivial
+        {
+            // Nothing to account or place: no admission needed.
+            self.enqueue(Task {
+                job,
+                ext: Some(ext),
+            });
+            return Ok(());
+        }
+        if res.trivial && res.waiting.load(Ordering::SeqCst) == 0 {
+            match res
+                .admission
+                .decide(&res.tracker, &request, ext.urgency, 0, self.now_ns())
+            {
+                Decision::Accepted(r) => {
+                    ext.held = Some(r.detach().1);
+                    self.scheduled(started, &ext);
+                    self.enqueue(Task {
+                        job,
+                        ext: Some(ext),
+                    });
+                    return Ok(());
+                }
+                Decision::Rejected(reason) => return Err(self.refused_at_submit(reason, &ext)),
+                Decision::Deferred(d) => {
+                    let g = lock(&res.sched);
+                    return self.defer_locked(g, job, ext, d.deadline_ns, started);
+                }
+            }
+        }
+        // Others wait, or a domain must be chosen: decide under the lock.
+        let mut g = lock(&res.sched);
+        if let Some(s) = g.placer.never_fits(&request) {
+            res.admission.record_rejected();
+            return Err(self.refused_at_submit(RejectReason::NeverFits(s), &ext));
+        }
+        let blocked = g.placer.shortfall(&request);
+        let decision = res.admission.decide_blocked(
+            &res.tracker,
+            &request,
+            ext.urgency,
+            g.waitq.len(),
+            self.now_ns(),
+            blocked,
+        );
+        match decision {
+            Decision::Accepted(r) => match g.placer.place(&request) {
+                Ok(placed) => {
+                    ext.gpu = placed
+                        .gpu
+                        .as_ref()
+                        .and_then(|p| g.placer.device(p.domain()));
+                    drop(g);
+                    ext.held = Some(r.detach().1);
+                    ext.placed = Some(placed);
+                    self.scheduled(started, &ext);
+                    self.enqueue(Task {
+                        job,
+                        ext: Some(ext),
+                    });
+                    Ok(())
+                }
+                Err(_) => {
+                    // `shortfall` said it fits under this lock; should the
+                    // packer still refuse, wait rather than fail.
+                    drop(r);
+                    self.defer_locked(g, job, ext, None, started)
+                }
+            },
+            Decision::Rejected(reason) => Err(self.refused_at_submit(reason, &ext)),
+            Decision::Deferred(d) => self.defer_locked(g, job, ext, d.deadline_ns, started),
+        }
+    }
+
+    fn scheduled(&self, started: Option<Instant>, ext: &Ext) {
+        if let Some(t) = started {
+            self.metrics.schedule.record(t.elapsed());
+        }
+        tracing::trace!(target: "respool::task", class = ?ext.class, "scheduled");
+    }
+
+    fn refused_at_submit(&self, reason: RejectReason, ext: &Ext) -> SubmitError {
+        self.metrics
+            .rejected_at_submit
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(target: "respool::task", class = ?ext.class, %reason, "rejected");
+        SubmitError::from_reject(reason)
+    }
+
+    /// Puts a task in the wait queue (and, with a deadline, blocks the
+    /// submitter until it is admitted or refused).
+    fn defer_locked<'a>(
+        &'a self,
+        mut g: std::sync::MutexGuard<'a, Sched>,
+        job: crate::job::Job,
+        ext: Box<Ext>,
+        admit_by: Option<u64>,
+        started: Option<Instant>,
+    ) -> Result<(), SubmitError> {
+        let res = &self.res;
+        let now = self.now_ns();
+        let request = ext.request;
+        let deadline = ext.deadline.map(|d| self.instant_ns(d));
+        let priority = queue_priority(&ext);
+        let urgency = ext.urgency;
+        let blocking = admit_by.is_some();
+        let ticket = blocking.then(|| {
+            g.next_ticket += 1;
+            g.next_ticket
+        });
+        let class = ext.class.clone();
+        let pending = Pending {
+            task: Task {
+                job,
+                ext: Some(ext),
+            },
+            ticket,
+            admit_by,
+            urgency,
+        };
+        let stop_by = match (deadline, admit_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut item =
+            respool_core::queue::Task::new(pending, request, now).with_priority(priority);
+        if let Some(d) = stop_by {
+            item = item.with_deadline(d);
+        }
+        if g.waitq.push(item).is_err() {
+            self.metrics
+                .rejected_at_submit
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(SubmitError::QueueFull {
+                retry_after: res.admission.retry_after_ns().map(Duration::from_nanos),
+            });
+        }
+        tracing::debug!(target: "respool::task", class = ?class, "deferred");
+        res.waiting.store(g.waitq.len(), Ordering::SeqCst);
+        // Pairs with the fence in `finish_ext`: a release that read
+        // `waiting == 0` before our store is visible to this dispatch.
+        fence(Ordering::SeqCst);
+        let mut admitted = self.dispatch_locked(&mut g);
+        if let Some(at) = stop_by {
+            let weak = self.weak_self();
+            self.timer.schedule(
+                self.epoch_instant() + Duration::from_nanos(at),
+                Box::new(move || {
+                    if let Some(s) = weak.upgrade() {
+                        s.dispatch();
+                    }
+                }),
+            );
+        }
+        if let Some(t) = started {
+            self.metrics.schedule.record(t.elapsed());
+        }
+        let Some(ticket) = ticket else {
+            drop(g);
+            self.push_admitted(admitted);
+            return Ok(());
+        };
+        // Block until admitted or refused.
+        loop {
+            if let Some(outcome) = g.resolved.remove(&ticket) {
+                drop(g);
+                self.push_admitted(admitted);
+                return match outcome {
+                    None => Ok(()),
+                    Some(reason) => Err(SubmitError::from_reject(reason)),
+                };
+            }
+            if !admitted.is_empty() {
+                drop(g);
+                self.push_admitted(std::mem::take(&mut admitted));
+                g = lock(&res.sched);
+                continue;
+            }
+            g = res
+                .resolved
+                .wait_timeout(g, Duration::from_millis(50))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+            // A timed wake-up re-runs admission (deadlines are also driven by
+            // the timer; this is a safety net).
+            admitted = self.dispatch_locked(&mut g);
+        }
+    }
+
+    /// Admits waiting tasks that fit now; returns them (push them after
+    /// releasing the lock). Refused waiters are completed here.
+    pub(crate) fn dispatch_locked(&self, g: &mut Sched) -> Vec<Pending> {
+        let res = &self.res;
+        let now = self.now_ns();
+        let mut refused: Vec<(Pending, RefusalKind)> = Vec::new();
+        // Deadlines: admission deadlines refuse, task deadlines miss.
+        g.waitq.expire(now, |_, t| {
+            let kind = if t.item.admit_by.is_some_and(|d| d <= now) {
+                RefusalKind::Admission(RejectReason::DeadlineExpired)
+            } else {
+                RefusalKind::DeadlineMissed
+            };
+            refused.push((t.item, kind));
+        });
+        if res.purge.swap(false, Ordering::SeqCst) {
+            g.waitq.remove_where(
+                |t| {
+                    let c = t.item.task.ext.as_ref().and_then(|e| e.cancel.as_ref());
+                    c.is_some_and(|c| c.is_cancelled())
+                },
+                |_, t| refused.push((t.item, RefusalKind::Cancelled)),
+            );
+        }
+        let epoch = res.tracker.settings_epoch();
+        if g.epoch != Some(epoch) {
+            g.epoch = Some(epoch);
+            let placer = &g.placer;
+            let mut never: Vec<(Pending, RefusalKind)> = Vec::new();
+            g.waitq.remove_where(
+                |t| {
+                    res.admission
+                        .check_ever_fits(&res.tracker, &t.request, t.item.urgency)
+                        .is_err()
+                        || placer.never_fits(&t.request).is_some()
+                },
+                |_, t| {
+                    let s = res
+                        .admission
+                        .check_ever_fits(&res.tracker, &t.request, t.item.urgency)
+                        .err()
+                        .or_else(|| placer.never_fits(&t.request));
+                    let kind = match s {
+                        Some(s) => RefusalKind::Admission(RejectReason::NeverFits(s)),
+                        None => RefusalKind::Cancelled,
+                    };
+                    never.push((t.item, kind));
+                },
+            );
+            refused.extend(never);
+        }
+        let mut admitted = Vec::new();
+        loop {
+            let avail = Availability::of(&res.tracker);
+            let Sched {
+                waitq,
+                placer,
+                lookahead,
+                window,
+                head,
+                ..
+            } = g;
+            let top = waitq.top_k(now, &avail, window);
+            let Some(first) = window.first().filter(|_| top.len > 0) else {
+                break;
+            };
+            if *head != Some(first.ticket) {
+                // A new head gets a full budget of overtakings.
+                lookahead.head_left();
+                *head = Some(first.ticket);
+            }
+            let mut chosen = None;
+            for (i, r) in window.iter().take(top.len).enumerate() {
+                if i > 0 && lookahead.head_only() {
+                    break;
+                }
+                let Some(t) = waitq.get(r.ticket) else {
+                    continue;
+                };
+                if !placer.fits(&t.request) {
+                    continue;
+                }
+                let floor = res.floor(t.item.urgency);
+                if let Ok(reservation) = Reservation::try_new(&res.tracker, &t.request, &floor) {
+                    chosen = Some((i, r.ticket, reservation.detach().1));
+                    break;
+                }
+            }
+            let Some((i, ticket, held)) = chosen else {
+                break;
+            };
+            let Some(t) = waitq.take(ticket, now) else {
+                let _ = held.release(&res.tracker);
+                break;
+            };
+            let placed = match placer.place(&t.request) {
+                Ok(p) => p,
+                Err(_) => {
+                    // Checked under this lock just above: cannot happen; put
+                    // the resources back and stop rather than loop.
+                    let _ = held.release(&res.tracker);
+                    refused.push((t.item, RefusalKind::Cancelled));
+                    break;
+                }
+            };
+            lookahead.record(i == 0);
+            let mut p = t.item;
+            if let Some(ext) = p.task.ext.as_mut() {
+                ext.held = Some(held);
+                ext.gpu = placed.gpu.as_ref().and_then(|x| placer.device(x.domain()));
+                ext.placed = Some(placed);
+            } else {
+                let _ = held.release(&res.tracker);
+                placer.release(placed);
+            }
+            res.admission.record_after_wait(true);
+            admitted.push(p);
+        }
+        res.waiting.store(g.waitq.len(), Ordering::SeqCst);
+        let mut notify = false;
+        for p in &admitted {
+            if let Some(t) = p.ticket {
+                g.resolved.insert(t, None);
+                notify = true;
+            }
+        }
+        for (p, kind) in refused {
+            if matches!(kind, RefusalKind::Cancelled) {
+                // Cancelled by its handle (already resolved): just dropped.
+                continue;
+            }
+            res.admission.record_after_wait(false);
+            let error = match kind {
+                RefusalKind::Admission(reason) => {
+                    if let Some(t) = p.ticket {
+                        g.resolved.insert(t, Some(reason));
+                        notify = true;
+                    }
+                    TaskError::Rejected(SubmitError::from_reject(reason))
+                }
+                _ => TaskError::DeadlineMissed,
+            };
+            match p.task.ext.as_ref().and_then(|e| e.cancel.as_ref()) {
+                Some(c) => {
+                    c.fail(error);
+                }
+                None => {
+                    tracing::warn!(target: "respool::task", error = %error,
+                        "a task without a handle was refused while waiting");
+                }
+            }
+            // Dropping the task drops its job without running it.
+        }
+        if notify {
+            res.resolved.notify_all();
+        }
+        admitted
+    }
+
+    fn push_admitted(&self, admitted: Vec<Pending>) {
+        for p in admitted {
+            self.enqueue(p.task);
+        }
+    }
+
+    /// Admits waiting tasks that fit now.
+    pub(crate) fn dispatch(&self) {
+        if self.res.waiting.load(Ordering::SeqCst) == 0 && !self.res.purge.load(Ordering::SeqCst) {
+            return;
+        }
+        let admitted = {
+            let mut g = lock(&self.res.sched);
+            self.dispatch_locked(&mut g)
+        };
+        self.push_admitted(admitted);
+    }
+
+    /// Releases a task's reservation and placement (exactly once: the tokens
+    /// are taken out of the task).
+    pub(crate) fn release(&self, ext: &mut Ext) {
+        // Both were taken on this tracker, so releasing cannot fail; if it
+        // ever did, leaking capacity is safer than a panic here.
+        if let Some(held) = ext.held.take() {
+            let _ = held.release(&self.res.tracker);
+        }
+        if let Some(grown) = ext.grown.take() {
+            let _ = grown.release(&self.res.tracker);
+        }
+        if let Some(placed) = ext.placed.take() {
+            lock(&self.res.sched).placer.release(placed);
+        }
+    }
+
+    /// Fragmentation of the CPU domains for the request at the head of the
+    /// wait queue, and what each domain holds (for the snapshot).
+    pub(crate) fn placement_view(&self) -> (respool_core::Ppm, Vec<(Resources, Resources)>) {
+        let g = lock(&self.res.sched);
+        let now = self.now_ns();
+        let typical = g
+            .waitq
+            .peek(now, &Availability::NONE)
+            .map(|p| p.task.request)
+            .unwrap_or(Resources::NONE);
+        let frag = if typical.is_empty() {
+            respool_core::Ppm::ZERO
+        } else {
+            g.placer.fragmentation(&typical)
+        };
+        (frag, g.placer.usage())
+    }
+
+    /// Removes every waiting task (shutdown now): blocked submitters are
+    /// refused, the tasks are returned.
+    pub(crate) fn drain_waiting(&self) -> Vec<Task> {
+        let res = &self.res;
+        let mut g = lock(&res.sched);
+        let mut out = Vec::new();
+        let mut tickets = Vec::new();
+        g.waitq.remove_where(
+            |_| true,
+            |_, t| {
+                if let Some(ticket) = t.item.ticket {
+                    tickets.push(ticket);
+                }
+                out.push(t.item.task);
+            },
+        );
+        for t in tickets {
+            g.resolved.insert(t, Some(RejectReason::DeadlineExpired));
+        }
+        res.waiting.store(0, Ordering::SeqCst);
+        drop(g);
+        res.resolved.notify_all();
+        out
+    }
+
+    /// Nanoseconds of the pool clock at `at`.
+    fn instant_ns(&self, at: Instant) -> u64 {
+        u64::try_from(
+            at.saturating_duration_since(self.epoch_instant())
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+}
+
+/// Why a waiter left the queue without being admitted.
+enum RefusalKind {
+    Admission(RejectReason),
+    DeadlineMissed,
+    Cancelled,
+}
