@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Why: runs the test suites under AddressSanitizer (nightly), since miri is not available, to catch memory errors in unsafe code.
+# Why: runs the tests that exercise unsafe code (core; the runtime's job storage, join handles, run queue, tracking allocator and pool) under AddressSanitizer, since miri is not available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/asan"
@@ -10,3 +10,4 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
 # crate of this workspace and its dependencies are.
 target=x86_64-unknown-linux-gnu
 cargo +nightly test --target "$target" -p respool-core --lib --tests "$@"
+cargo +nightly test --target "$target" -p respool --lib --test pool --test learning "$@"

@@ -60,31 +60,37 @@ fn allocator_totals_are_exact() {
 
 #[test]
 fn frees_by_another_thread_are_credited_to_the_allocating_task() {
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(1);
-    let (done_tx, done_rx) = mpsc::sync_channel::<()>(1);
-    let freer = std::thread::spawn(move || {
-        for v in rx {
-            drop(v);
-            done_tx.send(()).unwrap();
-        }
-    });
-    // Warm up: a channel allocates its blocking context on first use.
-    tx.send(Vec::new()).unwrap();
-    done_rx.recv().unwrap();
+    // Hand-over through a pre-allocated slot and flags: no blocking channel
+    // (whose first blocking wait allocates a waker entry) inside `measure`.
+    let slot: Arc<Mutex<Option<Vec<u8>>>> = Arc::new(Mutex::new(None));
+    let freed = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let freer = {
+        let (slot, freed, stop) = (slot.clone(), freed.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let taken = slot.lock().unwrap().take();
+                if let Some(v) = taken {
+                    drop(v);
+                    freed.store(true, Ordering::SeqCst);
+                }
+                std::hint::spin_loop();
+            }
+        })
+    };
     let ((), u) = measure(|| {
         let v = touch(4096);
-        tx.send(v).unwrap();
-        done_rx.recv().unwrap();
+        *slot.lock().unwrap() = Some(v);
+        while !freed.load(Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
         let w = touch(1024);
         drop(w);
     });
     assert_eq!(u.allocated, 4096 + 1024);
     assert_eq!(u.freed, 4096 + 1024, "the other thread's free is credited");
-    assert_eq!(
-        u.peak, 4096,
-        "the 4 KiB was freed before the 1 KiB was allocated"
-    );
-    drop(tx);
+    assert_eq!(u.peak, 4096, "the 4 KiB was freed before the 1 KiB was allocated");
+    stop.store(true, Ordering::SeqCst);
     freer.join().unwrap();
 }
 

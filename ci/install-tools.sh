@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Why: installs what the checks need (Debian packages, pinned cargo tools) idempotently, so a fresh machine runs ci/all.sh unattended.
+set -euo pipefail
+
+apt_packages=(libhwloc-dev libudev-dev pkg-config valgrind cmake gcc g++ llvm-22)
+missing=()
+for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "== apt-get install ${missing[*]}"
+    $sudo apt-get update -q
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    echo "== rustup toolchain install nightly"
+    rustup toolchain install nightly --profile minimal
+fi
+
+# name, version, command whose --version output must contain the version
+install_pinned() {
+    local name=$1 version=$2
+    shift 2
+    if "$@" --version 2>/dev/null | grep -qF "$version"; then
+        return
+    fi
+    echo "== cargo install $name $version"
+    cargo install "$name" --version "$version" --locked
+}
+
+# gungraun's runner must match the gungraun library version in benches/Cargo.toml.
+install_pinned gungraun-runner 0.20.0 gungraun-runner
+install_pinned cbindgen 0.29.4 cbindgen
+install_pinned cargo-fuzz 0.13.2 cargo fuzz
+install_pinned cargo-llvm-cov 0.9.1 cargo llvm-cov
