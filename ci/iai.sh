@@ -2,6 +2,6 @@
 # Why: instruction counts (valgrind/callgrind via gungraun) of the tracker, packer, queue and predictors, guarded by hard limits: a regression fails CI whatever the machine's load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for b in iai_tracker iai_packer iai_queue iai_predict; do
+for b in iai_tracker iai_packer iai_queue iai_predict iai_alloc; do
     cargo bench -p respool-benches --bench "$b"
 done

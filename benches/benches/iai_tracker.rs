@@ -1,8 +1,12 @@
 //! Instruction counts of the lock-free tracker (valgrind/callgrind through
 //! gungraun): one `try_reserve` plus its release, uncontended, for requests
 //! of 1, 3 and 6 dimensions, and one admission decision. The hard limits
-//! guard the counts recorded in BENCHMARKS.md: CI fails if a change makes any
-//! of them grow past the limit.
+//! (about 30% above the counts recorded in BENCHMARKS.md) fail CI when a
+//! change makes any of them grow past the limit.
+//!
+//! The result is passed through `black_box`, which forces the 96-byte
+//! reservation value through memory: about 140 of the counted instructions
+//! are those copies (`memcpy`), the same in every variant.
 #![allow(missing_docs)] // gungraun's macros generate undocumented items.
 
 use std::hint::black_box;
@@ -42,9 +46,9 @@ fn limit(ir: u64) -> LibraryBenchmarkConfig {
 }
 
 #[library_benchmark]
-#[bench::dims_1(args = (1), setup = setup, config = limit(60))]
-#[bench::dims_3(args = (3), setup = setup, config = limit(110))]
-#[bench::dims_6(args = (6), setup = setup, config = limit(180))]
+#[bench::dims_1(args = (1), setup = setup, config = limit(400))]
+#[bench::dims_3(args = (3), setup = setup, config = limit(500))]
+#[bench::dims_6(args = (6), setup = setup, config = limit(650))]
 fn reserve_release((tracker, req): (Tracker, Resources)) -> Tracker {
     let r = black_box(&tracker).try_reserve(black_box(&req));
     drop(black_box(r));
@@ -61,7 +65,7 @@ fn setup_admission(dims: usize) -> (Tracker, Admission, Resources) {
 }
 
 #[library_benchmark]
-#[bench::dims_3(args = (3), setup = setup_admission, config = limit(700))]
+#[bench::dims_3(args = (3), setup = setup_admission, config = limit(720))]
 fn admit_release((tracker, admission, req): (Tracker, Admission, Resources)) -> Tracker {
     let d = black_box(&admission).decide(&tracker, black_box(&req), Urgency::Normal, 0, 0);
     drop(black_box(d));

@@ -524,6 +524,31 @@ impl Resources {
         (self.amounts.0, self.set)
     }
 
+    /// The raw amounts (zero where unset), by reference.
+    #[must_use]
+    #[inline]
+    pub(crate) const fn raw_amounts(&self) -> &[u64; Dim::COUNT] {
+        &self.amounts.0
+    }
+
+    /// `self` with only the dimensions of `dims` kept (others unset).
+    #[must_use]
+    #[inline]
+    pub fn restricted(&self, dims: DimSet) -> Resources {
+        let mut out = *self;
+        let drop = self.set.bits() & !dims.bits();
+        let mut m = drop;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m.wrapping_sub(1);
+            if let Some(a) = out.amounts.0.get_mut(i) {
+                *a = 0;
+            }
+        }
+        out.set = self.set.intersection(dims);
+        out
+    }
+
     /// Removes the requirement in `dim` (it becomes "no requirement").
     pub fn clear(&mut self, dim: Dim) {
         self.amounts[dim] = 0;

@@ -242,31 +242,32 @@ impl Tracker {
 
     /// Reserves the tracked, non-zero dimensions of `request`; on failure rolls
     /// back and returns the shortfall. Returns the amounts actually held.
+    ///
+    /// This is the hot path (see `benches/benches/iai_tracker.rs`): it walks
+    /// the bits of the dimension mask directly and builds the result once.
+    #[inline]
     fn reserve_raw(&self, request: &Resources, floor: &Resources) -> Result<Resources, Shortfall> {
-        let dims = request.dims().intersection(self.tracked);
-        let mut held = Resources::NONE;
-        for dim in dims {
-            let need = request.amount(dim);
+        let amounts = request.raw_amounts();
+        let floors = floor.raw_amounts();
+        let mut todo = request.dims().intersection(self.tracked).bits();
+        let mut taken = 0u16;
+        while todo != 0 {
+            let i = todo.trailing_zeros() as usize;
+            todo &= todo.wrapping_sub(1);
+            let (Some(&need), Some(slot)) = (amounts.get(i), self.available.get(i)) else {
+                continue;
+            };
             if need == 0 {
                 continue;
             }
-            let Some(slot) = self.slot(dim) else { continue };
+            let fl = signed(floors.get(i).copied().unwrap_or(0));
             // `need` and `floor` are at most 2^60 each: the sum fits.
-            let threshold = signed(need).saturating_add(signed(floor.amount(dim)));
+            let threshold = signed(need).saturating_add(fl);
             let mut current = slot.load(Ordering::Relaxed);
             loop {
                 if current < threshold {
-                    self.release_raw(&held);
-                    let above_floor = current.saturating_sub(signed(floor.amount(dim)));
-                    // `current < need + floor` guarantees a shortfall exists.
-                    return Err(Shortfall::check_signed(dim, need, above_floor).unwrap_or(
-                        Shortfall {
-                            dim,
-                            requested: need,
-                            available: 0,
-                            by: need,
-                        },
-                    ));
+                    self.release_mask(amounts, taken);
+                    return Err(self.shortfall_at(i, need, current.saturating_sub(fl)));
                 }
                 // `current >= need` here, so the subtraction cannot wrap.
                 match slot.compare_exchange_weak(
@@ -279,19 +280,40 @@ impl Tracker {
                     Err(actual) => current = actual,
                 }
             }
-            held = held.with_saturating(dim, need);
+            taken |= 1 << i;
         }
-        Ok(held)
+        Ok(request.restricted(DimSet::from_bits_truncate(taken)))
+    }
+
+    /// The shortfall of dimension index `i` (cold: only on refusal).
+    #[cold]
+    fn shortfall_at(&self, i: usize, need: u64, above_floor: i64) -> Shortfall {
+        let dim = Dim::from_index(i).unwrap_or(Dim::Cpu);
+        // `current < need + floor` guarantees a shortfall exists.
+        Shortfall::check_signed(dim, need, above_floor).unwrap_or(Shortfall {
+            dim,
+            requested: need,
+            available: 0,
+            by: need,
+        })
+    }
+
+    /// Gives back `amounts` in the dimensions of `mask` (bits by index).
+    #[inline]
+    fn release_mask(&self, amounts: &[u64; Dim::COUNT], mut mask: u16) {
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask.wrapping_sub(1);
+            if let (Some(&amount), Some(slot)) = (amounts.get(i), self.available.get(i)) {
+                slot.fetch_add(signed(amount), Ordering::AcqRel);
+            }
+        }
     }
 
     /// Gives back every set dimension of `held` (amounts it previously took).
     #[inline]
     fn release_raw(&self, held: &Resources) {
-        for (dim, amount) in held.iter() {
-            if let Some(slot) = self.slot(dim) {
-                slot.fetch_add(signed(amount), Ordering::AcqRel);
-            }
-        }
+        self.release_mask(held.raw_amounts(), held.dims().bits());
     }
 
     /// Takes `amount` in `dim` without any check, clamping so that `available`

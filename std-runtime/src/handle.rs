@@ -45,19 +45,14 @@ pub(crate) struct Header {
     state: AtomicU32,
     /// Written once by the joiner before it sets `WAITING`; read by the
     /// completer only after it observed `WAITING`.
-    waiter: UnsafeCell<Option<Thread>>,
+    waiter: std::sync::Mutex<Option<Thread>>,
 }
-
-// SAFETY: `waiter` is written by the single joiner before a release
-// `fetch_or(WAITING)` and read by the completer after an acquire RMW that
-// observed `WAITING`; the two accesses are ordered by that synchronisation.
-unsafe impl Sync for Header {}
 
 impl Header {
     fn new() -> Header {
         Header {
             state: AtomicU32::new(0),
-            waiter: UnsafeCell::new(None),
+            waiter: std::sync::Mutex::new(None),
         }
     }
 
@@ -66,9 +61,11 @@ impl Header {
         self.state.load(Ordering::Acquire) & CANCEL != 0
     }
 
-    /// Marks the task started; `false` if it was cancelled before.
+    /// Marks the task started; `false` if it was cancelled before. Calling
+    /// it again (the worker marks the start, then the job does) is `true`.
     pub(crate) fn start(&self) -> bool {
-        self.state.fetch_or(STARTED, Ordering::AcqRel) & CANCEL == 0
+        let prev = self.state.fetch_or(STARTED, Ordering::AcqRel);
+        prev & STARTED != 0 || prev & CANCEL == 0
     }
 
     /// Requests cancellation. Returns `true` if the task had not started, in
@@ -94,9 +91,9 @@ impl Header {
     fn publish(&self) {
         let prev = self.state.fetch_or(DONE, Ordering::AcqRel);
         if prev & WAITING != 0 {
-            // SAFETY: `WAITING` was observed by this acquire RMW, so the
-            // joiner's write of `waiter` happened before; it never writes again.
-            if let Some(t) = unsafe { &*self.waiter.get() } {
+            // The joiner stored its thread before setting `WAITING`; it may
+            // since have moved to another thread, which stored itself too.
+            if let Some(t) = crate::runq::lock(&self.waiter).as_ref() {
                 t.unpark();
             }
         }
@@ -179,6 +176,9 @@ pub(crate) trait Cancel: Send + Sync {
     fn is_cancelled(&self) -> bool;
     /// Completes the packet with a refusal (admission, shutdown, timeout).
     fn fail(&self, error: TaskError) -> bool;
+    /// Marks the task started (see `Header::start`); `false` if it was
+    /// cancelled before.
+    fn start(&self) -> bool;
     /// Publishes a result written earlier with `write_unpublished`.
     fn publish(&self);
 }
@@ -201,6 +201,9 @@ impl<T: Send> Cancel for Packet<T> {
     }
     fn publish(&self) {
         self.header.publish_written();
+    }
+    fn start(&self) -> bool {
+        self.header.start()
     }
 }
 
@@ -284,15 +287,10 @@ impl<T: Send> JoinHandle<T> {
             }
         }
         if !h.is_done() {
-            // Register this thread once (an earlier timed wait may have done
-            // it already: then `WAITING` is set and `waiter` must not change).
-            if h.state.load(Ordering::Acquire) & WAITING == 0 {
-                // SAFETY: the handle is unique, so this is the only writer, and
-                // `WAITING` is clear, so no completer reads `waiter` until the
-                // release `fetch_or` below publishes it.
-                unsafe { *h.waiter.get() = Some(thread::current()) };
-                h.state.fetch_or(WAITING, Ordering::AcqRel);
-            }
+            // Register this thread (again: a handle may be waited on from
+            // another thread after a timed wait), then announce the waiter.
+            *crate::runq::lock(&h.waiter) = Some(thread::current());
+            h.state.fetch_or(WAITING, Ordering::AcqRel);
             while !h.is_done() {
                 match deadline {
                     None => thread::park(),
@@ -325,6 +323,18 @@ impl<T: Send> JoinHandle<T> {
         self.packet.header.is_done()
     }
 
+    /// A handle that can cancel the task from any thread (it is `Send`,
+    /// `Sync` and `Clone`), also while another thread waits in `join`.
+    pub fn canceller(&self) -> Canceller
+    where
+        T: 'static,
+    {
+        Canceller {
+            packet: self.packet.clone(),
+            on_cancel: self.on_cancel.clone(),
+        }
+    }
+
     /// Requests cancellation. A task that has not started never starts (its
     /// result is [`TaskError::Cancelled`] and this returns `true`); a running
     /// task sees the request through [`TaskContext::is_cancelled`] and this
@@ -337,6 +347,40 @@ impl<T: Send> JoinHandle<T> {
             }
         }
         prevented
+    }
+}
+
+/// Cancels a task from any thread; see [`JoinHandle::canceller`].
+#[derive(Clone)]
+pub struct Canceller {
+    packet: Arc<dyn Cancel>,
+    on_cancel: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Canceller")
+            .field("cancelled", &self.packet.is_cancelled())
+            .finish()
+    }
+}
+
+impl Canceller {
+    /// As [`JoinHandle::cancel`].
+    pub fn cancel(&self) -> bool {
+        let prevented = self.packet.cancel();
+        if prevented {
+            if let Some(f) = &self.on_cancel {
+                f();
+            }
+        }
+        prevented
+    }
+
+    /// Whether cancellation was requested.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.packet.is_cancelled()
     }
 }
 

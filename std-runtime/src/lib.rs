@@ -58,7 +58,7 @@ pub mod units;
 
 pub use builder::Builder;
 pub use error::{BuildError, SubmitError, TaskError};
-pub use handle::{JoinHandle, TaskContext, is_cancelled};
+pub use handle::{Canceller, JoinHandle, TaskContext, is_cancelled};
 pub use learn::{ClassAccuracy, LearningConfig};
 pub use measure::{TaskReport, TaskUsage};
 pub use metrics::LatencySummary;

@@ -932,6 +932,17 @@ impl Shared {
                 return;
             }
         }
+        // Mark the start here, before the timeout is armed: a timeout counts
+        // from a start that really happened. A task cancelled before this
+        // point was already resolved by its canceller.
+        if let Some(c) = ext.cancel.as_ref() {
+            if !c.start() {
+                drop(job);
+                self.finish_ext(&mut ext, None, counters);
+                self.recycle(ext);
+                return;
+            }
+        }
         let timer_id = match (ext.timeout, start) {
             (Some(timeout), Some(start)) => ext.cancel.clone().and_then(|c| {
                 let weak = self.weak_self();

@@ -342,9 +342,12 @@ impl Shared {
         }
     }
 
-    /// Admits waiting tasks that fit now; returns them (push them after
-    /// releasing the lock). Refused waiters are completed here.
-    pub(crate) fn dispatch_locked(&self, g: &mut Sched) -> Vec<Pending> {
+    /// Admits waiting tasks that fit now. Returns them (push them after
+    /// releasing the lock) and the refused ones (drop them after releasing
+    /// the lock: dropping a task runs user code, such as a C destructor,
+    /// which may call back into the pool). Refused waiters' handles are
+    /// resolved here.
+    pub(crate) fn dispatch_locked(&self, g: &mut Sched) -> Dispatched {
         let res = &self.res;
         let now = self.now_ns();
         let mut refused: Vec<(Pending, RefusalKind)> = Vec::new();
@@ -468,9 +471,11 @@ impl Shared {
                 notify = true;
             }
         }
+        let mut dropped = Vec::with_capacity(refused.len());
         for (p, kind) in refused {
             if matches!(kind, RefusalKind::Cancelled) {
                 // Cancelled by its handle (already resolved): just dropped.
+                dropped.push(p.task);
                 continue;
             }
             res.admission.record_after_wait(false);
@@ -494,17 +499,20 @@ impl Shared {
                 }
             }
             // Dropping the task drops its job without running it.
+            dropped.push(p.task);
         }
         if notify {
             res.resolved.notify_all();
         }
-        admitted
+        Dispatched { admitted, dropped }
     }
 
-    fn push_admitted(&self, admitted: Vec<Pending>) {
-        for p in admitted {
+    /// Outside the lock: starts what was admitted, drops what was refused.
+    fn push_admitted(&self, d: Dispatched) {
+        for p in d.admitted {
             self.enqueue(p.task);
         }
+        drop(d.dropped);
     }
 
     /// Admits waiting tasks that fit now.
@@ -585,6 +593,19 @@ impl Shared {
                 .as_nanos(),
         )
         .unwrap_or(u64::MAX)
+    }
+}
+
+/// The outcome of one dispatch round.
+#[derive(Default)]
+pub(crate) struct Dispatched {
+    admitted: Vec<Pending>,
+    dropped: Vec<Task>,
+}
+
+impl Dispatched {
+    fn is_empty(&self) -> bool {
+        self.admitted.is_empty() && self.dropped.is_empty()
     }
 }
 

@@ -12,7 +12,11 @@ use crate::pool::Shared;
 use crate::units::{format_bytes, format_cpu};
 
 /// Counters, utilisation and latencies of a pool. Each figure is read
-/// atomically; the set is not one atomic snapshot.
+/// atomically; the set is not one atomic snapshot. Counters are updated by
+/// the worker as it finishes a task, so a plain [`Pool::submit`](crate::Pool::submit)
+/// handle (and a timed-out task's handle) may resolve a moment before the
+/// counters include it; after [`Pool::shutdown`](crate::Pool::shutdown) they
+/// are exact.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolSnapshot {

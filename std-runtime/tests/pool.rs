@@ -955,6 +955,26 @@ fn dropping_the_pool_inside_its_own_task_does_not_deadlock() {
 }
 
 #[test]
+fn a_canceller_works_from_another_thread_while_the_handle_is_joined() {
+    let pool = pool(1, 1 << 30, Policy::Defer);
+    let release = block_worker(&pool);
+    let h = pool.submit(|| 1).unwrap();
+    let c = h.canceller();
+    let t = std::thread::spawn(move || c.cancel());
+    assert!(t.join().unwrap(), "not started: the cancel prevented it");
+    assert_eq!(h.join(), Err(TaskError::Cancelled));
+    drop(release);
+    // A timed wait on one thread, then a join on another, completes.
+    let release = block_worker(&pool);
+    let h = pool.submit(|| 2).unwrap();
+    let h = h.join_timeout(Duration::from_millis(5)).unwrap_err();
+    let joiner = std::thread::spawn(move || h.join());
+    std::thread::sleep(Duration::from_millis(5));
+    drop(release);
+    assert_eq!(joiner.join().unwrap(), Ok(2));
+}
+
+#[test]
 fn public_types_are_send_and_sync() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>() {}
@@ -965,5 +985,6 @@ fn public_types_are_send_and_sync() {
     send_sync::<respool::BuildError>();
     send::<respool::JoinHandle<String>>();
     send::<respool::Unstarted>();
+    send_sync::<respool::Canceller>();
     send_sync::<respool::Resources>();
 }
