@@ -231,7 +231,7 @@ impl Peer {
                 rx.recv().unwrap_or(0)
             }
             Peer::Tokio(rt) => rt.block_on(rt.spawn_blocking(f)).unwrap_or(0),
-            Peer::Respool(p) => p.submit(f).and_then(|h| Ok(h.join())).ok().and_then(Result::ok).unwrap_or(0),
+            Peer::Respool(p) => p.submit(f).ok().and_then(|h| h.join().ok()).unwrap_or(0),
             Peer::Respool3(p, r) => p
                 .task()
                 .requirements(*r)

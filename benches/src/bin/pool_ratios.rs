@@ -46,13 +46,18 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let tasks = args.first().copied().unwrap_or(100_000);
     let rounds = args.get(1).copied().unwrap_or(7).max(1);
     let workers = args.get(2).copied().unwrap_or(2).max(1);
     let peers = Peer::all(workers);
     // RESPOOL_BENCH_ONLY=<index into NAMES>: profile one peer alone.
-    let only: Option<usize> = std::env::var("RESPOOL_BENCH_ONLY").ok().and_then(|v| v.parse().ok());
+    let only: Option<usize> = std::env::var("RESPOOL_BENCH_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     println!(
         "{} tasks per batch, {rounds} rounds, {workers} workers, {} cores",
         tasks,
