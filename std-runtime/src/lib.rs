@@ -71,3 +71,8 @@ pub use scope::Scope;
 pub use snapshot::PoolSnapshot;
 pub use store::{FileStore, MemoryStore, ProfileStore, Profiles, StoreError};
 pub use task::{Backoff, TaskBuilder};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
