@@ -775,6 +775,7 @@ impl Shared {
         }
         let _g = GateGuard(&self.gate);
         self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(target: "respool::task", "queued");
         self.queue.push(Task { job, ext: None });
         self.sleepers.notify_one();
         Ok(())
@@ -882,6 +883,7 @@ impl Shared {
         let counters = self.metrics.worker(id);
         match ext {
             None if !self.config.measure_all => {
+                tracing::trace!(target: "respool::task", worker = id, "started");
                 let ok = catch_unwind(AssertUnwindSafe(|| job.run())).is_ok();
                 if let Some(c) = counters {
                     if ok {
@@ -889,6 +891,11 @@ impl Shared {
                     } else {
                         c.panicked.fetch_add(1, Ordering::Relaxed);
                     }
+                }
+                if ok {
+                    tracing::trace!(target: "respool::task", worker = id, "completed");
+                } else {
+                    tracing::debug!(target: "respool::task", worker = id, "failed (panicked)");
                 }
             }
             ext => self.run_measured(job, ext, counters),
@@ -960,7 +967,9 @@ impl Shared {
             _ => None,
         };
         let measure = ext.class.is_some() || self.config.measure_all;
-        tracing::trace!(target: "respool::task", class = ?ext.class, "started");
+        let _span =
+            tracing::trace_span!(target: "respool::task", "task", class = ?ext.class).entered();
+        tracing::trace!(target: "respool::task", request = %ext.request, "started");
         let (ok, report) = if measure {
             let (ok, usage) = self.run_probed(job, &ext, start);
             (ok, Some(usage))
