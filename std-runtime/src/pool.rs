@@ -361,7 +361,7 @@ impl Pool {
         shared
             .sleepers
             .set_threads(threads.iter().map(|h| h.thread().clone()).collect());
-        let monitor = shared.config.monitor.and_then(|cfg| match crate::sys::Monitor::start(cfg) {
+        let monitor = shared.config.monitor.and_then(|cfg| match crate::sys::Monitor::start_named(cfg, format!("{}-monitor", shared.config.thread_name)) {
             Ok(m) => {
                 let weak = Arc::downgrade(&shared);
                 m.subscribe(move |snap| {

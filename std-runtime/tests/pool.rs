@@ -670,7 +670,7 @@ fn no_threads_leak_and_idle_workers_sleep() {
                 std::thread::sleep(Duration::from_millis(2));
             }
         };
-        settle(5); // 4 workers and the timer
+        settle(6); // 4 workers, the timer and the monitor (capacity was detected)
         // Idle workers park: every worker thread reaches state S (sleeping).
         let t0 = Instant::now();
         loop {

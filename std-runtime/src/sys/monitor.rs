@@ -776,6 +776,29 @@ impl Monitor {
         source: M,
         config: MonitorConfig,
     ) -> Result<Monitor, SysError> {
+        Monitor::with_source_named(source, config, "respool-monitor".to_owned())
+    }
+
+    /// [`Monitor::start`] with a name for the sampling thread (a pool names
+    /// it after its workers: `<thread_name>-monitor`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Monitor::start`].
+    pub fn start_named(config: MonitorConfig, thread_name: String) -> Result<Monitor, SysError> {
+        Monitor::with_source_named(super::platform_monitor(), config, thread_name)
+    }
+
+    /// [`Monitor::with_source`] with a name for the sampling thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`Monitor::start`].
+    pub fn with_source_named<M: SystemMonitor>(
+        source: M,
+        config: MonitorConfig,
+        thread_name: String,
+    ) -> Result<Monitor, SysError> {
         let source_name = source.name();
         let sampler = Sampler::new(source, config)?;
         let shared = Arc::new(Shared {
@@ -794,7 +817,7 @@ impl Monitor {
         });
         let thread_shared = Arc::clone(&shared);
         let thread = thread::Builder::new()
-            .name("respool-monitor".to_owned())
+            .name(thread_name)
             .spawn(move || run(sampler, &thread_shared))
             .map_err(|e| SysError::Spawn { kind: e.kind() })?;
         Ok(Monitor {
