@@ -50,7 +50,7 @@ fn limit(ir: u64) -> LibraryBenchmarkConfig {
 }
 
 #[library_benchmark]
-#[bench::dims_3(setup = setup_tracker, config = limit(620))]
+#[bench::dims_3(setup = setup_tracker, config = limit(520))]
 fn reserve_release((tracker, req): (Tracker, Resources)) -> Tracker {
     let r = black_box(&tracker).try_reserve(black_box(&req));
     drop(black_box(r));
