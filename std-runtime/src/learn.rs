@@ -46,6 +46,17 @@ pub struct LearningConfig {
     pub fallback: Resources,
     /// Predictor tuning (percentile, safety margin, half-life...).
     pub predict: PredictConfig,
+    /// Cold start: while a class's memory use is not learned, at most this
+    /// many of its tasks run at once (default 1; 0 switches it off), so that
+    /// the first runs of a class whose tasks outgrow the fallback cannot all
+    /// start together. It applies only when the tracking allocator is
+    /// installed (so memory can be learned), under the `Defer` and
+    /// `BlockUntilDeadline` policies, for at most `probe_runs` runs.
+    pub probe_concurrency: u32,
+    /// Runs after which a class is no longer probed even if its memory use
+    /// is still not predictable (an erratic class then runs on the fallback,
+    /// with its reservation grown when it outgrows it; default 10).
+    pub probe_runs: u32,
 }
 
 impl Default for LearningConfig {
@@ -60,6 +71,8 @@ impl Default for LearningConfig {
                 .with_saturating(Dim::Cpu, 1000)
                 .with_saturating(Dim::Memory, 256 << 20),
             predict: PredictConfig::DEFAULT,
+            probe_concurrency: 1,
+            probe_runs: 10,
         }
     }
 }
@@ -71,6 +84,9 @@ pub(crate) struct Estimate {
     pub(crate) reserve: Resources,
     /// Expected usage per learned dimension (for accuracy).
     pub(crate) expected: Resources,
+    /// Whether the class is still being probed: its memory is not learned
+    /// yet and it has run fewer than `probe_runs` times.
+    pub(crate) probe: bool,
 }
 
 type Predictor = ResourcePredictor<32>;
@@ -175,6 +191,7 @@ impl Learner {
             return Estimate {
                 reserve: fallback,
                 expected: Resources::NONE,
+                probe: false,
             };
         }
         let profile = self.class(class);
@@ -184,9 +201,13 @@ impl Learner {
         for dim in est.learned {
             expected = expected.with_saturating(dim, est.expected.amount(dim));
         }
+        let probe = self.config.probe_concurrency > 0
+            && !est.learned.contains(Dim::Memory)
+            && p.runs < u64::from(self.config.probe_runs);
         Estimate {
             reserve: est.reserve,
             expected,
+            probe,
         }
     }
 

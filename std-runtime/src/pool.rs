@@ -50,6 +50,9 @@ use crate::snapshot::PoolSnapshot;
 use crate::task::{Ext, TaskBuilder};
 use crate::timer::Timer;
 
+/// Failed memory readings in a row after which external usage is cleared.
+const STALE_SAMPLES: u32 = 3;
+
 /// Spins of an idle worker before it parks (each a `spin_loop` hint).
 const IDLE_SPINS: u32 = 256;
 
@@ -973,6 +976,24 @@ impl Shared {
         let (ok, report) = if measure {
             let (ok, usage) = self.run_probed(job, &ext, start);
             (ok, Some(usage))
+        } else if crate::alloc::is_installed() && self.holds_memory(&ext) {
+            // Not measured, but it reserved memory: follow its heap so that
+            // outgrowing the reservation grows it (accounting follows reality).
+            let session = crate::alloc::begin();
+            let grow = GrowCtx {
+                tracker: &self.res.tracker,
+                ext: &ext,
+            };
+            if let Some(s) = &session {
+                self.install_growth(s, &ext, &grow);
+            }
+            let ok = crate::task::with_ext(&ext, || {
+                with_current(ext.cancel.as_deref(), || {
+                    catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
+                })
+            });
+            drop(session);
+            (ok, None)
         } else {
             let ok = crate::task::with_ext(&ext, || {
                 with_current(ext.cancel.as_deref(), || {
@@ -1033,24 +1054,7 @@ impl Shared {
             ext,
         };
         if let Some(s) = &session {
-            if self
-                .res
-                .tracker
-                .tracked()
-                .contains(respool_core::Dim::Memory)
-            {
-                let reserved = ext
-                    .held
-                    .as_ref()
-                    .map_or(0, |h| h.held().amount(respool_core::Dim::Memory));
-                s.set_hook(
-                    i64::try_from(reserved).unwrap_or(i64::MAX),
-                    crate::alloc::Hook {
-                        grow: grow_reservation,
-                        data: std::ptr::from_ref(&grow).cast(),
-                    },
-                );
-            }
+            self.install_growth(s, ext, &grow);
         }
         let ok = crate::task::with_ext(ext, || {
             with_current(ext.cancel.as_deref(), || {
@@ -1062,6 +1066,42 @@ impl Shared {
             .submitted
             .map_or(Duration::ZERO, |s| start.saturating_duration_since(s));
         (ok, probe.finish(start.elapsed(), wait, heap))
+    }
+
+    /// Whether the task holds a memory reservation on a pool that tracks memory.
+    fn holds_memory(&self, ext: &Ext) -> bool {
+        self.res
+            .tracker
+            .tracked()
+            .contains(respool_core::Dim::Memory)
+            && ext
+                .held
+                .as_ref()
+                .is_some_and(|h| h.held().get(respool_core::Dim::Memory).is_some())
+    }
+
+    /// Makes the allocator grow the task's memory reservation when its live
+    /// heap passes it (`grow` must outlive the session's hook).
+    fn install_growth(&self, session: &crate::alloc::Session, ext: &Ext, grow: &GrowCtx<'_>) {
+        if !self
+            .res
+            .tracker
+            .tracked()
+            .contains(respool_core::Dim::Memory)
+        {
+            return;
+        }
+        let reserved = ext
+            .held
+            .as_ref()
+            .map_or(0, |h| h.held().amount(respool_core::Dim::Memory));
+        session.set_hook(
+            i64::try_from(reserved).unwrap_or(i64::MAX),
+            crate::alloc::Hook {
+                grow: grow_reservation,
+                data: std::ptr::from_ref(grow).cast(),
+            },
+        );
     }
 
     /// Feeds a measured task to learning and to the `on_task_end` callback.
@@ -1129,10 +1169,31 @@ impl Shared {
                 }
             }
         }
-        if let Some(used) = snap.measured_usage().get(Dim::Memory) {
-            let reserved = tracker.reserved().amount(Dim::Memory);
-            let external = used.saturating_sub(reserved);
-            let _ = tracker.set_external(&Resources::NONE.with_saturating(Dim::Memory, external));
+        use crate::sys::{Resource, ResourceStatus};
+        let source = if snap.container.is_some() {
+            Resource::Container
+        } else {
+            Resource::Memory
+        };
+        match snap.status(source) {
+            ResourceStatus::Ok => {
+                if let Some(used) = snap.measured_usage().get(Dim::Memory) {
+                    let reserved = tracker.reserved().amount(Dim::Memory);
+                    let external = used.saturating_sub(reserved);
+                    let _ = tracker
+                        .set_external(&Resources::NONE.with_saturating(Dim::Memory, external));
+                }
+            }
+            // A stale reading keeps lowering capacity for a few intervals
+            // (safe), then is dropped so that it cannot hold tasks back forever.
+            ResourceStatus::Failing { consecutive } if consecutive >= STALE_SAMPLES => {
+                if tracker.external().amount(Dim::Memory) != 0 {
+                    tracing::warn!(target: "respool::sys", ?source, consecutive,
+                        "memory readings keep failing: external usage is no longer followed");
+                    let _ = tracker.set_external(&Resources::NONE.with_saturating(Dim::Memory, 0));
+                }
+            }
+            _ => {}
         }
         self.dispatch();
     }

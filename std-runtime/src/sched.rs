@@ -67,6 +67,38 @@ pub(crate) struct Sched {
     next_ticket: u64,
     /// Outcomes of blocking submitters' tasks: `None` admitted, `Some` refused.
     resolved: HashMap<u64, Option<RejectReason>>,
+    /// Cold-start probes running, per class.
+    probes: HashMap<std::sync::Arc<str>, u32>,
+    /// The most probes of one class at once.
+    probe_limit: u32,
+}
+
+impl Sched {
+    /// Whether a task may start as far as cold-start probing goes.
+    fn probe_allows(&self, ext: Option<&Ext>) -> bool {
+        match ext {
+            Some(e) if e.probe => e
+                .class
+                .as_ref()
+                .is_none_or(|c| self.probes.get(c).copied().unwrap_or(0) < self.probe_limit),
+            _ => true,
+        }
+    }
+
+    fn probe_started(&mut self, ext: Option<&Ext>) {
+        if let Some(c) = ext.filter(|e| e.probe).and_then(|e| e.class.as_ref()) {
+            *self.probes.entry(c.clone()).or_insert(0) += 1;
+        }
+    }
+
+    fn probe_finished(&mut self, class: &std::sync::Arc<str>) {
+        if let Some(n) = self.probes.get_mut(class) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.probes.remove(class);
+            }
+        }
+    }
 }
 
 /// A task waiting for resources.
@@ -110,6 +142,8 @@ impl Resourcing {
                 epoch: None,
                 next_ticket: 0,
                 resolved: HashMap::new(),
+                probes: HashMap::new(),
+                probe_limit: config.learning.probe_concurrency.max(1),
             }),
             resolved: Condvar::new(),
             purge: AtomicBool::new(false),
@@ -162,7 +196,7 @@ impl Shared {
             });
             return Ok(());
         }
-        if res.trivial && res.waiting.load(Ordering::SeqCst) == 0 {
+        if res.trivial && !ext.probe && res.waiting.load(Ordering::SeqCst) == 0 {
             match res
                 .admission
                 .decide(&res.tracker, &request, ext.urgency, 0, self.now_ns())
@@ -189,7 +223,15 @@ impl Shared {
             res.admission.record_rejected();
             return Err(self.refused_at_submit(RejectReason::NeverFits(s), &ext));
         }
-        let blocked = g.placer.shortfall(&request);
+        let blocked = g.placer.shortfall(&request).or_else(|| {
+            // A cold-start probe of a class that already runs one waits.
+            (!g.probe_allows(Some(&ext))).then(|| respool_core::Shortfall {
+                dim: respool_core::Dim::Memory,
+                requested: request.amount(respool_core::Dim::Memory),
+                available: 0,
+                by: request.amount(respool_core::Dim::Memory),
+            })
+        });
         let decision = res.admission.decide_blocked(
             &res.tracker,
             &request,
@@ -201,6 +243,7 @@ impl Shared {
         match decision {
             Decision::Accepted(r) => match g.placer.place(&request) {
                 Ok(placed) => {
+                    g.probe_started(Some(&ext));
                     ext.gpu = placed
                         .gpu
                         .as_ref()
@@ -405,6 +448,8 @@ impl Shared {
                 lookahead,
                 window,
                 head,
+                probes,
+                probe_limit,
                 ..
             } = g;
             let top = waitq.top_k(now, &avail, window);
@@ -425,6 +470,14 @@ impl Shared {
                     continue;
                 };
                 if !placer.fits(&t.request) {
+                    continue;
+                }
+                // A cold-start probe of a class that already runs its share waits.
+                let probing = t.item.task.ext.as_deref().filter(|e| e.probe);
+                if probing
+                    .and_then(|e| e.class.as_ref())
+                    .is_some_and(|c| probes.get(c).copied().unwrap_or(0) >= *probe_limit)
+                {
                     continue;
                 }
                 let floor = res.floor(t.item.urgency);
@@ -451,6 +504,16 @@ impl Shared {
                 }
             };
             lookahead.record(i == 0);
+            if let Some(c) = t
+                .item
+                .task
+                .ext
+                .as_deref()
+                .filter(|e| e.probe)
+                .and_then(|e| e.class.as_ref())
+            {
+                *probes.entry(c.clone()).or_insert(0) += 1;
+            }
             let mut p = t.item;
             if let Some(ext) = p.task.ext.as_mut() {
                 ext.held = Some(held);
@@ -538,8 +601,17 @@ impl Shared {
         if let Some(grown) = ext.grown.take() {
             let _ = grown.release(&self.res.tracker);
         }
-        if let Some(placed) = ext.placed.take() {
-            lock(&self.res.sched).placer.release(placed);
+        if ext.placed.is_some() || ext.probe {
+            let mut g = lock(&self.res.sched);
+            if let Some(placed) = ext.placed.take() {
+                g.placer.release(placed);
+            }
+            if ext.probe {
+                ext.probe = false;
+                if let Some(c) = &ext.class {
+                    g.probe_finished(c);
+                }
+            }
         }
     }
 

@@ -43,6 +43,8 @@ pub(crate) struct Ext {
     pub(crate) placed: Option<crate::place::Placed>,
     /// The GPU device it was given, if it was placed on a GPU domain.
     pub(crate) gpu: Option<u32>,
+    /// A cold-start probe of its class (see `LearningConfig::probe_concurrency`).
+    pub(crate) probe: bool,
 }
 
 impl Ext {
@@ -63,6 +65,7 @@ impl Ext {
             grown: std::cell::Cell::new(None),
             placed: None,
             gpu: None,
+            probe: false,
         }
     }
 
@@ -74,6 +77,7 @@ impl Ext {
         self.cancel = None;
         self.expected = Resources::NONE;
         self.gpu = None;
+        self.probe = false;
         debug_assert!(self.placed.is_none());
         // A token left here would leak capacity; `release` always takes it.
         debug_assert!(self.grown.take().is_none());
@@ -450,8 +454,21 @@ impl Template {
         ext.held = None;
         ext.request = self.request;
         ext.expected = Resources::NONE;
+        ext.probe = false;
         if let Some(class) = &self.class {
             let est = shared.learner.estimate(class, self.size);
+            ext.probe = est.probe
+                && self.request.get(respool_core::Dim::Memory).is_none()
+                && crate::alloc::is_installed()
+                && shared
+                    .res
+                    .tracker
+                    .tracked()
+                    .contains(respool_core::Dim::Memory)
+                && !matches!(
+                    shared.config.admission.policy,
+                    respool_core::admission::Policy::Reject
+                );
             // Declared requirements always win.
             ext.request = self.request.or(&est.reserve);
             for (dim, amount) in est.expected.iter() {

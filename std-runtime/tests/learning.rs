@@ -89,7 +89,10 @@ fn frees_by_another_thread_are_credited_to_the_allocating_task() {
     });
     assert_eq!(u.allocated, 4096 + 1024);
     assert_eq!(u.freed, 4096 + 1024, "the other thread's free is credited");
-    assert_eq!(u.peak, 4096, "the 4 KiB was freed before the 1 KiB was allocated");
+    assert_eq!(
+        u.peak, 4096,
+        "the 4 KiB was freed before the 1 KiB was allocated"
+    );
     stop.store(true, Ordering::SeqCst);
     freer.join().unwrap();
 }
@@ -417,6 +420,69 @@ fn a_corrupt_or_newer_profile_file_is_reported_and_left_untouched() {
         Err(StoreError::UnsupportedVersion { found: 99, .. })
     ));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_new_class_runs_one_task_at_a_time_until_its_memory_is_learned() {
+    // The fallback (1 MiB) is far below what each task really uses (30 MiB):
+    // without cold-start probing, all of the first wave would start at once.
+    // CPU is plentiful here so that memory alone decides.
+    let pool = Pool::builder()
+        .workers(4)
+        .capacity(
+            Resources::new()
+                .with(Dim::Memory, 100 * MIB)
+                .unwrap()
+                .with(Dim::Cpu, 64_000)
+                .unwrap(),
+        )
+        .headroom(Resources::NONE)
+        .learning(LearningConfig {
+            fallback: Resources::new().with(Dim::Memory, MIB).unwrap(),
+            ..LearningConfig::default()
+        })
+        .build()
+        .unwrap();
+    let running = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let peak = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let wave = |n: usize| -> Vec<respool::JoinHandle<()>> {
+        (0..n)
+            .map(|_| {
+                let (running, peak) = (running.clone(), peak.clone());
+                pool.task()
+                    .class("cold")
+                    .spawn(move |_| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        let v = touch(30 << 20);
+                        std::thread::sleep(Duration::from_millis(5));
+                        drop(v);
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .unwrap()
+            })
+            .collect()
+    };
+    for h in wave(6) {
+        h.join().unwrap();
+    }
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        1,
+        "the cold class ran one task at a time"
+    );
+
+    // Once learned (30 MiB plus margin each), several run together, within budget.
+    peak.store(0, Ordering::SeqCst);
+    for h in wave(12) {
+        h.join().unwrap();
+    }
+    let p = peak.load(Ordering::SeqCst);
+    assert!(
+        (2..=3).contains(&p),
+        "learned: {p} at once (100 MiB / ~35 MiB each)"
+    );
+    assert!(pool.snapshot().reserved.is_zero());
 }
 
 #[test]
