@@ -1186,12 +1186,12 @@ impl Shared {
             }
             // A stale reading keeps lowering capacity for a few intervals
             // (safe), then is dropped so that it cannot hold tasks back forever.
-            ResourceStatus::Failing { consecutive } if consecutive >= STALE_SAMPLES => {
-                if tracker.external().amount(Dim::Memory) != 0 {
-                    tracing::warn!(target: "respool::sys", ?source, consecutive,
-                        "memory readings keep failing: external usage is no longer followed");
-                    let _ = tracker.set_external(&Resources::NONE.with_saturating(Dim::Memory, 0));
-                }
+            ResourceStatus::Failing { consecutive }
+                if consecutive >= STALE_SAMPLES && tracker.external().amount(Dim::Memory) != 0 =>
+            {
+                tracing::warn!(target: "respool::sys", ?source, consecutive,
+                    "memory readings keep failing: external usage is no longer followed");
+                let _ = tracker.set_external(&Resources::NONE.with_saturating(Dim::Memory, 0));
             }
             _ => {}
         }
