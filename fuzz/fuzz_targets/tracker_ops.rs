@@ -87,7 +87,11 @@ fn check_books(t: &Tracker, live: &[Reservation<&Tracker>], detached: &[Detached
     let sum = ledger_sum(live, detached);
     let reserved = t.reserved();
     for dim in t.tracked() {
-        assert_eq!(reserved.amount(dim), sum.amount(dim), "books of {dim} do not balance");
+        assert_eq!(
+            reserved.amount(dim),
+            sum.amount(dim),
+            "books of {dim} do not balance"
+        );
     }
 }
 
@@ -125,7 +129,11 @@ fuzz_target!(|input: Input| {
                     }
                     Err(s) => {
                         assert!(s.by > 0);
-                        assert_eq!(tracker.reserved(), before, "a refused reservation changed the books");
+                        assert_eq!(
+                            tracker.reserved(),
+                            before,
+                            "a refused reservation changed the books"
+                        );
                     }
                 }
             }
@@ -187,7 +195,11 @@ fuzz_target!(|input: Input| {
                 detached.push(tracker.force_reserve(&v.get()));
             }
             Op::Decide(req, critical, item) => {
-                let urgency = if critical { Urgency::Critical } else { Urgency::Normal };
+                let urgency = if critical {
+                    Urgency::Critical
+                } else {
+                    Urgency::Normal
+                };
                 let req = req.get();
                 match admission.decide(&tracker, &req, urgency, queue.len(), now) {
                     Decision::Accepted(r) => live.push(r),
@@ -200,7 +212,13 @@ fuzz_target!(|input: Input| {
             Op::AdmitWaiting(dt) => {
                 now = now.saturating_add(u64::from(dt));
                 let mut admitted = Vec::new();
-                admission.admit_waiting(&mut queue, || &tracker, now, |_, r| admitted.push(r), |_, _| {});
+                admission.admit_waiting(
+                    &mut queue,
+                    || &tracker,
+                    now,
+                    |_, r| admitted.push(r),
+                    |_, _| {},
+                );
                 live.extend(admitted);
             }
         }
@@ -212,5 +230,9 @@ fuzz_target!(|input: Input| {
         d.release(&tracker).expect("same tracker");
     }
     live.clear();
-    assert!(tracker.is_idle(), "everything released: {:?}", tracker.reserved());
+    assert!(
+        tracker.is_idle(),
+        "everything released: {:?}",
+        tracker.reserved()
+    );
 });

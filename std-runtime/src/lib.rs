@@ -37,6 +37,7 @@
 pub mod alloc;
 mod builder;
 mod error;
+mod extcache;
 mod handle;
 mod job;
 pub mod learn;

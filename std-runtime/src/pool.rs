@@ -139,6 +139,17 @@ impl Ord for LaneEntry {
     }
 }
 
+/// Releases a worker has batched (see `Shared::finish_ext`).
+#[derive(Default)]
+struct PendingRelease {
+    token: Option<respool_core::DetachedReservation>,
+    count: u32,
+}
+
+/// Tasks a worker may finish before it gives their reservations back (it
+/// gives them back at once when someone waits, and before it idles).
+const RELEASE_BATCH: u32 = 32;
+
 /// The `on_task_end` callback.
 pub(crate) type TaskEndHook = Arc<dyn Fn(&crate::TaskReport) + Send + Sync>;
 
@@ -215,9 +226,9 @@ pub(crate) struct Shared {
     /// worker to go idle with nothing left ends all workers.
     exit_when_done: AtomicBool,
     self_weak: Weak<Shared>,
-    /// Recycled `Ext` boxes: resource-aware tasks allocate nothing in
-    /// steady state.
-    spare_ext: crossbeam_queue::ArrayQueue<Box<Ext>>,
+    /// Releases finished tasks have not yet given back to the tracker, per
+    /// worker (see `finish_ext`).
+    pending: Box<[crossbeam_utils::CachePadded<Mutex<PendingRelease>>]>,
     /// Profiles were saved at shutdown (only the first shutdown saves).
     saved: AtomicBool,
 }
@@ -316,7 +327,9 @@ impl Pool {
             },
             exit_when_done: AtomicBool::new(false),
             self_weak: weak.clone(),
-            spare_ext: crossbeam_queue::ArrayQueue::new(config.queue_capacity.max(1)),
+            pending: (0..workers)
+                .map(|_| crossbeam_utils::CachePadded::new(Mutex::new(PendingRelease::default())))
+                .collect(),
             saved: AtomicBool::new(false),
             config,
         });
@@ -1135,20 +1148,63 @@ impl Shared {
         elapsed: Option<Duration>,
         counters: Option<&crate::metrics::WorkerCounters>,
     ) {
-        if ext.held.is_some() {
-            self.release(ext);
-            if let Some(elapsed) = elapsed {
-                let n = counters.map_or(0, |c| c.measured.fetch_add(1, Ordering::Relaxed));
-                if n % u64::from(crate::metrics::SCHEDULE_SAMPLE) == 0 {
-                    self.res
-                        .admission
-                        .record_hold_time(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
-                }
-            }
-            // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
-            fence(Ordering::SeqCst);
-            self.dispatch();
+        if ext.held.is_none() {
+            return;
         }
+        if let Some(elapsed) = elapsed {
+            let n = counters.map_or(0, |c| c.measured.fetch_add(1, Ordering::Relaxed));
+            if n % u64::from(crate::metrics::SCHEDULE_SAMPLE) == 0 {
+                self.res
+                    .admission
+                    .record_hold_time(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+            }
+        }
+        // A task nobody waits on (no handle), not placed on a domain, not a
+        // probe: batch its release with the worker's next ones. The tracker's
+        // counters are then touched once per batch instead of once per task,
+        // which keeps its cache line with the submitters. A batch is given
+        // back at once when anyone waits for resources, and before the worker
+        // idles; a waiting submitter also drains every batch before deciding.
+        if let Some(g) = ext.grown.take() {
+            let _ = g.release(&self.res.tracker);
+        }
+        let batchable = ext.cancel.is_none() && ext.placed.is_none() && !ext.probe;
+        let slot = self
+            .current_worker()
+            .and_then(|w| self.pending.get(w))
+            .filter(|_| batchable);
+        if let Some(slot) = slot {
+            let Some(held) = ext.held.take() else { return };
+            let flush = {
+                let mut p = lock(slot);
+                match p.token.as_mut() {
+                    Some(t) => {
+                        if let Err(other) = t.merge(held) {
+                            let _ = other.release(&self.res.tracker);
+                        }
+                    }
+                    None => p.token = Some(held),
+                }
+                p.count += 1;
+                if p.count >= RELEASE_BATCH || self.res.waiting.load(Ordering::SeqCst) > 0 {
+                    p.count = 0;
+                    p.token.take()
+                } else {
+                    None
+                }
+            };
+            if let Some(t) = flush {
+                let _ = t.release(&self.res.tracker);
+                // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
+                fence(Ordering::SeqCst);
+                self.dispatch();
+            }
+            return;
+        }
+        self.release(ext);
+        // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
+        fence(Ordering::SeqCst);
+        self.dispatch();
     }
 
     /// One monitor sample: memory in use but not reserved becomes external
@@ -1198,17 +1254,45 @@ impl Shared {
         self.dispatch();
     }
 
+    /// Gives back what worker `id` has batched (before it idles).
+    fn flush_pending(&self, id: usize) {
+        let token = self.pending.get(id).and_then(|p| {
+            let mut p = lock(p);
+            p.count = 0;
+            p.token.take()
+        });
+        if let Some(t) = token {
+            let _ = t.release(&self.res.tracker);
+            fence(Ordering::SeqCst);
+            self.dispatch();
+        }
+    }
+
+    /// Gives back what every worker has batched (before admitting waiters).
+    pub(crate) fn drain_pending(&self) {
+        for p in self.pending.iter() {
+            let token = {
+                let mut p = lock(p);
+                p.count = 0;
+                p.token.take()
+            };
+            if let Some(t) = token {
+                let _ = t.release(&self.res.tracker);
+            }
+        }
+    }
+
     /// A fresh (or recycled) `Ext` box.
+    #[allow(clippy::unused_self)]
     pub(crate) fn new_ext(&self) -> Box<Ext> {
-        self.spare_ext
-            .pop()
-            .unwrap_or_else(|| Box::new(Ext::empty()))
+        crate::extcache::take()
     }
 
     /// Returns an `Ext` box for reuse (its contents are reset).
+    #[allow(clippy::unused_self)]
     fn recycle(&self, mut ext: Box<Ext>) {
         ext.reset();
-        let _ = self.spare_ext.push(ext);
+        crate::extcache::give(ext);
     }
 }
 
@@ -1396,6 +1480,8 @@ fn worker_loop(shared: &Arc<Shared>, id: usize) {
         if shared.exit.load(Ordering::SeqCst) {
             break;
         }
+        // Give back batched releases before idling.
+        shared.flush_pending(id);
         // Go idle: register, re-check, park.
         shared.sleepers.register(id);
         if shared.has_work_for(id) || shared.exit.load(Ordering::SeqCst) {

@@ -338,6 +338,8 @@ impl Shared {
         // Pairs with the fence in `finish_ext`: a release that read
         // `waiting == 0` before our store is visible to this dispatch.
         fence(Ordering::SeqCst);
+        // Releases batched by workers are given back before deciding.
+        self.drain_pending();
         let mut admitted = self.dispatch_locked(&mut g);
         if let Some(at) = stop_by {
             let weak = self.weak_self();
@@ -583,6 +585,7 @@ impl Shared {
         if self.res.waiting.load(Ordering::SeqCst) == 0 && !self.res.purge.load(Ordering::SeqCst) {
             return;
         }
+        self.drain_pending();
         let admitted = {
             let mut g = lock(&self.res.sched);
             self.dispatch_locked(&mut g)

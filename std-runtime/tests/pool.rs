@@ -955,6 +955,47 @@ fn dropping_the_pool_inside_its_own_task_does_not_deadlock() {
 }
 
 #[test]
+fn batched_releases_never_hold_back_a_waiting_task() {
+    // Tasks without a handle give their reservations back in batches; a
+    // task that then needs everything must still be admitted.
+    let pool = pool(3, 100, Policy::Defer);
+    let done = Arc::new(AtomicUsize::new(0));
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Arc::new(Mutex::new(release_rx));
+    for _ in 0..20 {
+        let done = done.clone();
+        pool.task()
+            .require(Dim::Memory, 50)
+            .execute(move |_| {
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+    }
+    // Keep two workers busy so they do not idle (idling gives batches back).
+    for _ in 0..2 {
+        let rx = release_rx.clone();
+        pool.execute(move || {
+            let _ = rx.lock().unwrap().recv();
+        })
+        .unwrap();
+    }
+    let t0 = Instant::now();
+    while done.load(Ordering::SeqCst) < 20 {
+        assert!(t0.elapsed() < SAFETY);
+        std::thread::yield_now();
+    }
+    let big = pool
+        .task()
+        .require(Dim::Memory, 100)
+        .spawn(|_| "all of it")
+        .unwrap();
+    assert_eq!(big.join(), Ok("all of it"));
+    drop(release_tx);
+    pool.shutdown();
+    assert!(pool.snapshot().reserved.is_zero(), "every batch given back");
+}
+
+#[test]
 fn a_canceller_works_from_another_thread_while_the_handle_is_joined() {
     let pool = pool(1, 1 << 30, Policy::Defer);
     let release = block_worker(&pool);

@@ -66,11 +66,14 @@ fn main() {
     println!();
     println!("| workload | pool | median ns/task | vs fastest peer | allocations/task |");
     println!("|---|---|---:|---:|---:|");
-    for (label, work, n) in [
+    // RESPOOL_BENCH_EMPTY_ONLY=1: only tasks without work (for profiling).
+    let empty_only = std::env::var_os("RESPOOL_BENCH_EMPTY_ONLY").is_some();
+    let workloads = [
         ("empty", Duration::ZERO, tasks),
         ("1 us", Duration::from_micros(1), tasks),
         ("10 us", Duration::from_micros(10), tasks / 10),
-    ] {
+    ];
+    for (label, work, n) in workloads.into_iter().take(if empty_only { 1 } else { 3 }) {
         // Warm-up: one batch each, so lazily created state is not counted.
         for (i, p) in peers.iter().enumerate() {
             if only.is_none_or(|o| o == i) {
