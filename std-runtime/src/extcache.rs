@@ -19,9 +19,13 @@ const LOCAL_MAX: usize = 2 * BATCH;
 /// Batches kept in the depot; more are freed.
 const DEPOT_MAX: usize = 64;
 
+// The boxes themselves are what is recycled (a task carries a `Box<Ext>`):
+// storing them unboxed would copy every description in and out.
+#[allow(clippy::vec_box)]
 static DEPOT: Mutex<Vec<Vec<Box<Ext>>>> = Mutex::new(Vec::new());
 
 thread_local! {
+    #[allow(clippy::vec_box)]
     static LOCAL: RefCell<Vec<Box<Ext>>> = const { RefCell::new(Vec::new()) };
 }
 
