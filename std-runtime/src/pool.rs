@@ -807,7 +807,7 @@ impl Shared {
         let domain = task
             .ext
             .as_ref()
-            .and_then(|e| e.placed.as_ref())
+            .and_then(|e| e.placed.as_deref())
             .and_then(crate::place::Placed::cpu_domain);
         if let Some(q) = domain.and_then(|d| self.domain_queues.get(d)) {
             q.push(task);
@@ -986,17 +986,14 @@ impl Shared {
         let _span =
             tracing::trace_span!(target: "respool::task", "task", class = ?ext.class).entered();
         tracing::trace!(target: "respool::task", request = %ext.request, "started");
-        let (ok, report) = if measure {
-            let (ok, usage) = self.run_probed(job, &ext, start);
-            (ok, Some(usage))
+        let (ok, report, grown) = if measure {
+            let (ok, usage, grown) = self.run_probed(job, &ext, start);
+            (ok, Some(usage), grown)
         } else if crate::alloc::is_installed() && self.holds_memory(&ext) {
             // Not measured, but it reserved memory: follow its heap so that
             // outgrowing the reservation grows it (accounting follows reality).
             let session = crate::alloc::begin();
-            let grow = GrowCtx {
-                tracker: &self.res.tracker,
-                ext: &ext,
-            };
+            let grow = GrowCtx::new(&self.res.tracker, &ext);
             if let Some(s) = &session {
                 self.install_growth(s, &ext, &grow);
             }
@@ -1006,14 +1003,14 @@ impl Shared {
                 })
             });
             drop(session);
-            (ok, None)
+            (ok, None, grow.release())
         } else {
             let ok = crate::task::with_ext(&ext, || {
                 with_current(ext.cancel.as_deref(), || {
                     catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
                 })
             });
-            (ok, None)
+            (ok, None, None)
         };
         if let Some(id) = timer_id {
             self.timer.cancel(id);
@@ -1031,15 +1028,7 @@ impl Shared {
         } else {
             tracing::debug!(target: "respool::task", class = ?ext.class, "failed (panicked)");
         }
-        let grown = ext
-            .grown
-            .take()
-            .map(|g| {
-                let r = *g.held();
-                ext.grown.set(Some(g));
-                r
-            })
-            .unwrap_or(Resources::NONE);
+        let grown = grown.unwrap_or(Resources::NONE);
         self.finish_ext(&mut ext, elapsed, counters);
         if let Some(usage) = report {
             self.learn(&ext, usage, grown, !ok);
@@ -1058,14 +1047,11 @@ impl Shared {
         job: Job,
         ext: &Ext,
         start: Option<Instant>,
-    ) -> (bool, crate::measure::TaskUsage) {
+    ) -> (bool, crate::measure::TaskUsage, Option<Resources>) {
         let start = start.unwrap_or_else(Instant::now);
         let probe = crate::measure::Probe::start(ext.class.is_some());
         let session = crate::alloc::begin();
-        let grow = GrowCtx {
-            tracker: &self.res.tracker,
-            ext,
-        };
+        let grow = GrowCtx::new(&self.res.tracker, ext);
         if let Some(s) = &session {
             self.install_growth(s, ext, &grow);
         }
@@ -1078,7 +1064,11 @@ impl Shared {
         let wait = ext
             .submitted
             .map_or(Duration::ZERO, |s| start.saturating_duration_since(s));
-        (ok, probe.finish(start.elapsed(), wait, heap))
+        (
+            ok,
+            probe.finish(start.elapsed(), wait, heap),
+            grow.release(),
+        )
     }
 
     /// Whether the task holds a memory reservation on a pool that tracks memory.
@@ -1122,8 +1112,9 @@ impl Shared {
         let measured = usage.as_resources();
         if let Some(class) = &ext.class {
             if !panicked {
+                let expected = ext.expected.as_deref().copied().unwrap_or(Resources::NONE);
                 self.learner
-                    .observe(class, ext.size, &measured, usage.wall, &ext.expected);
+                    .observe(class, ext.size, &measured, usage.wall, &expected);
             }
         }
         if let Some(cb) = &self.config.on_task_end {
@@ -1131,7 +1122,7 @@ impl Shared {
                 class: ext.class.clone(),
                 size: ext.size,
                 requested: ext.request,
-                expected: ext.expected,
+                expected: ext.expected.as_deref().copied().unwrap_or(Resources::NONE),
                 usage,
                 grown,
                 panicked,
@@ -1165,9 +1156,6 @@ impl Shared {
         // which keeps its cache line with the submitters. A batch is given
         // back at once when anyone waits for resources, and before the worker
         // idles; a waiting submitter also drains every batch before deciding.
-        if let Some(g) = ext.grown.take() {
-            let _ = g.release(&self.res.tracker);
-        }
         let batchable = ext.cancel.is_none() && ext.placed.is_none() && !ext.probe;
         let slot = self
             .current_worker()
@@ -1331,10 +1319,37 @@ where
     })
 }
 
-/// What the allocator hook needs to grow a running task's reservation.
+/// What the allocator hook needs to grow a running task's reservation, and
+/// what it took: memory in use beyond the reservation, held here (on the
+/// worker's stack) until the task ends.
 struct GrowCtx<'a> {
     tracker: &'a Tracker,
-    ext: &'a Ext,
+    /// Memory the task reserved at admission.
+    reserved: u64,
+    /// Memory taken since, as one token.
+    grown: std::cell::Cell<Option<respool_core::DetachedReservation>>,
+}
+
+impl<'a> GrowCtx<'a> {
+    fn new(tracker: &'a Tracker, ext: &Ext) -> GrowCtx<'a> {
+        GrowCtx {
+            tracker,
+            reserved: ext
+                .held
+                .as_ref()
+                .map_or(0, |h| h.held().amount(respool_core::Dim::Memory)),
+            grown: std::cell::Cell::new(None),
+        }
+    }
+
+    /// Gives back what was grown (exactly once: the token is taken) and says
+    /// how much it was.
+    fn release(&self) -> Option<Resources> {
+        let g = self.grown.take()?;
+        let amount = *g.held();
+        let _ = g.release(self.tracker);
+        Some(amount)
+    }
 }
 
 /// The allocator hook: the running task's live heap passed what it holds in
@@ -1343,16 +1358,16 @@ struct GrowCtx<'a> {
 /// amount, and returns the new threshold. Allocation-free and lock-free: it
 /// runs inside `alloc`.
 fn grow_reservation(data: *const (), live: i64) -> i64 {
-    // SAFETY: `data` points to the `GrowCtx` on the stack of `run_probed`,
-    // which installs this hook only for the duration of the task's run on
-    // this thread and removes it (Session::end) before the frame returns.
+    // SAFETY: `data` points to the `GrowCtx` on the stack of the worker
+    // running the task, which installs this hook only for the duration of the
+    // task's run on this thread and removes it (the allocator session ends)
+    // before the frame returns.
     let ctx = unsafe { &*data.cast::<GrowCtx<'_>>() };
     let dim = respool_core::Dim::Memory;
-    let held = ctx.ext.held.as_ref().map_or(0, |h| h.held().amount(dim));
-    let grown_token = ctx.ext.grown.take();
+    let grown_token = ctx.grown.take();
     let grown = grown_token.as_ref().map_or(0, |g| g.held().amount(dim));
     let live = u64::try_from(live).unwrap_or(0);
-    let over = live.saturating_sub(held.saturating_add(grown));
+    let over = live.saturating_sub(ctx.reserved.saturating_add(grown));
     let step = over.max(1 << 20).max(live / 8);
     let more = ctx
         .tracker
@@ -1368,11 +1383,11 @@ fn grow_reservation(data: *const (), live: i64) -> i64 {
         }
         None => more,
     };
-    ctx.ext.grown.set(Some(merged));
+    ctx.grown.set(Some(merged));
     if taken == 0 {
         return i64::MAX; // Nothing more to take: stop asking.
     }
-    i64::try_from(held.saturating_add(grown).saturating_add(taken)).unwrap_or(i64::MAX)
+    i64::try_from(ctx.reserved.saturating_add(grown).saturating_add(taken)).unwrap_or(i64::MAX)
 }
 
 /// Whether this submission's decision is timed (one in `SCHEDULE_SAMPLE`

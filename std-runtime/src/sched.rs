@@ -250,7 +250,7 @@ impl Shared {
                         .and_then(|p| g.placer.device(p.domain()));
                     drop(g);
                     ext.held = Some(r.detach().1);
-                    ext.placed = Some(placed);
+                    ext.placed = Some(Box::new(placed));
                     self.scheduled(started, &ext);
                     self.enqueue(Task {
                         job,
@@ -520,7 +520,7 @@ impl Shared {
             if let Some(ext) = p.task.ext.as_mut() {
                 ext.held = Some(held);
                 ext.gpu = placed.gpu.as_ref().and_then(|x| placer.device(x.domain()));
-                ext.placed = Some(placed);
+                ext.placed = Some(Box::new(placed));
             } else {
                 let _ = held.release(&res.tracker);
                 placer.release(placed);
@@ -601,13 +601,10 @@ impl Shared {
         if let Some(held) = ext.held.take() {
             let _ = held.release(&self.res.tracker);
         }
-        if let Some(grown) = ext.grown.take() {
-            let _ = grown.release(&self.res.tracker);
-        }
         if ext.placed.is_some() || ext.probe {
             let mut g = lock(&self.res.sched);
             if let Some(placed) = ext.placed.take() {
-                g.placer.release(placed);
+                g.placer.release(*placed);
             }
             if ext.probe {
                 ext.probe = false;

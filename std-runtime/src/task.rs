@@ -34,13 +34,12 @@ pub(crate) struct Ext {
     /// The handle's packet, for cancellation checks and refusals.
     pub(crate) cancel: Option<Arc<dyn Cancel>>,
     /// Expected usage in the dimensions that came from learning (compared
-    /// with what the task then used, for the accuracy figures).
-    pub(crate) expected: Resources,
-    /// Memory taken while running, beyond `held`, because the task used more
-    /// than it reserved (grown from inside the tracking allocator).
-    pub(crate) grown: std::cell::Cell<Option<DetachedReservation>>,
-    /// Where it was placed (CPU and GPU domains), when placement mattered.
-    pub(crate) placed: Option<crate::place::Placed>,
+    /// with what the task then used, for the accuracy figures); boxed, as
+    /// only classified tasks have it (it keeps `Ext` small for the others).
+    pub(crate) expected: Option<Box<Resources>>,
+    /// Where it was placed (CPU and GPU domains), when placement mattered
+    /// (more than one CPU domain, or GPUs).
+    pub(crate) placed: Option<Box<crate::place::Placed>>,
     /// The GPU device it was given, if it was placed on a GPU domain.
     pub(crate) gpu: Option<u32>,
     /// A cold-start probe of its class (see `LearningConfig::probe_concurrency`).
@@ -61,8 +60,7 @@ impl Ext {
             size: None,
             submitted: None,
             cancel: None,
-            expected: Resources::NONE,
-            grown: std::cell::Cell::new(None),
+            expected: None,
             placed: None,
             gpu: None,
             probe: false,
@@ -75,12 +73,10 @@ impl Ext {
         debug_assert!(self.held.is_none());
         self.class = None;
         self.cancel = None;
-        self.expected = Resources::NONE;
+        self.expected = None;
         self.gpu = None;
         self.probe = false;
         debug_assert!(self.placed.is_none());
-        // A token left here would leak capacity; `release` always takes it.
-        debug_assert!(self.grown.take().is_none());
     }
 }
 
@@ -453,7 +449,7 @@ impl Template {
         let mut ext = shared.new_ext();
         ext.held = None;
         ext.request = self.request;
-        ext.expected = Resources::NONE;
+        ext.expected = None;
         ext.probe = false;
         if let Some(class) = &self.class {
             let est = shared.learner.estimate(class, self.size);
@@ -471,10 +467,14 @@ impl Template {
                 );
             // Declared requirements always win.
             ext.request = self.request.or(&est.reserve);
+            let mut expected = Resources::NONE;
             for (dim, amount) in est.expected.iter() {
                 if self.request.get(dim).is_none() {
-                    ext.expected = ext.expected.with_saturating(dim, amount);
+                    expected = expected.with_saturating(dim, amount);
                 }
+            }
+            if !expected.is_empty() {
+                ext.expected = Some(Box::new(expected));
             }
         }
         ext.class.clone_from(&self.class);
@@ -611,5 +611,16 @@ mod tests {
             (e.delay(0), e.delay(2), e.delay(9), e.delay(40)),
             (ms(10), ms(40), ms(100), ms(100))
         );
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// The task description travels between threads with every resource-aware
+    /// task: keep it within a few cache lines.
+    #[test]
+    fn ext_stays_small() {
+        let size = std::mem::size_of::<super::Ext>();
+        assert!(size <= 320, "Ext is {size} bytes");
     }
 }
