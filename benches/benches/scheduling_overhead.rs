@@ -28,33 +28,11 @@
 //! round of each part.
 #![allow(missing_docs)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use respool_benches::counting::{Counting, allocations};
 use respool_benches::peers::{NAMES, Peer};
-
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -88,9 +66,9 @@ fn main() {
     println!("allocations per task, waves of {WAVE} empty tasks:");
     let mut allocs = vec![0.0; peers.len()];
     for (i, p) in peers.iter().enumerate() {
-        let a0 = ALLOCS.load(Ordering::Relaxed);
+        let a0 = allocations();
         waves(p, per_round);
-        let n = ALLOCS.load(Ordering::Relaxed) - a0;
+        let n = allocations() - a0;
         allocs[i] = n as f64 / (per_round * WAVE) as f64;
         println!("  {:<28} {:.3}", NAMES[i], allocs[i]);
     }

@@ -9,7 +9,7 @@
 //! binary installs the tracking allocator (memory spikes grow reservations).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use respool::alloc::TrackingAllocator;
@@ -17,54 +17,13 @@ use respool::sys::{
     MemoryReading, Monitor, MonitorConfig, Resource, ResourceStatus, Snapshot, SysError,
     SystemMonitor,
 };
-use respool::{Backoff, Dim, JoinHandle, Policy, Pool, Resources, TaskError, TaskReport};
+use respool::{Backoff, Dim, JoinHandle, Pool, Resources, TaskError, TaskReport};
+
+mod common;
+use common::*;
 
 #[global_allocator]
 static ALLOC: TrackingAllocator = TrackingAllocator::system();
-
-/// Turns a hang into a failure; never a threshold on speed.
-const SAFETY: Duration = Duration::from_secs(60);
-const MIB: u64 = 1 << 20;
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-    /// True with probability `percent`%.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
-
-/// Silences the panics this binary causes on purpose (payloads starting with
-/// "chaos"); any other panic is reported as usual.
-fn quiet_expected_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            if !msg.starts_with("chaos") {
-                default(info);
-            }
-        }));
-    });
-}
 
 /// One run counter per task id.
 struct Ledger(Vec<AtomicU32>);
@@ -79,46 +38,6 @@ impl Ledger {
     fn runs(&self, id: usize) -> u32 {
         self.0[id].load(Ordering::SeqCst)
     }
-}
-
-fn mem(n: u64) -> Resources {
-    Resources::NONE.with_saturating(Dim::Memory, n)
-}
-
-fn pool(workers: usize, memory: u64) -> Pool {
-    Pool::builder()
-        .workers(workers)
-        .capacity(mem(memory))
-        .headroom(Resources::NONE)
-        .admission(Policy::Defer)
-        .build()
-        .expect("pool")
-}
-
-fn join<T: Send>(h: JoinHandle<T>) -> Result<T, TaskError> {
-    match h.join_timeout(SAFETY) {
-        Ok(r) => r,
-        Err(_) => panic!("a task did not finish within the safety timeout"),
-    }
-}
-
-/// Polls until `f` holds, or fails after `SAFETY`.
-fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < SAFETY, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// After quiescence: nothing reserved, nothing waiting or queued.
-fn assert_quiet(pool: &Pool) {
-    wait_until("the pool to be quiet", || {
-        let s = pool.snapshot();
-        s.waiting == 0 && s.queued == 0
-    });
-    let s = pool.snapshot();
-    assert!(s.reserved.is_zero(), "reservations left: {s}");
 }
 
 /// The pool still accepts and runs work, including a task that needs all of
@@ -178,7 +97,7 @@ const RETRIES: u32 = 2;
 /// Guards "every accepted task runs exactly once" under random failures.
 #[test]
 fn random_failures_and_panics_lose_nothing_and_run_nothing_twice() {
-    quiet_expected_panics();
+    quiet_expected_panics("chaos");
     let mut rng = Rng(0xC4A0_5001);
     let pool = pool(3, 1000);
     let n = 400;
@@ -305,7 +224,7 @@ fn random_failures_and_panics_lose_nothing_and_run_nothing_twice() {
 /// released when it ends, also when it panics holding the memory.
 #[test]
 fn memory_spikes_far_beyond_declarations_are_charged_and_released() {
-    quiet_expected_panics();
+    quiet_expected_panics("chaos");
     let mut rng = Rng(0x5B1C_E002);
     let reports: Arc<Mutex<Vec<TaskReport>>> = Arc::new(Mutex::new(Vec::new()));
     let sink = reports.clone();
@@ -385,7 +304,7 @@ fn memory_spikes_far_beyond_declarations_are_charged_and_released() {
 /// rendezvous that needs every worker), and nothing is left reserved.
 #[test]
 fn workers_survive_tasks_that_panic_mid_run() {
-    quiet_expected_panics();
+    quiet_expected_panics("chaos");
     const WORKERS: usize = 3;
     let mut rng = Rng(0xDEAD_0003);
     let pool = Pool::builder()
@@ -513,7 +432,7 @@ impl SystemMonitor for Failing {
 /// samples while tasks are admitted, deferred and finished.
 #[test]
 fn a_monitor_that_starts_failing_does_not_lose_work() {
-    quiet_expected_panics();
+    quiet_expected_panics("chaos");
     let mut rng = Rng(0x0B5E_0004);
     let pool = Arc::new(pool(3, 1000));
     let used = Arc::new(AtomicU64::new(0));
@@ -613,7 +532,7 @@ fn a_monitor_that_starts_failing_does_not_lose_work() {
 /// can no longer ever fit are refused (and never run), the others run once.
 #[test]
 fn a_capacity_cut_while_full_refuses_only_what_can_never_fit() {
-    quiet_expected_panics();
+    quiet_expected_panics("chaos");
     let mut rng = Rng(0xC07_0005);
     let pool = pool(4, 1000);
     // Four running tasks hold 200 each, until released.

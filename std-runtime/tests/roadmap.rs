@@ -6,7 +6,7 @@
 //! timeout that turns a hang into a failure; no test asserts on speed.
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use respool::alloc::TrackingAllocator;
@@ -14,92 +14,14 @@ use respool::core::packer::{
     BatchFit, DefragConfig, DefragError, DefragPlan, Domain, Fit, Packer, Placement, Score,
 };
 use respool::{
-    Dim, JoinHandle, LearningConfig, Policy, Pool, Ppm, Resources, SubmitError, TaskError,
-    TaskReport,
+    Dim, LearningConfig, Policy, Pool, Ppm, Resources, SubmitError, TaskError, TaskReport,
 };
+
+mod common;
+use common::*;
 
 #[global_allocator]
 static ALLOC: TrackingAllocator = TrackingAllocator::system();
-
-const SAFETY: Duration = Duration::from_secs(60);
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
-
-/// splitmix64: fixed seeds, so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
-
-/// Silences the panics caused on purpose (payloads starting with "roadmap").
-fn quiet_expected_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            if !msg.starts_with("roadmap") {
-                default(info);
-            }
-        }));
-    });
-}
-
-fn mem(n: u64) -> Resources {
-    Resources::NONE.with_saturating(Dim::Memory, n)
-}
-
-fn pool(workers: usize, memory: u64) -> Pool {
-    Pool::builder()
-        .workers(workers)
-        .capacity(mem(memory))
-        .headroom(Resources::NONE)
-        .admission(Policy::Defer)
-        .build()
-        .expect("pool")
-}
-
-fn join<T: Send>(h: JoinHandle<T>) -> Result<T, TaskError> {
-    match h.join_timeout(SAFETY) {
-        Ok(r) => r,
-        Err(_) => panic!("a task did not finish within the safety timeout"),
-    }
-}
-
-fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < SAFETY, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn assert_released(pool: &Pool) {
-    wait_until("quiescence", || {
-        let s = pool.snapshot();
-        s.waiting == 0 && s.queued == 0
-    });
-    let s = pool.snapshot();
-    assert!(s.reserved.is_zero(), "{s}");
-}
 
 /// Memory safety (zero OOM kills): tasks that really allocate what they
 /// declare, three times more than the capacity in total on more workers than
@@ -138,7 +60,7 @@ fn resource_exhaustion() {
     }
     let peak = u64::try_from(peak.load(Ordering::SeqCst)).expect("positive");
     assert!(peak > 0 && peak <= CAPACITY, "peak {peak} over {CAPACITY}");
-    assert_released(&pool);
+    assert_quiet(&pool);
 
     // Larger than the capacity: refused at once, saying by how much.
     match pool
@@ -170,7 +92,7 @@ fn resource_exhaustion() {
     }
     tx.send(()).expect("holder waits");
     assert_eq!(join(holder), Ok(true));
-    assert_released(&strict);
+    assert_quiet(&strict);
 }
 
 /// Sums `requests` per dimension.
@@ -432,7 +354,7 @@ fn defragmentation() {
 /// the pool working.
 #[test]
 fn random_task_failures() {
-    quiet_expected_panics();
+    quiet_expected_panics("roadmap");
     let pool = pool(3, 100);
     let mut rng = Rng(0xFA11);
     let n = 150;
@@ -471,7 +393,7 @@ fn random_task_failures() {
             );
         }
     }
-    assert_released(&pool);
+    assert_quiet(&pool);
     assert_eq!(
         join(
             pool.task()
@@ -528,7 +450,7 @@ fn resource_spikes() {
     assert_eq!(join(spike), Ok(32 << 20));
     join(next).expect("admitted after the spike");
     assert_eq!(ran.load(Ordering::SeqCst), 1);
-    assert_released(&pool);
+    assert_quiet(&pool);
 }
 
 /// Reliability: panics in the middle of tasks (the only way a task can take
@@ -536,7 +458,7 @@ fn resource_spikes() {
 /// tasks at the same time, and nothing stays reserved.
 #[test]
 fn worker_crashes() {
-    quiet_expected_panics();
+    quiet_expected_panics("roadmap");
     const WORKERS: usize = 4;
     let pool = Pool::builder()
         .workers(WORKERS)
@@ -561,7 +483,7 @@ fn worker_crashes() {
     }
     let s = pool.snapshot();
     assert_eq!((s.workers, s.panicked), (WORKERS, 20), "{s}");
-    assert_released(&pool);
+    assert_quiet(&pool);
     // Every worker is alive: WORKERS tasks that wait for each other.
     let arrived = Arc::new(AtomicUsize::new(0));
     let rendezvous: Vec<_> = (0..WORKERS)

@@ -10,32 +10,10 @@
 //! (defaults: 100000 tasks, 7 rounds, 2 workers). Prints a Markdown table.
 #![allow(missing_docs)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use respool_benches::counting::{Counting, allocations};
 use respool_benches::peers::{NAMES, Peer};
-
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -89,11 +67,11 @@ fn main() {
                     times[i].push(f64::NAN);
                     continue;
                 }
-                let a0 = ALLOCS.load(Ordering::Relaxed);
+                let a0 = allocations();
                 let t0 = Instant::now();
                 peers[i].batch(n, work);
                 let dt = t0.elapsed();
-                allocs[i] += ALLOCS.load(Ordering::Relaxed) - a0;
+                allocs[i] += allocations() - a0;
                 times[i].push(dt.as_nanos() as f64 / n as f64);
             }
         }
@@ -127,13 +105,13 @@ fn main() {
                     times[i].push(f64::NAN);
                     continue;
                 }
-                let a0 = ALLOCS.load(Ordering::Relaxed);
+                let a0 = allocations();
                 let t0 = Instant::now();
                 for _ in 0..waves {
                     peers[i].batch(1000, Duration::ZERO);
                 }
                 let dt = t0.elapsed();
-                allocs[i] += ALLOCS.load(Ordering::Relaxed) - a0;
+                allocs[i] += allocations() - a0;
                 times[i].push(dt.as_nanos() as f64 / (waves * 1000) as f64);
             }
         }

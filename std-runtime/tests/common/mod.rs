@@ -1,0 +1,98 @@
+//! Helpers shared by the integration tests that drive a memory-capped pool
+//! (`chaos.rs`, `roadmap.rs`). Each test binary uses only some of them.
+#![allow(dead_code)]
+
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use respool::{Dim, JoinHandle, Policy, Pool, Resources, TaskError};
+
+/// Turns a hang into a failure; never a threshold on speed.
+pub const SAFETY: Duration = Duration::from_secs(60);
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+
+/// splitmix64: fixed seeds, so a failure replays.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+    /// True with probability `percent`%.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// Silences the panics a test binary causes on purpose (payloads starting
+/// with `prefix`); any other panic is reported as usual. The first call's
+/// prefix holds for the whole binary.
+pub fn quiet_expected_panics(prefix: &'static str) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            if !msg.starts_with(prefix) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// A requirement of `n` bytes of memory and nothing else.
+pub fn mem(n: u64) -> Resources {
+    Resources::NONE.with_saturating(Dim::Memory, n)
+}
+
+/// `workers` workers, `memory` bytes of capacity, no headroom, deferring.
+pub fn pool(workers: usize, memory: u64) -> Pool {
+    Pool::builder()
+        .workers(workers)
+        .capacity(mem(memory))
+        .headroom(Resources::NONE)
+        .admission(Policy::Defer)
+        .build()
+        .expect("pool")
+}
+
+/// Joins within `SAFETY`, or fails the test.
+pub fn join<T: Send>(h: JoinHandle<T>) -> Result<T, TaskError> {
+    match h.join_timeout(SAFETY) {
+        Ok(r) => r,
+        Err(_) => panic!("a task did not finish within the safety timeout"),
+    }
+}
+
+/// Polls until `f` holds, or fails after `SAFETY`.
+pub fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < SAFETY, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// After quiescence: nothing waiting or queued, nothing reserved.
+pub fn assert_quiet(pool: &Pool) {
+    wait_until("the pool to be quiet", || {
+        let s = pool.snapshot();
+        s.waiting == 0 && s.queued == 0
+    });
+    let s = pool.snapshot();
+    assert!(s.reserved.is_zero(), "reservations left: {s}");
+}
