@@ -29,6 +29,7 @@
 use std::hint::black_box;
 
 use criterion::Criterion;
+use respool_benches::sim::rng::Rng;
 use respool_core::packer::{BatchFit, Domain, Fit, Packer, Placement, Score};
 use respool_core::{Dim, Resources};
 
@@ -37,22 +38,6 @@ const NODE_MEMORY: u64 = 32 << 30;
 const NODES: usize = 64;
 const MIB: u64 = 1 << 20;
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
 fn req(cpu: u64, memory: u64) -> Resources {
     Resources::NONE
         .with_saturating(Dim::Cpu, cpu)
@@ -60,17 +45,17 @@ fn req(cpu: u64, memory: u64) -> Resources {
 }
 
 fn uniform() -> Vec<Resources> {
-    let mut rng = Rng(0x0B1A);
+    let mut rng = Rng::new(0x0B1A);
     (0..300)
         .map(|_| req(rng.range(500, 4000), rng.range(256, 8192) * MIB))
         .collect()
 }
 
 fn bimodal() -> Vec<Resources> {
-    let mut rng = Rng(0x1571);
+    let mut rng = Rng::new(0x1571);
     (0..300)
         .map(|_| {
-            if rng.next() % 5 == 0 {
+            if rng.next_u64() % 5 == 0 {
                 req(1000, rng.range(4096, 10_240) * MIB)
             } else {
                 req(1000, rng.range(100, 500) * MIB)

@@ -43,23 +43,6 @@ const WARMUP: usize = 10;
 /// The memory target: strictly more than this share within 10%.
 const TARGET: f64 = 0.90;
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
 /// One parsed CSV row.
 #[derive(Debug)]
 struct Record {
@@ -77,8 +60,8 @@ fn parse(rows: u64, seed: u64, presized: bool) -> u64 {
     use std::fmt::Write as _;
     // The text, as a file of known length read into a String would be: a
     // first pass measures it, the second writes it.
-    let row = |i: u64, rng: &mut Rng, out: &mut String| {
-        let (a, b) = (rng.next(), rng.next());
+    let row = |i: u64, rng: &mut fastrand::Rng, out: &mut String| {
+        let (a, b) = (rng.u64(..), rng.u64(..));
         let _ = writeln!(
             out,
             "{i},item-{:05},{}.{:02},{}",
@@ -88,14 +71,15 @@ fn parse(rows: u64, seed: u64, presized: bool) -> u64 {
             b & 1
         );
     };
-    let (mut rng, mut line, mut len) = (Rng(seed), String::with_capacity(64), 0);
+    let (mut rng, mut line, mut len) =
+        (fastrand::Rng::with_seed(seed), String::with_capacity(64), 0);
     for i in 0..rows {
         line.clear();
         row(i, &mut rng, &mut line);
         len += line.len();
     }
     drop(line);
-    let (mut rng, mut text) = (Rng(seed), String::with_capacity(len));
+    let (mut rng, mut text) = (fastrand::Rng::with_seed(seed), String::with_capacity(len));
     for i in 0..rows {
         row(i, &mut rng, &mut text);
     }
@@ -123,8 +107,8 @@ fn parse(rows: u64, seed: u64, presized: bool) -> u64 {
 
 /// Sorts `n` random numbers with the stable sort; returns a checksum.
 fn sort(n: u64, seed: u64) -> u64 {
-    let mut rng = Rng(seed);
-    let mut v: Vec<u64> = (0..n).map(|_| rng.next()).collect();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut v: Vec<u64> = (0..n).map(|_| rng.u64(..)).collect();
     v.sort();
     v.first().copied().unwrap_or(0) ^ v.last().copied().unwrap_or(0)
 }
@@ -255,28 +239,26 @@ const CLASSES: [Class; 5] = [
 ];
 
 /// Submits one task of `class` with a random size; returns its handle.
-fn spawn(pool: &Pool, class: &'static str, rng: &mut Rng) -> respool::JoinHandle<u64> {
-    let s = rng.next();
+fn spawn(pool: &Pool, class: &'static str, rng: &mut fastrand::Rng) -> respool::JoinHandle<u64> {
+    let s = rng.u64(..);
     let t = pool.task().class(class);
     let h = match class {
         "parse" | "parse-collect" => {
-            let rows = rng.range(20_000, 200_000);
+            let rows = rng.u64(20_000..=200_000);
             let presized = class == "parse";
             t.size_hint(rows).spawn(move |_| parse(rows, s, presized))
         }
         "sort" | "sort-large" => {
-            let n = rng.range(
-                100_000,
-                if class == "sort" {
-                    1_000_000
-                } else {
-                    3_000_000
-                },
-            );
+            let top = if class == "sort" {
+                1_000_000
+            } else {
+                3_000_000
+            };
+            let n = rng.u64(100_000..=top);
             t.size_hint(n).spawn(move |_| sort(n, s))
         }
         _ => {
-            let (w, h) = (rng.range(300, 1000), rng.range(300, 1000));
+            let (w, h) = (rng.u64(300..=1000), rng.u64(300..=1000));
             let (wu, hu) = (
                 usize::try_from(w).unwrap_or(0),
                 usize::try_from(h).unwrap_or(0),
@@ -312,7 +294,7 @@ fn main() {
         .build()
         .expect("pool");
 
-    let mut rng = Rng(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let started = std::time::Instant::now();
     for _ in 0..rounds {
         let handles: Vec<_> = CLASSES

@@ -42,23 +42,6 @@ static ALLOC: TrackingAllocator = TrackingAllocator::system();
 
 const MIB: u64 = 1 << 20;
 
-/// splitmix64: a fixed-seed generator (no dependency, same sequence everywhere).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
 struct Args {
     mode: String,
     tasks: usize,
@@ -132,10 +115,10 @@ struct Job {
 /// The workload: `tasks` jobs over three classes whose memory grows with
 /// their size hint, each between `min` and `max` MiB.
 fn workload(a: &Args) -> Vec<Job> {
-    let mut rng = Rng(a.seed);
+    let mut rng = fastrand::Rng::with_seed(a.seed);
     (0..a.tasks)
         .map(|i| {
-            let mib = rng.range(a.min_mib, a.max_mib);
+            let mib = rng.u64(a.min_mib..=a.max_mib);
             match i % 3 {
                 // Pixels, 4 bytes each.
                 0 => Job {

@@ -98,7 +98,7 @@ const RETRIES: u32 = 2;
 #[test]
 fn random_failures_and_panics_lose_nothing_and_run_nothing_twice() {
     quiet_expected_panics("chaos");
-    let mut rng = Rng(0xC4A0_5001);
+    let mut rng = fastrand::Rng::with_seed(0xC4A0_5001);
     let pool = pool(3, 1000);
     let n = 400;
     let ledger = Ledger::new(n);
@@ -106,17 +106,17 @@ fn random_failures_and_panics_lose_nothing_and_run_nothing_twice() {
     let mut handles: Vec<(usize, JoinHandle<u64>)> = Vec::new();
     let mut expected_panics = 0u64;
     for id in 0..n {
-        let panics = rng.chance(20);
-        let plan = match rng.next() % 4 {
+        let panics = rng.u64(..100) < 20;
+        let plan = match rng.u64(..4) {
             0 => Plan::Execute { panics },
             1 => Plan::Submit { panics },
             2 => Plan::Spawn {
-                memory: rng.range(1, 600),
+                memory: rng.u64(1..=600),
                 panics,
             },
             _ => Plan::Retrying {
-                memory: rng.range(1, 600),
-                failures: u32::try_from(rng.next() % 4).unwrap_or(0),
+                memory: rng.u64(1..=600),
+                failures: u32::try_from(rng.u64(..4)).unwrap_or(0),
             },
         };
         plans.push(plan);
@@ -225,7 +225,7 @@ fn random_failures_and_panics_lose_nothing_and_run_nothing_twice() {
 #[test]
 fn memory_spikes_far_beyond_declarations_are_charged_and_released() {
     quiet_expected_panics("chaos");
-    let mut rng = Rng(0x5B1C_E002);
+    let mut rng = fastrand::Rng::with_seed(0x5B1C_E002);
     let reports: Arc<Mutex<Vec<TaskReport>>> = Arc::new(Mutex::new(Vec::new()));
     let sink = reports.clone();
     let pool = Arc::new(
@@ -245,8 +245,8 @@ fn memory_spikes_far_beyond_declarations_are_charged_and_released() {
     let mut panics = 0;
     for id in 0..n {
         // Declares 1 MiB, uses 8-48 MiB.
-        let spike = rng.range(8, 48) * MIB;
-        let panicky = rng.chance(25);
+        let spike = rng.u64(8..=48) * MIB;
+        let panicky = rng.u64(..100) < 25;
         panics += usize::from(panicky);
         let (l, p, short) = (ledger.clone(), pool.clone(), short.clone());
         let h = pool
@@ -306,7 +306,7 @@ fn memory_spikes_far_beyond_declarations_are_charged_and_released() {
 fn workers_survive_tasks_that_panic_mid_run() {
     quiet_expected_panics("chaos");
     const WORKERS: usize = 3;
-    let mut rng = Rng(0xDEAD_0003);
+    let mut rng = fastrand::Rng::with_seed(0xDEAD_0003);
     let pool = Pool::builder()
         .workers(WORKERS)
         .capacity(mem(100))
@@ -319,9 +319,9 @@ fn workers_survive_tasks_that_panic_mid_run() {
     let mut handles = Vec::new();
     let mut panics = 0u64;
     for id in 0..n {
-        let dies = rng.chance(50);
+        let dies = rng.u64(..100) < 50;
         panics += u64::from(dies);
-        let size = rng.range(1, 40);
+        let size = rng.u64(1..=40);
         let l = ledger.clone();
         let h = pool
             .task()
@@ -433,7 +433,7 @@ impl SystemMonitor for Failing {
 #[test]
 fn a_monitor_that_starts_failing_does_not_lose_work() {
     quiet_expected_panics("chaos");
-    let mut rng = Rng(0x0B5E_0004);
+    let mut rng = fastrand::Rng::with_seed(0x0B5E_0004);
     let pool = Arc::new(pool(3, 1000));
     let used = Arc::new(AtomicU64::new(0));
     let reads = Arc::new(AtomicU32::new(0));
@@ -469,8 +469,8 @@ fn a_monitor_that_starts_failing_does_not_lose_work() {
     let ledger = Ledger::new(n);
     let mut handles = Vec::new();
     for id in 0..n {
-        let size = rng.range(1, 500);
-        let panics = rng.chance(15);
+        let size = rng.u64(1..=500);
+        let panics = rng.u64(..100) < 15;
         let l = ledger.clone();
         let h = pool
             .task()
@@ -533,7 +533,7 @@ fn a_monitor_that_starts_failing_does_not_lose_work() {
 #[test]
 fn a_capacity_cut_while_full_refuses_only_what_can_never_fit() {
     quiet_expected_panics("chaos");
-    let mut rng = Rng(0xC07_0005);
+    let mut rng = fastrand::Rng::with_seed(0xC07_0005);
     let pool = pool(4, 1000);
     // Four running tasks hold 200 each, until released.
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
@@ -560,7 +560,7 @@ fn a_capacity_cut_while_full_refuses_only_what_can_never_fit() {
     let ledger = Ledger::new(n);
     let mut handles = Vec::new();
     for id in 0..n {
-        let size = rng.range(100, 600);
+        let size = rng.u64(100..=600);
         let l = ledger.clone();
         let h = pool
             .task()

@@ -32,13 +32,13 @@ static ALLOC: TrackingAllocator = TrackingAllocator::system();
 fn resource_exhaustion() {
     const CAPACITY: u64 = 32 * MIB;
     let pool = pool(8, CAPACITY);
-    let mut rng = Rng(0xE1);
+    let mut rng = fastrand::Rng::with_seed(0xE1);
     let in_use = Arc::new(AtomicI64::new(0));
     let peak = Arc::new(AtomicI64::new(0));
     let mut handles = Vec::new();
     let mut total = 0;
     while total < 3 * CAPACITY {
-        let size = rng.range(2, 12) * MIB;
+        let size = rng.u64(2..=12) * MIB;
         total += size;
         let (in_use, peak) = (in_use.clone(), peak.clone());
         let h = pool
@@ -104,12 +104,12 @@ fn totals(requests: &[Resources]) -> (u64, u64) {
 
 /// A deterministic trace: 200 requests of 0.5-4 cores and 0.25-8 GiB.
 fn packing_trace() -> Vec<Resources> {
-    let mut rng = Rng(0xB1);
+    let mut rng = fastrand::Rng::with_seed(0xB1);
     (0..200)
         .map(|_| {
             Resources::NONE
-                .with_saturating(Dim::Cpu, rng.range(500, 4000))
-                .with_saturating(Dim::Memory, rng.range(256, 8192) * MIB)
+                .with_saturating(Dim::Cpu, rng.u64(500..=4000))
+                .with_saturating(Dim::Memory, rng.u64(256..=8192) * MIB)
         })
         .collect()
 }
@@ -222,9 +222,9 @@ fn learning_convergence() {
         .on_task_end(move |r: &TaskReport| sink.lock().expect("reports").push(r.clone()))
         .build()
         .expect("pool");
-    let mut rng = Rng(0x1EA2);
+    let mut rng = fastrand::Rng::with_seed(0x1EA2);
     for _ in 0..30 {
-        let pixels = rng.range(100_000, 1_000_000);
+        let pixels = rng.u64(100_000..=1_000_000);
         let h = pool
             .task()
             .class("thumbnail")
@@ -356,14 +356,14 @@ fn defragmentation() {
 fn random_task_failures() {
     quiet_expected_panics("roadmap");
     let pool = pool(3, 100);
-    let mut rng = Rng(0xFA11);
+    let mut rng = fastrand::Rng::with_seed(0xFA11);
     let n = 150;
     let runs: Arc<Vec<AtomicU32>> = Arc::new((0..n).map(|_| AtomicU32::new(0)).collect());
     let mut handles = Vec::new();
     for id in 0..n {
-        let panics = rng.chance(25);
-        let failures = u32::try_from(rng.next() % 3).expect("small");
-        let size = rng.range(1, 60);
+        let panics = rng.u64(..100) < 25;
+        let failures = u32::try_from(rng.u64(..3)).expect("small");
+        let size = rng.u64(1..=60);
         let runs = runs.clone();
         let h = pool
             .task()
