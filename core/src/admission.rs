@@ -328,24 +328,28 @@ impl Admission {
         now_ns: u64,
         blocked: Option<Shortfall>,
     ) -> Decision<T> {
-        if let Err(s) = self.check_ever_fits(&tracker, request, urgency) {
-            return self.reject(RejectReason::NeverFits(s));
-        }
         let queueing = !matches!(self.config.policy, Policy::Reject);
-        let shortfall = if let Some(s) = blocked {
-            Some(s)
+        let (tracker, shortfall) = if blocked.is_some() {
+            (tracker, blocked)
         } else if queueing && waiting > 0 {
             // Keep the order: do not try to overtake the waiters.
-            None
+            (tracker, None)
         } else {
-            match Reservation::try_new(tracker, request, self.floor(urgency)) {
+            // A request that is reserved fits within capacity minus headroom
+            // minus the floor, so it can ever fit: the never-fits check below
+            // is needed only when the reservation fails, and stays off the
+            // hot path.
+            match Reservation::try_new_or_return(tracker, request, self.floor(urgency)) {
                 Ok(res) => {
                     self.accepted.fetch_add(1, Ordering::Relaxed);
                     return Decision::Accepted(res);
                 }
-                Err(s) => Some(s),
+                Err((tracker, s)) => (tracker, Some(s)),
             }
         };
+        if let Err(s) = self.check_ever_fits(&tracker, request, urgency) {
+            return self.reject(RejectReason::NeverFits(s));
+        }
         let retry_after_ns = self.retry_after_ns();
         match (self.config.policy, shortfall) {
             (Policy::Reject, Some(shortfall)) => self.reject(RejectReason::Busy {

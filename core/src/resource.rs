@@ -600,17 +600,33 @@ impl Resources {
     /// Applies `f` to the amounts of both vectors in every dimension set in
     /// either; the result is set in the union. `None` from `f` fails the whole
     /// operation, and so does a result above [`MAX_AMOUNT`].
+    ///
+    /// Runs over every lane, set or not, without branching on the set (the
+    /// optimiser turns it into a few vector instructions): an unset amount is
+    /// zero by the type's invariant, and every `f` given here maps `(0, 0)` to
+    /// `Some(0)`, so lanes outside the union stay zero.
+    #[inline]
     fn zip_union(
         &self,
         other: &Resources,
         f: impl Fn(u64, u64) -> Option<u64>,
     ) -> Option<Resources> {
-        let mut out = Resources::NONE;
-        for dim in self.set.union(other.set) {
-            let v = f(self.amount(dim), other.amount(dim))?;
-            out = out.with(dim, v).ok()?;
+        let mut amounts = [0u64; Dim::COUNT];
+        let mut ok = true;
+        for ((out, &a), &b) in amounts
+            .iter_mut()
+            .zip(&self.amounts.0)
+            .zip(&other.amounts.0)
+        {
+            match f(a, b) {
+                Some(v) if v <= MAX_AMOUNT => *out = v,
+                _ => ok = false,
+            }
         }
-        Some(out)
+        ok.then_some(Resources {
+            amounts: PerDim(amounts),
+            set: self.set.union(other.set),
+        })
     }
 
     /// Sum in every dimension set in either vector, or `None` when a sum
@@ -673,14 +689,19 @@ impl Resources {
     /// from `fallback`. Set dimensions of `self` always win.
     #[must_use]
     pub fn or(&self, fallback: &Resources) -> Resources {
-        let mut out = *self;
-        for dim in fallback.set {
-            if !out.set.contains(dim) {
-                out.amounts[dim] = fallback.amount(dim);
-                out.set = out.set.with(dim);
+        // Lane-wise, like `zip_union`: a lane unset in `self` takes the
+        // fallback's amount, which is zero where the fallback is unset too.
+        let mut amounts = self.amounts.0;
+        let mine = self.set.bits();
+        for (i, (out, &f)) in amounts.iter_mut().zip(&fallback.amounts.0).enumerate() {
+            if mine >> i & 1 == 0 {
+                *out = f;
             }
         }
-        out
+        Resources {
+            amounts: PerDim(amounts),
+            set: self.set.union(fallback.set),
+        }
     }
 
     /// Every set amount multiplied by `ratio` (rounded up, capped at

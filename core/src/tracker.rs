@@ -591,8 +591,21 @@ impl<T: Deref<Target = Tracker>> Reservation<T> {
     /// The first dimension's [`Shortfall`]; nothing is held then.
     #[inline]
     pub fn try_new(tracker: T, request: &Resources, floor: &Resources) -> Result<Self, Shortfall> {
-        let held = tracker.reserve_raw(request, floor)?;
-        Ok(Reservation { tracker, held })
+        Self::try_new_or_return(tracker, request, floor).map_err(|(_, s)| s)
+    }
+
+    /// [`Reservation::try_new`] that hands the tracker handle back on failure
+    /// (admission goes on to ask why the request did not fit).
+    #[inline]
+    pub(crate) fn try_new_or_return(
+        tracker: T,
+        request: &Resources,
+        floor: &Resources,
+    ) -> Result<Self, (T, Shortfall)> {
+        match tracker.reserve_raw(request, floor) {
+            Ok(held) => Ok(Reservation { tracker, held }),
+            Err(s) => Err((tracker, s)),
+        }
     }
 
     /// The amounts held (tracked, non-zero dimensions of the request).

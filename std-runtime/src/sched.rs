@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use respool_core::admission::{Admission, Decision, RejectReason, Urgency};
+use respool_core::admission::{Admission, Decision, Policy, RejectReason, Urgency};
 use respool_core::packer::Lookahead;
 use respool_core::queue::{Availability, QueueConfig, Ranked, ScoredQueue, Slot, Ticket};
 use respool_core::{Reservation, Resources, Tracker};
@@ -199,7 +199,7 @@ impl Shared {
         if res.trivial && !ext.probe && res.waiting.load(Ordering::SeqCst) == 0 {
             match res
                 .admission
-                .decide(&res.tracker, &request, ext.urgency, 0, self.now_ns())
+                .decide(&res.tracker, &request, ext.urgency, 0, self.decision_now())
             {
                 Decision::Accepted(r) => {
                     ext.held = Some(r.detach().1);
@@ -237,7 +237,7 @@ impl Shared {
             &request,
             ext.urgency,
             g.waitq.len(),
-            self.now_ns(),
+            self.decision_now(),
             blocked,
         );
         match decision {
@@ -267,6 +267,20 @@ impl Shared {
             },
             Decision::Rejected(reason) => Err(self.refused_at_submit(reason, &ext)),
             Decision::Deferred(d) => self.defer_locked(g, job, ext, d.deadline_ns, started),
+        }
+    }
+
+    /// The clock for an admission decision. Only `BlockUntilDeadline` uses it
+    /// (the deadline of a deferral), so other policies skip reading it on
+    /// every submit.
+    fn decision_now(&self) -> u64 {
+        if matches!(
+            self.res.admission.config().policy,
+            Policy::BlockUntilDeadline { .. }
+        ) {
+            self.now_ns()
+        } else {
+            0
         }
     }
 
