@@ -4,9 +4,11 @@
 //! A box is taken by the submitting thread and given back by the worker that
 //! ran the task: a cross-thread flow. Each thread keeps a small local stack
 //! (no synchronisation); a thread whose stack grows past `LOCAL_MAX` moves a
-//! batch of `BATCH` boxes to a shared depot, and a thread whose stack is empty
-//! takes a whole batch from it: one lock per `BATCH` tasks, in the style of
-//! the magazines of Bonwick's slab allocator (USENIX 2001).
+//! magazine of `BATCH` boxes to a shared depot, and a thread whose stack is
+//! empty swaps it for a full magazine from the depot: one lock per `BATCH`
+//! tasks, in the style of the magazines of Bonwick's slab allocator (USENIX
+//! 2001). The depot keeps the empty magazines too, so that the vectors that
+//! carry the boxes are recycled as well and steady state allocates nothing.
 
 use std::cell::RefCell;
 use std::sync::Mutex;
@@ -16,17 +18,29 @@ use crate::task::Ext;
 
 const BATCH: usize = 32;
 const LOCAL_MAX: usize = 2 * BATCH;
-/// Batches kept in the depot; more are freed.
+/// Every magazine vector is made with this capacity, so a thread's local
+/// stack (at most `LOCAL_MAX + 1` boxes) never has to grow.
+const MAGAZINE: usize = LOCAL_MAX + 1;
+/// Full magazines kept in the depot (more are freed), and as many empty ones.
 const DEPOT_MAX: usize = 64;
 
 // The boxes themselves are what is recycled (a task carries a `Box<Ext>`):
 // storing them unboxed would copy every description in and out.
 #[allow(clippy::vec_box)]
-static DEPOT: Mutex<Vec<Vec<Box<Ext>>>> = Mutex::new(Vec::new());
+type Magazine = Vec<Box<Ext>>;
+
+struct Depot {
+    full: Vec<Magazine>,
+    empty: Vec<Magazine>,
+}
+
+static DEPOT: Mutex<Depot> = Mutex::new(Depot {
+    full: Vec::new(),
+    empty: Vec::new(),
+});
 
 thread_local! {
-    #[allow(clippy::vec_box)]
-    static LOCAL: RefCell<Vec<Box<Ext>>> = const { RefCell::new(Vec::new()) };
+    static LOCAL: RefCell<Magazine> = const { RefCell::new(Vec::new()) };
 }
 
 /// A cleared `Ext` box, recycled when one is available.
@@ -35,8 +49,13 @@ pub(crate) fn take() -> Box<Ext> {
         .try_with(|local| {
             let mut local = local.try_borrow_mut().ok()?;
             if local.is_empty() {
-                if let Some(batch) = lock(&DEPOT).pop() {
-                    *local = batch;
+                let mut depot = lock(&DEPOT);
+                if let Some(mut full) = depot.full.pop() {
+                    std::mem::swap(&mut *local, &mut full);
+                    // `full` is now the thread's old, empty stack.
+                    if full.capacity() >= MAGAZINE && depot.empty.len() < DEPOT_MAX {
+                        depot.empty.push(full);
+                    }
                 }
             }
             local.pop()
@@ -52,13 +71,23 @@ pub(crate) fn give(ext: Box<Ext>) {
         let Ok(mut local) = local.try_borrow_mut() else {
             return;
         };
+        if local.capacity() < MAGAZINE {
+            let len = local.len();
+            local.reserve_exact(MAGAZINE - len);
+        }
         local.push(ext);
         if local.len() > LOCAL_MAX {
             let at = local.len() - BATCH;
-            let batch = local.split_off(at);
             let mut depot = lock(&DEPOT);
-            if depot.len() < DEPOT_MAX {
-                depot.push(batch);
+            if depot.full.len() < DEPOT_MAX {
+                let mut magazine = depot
+                    .empty
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(MAGAZINE));
+                magazine.extend(local.drain(at..));
+                depot.full.push(magazine);
+            } else {
+                local.truncate(at);
             }
         }
     });
@@ -93,7 +122,7 @@ mod tests {
         let from_depot = std::thread::spawn(|| {
             let b = take();
             give(b);
-            !lock(&DEPOT).is_empty() || LOCAL.with(|l| l.borrow().len()) > 0
+            !lock(&DEPOT).full.is_empty() || LOCAL.with(|l| l.borrow().len()) > 0
         })
         .join()
         .unwrap();
