@@ -26,6 +26,8 @@ steps=(
     header-drift  # include/respool.h matches the code
     oom-stress    # zero OOM kills in a real memory cgroup
     accuracy      # learning accuracy on real work
+    demo          # README's first command (and its other example) run as written
+    monitor-overhead # monitoring under 0.1% of one CPU
     coverage      # line coverage of core and runtime above 80%
 )
 
@@ -33,7 +35,7 @@ declare -a report=()
 start=$(date +%s)
 for step in "${steps[@]}"; do
     if [[ " ${CI_SKIP:-} " == *" $step "* ]]; then
-        report+=("$(printf '%-14s skipped' "$step")")
+        report+=("$(printf '%-17s skipped' "$step")")
         continue
     fi
     echo
@@ -44,7 +46,7 @@ for step in "${steps[@]}"; do
         echo "FAILED: ci/$step.sh (run it alone to reproduce)" >&2
         exit 1
     fi
-    report+=("$(printf '%-14s ok  %4ds' "$step" $(( $(date +%s) - t0 )))")
+    report+=("$(printf '%-17s ok  %4ds' "$step" $(( $(date +%s) - t0 )))")
 done
 echo
 echo "::::::::::::::::::::::::::::::::: summary"

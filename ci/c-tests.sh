@@ -61,12 +61,14 @@ if nm -D --defined-only "$stage/lib/librespool.so" | awk '$2 == "T" && $3 !~ /^r
     echo "librespool.so exports symbols outside the respool_ prefix" >&2
     exit 1
 fi
-readelf -d "$stage/lib/librespool.so" | grep -q 'SONAME.*\[librespool\.so\.0\]'
+# (grep reads all its input: `grep -q` could quit early and fail the
+# pipeline under pipefail with the writer's SIGPIPE.)
+readelf -d "$stage/lib/librespool.so" | grep 'SONAME.*\[librespool\.so\.0\]' >/dev/null
 
 step "run"
 (cd "$out" && ./test_c_api)
 (cd "$out" && ./test_c_api_shared)
-ldd "$out/test_c_api_shared" | grep -q "librespool.so.0 => $root/$stage/lib/librespool.so.0"
+ldd "$out/test_c_api_shared" | grep "librespool.so.0 => $root/$stage/lib/librespool.so.0" >/dev/null
 (cd "$out" && ./test_panic)
 (cd "$out" && ./test_cpp)
 (cd "$out" && ./example_static >/dev/null)

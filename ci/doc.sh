@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features 2>&1) || { echo "$out"; exit 1; }
-if echo "$out" | grep -qi "collision"; then
+if echo "$out" | grep -i "collision" >/dev/null; then
     echo "$out" | grep -i -A3 collision
     echo "cargo doc reports an output collision" >&2
     exit 1

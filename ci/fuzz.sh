@@ -3,7 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs="${FUZZ_SECONDS:-30}"
-for target in $(cargo +nightly fuzz list); do
+# A failing `cargo fuzz list` inside `for ... in $(...)` would pass silently.
+targets=$(cargo +nightly fuzz list)
+if [[ -z "$targets" ]]; then
+    echo "ci/fuzz.sh: no fuzz targets found" >&2
+    exit 1
+fi
+for target in $targets; do
     echo "== fuzz $target for ${secs}s"
     # A scratch copy of the seed corpus: new inputs found in CI are not committed.
     work=$(mktemp -d)

@@ -5,7 +5,7 @@ set -euo pipefail
 apt_packages=(libhwloc-dev libudev-dev pkg-config valgrind cmake gcc g++ llvm-22)
 missing=()
 for p in "${apt_packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
@@ -15,16 +15,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 
-if ! rustup toolchain list | grep -q '^nightly'; then
+if ! rustup toolchain list | grep '^nightly' >/dev/null; then
     echo "== rustup toolchain install nightly"
-    rustup toolchain install nightly --profile minimal
+    rustup toolchain install nightly --profile minimal --component clippy
+fi
+# An existing nightly may lack clippy (ci/clippy.sh lints the fuzz targets with it).
+if ! cargo +nightly clippy --version >/dev/null 2>&1; then
+    echo "== rustup component add clippy --toolchain nightly"
+    rustup component add clippy --toolchain nightly
 fi
 
 # name, version, command whose --version output must contain the version
 install_pinned() {
     local name=$1 version=$2
     shift 2
-    if "$@" --version 2>/dev/null | grep -qF "$version"; then
+    if "$@" --version 2>/dev/null | grep -F "$version" >/dev/null; then
         return
     fi
     echo "== cargo install $name $version"

@@ -11,6 +11,7 @@
 //!   effective capacity minus the floor it asked for (forced growth is the
 //!   only way above it);
 //! - a refused operation changed nothing.
+//!
 //! At the end everything is released and the tracker must be idle.
 #![no_main]
 
