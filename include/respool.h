@@ -199,8 +199,70 @@ typedef uint32_t respool_result;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// A pool configuration (see `respool_pool_new`). Not thread-safe: do not
-// use one config from two threads at once.
+// How the pool places a task on one of its placement domains (NUMA nodes,
+// GPUs; see `respool_config_set_placement`). With one domain (the default
+// without hwloc) every algorithm picks it. Among the domains with room,
+// each "best fit" picks the one its score likes most and each "worst fit"
+// the one it likes least (ties: the lowest-numbered domain); the scores
+// compare the task's demand with each domain's capacity and free capacity,
+// as shares per dimension.
+//
+// Numbers are part of the ABI: they never change and new algorithms get
+// new numbers. `respool_config_set_placement` takes the number as a
+// `uint32_t` and refuses any other with `RESPOOL_INVALID_ARGUMENT`.
+enum respool_placement
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    // First fit: the lowest-numbered domain with room.
+    RESPOOL_PLACEMENT_FIRST_FIT = 0,
+    // Next fit: the first domain with room, searching cyclically from the
+    // domain that took the previous task.
+    RESPOOL_PLACEMENT_NEXT_FIT = 1,
+    // Best fit by the alignment (dot product) of the task's demand with
+    // the domain's free capacity, as Tetris does. The default.
+    RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT = 2,
+    // Best fit by the smallest L2 norm of the free capacity left
+    // (Panigrahy et al.): the tightest domain.
+    RESPOOL_PLACEMENT_BEST_FIT_L2_RESIDUAL = 3,
+    // Best fit by the Kubernetes MostAllocated score: the fullest domain
+    // after placing (classic best fit; packs).
+    RESPOOL_PLACEMENT_BEST_FIT_MOST_ALLOCATED = 4,
+    // Best fit by the Kubernetes LeastAllocated score: the emptiest domain
+    // after placing (spreads).
+    RESPOOL_PLACEMENT_BEST_FIT_LEAST_ALLOCATED = 5,
+    // Best fit by the Kubernetes BalancedAllocation score: the domain whose
+    // dimensions end up most evenly used.
+    RESPOOL_PLACEMENT_BEST_FIT_BALANCED_ALLOCATION = 6,
+    // Worst fit by the dot product: the least aligned domain.
+    RESPOOL_PLACEMENT_WORST_FIT_DOT_PRODUCT = 7,
+    // Worst fit by the L2 residual: the domain with the most free capacity
+    // left.
+    RESPOOL_PLACEMENT_WORST_FIT_L2_RESIDUAL = 8,
+    // Worst fit by MostAllocated: the emptiest domain after placing
+    // (classic worst fit).
+    RESPOOL_PLACEMENT_WORST_FIT_MOST_ALLOCATED = 9,
+    // Worst fit by LeastAllocated: the fullest domain after placing.
+    RESPOOL_PLACEMENT_WORST_FIT_LEAST_ALLOCATED = 10,
+    // Worst fit by BalancedAllocation: the domain whose dimensions end up
+    // least evenly used.
+    RESPOOL_PLACEMENT_WORST_FIT_BALANCED_ALLOCATION = 11,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum respool_placement respool_placement;
+#else
+typedef uint32_t respool_placement;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// A pool configuration (see `respool_pool_new`).
+//
+// Thread safety: not thread-safe for writing: the `respool_config_set_*`
+// functions and `respool_config_free` must not overlap any other call on
+// the configuration; concurrent `respool_pool_new` calls that only read it
+// are fine.
 typedef struct respool_config respool_config;
 
 // A submitted task's handle: wait for it, poll it, cancel it.
@@ -308,8 +370,8 @@ const char *respool_version(void);
 // Creates a configuration with every default: one worker per CPU
 // available to the process (container aware), CPU and memory capacity
 // detected from the machine or container (minus a 10% memory headroom),
-// policy `RESPOOL_POLICY_DEFER` with at most 4096 waiting tasks, learning
-// on, no profile file.
+// policy `RESPOOL_POLICY_DEFER` with at most 4096 waiting tasks, placement
+// `RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT`, learning on, no profile file.
 //
 // Thread safety: may be called from any thread.
 //
@@ -321,12 +383,18 @@ respool_result respool_config_new(struct respool_config **config_out);
 // Frees a configuration. NULL is a no-op. Pools built from it are not
 // affected.
 //
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
+//
 // # Safety
 //
 // `config` is NULL or a live configuration, not used afterwards.
 void respool_config_free(struct respool_config *config);
 
 // Sets the number of worker threads (at least 1).
+//
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
 //
 // # Safety
 //
@@ -336,6 +404,9 @@ respool_result respool_config_set_workers(struct respool_config *config, size_t 
 // Sets the capacity of one dimension, in its unit (see `respool_dim`).
 // Dimensions never given a capacity are not tracked, except CPU and
 // memory, which are detected.
+//
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
 //
 // # Safety
 //
@@ -347,6 +418,9 @@ respool_result respool_config_set_capacity(struct respool_config *config,
 // Sets the capacity of one dimension from text: `"8GiB"`, `"512MiB"`
 // (memory), `"4"`, `"2500m"` (CPU), `"20k"` (IOPS), `"1Gbit/s"` (network).
 // `RESPOOL_PARSE_ERROR` if it does not parse.
+//
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
 //
 // # Safety
 //
@@ -362,6 +436,9 @@ respool_result respool_config_set_capacity_str(struct respool_config *config,
 // with `RESPOOL_INVALID_ARGUMENT` if a headroom exceeds its capacity or
 // names an untracked dimension.
 //
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
+//
 // # Safety
 //
 // `config` is NULL or a live configuration used by no other thread.
@@ -373,6 +450,9 @@ respool_result respool_config_set_headroom(struct respool_config *config,
 // for resources under `RESPOOL_POLICY_BLOCK_UNTIL_DEADLINE` (at least 1);
 // it must be 0 for the other policies.
 //
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
+//
 // # Safety
 //
 // `config` is NULL or a live configuration used by no other thread.
@@ -383,6 +463,9 @@ respool_result respool_config_set_admission(struct respool_config *config,
 // Sets the most tasks that may wait for resources (default 4096; 0 makes
 // every task that does not fit now fail with `RESPOOL_QUEUE_FULL`).
 //
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
+//
 // # Safety
 //
 // `config` is NULL or a live configuration used by no other thread.
@@ -391,6 +474,9 @@ respool_result respool_config_set_max_waiting(struct respool_config *config, siz
 // Sets the capacity of one dimension that only critical tasks may use
 // (see `respool_task_desc_set_critical`).
 //
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
+//
 // # Safety
 //
 // `config` is NULL or a live configuration used by no other thread.
@@ -398,8 +484,24 @@ respool_result respool_config_set_critical_reserve(struct respool_config *config
                                                    respool_dim dim,
                                                    uint64_t amount);
 
+// Sets how a task is placed on a placement domain: one of
+// `respool_placement` (default `RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT`).
+// Any other number is `RESPOOL_INVALID_ARGUMENT`, with a last-error
+// message that names it.
+//
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
+//
+// # Safety
+//
+// `config` is NULL or a live configuration used by no other thread.
+respool_result respool_config_set_placement(struct respool_config *config, uint32_t placement);
+
 // Turns learning of task classes on (the default) or off. Off, classified
 // tasks run on their declared requirements plus the fallback.
+//
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
 //
 // # Safety
 //
@@ -408,6 +510,9 @@ respool_result respool_config_set_learning(struct respool_config *config, bool e
 
 // Sets how many runs of a class are measured before its predictions are
 // used (default 3).
+//
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
 //
 // # Safety
 //
@@ -418,6 +523,9 @@ respool_result respool_config_set_learning_min_executions(struct respool_config 
 // Sets the confidence a prediction needs to be used, in parts per
 // million (default 500000 = 50%; at most 1000000).
 //
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
+//
 // # Safety
 //
 // `config` is NULL or a live configuration used by no other thread.
@@ -426,6 +534,9 @@ respool_result respool_config_set_learning_confidence(struct respool_config *con
 // Sets what a classified task reserves in one dimension it did not
 // declare, while its class has no confident prediction (default: 1000
 // millicores of CPU and 256 MiB of memory).
+//
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
 //
 // # Safety
 //
@@ -441,6 +552,9 @@ respool_result respool_config_set_learning_fallback(struct respool_config *confi
 // path is copied; on Unix it may be any bytes, elsewhere UTF-8; empty is
 // `RESPOOL_INVALID_ARGUMENT`.
 //
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
+//
 // # Safety
 //
 // `config` is NULL or a live configuration used by no other thread;
@@ -450,6 +564,9 @@ respool_result respool_config_set_profile_path(struct respool_config *config, co
 // Sets the stack size of worker threads, in bytes (default: the Rust
 // default, 2 MiB). `respool_pool_new` fails with `RESPOOL_SPAWN_FAILED` if
 // the system cannot provide it.
+//
+// Thread safety: any thread, but no other call on `config` may be in
+// progress (see `respool_config`).
 //
 // # Safety
 //
@@ -546,6 +663,9 @@ respool_result respool_job_cancel(struct respool_job *job, bool *prevented_out);
 // finished detaches it: the task still runs (or is dropped) as it would
 // have, and `destroy` is still called exactly once.
 //
+// Thread safety: any thread, but no other call on `job` may be in
+// progress (see `respool_job`).
+//
 // # Safety
 //
 // `job` is NULL or a live job, not used afterwards, and no other call on
@@ -574,6 +694,9 @@ respool_result respool_pool_new(const struct respool_config *config,
 // must still be freed. Called from inside one of the pool's own tasks, it
 // cannot wait for itself: it stops accepting work and lets the workers
 // finish the accepted tasks and exit on their own.
+//
+// Thread safety: any thread, but no other call on `pool` may be in
+// progress (see `respool_pool`).
 //
 // # Safety
 //
@@ -715,6 +838,10 @@ respool_result respool_task_desc_new(struct respool_task_desc **desc_out);
 // Frees a description. NULL is a no-op. Tasks submitted with it are not
 // affected.
 //
+// Thread safety: any thread, but no other call on `desc` may be in
+// progress, `respool_pool_submit` with it included (see
+// `respool_task_desc`).
+//
 // # Safety
 //
 // `desc` is NULL or a live description, not used afterwards.
@@ -725,6 +852,10 @@ void respool_task_desc_free(struct respool_task_desc *desc);
 // reserves what the class needs in the dimensions a task did not declare.
 // An empty string removes the class.
 //
+// Thread safety: any thread, but no other call on `desc` may be in
+// progress, `respool_pool_submit` with it included (see
+// `respool_task_desc`).
+//
 // # Safety
 //
 // `desc` is NULL or a live description used by no other thread; `class_key`
@@ -732,6 +863,10 @@ void respool_task_desc_free(struct respool_task_desc *desc);
 respool_result respool_task_desc_set_class(struct respool_task_desc *desc, const char *class_key);
 
 // Requires `amount` of `dim`, in the dimension's unit (see `respool_dim`).
+//
+// Thread safety: any thread, but no other call on `desc` may be in
+// progress, `respool_pool_submit` with it included (see
+// `respool_task_desc`).
 //
 // # Safety
 //
@@ -744,6 +879,10 @@ respool_result respool_task_desc_set_requirement(struct respool_task_desc *desc,
 // `"500m"`, `"2"`, `"100Mbit/s"`); `RESPOOL_PARSE_ERROR` if it does not
 // parse (the description is then unchanged).
 //
+// Thread safety: any thread, but no other call on `desc` may be in
+// progress, `respool_pool_submit` with it included (see
+// `respool_task_desc`).
+//
 // # Safety
 //
 // `desc` is NULL or a live description used by no other thread; `amount`
@@ -753,6 +892,10 @@ respool_result respool_task_desc_set_requirement_str(struct respool_task_desc *d
                                                      const char *amount);
 
 // Sets the priority: higher runs first among admitted tasks (default 0).
+//
+// Thread safety: any thread, but no other call on `desc` may be in
+// progress, `respool_pool_submit` with it included (see
+// `respool_task_desc`).
 //
 // # Safety
 //
@@ -765,6 +908,10 @@ respool_result respool_task_desc_set_priority(struct respool_task_desc *desc, in
 // priority; a task whose deadline has passed when a worker picks it up is
 // not started (outcome `RESPOOL_DEADLINE_MISSED`).
 //
+// Thread safety: any thread, but no other call on `desc` may be in
+// progress, `respool_pool_submit` with it included (see
+// `respool_task_desc`).
+//
 // # Safety
 //
 // `desc` is NULL or a live description used by no other thread.
@@ -774,6 +921,10 @@ respool_result respool_task_desc_set_deadline_ms(struct respool_task_desc *desc,
 // is asked to stop (`respool_task_is_cancelled` returns true inside its
 // callback) and its outcome is `RESPOOL_TASK_TIMED_OUT`.
 //
+// Thread safety: any thread, but no other call on `desc` may be in
+// progress, `respool_pool_submit` with it included (see
+// `respool_task_desc`).
+//
 // # Safety
 //
 // `desc` is NULL or a live description used by no other thread.
@@ -782,6 +933,10 @@ respool_result respool_task_desc_set_timeout_ms(struct respool_task_desc *desc, 
 // Marks the task critical (or not): it may use the pool's critical
 // reserve and waits ahead of normal tasks.
 //
+// Thread safety: any thread, but no other call on `desc` may be in
+// progress, `respool_pool_submit` with it included (see
+// `respool_task_desc`).
+//
 // # Safety
 //
 // `desc` is NULL or a live description used by no other thread.
@@ -789,6 +944,10 @@ respool_result respool_task_desc_set_critical(struct respool_task_desc *desc, bo
 
 // Sets a size feature (input bytes, items): a class's learned
 // requirements are predicted from it when usage grows with input size.
+//
+// Thread safety: any thread, but no other call on `desc` may be in
+// progress, `respool_pool_submit` with it included (see
+// `respool_task_desc`).
 //
 // # Safety
 //

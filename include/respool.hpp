@@ -163,6 +163,13 @@ public:
             p_.get(), policy, static_cast<std::uint64_t>(max_wait.count())));
         return *this;
     }
+    /// Placement algorithm: one of respool_placement (default
+    /// RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT).
+    Config &placement(respool_placement algorithm) {
+        detail::check(
+            respool_config_set_placement(p_.get(), static_cast<std::uint32_t>(algorithm)));
+        return *this;
+    }
     Config &max_waiting(std::size_t n) {
         detail::check(respool_config_set_max_waiting(p_.get(), n));
         return *this;

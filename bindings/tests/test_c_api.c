@@ -103,6 +103,8 @@ static void test_null_arguments(void) {
     CHECK_RC(respool_config_set_capacity_str(NULL, RESPOOL_DIM_CPU, "1"), RESPOOL_NULL_ARGUMENT);
     CHECK_RC(respool_config_set_headroom(NULL, RESPOOL_DIM_CPU, 1), RESPOOL_NULL_ARGUMENT);
     CHECK_RC(respool_config_set_admission(NULL, RESPOOL_POLICY_DEFER, 0), RESPOOL_NULL_ARGUMENT);
+    CHECK_RC(respool_config_set_placement(NULL, RESPOOL_PLACEMENT_FIRST_FIT),
+             RESPOOL_NULL_ARGUMENT);
     CHECK_RC(respool_config_set_max_waiting(NULL, 1), RESPOOL_NULL_ARGUMENT);
     CHECK_RC(respool_config_set_critical_reserve(NULL, RESPOOL_DIM_CPU, 1), RESPOOL_NULL_ARGUMENT);
     CHECK_RC(respool_config_set_learning(NULL, true), RESPOOL_NULL_ARGUMENT);
@@ -270,6 +272,75 @@ static void test_parse_error(void) {
     CHECK_RC(respool_task_desc_set_requirement_str(desc, RESPOOL_DIM_MEMORY, ""),
              RESPOOL_PARSE_ERROR);
     respool_task_desc_free(desc);
+}
+
+/* Every placement algorithm builds a pool that runs tasks; an unknown
+ * number and a NULL config are refused. */
+static void test_placement(void) {
+    /* The numbers are part of the ABI. */
+    CHECK(RESPOOL_PLACEMENT_FIRST_FIT == 0 && RESPOOL_PLACEMENT_NEXT_FIT == 1);
+    CHECK(RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT == 2);
+    CHECK(RESPOOL_PLACEMENT_WORST_FIT_BALANCED_ALLOCATION == 11);
+    const respool_placement all[] = {
+        RESPOOL_PLACEMENT_FIRST_FIT,
+        RESPOOL_PLACEMENT_NEXT_FIT,
+        RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT,
+        RESPOOL_PLACEMENT_BEST_FIT_L2_RESIDUAL,
+        RESPOOL_PLACEMENT_BEST_FIT_MOST_ALLOCATED,
+        RESPOOL_PLACEMENT_BEST_FIT_LEAST_ALLOCATED,
+        RESPOOL_PLACEMENT_BEST_FIT_BALANCED_ALLOCATION,
+        RESPOOL_PLACEMENT_WORST_FIT_DOT_PRODUCT,
+        RESPOOL_PLACEMENT_WORST_FIT_L2_RESIDUAL,
+        RESPOOL_PLACEMENT_WORST_FIT_MOST_ALLOCATED,
+        RESPOOL_PLACEMENT_WORST_FIT_LEAST_ALLOCATED,
+        RESPOOL_PLACEMENT_WORST_FIT_BALANCED_ALLOCATION,
+    };
+    const size_t count = sizeof all / sizeof all[0];
+    CHECK(count == 12);
+    respool_task_desc *desc = memory_desc("16MiB");
+    CHECK_RC(respool_task_desc_set_requirement(desc, RESPOOL_DIM_CPU, 250), RESPOOL_OK);
+    for (size_t i = 0; i < count; i++) {
+        CHECK((size_t)all[i] == i); /* contiguous, in this order */
+        respool_config *cfg = test_config(1, "64MiB");
+        CHECK_RC(respool_config_set_placement(cfg, all[i]), RESPOOL_OK);
+        respool_pool *pool = NULL;
+        CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_OK);
+        respool_config_free(cfg);
+        if (pool == NULL) {
+            fprintf(stderr, "placement %zu: no pool: %s\n", i, last_error());
+            continue;
+        }
+        task_rec r;
+        rec_init(&r);
+        respool_job *job = NULL;
+        CHECK_RC(respool_pool_submit(pool, desc, rec_run, &r, rec_destroy, &job), RESPOOL_OK);
+        respool_result outcome = RESPOOL_INTERNAL;
+        CHECK_RC(respool_job_wait(job, &outcome), RESPOOL_OK);
+        CHECK_OUTCOME(outcome, RESPOOL_OK);
+        CHECK(atomic_load(&r.runs) == 1 && atomic_load(&r.destroys) == 1);
+        respool_job_free(job);
+        respool_pool_free(pool);
+    }
+    respool_task_desc_free(desc);
+
+    /* Unknown numbers: RESPOOL_INVALID_ARGUMENT, a message naming the
+     * number, and the configuration unchanged. */
+    respool_config *cfg = test_config(1, "64MiB");
+    CHECK_RC(respool_config_set_placement(cfg, RESPOOL_PLACEMENT_NEXT_FIT), RESPOOL_OK);
+    CHECK_RC(respool_config_set_placement(cfg, 12), RESPOOL_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(),
+                 "respool_config_set_placement: 12 is not a respool_placement (0 to 11)") == 0);
+    CHECK_RC(respool_config_set_placement(cfg, 0xFFFFFFFFu), RESPOOL_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "4294967295 is not a respool_placement") != NULL);
+    respool_pool *pool = NULL;
+    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_OK);
+    respool_pool_free(pool);
+
+    /* NULL config. */
+    CHECK_RC(respool_config_set_placement(NULL, RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT),
+             RESPOOL_NULL_ARGUMENT);
+    CHECK(strcmp(last_error(), "respool_config_set_placement: argument `config` is NULL") == 0);
+    respool_config_free(cfg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1083,6 +1154,7 @@ int main(void) {
     test_null_arguments();
     test_invalid_arguments();
     test_parse_error();
+    test_placement();
     test_normal_use();
     test_never_fits();
     test_busy();

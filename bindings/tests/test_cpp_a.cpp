@@ -47,7 +47,7 @@ respool::Config small_config(std::size_t workers, const char *memory) {
 
 void test_basics() {
     CHECK(std::strcmp(respool::version(), RESPOOL_VERSION) == 0);
-    respool::Pool pool(small_config(2, "1GiB"));
+    respool::Pool pool(small_config(2, "1GiB").placement(RESPOOL_PLACEMENT_BEST_FIT_L2_RESIDUAL));
     std::atomic<int> sum{0};
     std::vector<respool::Job> jobs;
     respool::TaskDesc desc;
@@ -108,6 +108,13 @@ void test_errors_are_exceptions() {
         CHECK(false);
     } catch (const respool::Error &e) {
         CHECK(e.code() == RESPOOL_INVALID_ARGUMENT);
+    }
+    try {
+        respool::Config().placement(static_cast<respool_placement>(99));
+        CHECK(false);
+    } catch (const respool::Error &e) {
+        CHECK(e.code() == RESPOOL_INVALID_ARGUMENT);
+        CHECK(std::string(e.what()).find("99 is not a respool_placement") != std::string::npos);
     }
     try {
         respool::Job empty;

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use respool::core::packer::{Fit, Score};
 use respool::{Dim, LearningConfig, Policy, Ppm, Resources};
 
 use crate::error::respool_result;
@@ -55,6 +56,116 @@ pub const RESPOOL_POLICY_DEFER: u32 = 1;
 /// fail with `RESPOOL_DEADLINE_EXPIRED` after the maximum wait.
 pub const RESPOOL_POLICY_BLOCK_UNTIL_DEADLINE: u32 = 2;
 
+/// How the pool places a task on one of its placement domains (NUMA nodes,
+/// GPUs; see `respool_config_set_placement`). With one domain (the default
+/// without hwloc) every algorithm picks it. Among the domains with room,
+/// each "best fit" picks the one its score likes most and each "worst fit"
+/// the one it likes least (ties: the lowest-numbered domain); the scores
+/// compare the task's demand with each domain's capacity and free capacity,
+/// as shares per dimension.
+///
+/// Numbers are part of the ABI: they never change and new algorithms get
+/// new numbers. `respool_config_set_placement` takes the number as a
+/// `uint32_t` and refuses any other with `RESPOOL_INVALID_ARGUMENT`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum respool_placement {
+    /// First fit: the lowest-numbered domain with room.
+    RESPOOL_PLACEMENT_FIRST_FIT = 0,
+    /// Next fit: the first domain with room, searching cyclically from the
+    /// domain that took the previous task.
+    RESPOOL_PLACEMENT_NEXT_FIT = 1,
+    /// Best fit by the alignment (dot product) of the task's demand with
+    /// the domain's free capacity, as Tetris does. The default.
+    RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT = 2,
+    /// Best fit by the smallest L2 norm of the free capacity left
+    /// (Panigrahy et al.): the tightest domain.
+    RESPOOL_PLACEMENT_BEST_FIT_L2_RESIDUAL = 3,
+    /// Best fit by the Kubernetes MostAllocated score: the fullest domain
+    /// after placing (classic best fit; packs).
+    RESPOOL_PLACEMENT_BEST_FIT_MOST_ALLOCATED = 4,
+    /// Best fit by the Kubernetes LeastAllocated score: the emptiest domain
+    /// after placing (spreads).
+    RESPOOL_PLACEMENT_BEST_FIT_LEAST_ALLOCATED = 5,
+    /// Best fit by the Kubernetes BalancedAllocation score: the domain whose
+    /// dimensions end up most evenly used.
+    RESPOOL_PLACEMENT_BEST_FIT_BALANCED_ALLOCATION = 6,
+    /// Worst fit by the dot product: the least aligned domain.
+    RESPOOL_PLACEMENT_WORST_FIT_DOT_PRODUCT = 7,
+    /// Worst fit by the L2 residual: the domain with the most free capacity
+    /// left.
+    RESPOOL_PLACEMENT_WORST_FIT_L2_RESIDUAL = 8,
+    /// Worst fit by MostAllocated: the emptiest domain after placing
+    /// (classic worst fit).
+    RESPOOL_PLACEMENT_WORST_FIT_MOST_ALLOCATED = 9,
+    /// Worst fit by LeastAllocated: the fullest domain after placing.
+    RESPOOL_PLACEMENT_WORST_FIT_LEAST_ALLOCATED = 10,
+    /// Worst fit by BalancedAllocation: the domain whose dimensions end up
+    /// least evenly used.
+    RESPOOL_PLACEMENT_WORST_FIT_BALANCED_ALLOCATION = 11,
+}
+
+impl respool_placement {
+    /// Every algorithm, in numeric order (the numbers are contiguous).
+    pub(crate) const ALL: [respool_placement; 12] = [
+        respool_placement::RESPOOL_PLACEMENT_FIRST_FIT,
+        respool_placement::RESPOOL_PLACEMENT_NEXT_FIT,
+        respool_placement::RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT,
+        respool_placement::RESPOOL_PLACEMENT_BEST_FIT_L2_RESIDUAL,
+        respool_placement::RESPOOL_PLACEMENT_BEST_FIT_MOST_ALLOCATED,
+        respool_placement::RESPOOL_PLACEMENT_BEST_FIT_LEAST_ALLOCATED,
+        respool_placement::RESPOOL_PLACEMENT_BEST_FIT_BALANCED_ALLOCATION,
+        respool_placement::RESPOOL_PLACEMENT_WORST_FIT_DOT_PRODUCT,
+        respool_placement::RESPOOL_PLACEMENT_WORST_FIT_L2_RESIDUAL,
+        respool_placement::RESPOOL_PLACEMENT_WORST_FIT_MOST_ALLOCATED,
+        respool_placement::RESPOOL_PLACEMENT_WORST_FIT_LEAST_ALLOCATED,
+        respool_placement::RESPOOL_PLACEMENT_WORST_FIT_BALANCED_ALLOCATION,
+    ];
+
+    /// The algorithm with number `n`, if there is one. (A C value is read
+    /// as a `u32` and converted here: an enum parameter holding a number
+    /// that is not a variant would be undefined behaviour in Rust.)
+    pub(crate) fn from_u32(n: u32) -> Option<respool_placement> {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| Self::ALL.get(i))
+            .copied()
+    }
+
+    /// The packer's fit for this algorithm.
+    pub(crate) fn fit(self) -> Fit {
+        use respool_placement as P;
+        match self {
+            P::RESPOOL_PLACEMENT_FIRST_FIT => Fit::First,
+            P::RESPOOL_PLACEMENT_NEXT_FIT => Fit::Next,
+            P::RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT => Fit::Best(Score::DotProduct),
+            P::RESPOOL_PLACEMENT_BEST_FIT_L2_RESIDUAL => Fit::Best(Score::L2Residual),
+            P::RESPOOL_PLACEMENT_BEST_FIT_MOST_ALLOCATED => Fit::Best(Score::MostAllocated),
+            P::RESPOOL_PLACEMENT_BEST_FIT_LEAST_ALLOCATED => Fit::Best(Score::LeastAllocated),
+            P::RESPOOL_PLACEMENT_BEST_FIT_BALANCED_ALLOCATION => {
+                Fit::Best(Score::BalancedAllocation)
+            }
+            P::RESPOOL_PLACEMENT_WORST_FIT_DOT_PRODUCT => Fit::Worst(Score::DotProduct),
+            P::RESPOOL_PLACEMENT_WORST_FIT_L2_RESIDUAL => Fit::Worst(Score::L2Residual),
+            P::RESPOOL_PLACEMENT_WORST_FIT_MOST_ALLOCATED => Fit::Worst(Score::MostAllocated),
+            P::RESPOOL_PLACEMENT_WORST_FIT_LEAST_ALLOCATED => Fit::Worst(Score::LeastAllocated),
+            P::RESPOOL_PLACEMENT_WORST_FIT_BALANCED_ALLOCATION => {
+                Fit::Worst(Score::BalancedAllocation)
+            }
+        }
+    }
+}
+
+// The numbers are contiguous and in `ALL`'s order, so `from_u32` is exact.
+const _: () = {
+    let mut i = 0;
+    while i < respool_placement::ALL.len() {
+        assert!(respool_placement::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 // The numbers are the core's indices: the C enum and `Dim` cannot drift.
 const _: () = {
     assert!(Dim::COUNT == RESPOOL_DIM_COUNT);
@@ -100,8 +211,12 @@ pub(crate) fn parse(dim: Dim, text: &str) -> Result<u64, Error> {
         .map_err(|e| Error::new(respool_result::RESPOOL_PARSE_ERROR, e.to_string()))
 }
 
-/// A pool configuration (see `respool_pool_new`). Not thread-safe: do not
-/// use one config from two threads at once.
+/// A pool configuration (see `respool_pool_new`).
+///
+/// Thread safety: not thread-safe for writing: the `respool_config_set_*`
+/// functions and `respool_config_free` must not overlap any other call on
+/// the configuration; concurrent `respool_pool_new` calls that only read it
+/// are fine.
 pub struct respool_config {
     _private: [u8; 0],
 }
@@ -118,6 +233,7 @@ pub(crate) struct Config {
     pub(crate) learning: LearningConfig,
     pub(crate) profile_path: Option<PathBuf>,
     pub(crate) stack_size: Option<usize>,
+    pub(crate) placement: Option<Fit>,
 }
 
 impl Castable for respool_config {
@@ -148,6 +264,9 @@ impl Config {
         if let Some(s) = self.stack_size {
             b = b.stack_size(s);
         }
+        if let Some(f) = self.placement {
+            b = b.placement(f);
+        }
         b
     }
 }
@@ -155,8 +274,8 @@ impl Config {
 /// Creates a configuration with every default: one worker per CPU
 /// available to the process (container aware), CPU and memory capacity
 /// detected from the machine or container (minus a 10% memory headroom),
-/// policy `RESPOOL_POLICY_DEFER` with at most 4096 waiting tasks, learning
-/// on, no profile file.
+/// policy `RESPOOL_POLICY_DEFER` with at most 4096 waiting tasks, placement
+/// `RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT`, learning on, no profile file.
 ///
 /// Thread safety: may be called from any thread.
 ///
@@ -180,6 +299,7 @@ pub unsafe extern "C" fn respool_config_new(
             learning: LearningConfig::default(),
             profile_path: None,
             stack_size: None,
+            placement: None,
         }));
         Ok(())
     })
@@ -187,6 +307,9 @@ pub unsafe extern "C" fn respool_config_new(
 
 /// Frees a configuration. NULL is a no-op. Pools built from it are not
 /// affected.
+///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
 ///
 /// # Safety
 ///
@@ -218,6 +341,9 @@ unsafe fn with_config(
 
 /// Sets the number of worker threads (at least 1).
 ///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
+///
 /// # Safety
 ///
 /// `config` is NULL or a live configuration used by no other thread.
@@ -242,6 +368,9 @@ pub unsafe extern "C" fn respool_config_set_workers(
 /// Dimensions never given a capacity are not tracked, except CPU and
 /// memory, which are detected.
 ///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
+///
 /// # Safety
 ///
 /// `config` is NULL or a live configuration used by no other thread.
@@ -263,6 +392,9 @@ pub unsafe extern "C" fn respool_config_set_capacity(
 /// Sets the capacity of one dimension from text: `"8GiB"`, `"512MiB"`
 /// (memory), `"4"`, `"2500m"` (CPU), `"20k"` (IOPS), `"1Gbit/s"` (network).
 /// `RESPOOL_PARSE_ERROR` if it does not parse.
+///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
 ///
 /// # Safety
 ///
@@ -292,6 +424,9 @@ pub unsafe extern "C" fn respool_config_set_capacity_str(
 /// with `RESPOOL_INVALID_ARGUMENT` if a headroom exceeds its capacity or
 /// names an untracked dimension.
 ///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
+///
 /// # Safety
 ///
 /// `config` is NULL or a live configuration used by no other thread.
@@ -314,6 +449,9 @@ pub unsafe extern "C" fn respool_config_set_headroom(
 /// Sets the admission policy. `max_wait_ms` is how long a task may wait
 /// for resources under `RESPOOL_POLICY_BLOCK_UNTIL_DEADLINE` (at least 1);
 /// it must be 0 for the other policies.
+///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
 ///
 /// # Safety
 ///
@@ -357,6 +495,9 @@ pub unsafe extern "C" fn respool_config_set_admission(
 /// Sets the most tasks that may wait for resources (default 4096; 0 makes
 /// every task that does not fit now fail with `RESPOOL_QUEUE_FULL`).
 ///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
+///
 /// # Safety
 ///
 /// `config` is NULL or a live configuration used by no other thread.
@@ -377,6 +518,9 @@ pub unsafe extern "C" fn respool_config_set_max_waiting(
 /// Sets the capacity of one dimension that only critical tasks may use
 /// (see `respool_task_desc_set_critical`).
 ///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
+///
 /// # Safety
 ///
 /// `config` is NULL or a live configuration used by no other thread.
@@ -395,8 +539,42 @@ pub unsafe extern "C" fn respool_config_set_critical_reserve(
     }
 }
 
+/// Sets how a task is placed on a placement domain: one of
+/// `respool_placement` (default `RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT`).
+/// Any other number is `RESPOOL_INVALID_ARGUMENT`, with a last-error
+/// message that names it.
+///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
+///
+/// # Safety
+///
+/// `config` is NULL or a live configuration used by no other thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn respool_config_set_placement(
+    config: *mut respool_config,
+    placement: u32,
+) -> respool_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_config("respool_config_set_placement", config, |c| {
+            let p = respool_placement::from_u32(placement).ok_or_else(|| {
+                Error::invalid(format!(
+                    "{placement} is not a respool_placement (0 to {})",
+                    respool_placement::ALL.len() - 1
+                ))
+            })?;
+            c.placement = Some(p.fit());
+            Ok(())
+        })
+    }
+}
+
 /// Turns learning of task classes on (the default) or off. Off, classified
 /// tasks run on their declared requirements plus the fallback.
+///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
 ///
 /// # Safety
 ///
@@ -418,6 +596,9 @@ pub unsafe extern "C" fn respool_config_set_learning(
 /// Sets how many runs of a class are measured before its predictions are
 /// used (default 3).
 ///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
+///
 /// # Safety
 ///
 /// `config` is NULL or a live configuration used by no other thread.
@@ -437,6 +618,9 @@ pub unsafe extern "C" fn respool_config_set_learning_min_executions(
 
 /// Sets the confidence a prediction needs to be used, in parts per
 /// million (default 500000 = 50%; at most 1000000).
+///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
 ///
 /// # Safety
 ///
@@ -464,6 +648,9 @@ pub unsafe extern "C" fn respool_config_set_learning_confidence(
 /// declare, while its class has no confident prediction (default: 1000
 /// millicores of CPU and 256 MiB of memory).
 ///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
+///
 /// # Safety
 ///
 /// `config` is NULL or a live configuration used by no other thread.
@@ -489,6 +676,9 @@ pub unsafe extern "C" fn respool_config_set_learning_fallback(
 /// path is copied; on Unix it may be any bytes, elsewhere UTF-8; empty is
 /// `RESPOOL_INVALID_ARGUMENT`.
 ///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
+///
 /// # Safety
 ///
 /// `config` is NULL or a live configuration used by no other thread;
@@ -512,6 +702,9 @@ pub unsafe extern "C" fn respool_config_set_profile_path(
 /// default, 2 MiB). `respool_pool_new` fails with `RESPOOL_SPAWN_FAILED` if
 /// the system cannot provide it.
 ///
+/// Thread safety: any thread, but no other call on `config` may be in
+/// progress (see `respool_config`).
+///
 /// # Safety
 ///
 /// `config` is NULL or a live configuration used by no other thread.
@@ -529,5 +722,35 @@ pub unsafe extern "C" fn respool_config_set_stack_size(
             c.stack_size = Some(bytes);
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_numbers_cover_every_fit_in_order() {
+        // Every fit of the packer has exactly one C number, in `Fit::ALL`'s
+        // order: a new `Fit` or `Score` variant fails here until it is
+        // given a number.
+        let fits: Vec<Fit> = respool_placement::ALL.iter().map(|p| p.fit()).collect();
+        assert_eq!(fits, Fit::ALL);
+        for (i, p) in respool_placement::ALL.iter().enumerate() {
+            assert_eq!(*p as u32 as usize, i, "{p:?}");
+            assert_eq!(respool_placement::from_u32(*p as u32), Some(*p));
+        }
+        assert_eq!(respool_placement::from_u32(12), None);
+        assert_eq!(respool_placement::from_u32(u32::MAX), None);
+        // Pinned numbers: changing one breaks every compiled C program.
+        assert_eq!(respool_placement::RESPOOL_PLACEMENT_FIRST_FIT as u32, 0);
+        assert_eq!(
+            respool_placement::RESPOOL_PLACEMENT_BEST_FIT_DOT_PRODUCT as u32,
+            2
+        );
+        assert_eq!(
+            respool_placement::RESPOOL_PLACEMENT_WORST_FIT_BALANCED_ALLOCATION as u32,
+            11
+        );
     }
 }

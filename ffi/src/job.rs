@@ -345,6 +345,9 @@ pub unsafe extern "C" fn respool_job_cancel(
 /// finished detaches it: the task still runs (or is dropped) as it would
 /// have, and `destroy` is still called exactly once.
 ///
+/// Thread safety: any thread, but no other call on `job` may be in
+/// progress (see `respool_job`).
+///
 /// # Safety
 ///
 /// `job` is NULL or a live job, not used afterwards, and no other call on

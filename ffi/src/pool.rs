@@ -144,6 +144,9 @@ pub unsafe extern "C" fn respool_pool_new(
 /// cannot wait for itself: it stops accepting work and lets the workers
 /// finish the accepted tasks and exit on their own.
 ///
+/// Thread safety: any thread, but no other call on `pool` may be in
+/// progress (see `respool_pool`).
+///
 /// # Safety
 ///
 /// `pool` is NULL or a live pool, not used afterwards, and no other call on

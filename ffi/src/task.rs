@@ -90,6 +90,10 @@ pub unsafe extern "C" fn respool_task_desc_new(
 /// Frees a description. NULL is a no-op. Tasks submitted with it are not
 /// affected.
 ///
+/// Thread safety: any thread, but no other call on `desc` may be in
+/// progress, `respool_pool_submit` with it included (see
+/// `respool_task_desc`).
+///
 /// # Safety
 ///
 /// `desc` is NULL or a live description, not used afterwards.
@@ -123,6 +127,10 @@ unsafe fn with_desc(
 /// reserves what the class needs in the dimensions a task did not declare.
 /// An empty string removes the class.
 ///
+/// Thread safety: any thread, but no other call on `desc` may be in
+/// progress, `respool_pool_submit` with it included (see
+/// `respool_task_desc`).
+///
 /// # Safety
 ///
 /// `desc` is NULL or a live description used by no other thread; `class_key`
@@ -145,6 +153,10 @@ pub unsafe extern "C" fn respool_task_desc_set_class(
 
 /// Requires `amount` of `dim`, in the dimension's unit (see `respool_dim`).
 ///
+/// Thread safety: any thread, but no other call on `desc` may be in
+/// progress, `respool_pool_submit` with it included (see
+/// `respool_task_desc`).
+///
 /// # Safety
 ///
 /// `desc` is NULL or a live description used by no other thread.
@@ -166,6 +178,10 @@ pub unsafe extern "C" fn respool_task_desc_set_requirement(
 /// Requires an amount of `dim` given as text (`"512MiB"`, `"1.5G"`,
 /// `"500m"`, `"2"`, `"100Mbit/s"`); `RESPOOL_PARSE_ERROR` if it does not
 /// parse (the description is then unchanged).
+///
+/// Thread safety: any thread, but no other call on `desc` may be in
+/// progress, `respool_pool_submit` with it included (see
+/// `respool_task_desc`).
 ///
 /// # Safety
 ///
@@ -191,6 +207,10 @@ pub unsafe extern "C" fn respool_task_desc_set_requirement_str(
 
 /// Sets the priority: higher runs first among admitted tasks (default 0).
 ///
+/// Thread safety: any thread, but no other call on `desc` may be in
+/// progress, `respool_pool_submit` with it included (see
+/// `respool_task_desc`).
+///
 /// # Safety
 ///
 /// `desc` is NULL or a live description used by no other thread.
@@ -214,6 +234,10 @@ pub unsafe extern "C" fn respool_task_desc_set_priority(
 /// priority; a task whose deadline has passed when a worker picks it up is
 /// not started (outcome `RESPOOL_DEADLINE_MISSED`).
 ///
+/// Thread safety: any thread, but no other call on `desc` may be in
+/// progress, `respool_pool_submit` with it included (see
+/// `respool_task_desc`).
+///
 /// # Safety
 ///
 /// `desc` is NULL or a live description used by no other thread.
@@ -235,6 +259,10 @@ pub unsafe extern "C" fn respool_task_desc_set_deadline_ms(
 /// is asked to stop (`respool_task_is_cancelled` returns true inside its
 /// callback) and its outcome is `RESPOOL_TASK_TIMED_OUT`.
 ///
+/// Thread safety: any thread, but no other call on `desc` may be in
+/// progress, `respool_pool_submit` with it included (see
+/// `respool_task_desc`).
+///
 /// # Safety
 ///
 /// `desc` is NULL or a live description used by no other thread.
@@ -255,6 +283,10 @@ pub unsafe extern "C" fn respool_task_desc_set_timeout_ms(
 /// Marks the task critical (or not): it may use the pool's critical
 /// reserve and waits ahead of normal tasks.
 ///
+/// Thread safety: any thread, but no other call on `desc` may be in
+/// progress, `respool_pool_submit` with it included (see
+/// `respool_task_desc`).
+///
 /// # Safety
 ///
 /// `desc` is NULL or a live description used by no other thread.
@@ -274,6 +306,10 @@ pub unsafe extern "C" fn respool_task_desc_set_critical(
 
 /// Sets a size feature (input bytes, items): a class's learned
 /// requirements are predicted from it when usage grows with input size.
+///
+/// Thread safety: any thread, but no other call on `desc` may be in
+/// progress, `respool_pool_submit` with it included (see
+/// `respool_task_desc`).
 ///
 /// # Safety
 ///
