@@ -29,22 +29,34 @@ use crate::store::{ClassRecord, Profiles, Sample};
 /// How respool learns task requirements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LearningConfig {
-    /// Learn at all (default `true`). Disabled, classified tasks still run,
-    /// on their declared requirements and the fallback.
+    /// Learn at all (default `true`). Disabled, nothing is learned (neither
+    /// measured runs nor [`Pool::report_oom`](crate::Pool::report_oom)
+    /// events) and no prediction is used: classified tasks still run, on
+    /// their declared requirements and the fallback. Profiles loaded from a
+    /// store are kept as they are and saved back.
     pub enabled: bool,
-    /// Runs of a class before its predictions are used (default 3).
+    /// Runs of a class before its predictions are used (default 3): a
+    /// dimension is predicted only once at least this many samples of it
+    /// are known (and at least [`PredictConfig::min_samples`]; for a loaded
+    /// profile, the samples kept in its history count, not its run count).
     pub min_executions: u32,
-    /// Confidence a prediction needs to be used (default 50%).
+    /// Confidence a prediction needs to be used (default 50%); it replaces
+    /// [`PredictConfig::min_confidence`].
     pub confidence_threshold: Ppm,
-    /// Samples kept per class (default 256).
+    /// Samples kept per class, the newest (default 256; at least one is
+    /// kept).
     pub history: usize,
-    /// Samples older than this are dropped from the history (default 30 days).
+    /// Samples older than this are dropped from the history (default 30
+    /// days): when a sample is added, and when stored profiles are
+    /// imported, whose predictors are rebuilt from the samples kept only.
     pub max_age: Duration,
     /// What a classified task reserves in dimensions it did not declare and
     /// that have no confident prediction yet (default 1 CPU and 256 MiB, the
     /// per-action estimate Bazel uses).
     pub fallback: Resources,
-    /// Predictor tuning (percentile, safety margin, half-life...).
+    /// Predictor tuning (percentile, safety margin, half-life...). Its
+    /// `min_confidence` is replaced by `confidence_threshold`, and its
+    /// `min_samples` raised to `min_executions`.
     pub predict: PredictConfig,
     /// Cold start: while a class's memory use is not learned, at most this
     /// many of its tasks run at once (default 1; 0 switches it off), so that
@@ -221,6 +233,19 @@ impl Learner {
         wall: Duration,
         expected: &Resources,
     ) {
+        self.observe_at(class, size, usage, wall, expected, unix_ns());
+    }
+
+    /// [`Learner::observe`] at time `at` (nanoseconds since the Unix epoch).
+    fn observe_at(
+        &self,
+        class: &Arc<str>,
+        size: Option<u64>,
+        usage: &Resources,
+        wall: Duration,
+        expected: &Resources,
+        at: u64,
+    ) {
         if !self.config.enabled {
             return;
         }
@@ -235,7 +260,6 @@ impl Learner {
                 }
             }
         }
-        let at = unix_ns();
         let cfg = self.predict_config();
         p.predictor.observe(&cfg, usage, size, at);
         p.runs += 1;
@@ -243,11 +267,18 @@ impl Learner {
         self.push_sample(&mut p, sample, at);
     }
 
-    /// Records an out-of-memory event of a task of `class` at `usage` bytes.
+    /// Records an out-of-memory event of a task of `class` at `usage` bytes;
+    /// returns the bumped value (recorded only when learning is enabled).
     pub(crate) fn observe_oom(&self, class: &Arc<str>, usage: u64) -> u64 {
+        self.observe_oom_at(class, usage, unix_ns())
+    }
+
+    fn observe_oom_at(&self, class: &Arc<str>, usage: u64, at: u64) -> u64 {
+        if !self.config.enabled {
+            return self.predict_config().sanitized().oom_bump(usage);
+        }
         let profile = self.class(class);
         let mut p = lock(&profile);
-        let at = unix_ns();
         let bumped = p
             .predictor
             .observe_oom(&self.predict_config(), Dim::Memory, usage, at);
@@ -256,10 +287,18 @@ impl Learner {
         bumped
     }
 
+    fn max_age_ns(&self) -> u64 {
+        u64::try_from(self.config.max_age.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn history_cap(&self) -> usize {
+        self.config.history.max(1)
+    }
+
     fn push_sample(&self, p: &mut Profile, sample: Sample, now: u64) {
         p.history.push_back(sample);
-        let max_age = u64::try_from(self.config.max_age.as_nanos()).unwrap_or(u64::MAX);
-        while p.history.len() > self.config.history.max(1)
+        let max_age = self.max_age_ns();
+        while p.history.len() > self.history_cap()
             || p.history
                 .front()
                 .is_some_and(|s| now.saturating_sub(s.at_unix_ns()) > max_age)
@@ -341,10 +380,16 @@ impl Learner {
     }
 
     /// Replays stored histories into the predictors (replacing what the
-    /// classes had). Returns the number of classes loaded.
+    /// classes had). Only the samples the configuration keeps are replayed
+    /// and kept: those at most `max_age` old, the newest `history` of them,
+    /// in time order. Returns the number of classes loaded.
     pub(crate) fn import(&self, profiles: &Profiles) -> usize {
+        self.import_at(profiles, unix_ns())
+    }
+
+    /// [`Learner::import`] at time `now` (nanoseconds since the Unix epoch).
+    fn import_at(&self, profiles: &Profiles, now: u64) -> usize {
         let cfg = self.predict_config();
-        let now = unix_ns();
         let mut classes = self
             .classes
             .write()
@@ -352,7 +397,7 @@ impl Learner {
         for record in &profiles.classes {
             let mut p = Profile::new();
             p.runs = record.runs;
-            for s in &record.samples {
+            for s in self.kept(&record.samples, now) {
                 match s.oom_bytes() {
                     Some(bytes) => {
                         p.predictor
@@ -362,10 +407,425 @@ impl Learner {
                         .predictor
                         .observe(&cfg, &s.usage(), s.size, s.at_unix_ns()),
                 }
-                self.push_sample(&mut p, s.clone(), now);
+                p.history.push_back(s.clone());
             }
             classes.insert(Arc::from(record.class.as_str()), Arc::new(Mutex::new(p)));
         }
         profiles.classes.len()
+    }
+
+    /// The samples of a stored history that the configuration keeps at
+    /// `now`: at most `max_age` old, the newest `history` of them, oldest
+    /// first (a history stored out of order is sorted; samples recorded at
+    /// the same time keep their stored order).
+    fn kept<'a>(&self, samples: &'a [Sample], now: u64) -> Vec<&'a Sample> {
+        let max_age = self.max_age_ns();
+        let mut kept: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| now.saturating_sub(s.at_unix_ns()) <= max_age)
+            .collect();
+        kept.sort_by_key(|s| s.at_unix_ms);
+        let excess = kept.len().saturating_sub(self.history_cap());
+        kept.drain(..excess);
+        kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use respool_core::predict::Source;
+
+    const MIB: u64 = 1 << 20;
+    const MS: u64 = 1_000_000;
+    const MINUTE: u64 = 60_000 * MS;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    /// A fixed "now" (whole milliseconds, as samples are stored).
+    const NOW: u64 = 1_700_000_000_000 * MS;
+
+    fn mem(bytes: u64) -> Resources {
+        Resources::NONE.with_saturating(Dim::Memory, bytes)
+    }
+
+    fn key(class: &str) -> Arc<str> {
+        Arc::from(class)
+    }
+
+    fn observe(l: &Learner, class: &str, bytes: u64, at: u64) {
+        l.observe_at(
+            &key(class),
+            None,
+            &mem(bytes),
+            Duration::from_millis(1),
+            &Resources::NONE,
+            at,
+        );
+    }
+
+    fn sample(bytes: u64, at: u64) -> Sample {
+        Sample::new(at, None, Duration::from_millis(1), &mem(bytes), None)
+    }
+
+    fn record(class: &str, runs: u64, samples: Vec<Sample>) -> Profiles {
+        Profiles::new(vec![ClassRecord {
+            class: class.into(),
+            runs,
+            samples,
+        }])
+    }
+
+    /// The memory amounts of the class's history, oldest first.
+    fn history(l: &Learner, class: &str) -> Vec<u64> {
+        l.export()
+            .classes
+            .iter()
+            .find(|c| c.class == class)
+            .map(|c| {
+                c.samples
+                    .iter()
+                    .map(|s| s.usage().amount(Dim::Memory))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn predictor(l: &Learner, class: &str) -> Predictor {
+        lock(&l.class(&key(class))).predictor
+    }
+
+    /// A predictor fed exactly `samples`, in order, as the learner would.
+    fn reference(l: &Learner, samples: &[Sample]) -> Predictor {
+        let mut p = Predictor::new();
+        for s in samples {
+            p.observe(&l.predict_config(), &s.usage(), s.size, s.at_unix_ns());
+        }
+        p
+    }
+
+    /// Compares predictors without printing their (large) state.
+    fn assert_same_predictor(got: &Predictor, want: &Predictor, what: &str) {
+        let n = |p: &Predictor| p.series(Dim::Memory).samples();
+        assert!(
+            got == want,
+            "{what}: predictor differs ({} memory samples replayed, {} expected)",
+            n(got),
+            n(want)
+        );
+    }
+
+    fn fallback() -> Resources {
+        LearningConfig::default().fallback
+    }
+
+    #[test]
+    fn import_drops_stale_samples_before_they_reach_the_predictor() {
+        let l = Learner::new(LearningConfig {
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            ..LearningConfig::default()
+        });
+        // Ten runs at 1 GiB, 40 days ago: past max_age, they must not count.
+        let stale: Vec<Sample> = (0..10)
+            .map(|i| sample(1 << 30, NOW - 40 * DAY + i * MS))
+            .collect();
+        assert_eq!(l.import_at(&record("c", 10, stale.clone()), NOW), 1);
+        assert_eq!(history(&l, "c"), Vec::<u64>::new(), "stale samples dropped");
+        let est = l.estimate(&key("c"), None);
+        assert_eq!(
+            est.expected,
+            Resources::NONE,
+            "no prediction from stale samples"
+        );
+        assert_eq!(est.reserve, fallback(), "the fallback applies");
+        assert_same_predictor(&predictor(&l, "c"), &Predictor::new(), "never replayed");
+
+        // The same stale runs followed by three recent ones at 1 MiB: the
+        // predictor is the one the three recent samples alone give.
+        let fresh: Vec<Sample> = (1..=3).map(|i| sample(MIB, NOW - i * HOUR)).rev().collect();
+        let mut all = stale;
+        all.extend(fresh.iter().cloned());
+        l.import_at(&record("c", 13, all), NOW);
+        assert_eq!(history(&l, "c"), [MIB; 3]);
+        assert_same_predictor(
+            &predictor(&l, "c"),
+            &reference(&l, &fresh),
+            "only the recent samples were replayed",
+        );
+        assert_eq!(predictor(&l, "c").series(Dim::Memory).max_observed(), MIB);
+        assert_eq!(l.export().classes[0].runs, 13, "the run count is kept");
+    }
+
+    #[test]
+    fn a_sample_exactly_max_age_old_is_kept_on_import() {
+        let l = Learner::new(LearningConfig {
+            max_age: Duration::from_secs(3600),
+            ..LearningConfig::default()
+        });
+        let samples = vec![
+            sample(1, NOW - HOUR - MS),
+            sample(2, NOW - HOUR),
+            sample(3, NOW),
+        ];
+        l.import_at(&record("c", 3, samples.clone()), NOW);
+        assert_eq!(history(&l, "c"), [2, 3], "older than max_age: dropped");
+        assert_same_predictor(
+            &predictor(&l, "c"),
+            &reference(&l, &samples[1..]),
+            "only the kept samples were replayed",
+        );
+    }
+
+    #[test]
+    fn import_keeps_the_newest_samples_up_to_the_history_cap() {
+        let l = Learner::new(LearningConfig {
+            history: 4,
+            ..LearningConfig::default()
+        });
+        let samples: Vec<Sample> = (1..=10)
+            .map(|i| sample(i * MIB, NOW - (11 - i) * HOUR))
+            .collect();
+        l.import_at(&record("c", 10, samples.clone()), NOW);
+        assert_eq!(history(&l, "c"), [7 * MIB, 8 * MIB, 9 * MIB, 10 * MIB]);
+        let newest = reference(&l, &samples[6..]);
+        assert_same_predictor(
+            &predictor(&l, "c"),
+            &newest,
+            "only the kept samples were replayed",
+        );
+        assert_eq!(predictor(&l, "c").series(Dim::Memory).samples(), 4);
+
+        // Stored newest first (not as respool writes them): the same samples
+        // are kept, and replayed oldest first.
+        let mut reversed = samples;
+        reversed.reverse();
+        l.import_at(&record("c", 10, reversed), NOW);
+        assert_eq!(history(&l, "c"), [7 * MIB, 8 * MIB, 9 * MIB, 10 * MIB]);
+        assert_same_predictor(&predictor(&l, "c"), &newest, "sorted, newest kept");
+    }
+
+    #[test]
+    fn a_profile_loaded_with_nothing_dropped_predicts_as_the_live_one() {
+        let cfg = LearningConfig::default();
+        let live = Learner::new(cfg);
+        for i in 0..12 {
+            observe(&live, "c", (10 + i % 3) * MIB, NOW - (12 - i) * MINUTE);
+        }
+        let loaded = Learner::new(cfg);
+        loaded.import_at(&live.export(), NOW);
+        assert_same_predictor(
+            &predictor(&loaded, "c"),
+            &predictor(&live, "c"),
+            "loaded as live",
+        );
+        assert_eq!(loaded.export().classes, live.export().classes);
+        let (a, b) = (
+            live.estimate(&key("c"), None),
+            loaded.estimate(&key("c"), None),
+        );
+        assert_eq!((a.reserve, a.expected), (b.reserve, b.expected));
+        assert!(a.expected.get(Dim::Memory).is_some(), "learned: {a:?}");
+    }
+
+    #[test]
+    fn the_history_never_exceeds_its_cap_and_keeps_the_newest() {
+        let l = Learner::new(LearningConfig {
+            history: 3,
+            ..LearningConfig::default()
+        });
+        for i in 1..=10 {
+            observe(&l, "c", i * MIB, NOW + i * MS);
+            let h = history(&l, "c");
+            assert!(h.len() <= 3, "{} samples kept", h.len());
+            assert_eq!(h.last(), Some(&(i * MIB)), "the newest is kept");
+        }
+        assert_eq!(history(&l, "c"), [8 * MIB, 9 * MIB, 10 * MIB]);
+        assert_eq!(l.export().classes[0].runs, 10, "runs count every run");
+        // Out-of-memory events are samples too, under the same cap.
+        l.observe_oom_at(&key("c"), 5 * MIB, NOW + 11 * MS);
+        let h = l.export().classes[0].samples.clone();
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[2].oom_bytes, Some(5 * MIB));
+
+        // A cap of zero keeps one sample (the newest).
+        let one = Learner::new(LearningConfig {
+            history: 0,
+            ..LearningConfig::default()
+        });
+        for i in 1..=3 {
+            observe(&one, "c", i * MIB, NOW + i * MS);
+        }
+        assert_eq!(history(&one, "c"), [3 * MIB]);
+    }
+
+    #[test]
+    fn samples_older_than_max_age_leave_the_history() {
+        let l = Learner::new(LearningConfig {
+            max_age: Duration::from_secs(3600),
+            ..LearningConfig::default()
+        });
+        observe(&l, "c", MIB, NOW);
+        observe(&l, "c", 2 * MIB, NOW + 30 * MINUTE);
+        observe(&l, "c", 3 * MIB, NOW + HOUR);
+        assert_eq!(
+            history(&l, "c"),
+            [MIB, 2 * MIB, 3 * MIB],
+            "exactly max_age: kept"
+        );
+        observe(&l, "c", 4 * MIB, NOW + HOUR + MS);
+        assert_eq!(history(&l, "c"), [2 * MIB, 3 * MIB, 4 * MIB]);
+        observe(&l, "c", 5 * MIB, NOW + 3 * HOUR);
+        assert_eq!(history(&l, "c"), [5 * MIB]);
+        assert_eq!(l.export().classes[0].runs, 5);
+    }
+
+    #[test]
+    fn disabled_learns_nothing_and_uses_the_fallback() {
+        let off = Learner::new(LearningConfig {
+            enabled: false,
+            ..LearningConfig::default()
+        });
+        let on = Learner::new(LearningConfig::default());
+        for i in 0..20 {
+            observe(&off, "c", 4 * MIB, NOW + i * MS);
+            observe(&on, "c", 4 * MIB, NOW + i * MS);
+        }
+        assert_eq!(
+            on.estimate(&key("c"), None).expected.get(Dim::Memory),
+            Some(4 * MIB),
+            "the same runs are learned when enabled"
+        );
+        let est = off.estimate(&key("c"), None);
+        assert_eq!(est.reserve, fallback());
+        assert_eq!(est.expected, Resources::NONE);
+        assert!(!est.probe);
+        assert!(off.export().classes.is_empty(), "nothing learned");
+        assert!(off.accuracy().0.is_empty());
+        // An out-of-memory report is not recorded either; the bump is still
+        // returned, the same as when enabled.
+        let bumped = off.observe_oom_at(&key("c"), 300 * MIB, NOW + DAY);
+        assert_eq!(bumped, on.observe_oom_at(&key("c"), 300 * MIB, NOW + DAY));
+        assert_eq!(bumped, PredictConfig::DEFAULT.oom_bump(300 * MIB));
+        assert!(off.export().classes.is_empty());
+        assert_eq!(off.estimate(&key("c"), None).reserve, fallback());
+
+        // Stored profiles are kept (and saved back), but not used.
+        let stored = on.export();
+        off.import_at(&stored, NOW + DAY);
+        assert_eq!(off.export().classes, stored.classes, "nothing lost");
+        let est = off.estimate(&key("c"), None);
+        assert_eq!((est.reserve, est.expected), (fallback(), Resources::NONE));
+    }
+
+    #[test]
+    fn no_prediction_before_min_executions_runs() {
+        let l = Learner::new(LearningConfig {
+            min_executions: 6,
+            confidence_threshold: Ppm::ZERO,
+            ..LearningConfig::default()
+        });
+        for run in 1..=8u64 {
+            observe(&l, "c", 7 * MIB, NOW + run * MS);
+            let est = l.estimate(&key("c"), None);
+            if run < 6 {
+                assert_eq!(est.expected, Resources::NONE, "run {run}");
+                assert_eq!(est.reserve, fallback(), "run {run}");
+            } else {
+                assert_eq!(est.expected.get(Dim::Memory), Some(7 * MIB), "run {run}");
+                assert!(est.reserve.amount(Dim::Memory) >= 7 * MIB, "run {run}");
+            }
+        }
+        // Below the predictor's own minimum (3), that minimum still holds.
+        let low = Learner::new(LearningConfig {
+            min_executions: 1,
+            confidence_threshold: Ppm::ZERO,
+            ..LearningConfig::default()
+        });
+        for run in 1..=3u64 {
+            observe(&low, "c", 7 * MIB, NOW + run * MS);
+            let learned = low.estimate(&key("c"), None).expected.get(Dim::Memory);
+            assert_eq!(learned, (run >= 3).then_some(7 * MIB), "run {run}");
+        }
+        // A loaded profile counts the samples it keeps.
+        let loaded = Learner::new(LearningConfig {
+            min_executions: 6,
+            confidence_threshold: Ppm::ZERO,
+            ..LearningConfig::default()
+        });
+        let five: Vec<Sample> = (1..=5)
+            .map(|i| sample(7 * MIB, NOW - i * MINUTE))
+            .rev()
+            .collect();
+        loaded.import_at(&record("c", 100, five), NOW);
+        assert_eq!(loaded.estimate(&key("c"), None).expected, Resources::NONE);
+        observe(&loaded, "c", 7 * MIB, NOW);
+        assert_eq!(
+            loaded.estimate(&key("c"), None).expected.get(Dim::Memory),
+            Some(7 * MIB)
+        );
+    }
+
+    #[test]
+    fn a_prediction_below_the_confidence_threshold_is_not_used() {
+        let threshold = Ppm::from_percent(70);
+        let l = Learner::new(LearningConfig {
+            min_executions: 1,
+            confidence_threshold: threshold,
+            ..LearningConfig::default()
+        });
+        let cfg = l.predict_config();
+        let (mut below, mut used) = (0, 0);
+        for run in 1..=12u64 {
+            observe(&l, "c", 7 * MIB, NOW + run * MS);
+            let raw = predictor(&l, "c").predict_dim(&cfg, Dim::Memory, None, 0);
+            let est = l.estimate(&key("c"), None);
+            if raw.source != Source::Fallback && raw.confidence < threshold {
+                below += 1;
+                assert_eq!(est.expected, Resources::NONE, "run {run}: {raw:?}");
+                assert_eq!(est.reserve, fallback(), "run {run}: {raw:?}");
+            }
+            if raw.confidence >= threshold {
+                used += 1;
+                assert_eq!(est.expected.get(Dim::Memory), Some(7 * MIB), "run {run}");
+            }
+        }
+        assert!(
+            below > 0 && used > 0,
+            "both cases seen: {below} below, {used} used"
+        );
+        // A constant series gains 10% per run: 60% after 6 runs (not used),
+        // exactly 70% after 7 (used: the threshold is inclusive).
+        let at = |runs: u64| {
+            let l = Learner::new(LearningConfig {
+                min_executions: 1,
+                confidence_threshold: threshold,
+                ..LearningConfig::default()
+            });
+            for run in 1..=runs {
+                observe(&l, "c", 7 * MIB, NOW + run * MS);
+            }
+            let c = predictor(&l, "c")
+                .predict_dim(&cfg, Dim::Memory, None, 0)
+                .confidence;
+            (c, l.estimate(&key("c"), None).expected.get(Dim::Memory))
+        };
+        assert_eq!(at(6), (Ppm::from_percent(60), None));
+        assert_eq!(at(7), (Ppm::from_percent(70), Some(7 * MIB)));
+
+        // A threshold above 100% is never reached.
+        let never = Learner::new(LearningConfig {
+            min_executions: 1,
+            confidence_threshold: Ppm::from_percent(101),
+            ..LearningConfig::default()
+        });
+        for run in 1..=30u64 {
+            observe(&never, "c", 7 * MIB, NOW + run * MS);
+        }
+        assert_eq!(
+            predictor(&never, "c")
+                .predict_dim(&cfg, Dim::Memory, None, 0)
+                .confidence,
+            Ppm::ONE
+        );
+        assert_eq!(never.estimate(&key("c"), None).expected, Resources::NONE);
     }
 }

@@ -10,8 +10,9 @@
 //! - [`FileStore`]: a JSON file, written atomically (a temporary file in the
 //!   same directory, flushed to disk, then renamed over the old one, and the
 //!   directory flushed), so that a crash leaves either the old or the new
-//!   file, never a torn one. A file that does not parse, or that was written
-//!   by a newer format version, is reported as an error and left untouched.
+//!   file, never a torn one (saves from several threads of one process
+//!   take turns). A file that does not parse, or that was written by a
+//!   newer format version, is reported as an error and left untouched.
 //!
 //! The trait is synchronous and object safe; a networked store (HTTP, Redis)
 //! implements the same two calls with blocking I/O, and gets the same
@@ -390,6 +391,12 @@ impl ProfileStore for FileStore {
             |n| n.to_string_lossy().into_owned(),
         );
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        // The temporary path is per process: saves from several threads of
+        // this process (two pools on one file, a save racing the one at
+        // shutdown) take turns, or they would write the same temporary file
+        // and could rename a mix of two documents into place.
+        static SAVING: Mutex<()> = Mutex::new(());
+        let _turn = lock(&SAVING);
         let write = || -> io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(json.as_bytes())?;
@@ -508,6 +515,94 @@ mod tests {
         let e = store.load().unwrap_err();
         assert!(e.to_string().contains("corrupt"), "{e}");
         assert_eq!(fs::read_to_string(store.path()).unwrap(), "{ not json");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn test_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("respool-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_failed_save_leaves_the_old_file_intact() {
+        let dir = test_dir("failed-save");
+        let store = FileStore::in_dir(&dir);
+        let old = sample_profiles();
+        store.save(&old).unwrap();
+        let old_bytes = fs::read(store.path()).unwrap();
+        // The temporary file the next save writes cannot be created: a
+        // directory sits at its path (permission bits would not stop root).
+        let tmp = dir.join(format!(".profiles.json.tmp-{}", std::process::id()));
+        fs::create_dir(&tmp).unwrap();
+        let e = store.save(&Profiles::new(vec![])).unwrap_err();
+        match &e {
+            StoreError::Io { path, error } => {
+                assert_eq!(path, store.path(), "{e}");
+                assert_eq!(error.kind(), io::ErrorKind::IsADirectory, "{e}");
+            }
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+        assert!(
+            e.to_string().contains(&store.path().display().to_string()),
+            "the message names the file: {e}"
+        );
+        assert_eq!(
+            fs::read(store.path()).unwrap(),
+            old_bytes,
+            "old bytes unchanged"
+        );
+        assert_eq!(store.load().unwrap(), Some(old.clone()), "still readable");
+        // Once the obstacle is gone, saving works again.
+        fs::remove_dir(&tmp).unwrap();
+        store.save(&Profiles::new(vec![])).unwrap();
+        assert_eq!(store.load().unwrap().unwrap().classes, vec![]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_saves_never_tear_the_file() {
+        // Saves from several threads (two pools on one file, or a save
+        // racing the save at shutdown) share the temporary path: each must
+        // succeed and leave one whole document, never a mix of two.
+        let dir = test_dir("concurrent");
+        let store = FileStore::in_dir(&dir);
+        let docs: Vec<Profiles> = (0..4u64)
+            .map(|t| {
+                Profiles::new(vec![ClassRecord {
+                    class: format!("writer-{t}"),
+                    runs: t,
+                    samples: (0..(t + 1) * 200)
+                        .map(|i| Sample::new(i, Some(t), Duration::ZERO, &Resources::NONE, None))
+                        .collect(),
+                }])
+            })
+            .collect();
+        let docs = &docs;
+        std::thread::scope(|s| {
+            for doc in docs {
+                let store = store.clone();
+                s.spawn(move || {
+                    for _ in 0..25 {
+                        store.save(doc).unwrap();
+                        let got = store.load().unwrap().unwrap();
+                        assert!(docs.contains(&got), "a torn or mixed document was read");
+                    }
+                });
+            }
+        });
+        let last = store.load().unwrap().unwrap();
+        assert!(docs.contains(&last));
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            [std::ffi::OsString::from("profiles.json")],
+            "no temporary file left"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use respool::alloc::{TrackingAllocator, measure};
+use respool::alloc::{HeapUsage, TrackingAllocator, measure};
 use respool::{
     BuildError, Dim, FileStore, LearningConfig, MemoryStore, Policy, Pool, ProfileStore, Resources,
     StoreError, TaskReport,
@@ -507,4 +507,129 @@ fn reported_usage_and_oom_feed_the_class() {
     assert_eq!(floor, ((6u64 << 30) * 12).div_ceil(10), "x 1.2, rounded up");
     let snap = pool.snapshot();
     assert!(snap.classes.iter().any(|c| c.class == "big-link"));
+}
+
+/// Waits until `flag` is set (at most [`SAFETY`], against a hang).
+fn wait_for(flag: &AtomicBool) {
+    let give_up = std::time::Instant::now() + SAFETY;
+    while !flag.load(Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < give_up, "never set");
+        std::hint::spin_loop();
+    }
+}
+
+/// Runs an outer task (class `outer`) that holds `outer_bytes` while it
+/// waits on a scope, on a pool with one worker, so that the worker runs the
+/// queued inner task (class `inner`, which allocates and frees
+/// `inner_bytes`) itself, nested inside the outer task. Returns the heap
+/// usage reported for the outer and for the inner task.
+fn run_nested(outer_bytes: usize, inner_bytes: usize) -> (HeapUsage, HeapUsage) {
+    let (got, cb) = reports();
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .capacity(
+                Resources::new()
+                    .with(Dim::Memory, 1 << 30)
+                    .unwrap()
+                    .with(Dim::Cpu, 64_000)
+                    .unwrap(),
+            )
+            .headroom(Resources::NONE)
+            .on_task_end(cb)
+            .build()
+            .unwrap(),
+    );
+    let started = Arc::new(AtomicBool::new(false));
+    let queued = Arc::new(AtomicBool::new(false));
+    let in_scope = Arc::new(AtomicBool::new(false));
+    let outer = {
+        let (p, started, queued, in_scope) = (
+            pool.clone(),
+            started.clone(),
+            queued.clone(),
+            in_scope.clone(),
+        );
+        pool.task()
+            .class("outer")
+            .memory("64MiB")
+            .spawn(move |_| {
+                let kept = touch(outer_bytes);
+                started.store(true, Ordering::SeqCst);
+                // The inner task is queued behind this one, on the only worker.
+                wait_for(&queued);
+                in_scope.store(true, Ordering::SeqCst);
+                // Waiting for its (empty) task, the scope runs queued tasks
+                // itself: the inner one first.
+                p.scope(|s| s.spawn(|| ()));
+                in_scope.store(false, Ordering::SeqCst);
+                drop(kept);
+            })
+            .unwrap()
+    };
+    wait_for(&started);
+    let nested = in_scope.clone();
+    let inner = pool
+        .task()
+        .class("inner")
+        .memory("64MiB")
+        .spawn(move |_| {
+            drop(touch(inner_bytes));
+            // At least a millisecond, so that the same dimensions are
+            // measured in every run (IOPS needs 1 ms): the pool's own
+            // bookkeeping after the inner task is then the same size.
+            std::thread::sleep(Duration::from_millis(2));
+            nested.load(Ordering::SeqCst)
+        })
+        .unwrap();
+    queued.store(true, Ordering::SeqCst);
+    outer.join().unwrap();
+    assert!(
+        inner.join().unwrap(),
+        "the inner task ran inline, inside the outer task's scope"
+    );
+    pool.shutdown();
+    let reports = got.lock().unwrap().clone();
+    let heap = |class: &str| {
+        reports
+            .iter()
+            .find(|r| r.class.as_deref() == Some(class))
+            .and_then(|r| r.usage.heap)
+            .unwrap()
+    };
+    (heap("outer"), heap("inner"))
+}
+
+#[test]
+fn a_task_run_inline_inside_another_is_charged_to_itself() {
+    const OUTER: u64 = 3 << 20;
+    let mut outers = Vec::new();
+    for inner_bytes in [5u64 << 20, 9 << 20] {
+        let (outer, inner) = run_nested(OUTER as usize, inner_bytes as usize);
+        // Exactly the inner task's one block, allocated and freed.
+        assert_eq!(
+            inner,
+            HeapUsage {
+                allocated: inner_bytes,
+                freed: inner_bytes,
+                peak: inner_bytes,
+                live: 0,
+                allocations: 1,
+            }
+        );
+        // None of it in the outer task's report: the outer's own block,
+        // plus a few KiB of the pool's bookkeeping (the scope, the inner
+        // task's history sample and report).
+        assert!(outer.allocated >= OUTER, "{outer:?}");
+        assert!(outer.allocated - OUTER < 64 << 10, "{outer:?}");
+        assert!(
+            outer.peak >= OUTER && outer.peak - OUTER < 64 << 10,
+            "{outer:?}"
+        );
+        outers.push(outer);
+    }
+    assert_eq!(
+        outers[0], outers[1],
+        "4 MiB more in the inner task changes the outer's report by not one byte"
+    );
 }
