@@ -18,7 +18,7 @@ use crate::units;
 /// | [`workers`](Builder::workers) | CPUs allowed to this process and its container (cgroup quota over every ancestor, rounded down, at least 1) |
 /// | [`capacity`](Builder::capacity) | CPU and memory of the machine or container ([`sys::MachineCapacity`](crate::sys::MachineCapacity)) |
 /// | [`headroom`](Builder::headroom) | for detected memory, 10% but at least 64 MiB; none for capacities you set |
-/// | [`monitor`](Builder::monitor) | on when memory capacity is detected: memory used outside the pool's reservations lowers the effective capacity within one sampling interval (1 s) |
+/// | [`monitor`](Builder::monitor) | on when memory capacity is detected or a [`system_monitor`](Builder::system_monitor) is given: memory used outside the pool's reservations lowers the effective capacity within one sampling interval (1 s) |
 /// | [`admission`](Builder::admission) | [`Policy::Defer`], at most 4096 waiting tasks |
 /// | [`queue_capacity`](Builder::queue_capacity) | 4096 admitted tasks before the overflow list |
 /// | [`thread_name`](Builder::thread_name) | `"respool"` (workers are `respool-0`, `respool-1`, ...) |
@@ -52,6 +52,7 @@ pub struct Builder {
     on_task_end: Option<crate::pool::TaskEndHook>,
     monitor: Option<bool>,
     monitor_config: crate::sys::MonitorConfig,
+    monitor_source: Option<Box<dyn crate::sys::SystemMonitor>>,
     domains: Option<Vec<crate::DomainSpec>>,
     fit: respool_core::packer::Fit,
     lookahead: (usize, u32),
@@ -94,6 +95,7 @@ impl Builder {
             on_task_end: None,
             monitor: None,
             monitor_config: crate::sys::MonitorConfig::default(),
+            monitor_source: None,
             domains: None,
             fit: respool_core::packer::Fit::Best(respool_core::packer::Score::DotProduct),
             lookahead: (8, 16),
@@ -252,15 +254,77 @@ impl Builder {
     /// task (other processes, tasks that under-declared), and follows a
     /// container memory limit that changes. Default: on when the memory
     /// capacity is detected, off when you set it (an explicit capacity is a
-    /// budget of its own, unrelated to what the machine uses).
+    /// budget of its own, unrelated to what the machine uses), and on with
+    /// [`system_monitor`](Builder::system_monitor).
     pub fn monitor(mut self, on: bool) -> Self {
         self.monitor = Some(on);
         self
     }
 
-    /// Sampling interval and per-resource settings of the monitor.
+    /// Sampling interval and per-resource settings of the monitor. Checked
+    /// by [`build`](Builder::build) when the monitor is on.
     pub fn monitor_config(mut self, config: crate::sys::MonitorConfig) -> Self {
         self.monitor_config = config;
+        self
+    }
+
+    /// Runs the pool's monitor on `source` instead of this platform's
+    /// (procfs and the process's cgroups on Linux, `sysinfo` elsewhere): for
+    /// readings that come from elsewhere (a node agent, a script in a test).
+    /// Switches the monitor on, whatever the capacity; sampling follows
+    /// [`monitor_config`](Builder::monitor_config).
+    ///
+    /// After each sample the pool takes the memory in use (the
+    /// [`Container`](crate::sys::Resource::Container) reading when the source
+    /// gives one, else [`Memory`](crate::sys::Resource::Memory); see
+    /// [`Snapshot::measured_usage`](crate::sys::Snapshot::measured_usage)),
+    /// and what its tasks have not reserved becomes external usage, which
+    /// lowers the effective capacity. When that reading fails three times in
+    /// a row, the external usage is dropped, so a dead source cannot hold
+    /// tasks back forever. When the memory capacity was detected (not set
+    /// with [`memory`](Builder::memory) or [`capacity`](Builder::capacity)),
+    /// a changed container memory limit
+    /// ([`ContainerLimits`](crate::sys::Resource::ContainerLimits)) becomes
+    /// the memory capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use respool::sys::{MemoryReading, MonitorConfig, Resource, Snapshot, SysError, SystemMonitor};
+    /// use respool::{Dim, Pool};
+    ///
+    /// /// Memory figures from a node agent (here: 256 MiB of 1 GiB in use).
+    /// struct Agent;
+    ///
+    /// impl SystemMonitor for Agent {
+    ///     fn name(&self) -> &'static str {
+    ///         "agent"
+    ///     }
+    ///     fn read(&mut self, r: Resource, now: Instant, s: &mut Snapshot) -> Result<(), SysError> {
+    ///         match r {
+    ///             Resource::Memory => {
+    ///                 let (total, used) = (1 << 30, 256 << 20);
+    ///                 s.memory = Some(MemoryReading { at: now, total, available: total - used, used });
+    ///                 Ok(())
+    ///             }
+    ///             // Never asked for again.
+    ///             _ => Err(SysError::Unsupported { what: "this reading", why: "not from the agent" }),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let pool = Pool::builder()
+    ///     .memory("1GiB")
+    ///     .system_monitor(Agent)
+    ///     .monitor_config(MonitorConfig::default().with_interval(Duration::from_millis(100)))
+    ///     .build()?;
+    /// // From the first sample on, tasks share the 768 MiB left.
+    /// assert_eq!(pool.capacity().get(Dim::Memory), Some(1 << 30));
+    /// # Ok::<(), respool::BuildError>(())
+    /// ```
+    pub fn system_monitor(mut self, source: impl crate::sys::SystemMonitor) -> Self {
+        self.monitor_source = Some(Box::new(source));
         self
     }
 
@@ -355,10 +419,22 @@ impl Builder {
             ));
         }
         let pin_workers = self.pin_workers.unwrap_or(cpu_domains > 1);
+        if self.monitor_source.is_some() && self.monitor == Some(false) {
+            return Err(BuildError::Invalid(
+                "system_monitor(...) gives the monitor a source but monitor(false) switches it \
+                 off: remove one of the two"
+                    .into(),
+            ));
+        }
         let monitor = self
             .monitor
-            .unwrap_or(memory_detected)
+            .unwrap_or(memory_detected || self.monitor_source.is_some())
             .then_some(self.monitor_config);
+        if let Some(config) = &monitor {
+            config
+                .validate()
+                .map_err(|e| BuildError::Invalid(format!("monitor_config(...): {e}")))?;
+        }
         for (dim, amount) in headroom.iter() {
             match capacity.get(dim) {
                 None => {
@@ -405,6 +481,9 @@ impl Builder {
             store: self.store,
             on_task_end: self.on_task_end,
             monitor,
+            monitor_source: self
+                .monitor_source
+                .map(|s| std::sync::Arc::new(std::sync::Mutex::new(Some(s)))),
             follow_container_limit: memory_detected,
             domains,
             fit: self.fit,

@@ -8,16 +8,13 @@
 //! Randomness comes from a fixed-seed generator, so a failure replays. This
 //! binary installs the tracking allocator (memory spikes grow reservations).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use respool::alloc::TrackingAllocator;
-use respool::sys::{
-    MemoryReading, Monitor, MonitorConfig, Resource, ResourceStatus, Snapshot, SysError,
-    SystemMonitor,
-};
-use respool::{Backoff, Dim, JoinHandle, Pool, Resources, TaskError, TaskReport};
+use respool::sys::{MemoryReading, MonitorConfig, Resource, Snapshot, SysError, SystemMonitor};
+use respool::{Backoff, Dim, JoinHandle, Policy, Pool, Resources, TaskError, TaskReport};
 
 mod common;
 use common::*;
@@ -385,17 +382,82 @@ fn workers_survive_tasks_that_panic_mid_run() {
     assert_still_works(&pool, 100);
 }
 
-/// A monitor source that reports the memory in use from a shared value and
-/// fails every read after `fail_after` successful ones.
-struct Failing {
-    used: Arc<AtomicU64>,
-    reads: Arc<AtomicU32>,
-    fail_after: u32,
+/// Failed memory readings in a row after which the pool drops the external
+/// usage (`STALE_SAMPLES` in `src/pool.rs`).
+const STALE_SAMPLES: u32 = 3;
+
+/// What the scripted monitor source does; shared by the test and the source.
+#[derive(Default)]
+struct Script {
+    state: Mutex<ScriptState>,
+    changed: Condvar,
 }
 
-impl SystemMonitor for Failing {
+#[derive(Default)]
+struct ScriptState {
+    /// Memory in use, reported while the source works.
+    used: u64,
+    /// Every read fails from now on.
+    failing: bool,
+    /// Failed reads so far.
+    failed: u32,
+    /// Failed reads let through: the next one waits for the test, holding
+    /// the sampling thread, so the test sees the pool between two readings.
+    allowed: u32,
+    /// A read waits for the test.
+    parked: bool,
+}
+
+impl Script {
+    fn state(&self) -> std::sync::MutexGuard<'_, ScriptState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts failing (or lets more failed reads through).
+    fn fail(&self, allowed: u32) {
+        let mut s = self.state();
+        s.failing = true;
+        s.allowed = allowed;
+        self.changed.notify_all();
+    }
+
+    /// Waits until exactly `failed` reads have failed and the next one waits:
+    /// the pool has handled the sample of the last failed read.
+    fn wait_parked_after(&self, failed: u32) {
+        let start = Instant::now();
+        let mut s = self.state();
+        while !(s.parked && s.failed == failed) {
+            assert!(
+                start.elapsed() < SAFETY,
+                "timed out waiting for failed read {failed}"
+            );
+            s = self
+                .changed
+                .wait_timeout(s, Duration::from_millis(10))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// Lets every read through when dropped (also when the test fails), so that
+/// the pool can stop its monitor.
+struct LetGo(Arc<Script>);
+
+impl Drop for LetGo {
+    fn drop(&mut self) {
+        self.0.fail(u32::MAX);
+    }
+}
+
+/// The pool's monitor source in this test: memory only, from the script.
+struct Scripted(Arc<Script>);
+
+impl SystemMonitor for Scripted {
     fn name(&self) -> &'static str {
-        "failing"
+        "scripted"
     }
     fn read(
         &mut self,
@@ -409,62 +471,70 @@ impl SystemMonitor for Failing {
                 why: "a test source",
             });
         }
-        if self.reads.fetch_add(1, Ordering::SeqCst) >= self.fail_after {
-            return Err(SysError::Os {
-                op: "chaos: read meminfo",
-                code: 5,
+        let script = &*self.0;
+        let mut s = script.state();
+        if !s.failing {
+            snapshot.memory = Some(MemoryReading {
+                at: now,
+                total: 1000,
+                available: 1000 - s.used,
+                used: s.used,
             });
+            return Ok(());
         }
-        let used = self.used.load(Ordering::SeqCst);
-        snapshot.memory = Some(MemoryReading {
-            at: now,
-            total: 1000,
-            available: 1000 - used,
-            used,
-        });
-        Ok(())
+        let start = Instant::now();
+        while s.failed >= s.allowed && start.elapsed() < SAFETY {
+            s.parked = true;
+            script.changed.notify_all();
+            s = script
+                .changed
+                .wait_timeout(s, Duration::from_millis(10))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        s.parked = false;
+        s.failed += 1;
+        script.changed.notify_all();
+        Err(SysError::Os {
+            op: "chaos: read meminfo",
+            code: 5,
+        })
     }
 }
 
-/// Guards the pool against a monitor that starts failing: the monitor's
-/// subscriber does what the pool does with a sample (external usage = in
-/// use - reserved; `Pool::set_external_usage`); its source fails after a few
-/// samples while tasks are admitted, deferred and finished.
+/// Guards the pool's own monitor path (`Builder::system_monitor`, the pool's
+/// `on_sample`) against a source that starts failing: memory used outside
+/// the pool defers every task; when the source fails, the last good reading
+/// still holds the tasks back for `STALE_SAMPLES - 1` failed readings, and
+/// the `STALE_SAMPLES`-th drops the external usage, so the deferred tasks
+/// run: each exactly once, and nothing stays reserved.
 #[test]
 fn a_monitor_that_starts_failing_does_not_lose_work() {
     quiet_expected_panics("chaos");
     let mut rng = fastrand::Rng::with_seed(0x0B5E_0004);
-    let pool = Arc::new(pool(3, 1000));
-    let used = Arc::new(AtomicU64::new(0));
-    let reads = Arc::new(AtomicU32::new(0));
-    let monitor = Monitor::with_source(
-        Failing {
-            used: used.clone(),
-            reads: reads.clone(),
-            fail_after: 8,
-        },
-        MonitorConfig::default()
-            .only(&[Resource::Memory])
-            .with_interval(Duration::from_millis(5))
-            .with_max_backoff(Duration::from_millis(40)),
-    )
-    .expect("monitor");
-    let weak = Arc::downgrade(&pool);
-    let samples = Arc::new(AtomicU32::new(0));
-    let s2 = samples.clone();
-    monitor.subscribe(move |snap| {
-        s2.fetch_add(1, Ordering::SeqCst);
-        let Some(p) = weak.upgrade() else { return };
-        if let Some(in_use) = snap.measured_usage().get(Dim::Memory) {
-            let reserved = p.snapshot().reserved.amount(Dim::Memory);
-            let _ = p.set_external_usage(&mem(in_use.saturating_sub(reserved)));
-        }
-    });
-    // 300 of 1000 in use outside the pool, seen within a sample.
-    used.store(300, Ordering::SeqCst);
-    wait_until("the first samples", || {
-        pool.snapshot().effective_capacity.amount(Dim::Memory) <= 700
-    });
+    let script = Arc::new(Script::default());
+    // All 1000 in use outside the pool.
+    script.state().used = 1000;
+    let pool = Pool::builder()
+        .workers(3)
+        .capacity(mem(1000))
+        .headroom(Resources::NONE)
+        .admission(Policy::Defer)
+        .system_monitor(Scripted(script.clone()))
+        .monitor_config(
+            MonitorConfig::default()
+                .only(&[Resource::Memory])
+                .with_interval(Duration::from_millis(5))
+                .with_max_backoff(Duration::from_millis(20)),
+        )
+        .build()
+        .expect("pool");
+    let _let_go = LetGo(script.clone());
+    // Capacity 1000, no headroom: what is not effective is external.
+    let external = || 1000 - pool.snapshot().effective_capacity.amount(Dim::Memory);
+    wait_until("the first sample", || external() == 1000);
+
+    // Nothing fits now: every task waits.
     let n = 200;
     let ledger = Ledger::new(n);
     let mut handles = Vec::new();
@@ -482,16 +552,27 @@ fn a_monitor_that_starts_failing_does_not_lose_work() {
             })
             .expect("accepted");
         handles.push((id, size, panics, h));
-        if id == n / 2 {
-            // The source is failing by now; make sure the monitor noticed.
-            wait_until("the source to fail", || {
-                matches!(
-                    monitor.latest().status(Resource::Memory),
-                    ResourceStatus::Failing { .. }
-                )
-            });
-        }
     }
+    let nothing_ran = || (0..n).all(|id| ledger.runs(id) == 0);
+    let s = pool.snapshot();
+    assert_eq!(s.waiting, n, "{s}");
+    assert!(nothing_ran());
+
+    // The source fails: the stale reading still counts for a few samples.
+    script.fail(STALE_SAMPLES - 1);
+    script.wait_parked_after(STALE_SAMPLES - 1);
+    assert_eq!(external(), 1000, "dropped before {STALE_SAMPLES} failures");
+    let s = pool.snapshot();
+    assert_eq!(s.waiting, n, "{s}");
+    assert!(nothing_ran());
+
+    // One more failed reading: the external usage is dropped.
+    script.fail(STALE_SAMPLES);
+    script.wait_parked_after(STALE_SAMPLES);
+    assert_eq!(external(), 0, "not dropped after {STALE_SAMPLES} failures");
+
+    // The source keeps failing (with backoff); the deferred tasks run.
+    script.fail(u32::MAX);
     for (id, size, panics, h) in handles {
         let r = join(h);
         assert_eq!(ledger.runs(id), 1, "task {id}");
@@ -502,28 +583,9 @@ fn a_monitor_that_starts_failing_does_not_lose_work() {
         }
     }
     assert_quiet(&pool);
-    // Still failing, with backoff; the errors are reported.
-    let seen = samples.load(Ordering::SeqCst);
-    wait_until("another (failing) sample", || {
-        samples.load(Ordering::SeqCst) > seen
-    });
-    assert!(matches!(
-        monitor.latest().status(Resource::Memory),
-        ResourceStatus::Failing { consecutive } if consecutive >= 2
-    ));
-    assert!(
-        monitor
-            .errors()
-            .iter()
-            .any(|(r, e)| *r == Resource::Memory && e.to_string().contains("chaos")),
-        "{:?}",
-        monitor.errors()
-    );
-    // The last good reading still counts (300 external): the pool works
-    // within what is left, and all of it once the usage is cleared.
-    assert_still_works(&pool, 700);
-    monitor.stop();
-    pool.set_external_usage(&mem(0)).expect("memory is tracked");
+    let failed = script.state().failed;
+    wait_until("another failed reading", || script.state().failed > failed);
+    assert_eq!(external(), 0, "a failing source does not bring it back");
     assert_still_works(&pool, 1000);
 }
 
