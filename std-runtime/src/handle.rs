@@ -6,18 +6,22 @@
 //! state word makes every race explicit:
 //!
 //! - `STARTED`: a worker began running the task (`fetch_or` by the worker);
-//! - `CANCEL`: cancellation was requested (`fetch_or` by [`JoinHandle::cancel`]
-//!   or a timeout);
+//! - `CANCEL`: cancellation was requested (by [`JoinHandle::cancel`], a
+//!   timeout or a refusal);
 //! - `CLAIMED`: somebody owns the right to write the result; exactly one
-//!   `fetch_or(CLAIMED)` sees it clear, and only that party writes;
+//!   party sets it (`fetch_or`, or a cancel's compare-and-swap), and only
+//!   that party writes;
 //! - `DONE`: the result is written (release), so the joiner may read it
 //!   (acquire);
 //! - `WAITING`: the joiner stored its thread handle and parks until `DONE`.
 //!
 //! Whoever sets `CANCEL` before `STARTED` is set has stopped the task from
 //! ever starting: the worker's `fetch_or(STARTED)` returns a word with
-//! `CANCEL` and it skips the task. A cancel that arrives after the start only
-//! raises the flag that the running task can poll through its
+//! `CANCEL` and it skips the task. A cancel sets `CANCEL` together with
+//! `CLAIMED` (and `PREVENTED`) in one compare-and-swap, so the handle of a
+//! task it stopped always resolves with `Cancelled` (never with the
+//! `ShutDown` of the job the worker then drops). A cancel that arrives after
+//! the start only raises the flag that the running task can poll through its
 //! [`TaskContext`] or [`crate::is_cancelled`].
 
 use std::cell::{Cell, UnsafeCell};
@@ -39,6 +43,19 @@ const TAKEN: u32 = 1 << 5;
 /// The result is written but not yet published (the worker publishes it
 /// after releasing the task's reservation).
 const WRITTEN: u32 = 1 << 6;
+/// A cancel prevented the start (set with `CANCEL` and `CLAIMED`).
+const PREVENTED: u32 = 1 << 7;
+
+/// What a cancellation request found.
+enum CancelRequest {
+    /// The task had not started and nobody had resolved it: this request
+    /// claimed the result (the caller writes `Cancelled`); it never starts.
+    Prevented,
+    /// An earlier request prevented the start.
+    AlreadyPrevented,
+    /// It had started, or was resolved otherwise: only the flag is raised.
+    TooLate,
+}
 
 /// The type-independent part of a packet.
 pub(crate) struct Header {
@@ -68,10 +85,34 @@ impl Header {
         prev & STARTED != 0 || prev & CANCEL == 0
     }
 
-    /// Requests cancellation. Returns `true` if the task had not started, in
-    /// which case it never will and the caller must complete it as cancelled.
-    fn request_cancel(&self) -> bool {
-        self.state.fetch_or(CANCEL, Ordering::AcqRel) & STARTED == 0
+    /// Requests cancellation. `CANCEL` and `CLAIMED` are set in one step
+    /// when the task has not started, so that nobody (a dropped job resolving
+    /// its handle with `ShutDown`) writes a result between the two.
+    fn request_cancel(&self) -> CancelRequest {
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            if cur & PREVENTED != 0 {
+                return CancelRequest::AlreadyPrevented;
+            }
+            if cur & (STARTED | CLAIMED) != 0 {
+                self.raise_cancel();
+                return CancelRequest::TooLate;
+            }
+            match self.state.compare_exchange_weak(
+                cur,
+                cur | CANCEL | CLAIMED | PREVENTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return CancelRequest::Prevented,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Raises the cancellation flag (a task that has not started never will).
+    fn raise_cancel(&self) {
+        self.state.fetch_or(CANCEL, Ordering::AcqRel);
     }
 
     /// Claims the right to write the result.
@@ -134,11 +175,17 @@ impl<T> Packet<T> {
         if !self.header.claim() {
             return false;
         }
-        // SAFETY: winning `claim` makes this the only writer; the joiner reads
-        // only after `publish` sets `DONE`.
+        self.write_claimed(result);
+        true
+    }
+
+    /// Writes and publishes `result`. Only for the party that set `CLAIMED`.
+    fn write_claimed(&self, result: Result<T, TaskError>) {
+        // SAFETY: the caller set `CLAIMED` (by `claim` or `request_cancel`),
+        // which makes it the only writer; the joiner reads only after
+        // `publish` sets `DONE`.
         unsafe { *self.result.get() = Some(result) };
         self.header.publish();
-        true
     }
 
     /// Writes `result` if nobody else completed, but leaves publishing it to
@@ -185,18 +232,20 @@ pub(crate) trait Cancel: Send + Sync {
 
 impl<T: Send> Cancel for Packet<T> {
     fn cancel(&self) -> bool {
-        if self.header.request_cancel() {
-            self.complete(Err(TaskError::Cancelled));
-            true
-        } else {
-            false
+        match self.header.request_cancel() {
+            CancelRequest::Prevented => {
+                self.write_claimed(Err(TaskError::Cancelled));
+                true
+            }
+            CancelRequest::AlreadyPrevented => true,
+            CancelRequest::TooLate => false,
         }
     }
     fn is_cancelled(&self) -> bool {
         self.header.is_cancel_requested()
     }
     fn fail(&self, error: TaskError) -> bool {
-        self.header.request_cancel();
+        self.header.raise_cancel();
         self.complete(Err(error))
     }
     fn publish(&self) {

@@ -98,7 +98,9 @@ impl Histogram {
             for (i, c) in counts.iter().enumerate() {
                 seen += c;
                 if seen >= rank {
-                    return Duration::from_nanos(upper_bound(i));
+                    // The bucket's bound, but never above the largest sample
+                    // (which is still an upper bound of the percentile).
+                    return Duration::from_nanos(upper_bound(i).min(max_ns));
                 }
             }
             Duration::from_nanos(max_ns)
@@ -115,7 +117,7 @@ impl Histogram {
 }
 
 /// Count, mean and percentiles of a latency. Percentiles are upper bounds of
-/// their histogram bucket (within 12.5% of the true value).
+/// their histogram bucket (within 12.5% of the true value), capped at `max`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LatencySummary {
     /// Samples recorded.

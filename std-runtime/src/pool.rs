@@ -153,6 +153,11 @@ const RELEASE_BATCH: u32 = 32;
 /// The `on_task_end` callback.
 pub(crate) type TaskEndHook = Arc<dyn Fn(&crate::TaskReport) + Send + Sync>;
 
+/// A monitor source given to the builder. Behind a shared `Mutex<Option<_>>`
+/// so that [`Config`] stays `Clone`; the pool takes it once, when it starts
+/// its monitor.
+pub(crate) type MonitorSource = Arc<Mutex<Option<Box<dyn crate::sys::SystemMonitor>>>>;
+
 /// Configuration, validated by [`Builder::build`](crate::Builder::build).
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -169,6 +174,9 @@ pub(crate) struct Config {
     pub(crate) on_task_end: Option<TaskEndHook>,
     /// Start a monitor with this configuration.
     pub(crate) monitor: Option<crate::sys::MonitorConfig>,
+    /// The monitor's source from [`Builder::system_monitor`](crate::Builder::system_monitor)
+    /// (taken when the monitor starts); `None`: this platform's default.
+    pub(crate) monitor_source: Option<MonitorSource>,
     /// Memory capacity follows the container's limit when it changes.
     pub(crate) follow_container_limit: bool,
     /// Placement domains (at least one CPU domain).
@@ -377,19 +385,30 @@ impl Pool {
         shared
             .sleepers
             .set_threads(threads.iter().map(|h| h.thread().clone()).collect());
-        let monitor = shared.config.monitor.and_then(|cfg| match crate::sys::Monitor::start_named(cfg, format!("{}-monitor", shared.config.thread_name)) {
-            Ok(m) => {
-                let weak = Arc::downgrade(&shared);
-                m.subscribe(move |snap| {
-                    if let Some(s) = weak.upgrade() {
-                        s.on_sample(snap);
-                    }
-                });
-                Some(m)
-            }
-            Err(e) => {
-                tracing::warn!(target: "respool::sys", error = %e, "no monitor: external memory usage is not followed");
-                None
+        let monitor = shared.config.monitor.and_then(|cfg| {
+            // The builder's source if one was given, else this platform's.
+            let source = shared
+                .config
+                .monitor_source
+                .as_ref()
+                .and_then(|s| lock(s).take())
+                .unwrap_or_else(crate::sys::platform_monitor);
+            let name = format!("{}-monitor", shared.config.thread_name);
+            match crate::sys::Monitor::with_source_named(source, cfg, name) {
+                Ok(m) => {
+                    let weak = Arc::downgrade(&shared);
+                    m.subscribe(move |snap| {
+                        if let Some(s) = weak.upgrade() {
+                            s.on_sample(snap);
+                        }
+                    });
+                    Some(m)
+                }
+                Err(e) => {
+                    tracing::warn!(target: "respool::sys", error = %e,
+                        "no monitor: external memory usage is not followed");
+                    None
+                }
             }
         });
         Ok(Pool {
@@ -608,6 +627,13 @@ impl Pool {
     pub fn shutdown(&self) {
         let s = &self.shared;
         s.gate.close();
+        if s.stop_now.load(Ordering::SeqCst) {
+            // After `shutdown_now` the workers take no more tasks: waiting
+            // for the queues to empty would never end. What is left never
+            // started; dropping it resolves its handles with `ShutDown`.
+            drop(self.shutdown_now());
+            return;
+        }
         let mut backoff = Duration::from_micros(10);
         loop {
             s.dispatch();
@@ -644,31 +670,13 @@ impl Pool {
             backoff = (backoff * 2).min(Duration::from_millis(1));
         }
         let mut out = Vec::new();
-        for action in s.timer.drain() {
-            // Retry and deadline actions: dropping them drops their tasks,
-            // which resolves the handles with `ShutDown`.
-            drop(action);
-        }
-        while let Some(t) = s.queue.pop() {
-            out.push(s.unstarted(t));
-        }
-        for q in s.domain_queues.iter() {
-            while let Some(t) = q.pop() {
-                out.push(s.unstarted(t));
-            }
-        }
-        {
-            let mut lane = lock(&s.lane);
-            while let Some(e) = lane.heap.pop() {
-                out.push(s.unstarted(e.task));
-            }
-            s.lane_len.store(0, Ordering::SeqCst);
-        }
-        for t in s.drain_waiting() {
-            out.push(s.unstarted(t));
-        }
+        s.take_unstarted(&mut out);
         if !s.on_own_worker() {
             self.join_all();
+            // A worker finishing its last task may have admitted a waiting
+            // task (or a task may have submitted one) after the sweep above;
+            // with every thread joined nothing can add more: sweep again.
+            s.take_unstarted(&mut out);
         } else {
             s.exit_when_done.store(true, Ordering::SeqCst);
         }
@@ -769,6 +777,34 @@ impl Shared {
     /// The instant the pool clock counts from.
     pub(crate) fn epoch_instant(&self) -> Instant {
         self.epoch
+    }
+
+    /// Takes every task that has not started (timer actions are dropped,
+    /// which resolves their handles with `ShutDown`), for `shutdown_now`.
+    fn take_unstarted(&self, out: &mut Vec<Unstarted>) {
+        for action in self.timer.drain() {
+            // Retry and deadline actions: dropping them drops their tasks,
+            // which resolves the handles with `ShutDown`.
+            drop(action);
+        }
+        while let Some(t) = self.queue.pop() {
+            out.push(self.unstarted(t));
+        }
+        for q in self.domain_queues.iter() {
+            while let Some(t) = q.pop() {
+                out.push(self.unstarted(t));
+            }
+        }
+        {
+            let mut lane = lock(&self.lane);
+            while let Some(e) = lane.heap.pop() {
+                out.push(self.unstarted(e.task));
+            }
+            self.lane_len.store(0, Ordering::SeqCst);
+        }
+        for t in self.drain_waiting() {
+            out.push(self.unstarted(t));
+        }
     }
 
     fn unstarted(&self, mut t: Task) -> Unstarted {

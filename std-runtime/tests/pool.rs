@@ -1028,4 +1028,26 @@ fn public_types_are_send_and_sync() {
     send::<respool::Unstarted>();
     send_sync::<respool::Canceller>();
     send_sync::<respool::Resources>();
+    // Profile stores are shared with the pool's workers (`ProfileStore`
+    // requires `Send + Sync`; the concrete types must be usable as such).
+    send_sync::<respool::FileStore>();
+    send_sync::<respool::MemoryStore>();
+    send_sync::<respool::Profiles>();
+    send_sync::<respool::StoreError>();
+    // A scope is shared by reference with the tasks spawned in it.
+    send_sync::<respool::Scope<'static, 'static>>();
+    // A batch is shared between threads (one runs it, others add jobs or
+    // stop it); its results, metrics and errors cross back to the caller.
+    send_sync::<respool::batch::Batch<'static, u64, String>>();
+    send_sync::<respool::batch::StopHandle>();
+    send_sync::<respool::batch::BatchConfig>();
+    send_sync::<respool::batch::BatchError>();
+    send_sync::<respool::batch::BatchMetrics>();
+    send_sync::<respool::batch::BatchReport<String>>();
+    send_sync::<respool::batch::Job<u64>>();
+    send_sync::<respool::batch::JobResult<String>>();
+    send_sync::<respool::batch::JobError>();
+    send_sync::<respool::batch::JobContext>();
+    send_sync::<respool::batch::WorkStealingDeque<u64>>();
+    send::<respool::batch::PriorityQueue<u64>>();
 }

@@ -1,0 +1,351 @@
+//! Builder settings change what the pool does: the placement algorithm, the
+//! wait queue's weights, pinning workers to their domain's CPUs, requirement
+//! text errors, and the defaults detected from the machine.
+
+mod common;
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use common::*;
+use respool::core::packer::{Fit, Score};
+use respool::core::queue::Weights;
+use respool::units::ParseErrorKind;
+use respool::{Dim, DomainSpec, Pool, Resources, SubmitError};
+
+/// A gate tasks wait at until the test opens it: the test holds the write
+/// lock, tasks take a read lock.
+fn gate() -> Arc<RwLock<()>> {
+    Arc::new(RwLock::new(()))
+}
+
+/// Memory used per placement domain.
+fn used_per_domain(pool: &Pool) -> Vec<u64> {
+    pool.snapshot()
+        .domains
+        .iter()
+        .map(|(used, _)| used.amount(Dim::Memory))
+        .collect()
+}
+
+/// Two small tasks on a pool with two domains of 1000 bytes, held open:
+/// where did they go?
+fn place_two_small_tasks(fit: Fit) -> Vec<u64> {
+    let pool = Pool::builder()
+        .workers(4)
+        .capacity(mem(2000))
+        .headroom(Resources::NONE)
+        .domains(vec![
+            DomainSpec::numa("node0", vec![], 1000),
+            DomainSpec::numa("node1", vec![], 1000),
+        ])
+        .pin_workers(false)
+        .placement(fit)
+        .build()
+        .unwrap();
+    let g = gate();
+    let w = g.write().unwrap();
+    let hs: Vec<_> = (0..2)
+        .map(|_| {
+            let g = g.clone();
+            pool.task()
+                .requirements(mem(100))
+                .spawn(move |_| drop(g.read()))
+                .unwrap()
+        })
+        .collect();
+    // Placement happens at admission (at submit here): the figures are final.
+    let used = used_per_domain(&pool);
+    drop(w);
+    for h in hs {
+        join(h).unwrap();
+    }
+    assert_eq!(used_per_domain(&pool), [0, 0], "placements given back");
+    used
+}
+
+/// First fit packs the second small task next to the first; worst fit
+/// (emptiest domain) spreads it to the other domain; classic best fit packs.
+#[test]
+fn placement_fit_decides_the_domain() {
+    assert_eq!(place_two_small_tasks(Fit::First), [200, 0]);
+    assert_eq!(
+        place_two_small_tasks(Fit::Worst(Score::MostAllocated)),
+        [100, 100]
+    );
+    assert_eq!(
+        place_two_small_tasks(Fit::Best(Score::MostAllocated)),
+        [200, 0]
+    );
+}
+
+/// Two tasks wait for the whole capacity: a low-priority one submitted first
+/// and a high-priority one. With the default weights (a priority level is
+/// worth a second of waiting) the high-priority one starts first; with
+/// weights that count only waiting time, the queue is first come, first
+/// served.
+fn start_order(weights: Option<Weights>) -> Vec<&'static str> {
+    let mut b = Pool::builder()
+        .workers(1)
+        .capacity(mem(100))
+        .headroom(Resources::NONE);
+    if let Some(w) = weights {
+        b = b.queue_weights(w);
+    }
+    let pool = b.build().unwrap();
+    let g = gate();
+    let w = g.write().unwrap();
+    let g2 = g.clone();
+    let holder = pool
+        .task()
+        .requirements(mem(100))
+        .spawn(move |_| drop(g2.read()))
+        .unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut hs = Vec::new();
+    for (name, priority) in [("low, first", 0), ("high, second", 1000)] {
+        let order = order.clone();
+        hs.push(
+            pool.task()
+                .requirements(mem(100))
+                .priority(priority)
+                .spawn(move |_| order.lock().unwrap().push(name))
+                .unwrap(),
+        );
+    }
+    assert_eq!(pool.snapshot().waiting, 2);
+    drop(w);
+    join(holder).unwrap();
+    for h in hs {
+        join(h).unwrap();
+    }
+    order.lock().unwrap().clone()
+}
+
+#[test]
+fn queue_weights_change_the_order_of_waiting_tasks() {
+    assert_eq!(start_order(None), ["high, second", "low, first"]);
+    let fifo = Weights {
+        priority: 0,
+        aging: 1,
+        ..Weights::PRIORITY_ONLY
+    };
+    assert_eq!(start_order(Some(fifo)), ["low, first", "high, second"]);
+    assert_eq!(
+        start_order(Some(Weights::PRIORITY_ONLY)),
+        ["high, second", "low, first"]
+    );
+}
+
+/// The CPUs the calling thread may run on, read with `sched_getaffinity`.
+#[cfg(target_os = "linux")]
+fn thread_affinity() -> Vec<usize> {
+    // SAFETY: all zeroes is a valid, empty `cpu_set_t`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is the calling thread; `set` is writable and its size is
+    // the size passed.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    let max = usize::try_from(libc::CPU_SETSIZE).unwrap();
+    // SAFETY: every `c < CPU_SETSIZE` is inside `set`.
+    (0..max)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// With two CPU domains and `pin_workers(true)`, a task placed on a domain
+/// runs on a worker whose CPU affinity is exactly that domain's CPUs.
+#[cfg(target_os = "linux")]
+#[test]
+fn pinned_workers_run_on_their_domains_cpus() {
+    let allowed = thread_affinity();
+    let parallelism = std::thread::available_parallelism().map_or(1, usize::from);
+    if allowed.len() < 2 || parallelism < 2 {
+        println!(
+            "skipped: this process may use {allowed:?} ({parallelism} CPUs available); \
+             pinning to two domains needs two CPUs"
+        );
+        return;
+    }
+    let (left, right) = (allowed[0], allowed[1]);
+    let pool = Pool::builder()
+        .workers(2)
+        .capacity(mem(2000))
+        .headroom(Resources::NONE)
+        .domains(vec![
+            DomainSpec::numa("left", vec![left], 1000),
+            DomainSpec::numa("right", vec![right], 1000),
+        ])
+        .pin_workers(true)
+        .placement(Fit::First)
+        .build()
+        .unwrap();
+    // The first task takes all of the first domain, so the second can only
+    // go to the other one; the first stays until the second is placed.
+    let g = gate();
+    let w = g.write().unwrap();
+    let g2 = g.clone();
+    let first = pool
+        .task()
+        .requirements(mem(1000))
+        .spawn(move |_| {
+            drop(g2.read());
+            thread_affinity()
+        })
+        .unwrap();
+    let second = pool
+        .task()
+        .requirements(mem(1000))
+        .spawn(|_| thread_affinity())
+        .unwrap();
+    assert_eq!(used_per_domain(&pool), [1000, 1000]);
+    assert_eq!(join(second), Ok(vec![right]));
+    drop(w);
+    assert_eq!(join(first), Ok(vec![left]));
+    // Without pinning, the same placement leaves the workers' affinity alone.
+    let unpinned = Pool::builder()
+        .workers(2)
+        .capacity(mem(2000))
+        .headroom(Resources::NONE)
+        .domains(vec![
+            DomainSpec::numa("left", vec![left], 1000),
+            DomainSpec::numa("right", vec![right], 1000),
+        ])
+        .pin_workers(false)
+        .build()
+        .unwrap();
+    let h = unpinned
+        .task()
+        .requirements(mem(1000))
+        .spawn(|_| thread_affinity())
+        .unwrap();
+    assert_eq!(join(h), Ok(allowed));
+}
+
+/// Requirement text that does not parse refuses the task at submit with
+/// `InvalidRequirement`, which names the text, the dimension and what is
+/// wrong; nothing runs and nothing is counted as submitted. The first bad
+/// requirement of a chain is the one reported.
+#[test]
+fn bad_requirement_text_is_refused_with_the_text() {
+    let pool = pool(1, GIB);
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r2 = ran.clone();
+    let err = pool
+        .task()
+        .memory("12 parsecs")
+        .spawn(move |_| r2.store(true, std::sync::atomic::Ordering::SeqCst))
+        .unwrap_err();
+    match &err {
+        SubmitError::InvalidRequirement(e) => {
+            assert_eq!(e.input, "12 parsecs");
+            assert_eq!(e.what, "memory");
+            assert_eq!(e.kind, ParseErrorKind::UnknownUnit("parsecs".into()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("\"12 parsecs\""), "{msg}");
+    assert!(msg.contains("parsecs"), "{msg}");
+    // The first error of a chain wins; later valid settings do not clear it.
+    match pool
+        .task()
+        .cpu("1.0005")
+        .memory("lots")
+        .cpu("1")
+        .execute(|_| ())
+    {
+        Err(SubmitError::InvalidRequirement(e)) => {
+            assert_eq!((e.what, e.input.as_str()), ("CPU", "1.0005"));
+            assert_eq!(e.kind, ParseErrorKind::TooPrecise);
+        }
+        other => panic!("{other:?}"),
+    }
+    match pool.task().memory("").spawn(|_| ()) {
+        Err(SubmitError::InvalidRequirement(e)) => assert_eq!(e.kind, ParseErrorKind::Empty),
+        other => panic!("{other:?}"),
+    }
+    match pool.task().require_str(Dim::Network, "fast").spawn(|_| ()) {
+        Err(SubmitError::InvalidRequirement(e)) => {
+            assert_eq!((e.what, e.input.as_str()), ("network", "fast"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let s = pool.snapshot();
+    assert_eq!(s.submitted, 0, "nothing reached the pool: {s}");
+    assert_eq!(s.rejected, 0, "not a refusal by admission: {s}");
+    // The closure was dropped, never run.
+    join(pool.submit(|| ()).unwrap()).unwrap();
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+/// A default-built pool sizes itself from `respool::sys`: as many workers as
+/// detected, the detected CPU and memory as capacity, and the default
+/// headroom (10% of memory, at least 64 MiB) held back from memory. The
+/// largest task that can ever fit is exactly the detected memory minus the
+/// headroom.
+#[test]
+fn default_pool_sizes_itself_from_the_detected_machine() {
+    let detected = respool::sys::default_capacity();
+    let pool = Pool::builder().build().unwrap();
+    assert_eq!(pool.workers(), detected.workers);
+    let s = pool.snapshot();
+    assert_eq!(s.workers, detected.workers);
+    assert_eq!(
+        s.capacity.get(Dim::Cpu),
+        detected.limit.get(Dim::Cpu),
+        "{s}"
+    );
+    assert_eq!(
+        s.effective_capacity.get(Dim::Cpu),
+        detected.capacity.get(Dim::Cpu),
+        "no CPU headroom by default"
+    );
+    assert_eq!(detected.headroom.amount(Dim::Cpu), 0);
+    let Some(limit) = detected.limit.get(Dim::Memory) else {
+        println!("memory not detected on this machine: only CPU and workers checked");
+        return;
+    };
+    let headroom = detected.headroom.amount(Dim::Memory);
+    let usable = detected.capacity.amount(Dim::Memory);
+    assert_eq!(usable, limit - headroom);
+    assert_eq!(
+        headroom,
+        (limit / 10).max(64 * MIB).min(limit / 2),
+        "10% but at least 64 MiB (and at most half): limit {limit}"
+    );
+    assert_eq!(pool.capacity().get(Dim::Memory), Some(limit));
+    // The monitor (on by default for detected memory) may lower the effective
+    // capacity by what other processes use, never raise it.
+    assert!(
+        s.effective_capacity.amount(Dim::Memory) <= usable,
+        "{s}: more than {usable}"
+    );
+    match pool.task().require(Dim::Memory, usable + 1).spawn(|_| ()) {
+        Err(SubmitError::NeverFits(short)) => {
+            assert_eq!(
+                (short.dim, short.requested, short.by),
+                (Dim::Memory, usable + 1, 1)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.snapshot().rejected, 1);
+    // Without the monitor (the one setting changed), nothing else lowers it:
+    // the effective memory capacity is exactly the detected one minus the
+    // headroom.
+    let quiet = Pool::builder().monitor(false).build().unwrap();
+    let s = quiet.snapshot();
+    assert_eq!(s.capacity.get(Dim::Memory), Some(limit));
+    assert_eq!(s.effective_capacity.get(Dim::Memory), Some(usable), "{s}");
+    assert_eq!(quiet.workers(), detected.workers);
+    // `Pool::new()` is the same as `Pool::builder().build()`.
+    let new = Pool::new().unwrap();
+    assert_eq!(new.workers(), detected.workers);
+    assert_eq!(new.capacity(), pool.capacity());
+}
