@@ -26,7 +26,29 @@ use respool_core::{Dim, PerDim, Ppm, Resources};
 use crate::runq::lock;
 use crate::store::{ClassRecord, Profiles, Sample};
 
-/// How respool learns task requirements.
+/// How respool learns task requirements; given to
+/// [`Builder::learning`](crate::Builder::learning).
+///
+/// # Examples
+///
+/// ```
+/// use respool::{Dim, LearningConfig, Pool, Resources};
+/// let learning = LearningConfig {
+///     // Trust a class's prediction after 5 runs; until then reserve
+///     // half a CPU and 64 MiB for it.
+///     min_executions: 5,
+///     fallback: Resources::new().with(Dim::Cpu, 500)?.with(Dim::Memory, 64 << 20)?,
+///     ..LearningConfig::default()
+/// };
+/// let pool = Pool::builder().workers(2).memory("1GiB").learning(learning).build()?;
+/// for _ in 0..3 {
+///     pool.task().class("resize").spawn(|_| ())?.join()?;
+/// }
+/// pool.shutdown(); // counters are exact after shutdown
+/// let class = &pool.snapshot().classes[0];
+/// assert_eq!((class.class.as_str(), class.runs), ("resize", 3));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LearningConfig {
     /// Learn at all (default `true`). Disabled, nothing is learned (neither

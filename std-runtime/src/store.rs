@@ -295,6 +295,39 @@ impl std::error::Error for StoreError {
 }
 
 /// Somewhere profiles are kept between runs.
+///
+/// # Examples
+///
+/// A store of your own (a networked store would send and fetch the same
+/// JSON document), used to move profiles from one pool to another:
+///
+/// ```
+/// use std::sync::Mutex;
+/// use respool::{Pool, ProfileStore, Profiles, StoreError};
+///
+/// #[derive(Debug, Default)]
+/// struct Text(Mutex<Option<String>>);
+///
+/// impl ProfileStore for Text {
+///     fn load(&self) -> Result<Option<Profiles>, StoreError> {
+///         let text = self.0.lock().expect("not poisoned").clone();
+///         text.map(|t| Profiles::from_json(&t, "text store")).transpose()
+///     }
+///     fn save(&self, profiles: &Profiles) -> Result<(), StoreError> {
+///         *self.0.lock().expect("not poisoned") = Some(profiles.to_json()?);
+///         Ok(())
+///     }
+/// }
+///
+/// let (store, pool) = (Text::default(), Pool::builder().workers(1).memory("1GiB").build()?);
+/// pool.task().class("encode").spawn(|_| ())?.join()?;
+/// pool.shutdown(); // every run is recorded after shutdown
+/// pool.export_profiles(&store)?;
+/// let other = Pool::builder().workers(1).memory("1GiB").build()?;
+/// assert_eq!(other.import_profiles(&store)?, 1); // one class loaded
+/// assert_eq!(other.profiles().classes[0].class, "encode");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait ProfileStore: Send + Sync + fmt::Debug {
     /// Loads the stored profiles; `Ok(None)` when nothing was stored yet.
     ///
@@ -340,6 +373,27 @@ impl ProfileStore for MemoryStore {
 
 /// Profiles kept in a JSON file (see the [module documentation](self) for
 /// the format and the atomic write).
+///
+/// # Examples
+///
+/// ```
+/// use respool::{FileStore, Pool, ProfileStore};
+/// let dir = std::env::temp_dir().join(format!("respool-filestore-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let store = FileStore::in_dir(&dir);
+/// assert!(store.load()?.is_none()); // no file yet
+/// let pool = Pool::builder().workers(1).memory("1GiB").profile_store(store.clone()).build()?;
+/// pool.task().class("thumbnail").spawn(|_| ())?.join()?;
+/// pool.shutdown(); // saves the learned profiles to the file
+/// let saved = store.load()?.expect("saved at shutdown");
+/// assert_eq!((saved.classes[0].class.as_str(), saved.classes[0].runs), ("thumbnail", 1));
+/// // The next pool built on the store starts from what was learned.
+/// let next = Pool::builder().workers(1).memory("1GiB").profile_store(store.clone()).build()?;
+/// assert_eq!(next.profiles().classes[0].runs, 1);
+/// drop(next);
+/// std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
