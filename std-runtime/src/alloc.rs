@@ -376,6 +376,33 @@ impl Drop for Session {
     }
 }
 
+/// This thread's allocations charged to no account, with no growth hook,
+/// while it lives; dropped, it puts back the account (and the hook and
+/// limit) that was in use, unchanged. For work nested inside a task that
+/// is not the task's: another task run inline, the pool's bookkeeping.
+pub(crate) struct Suspended {
+    tag: u64,
+    limit: i64,
+    hook: Option<Hook>,
+}
+
+/// Suspends this thread's account; see [`Suspended`].
+pub(crate) fn suspend() -> Suspended {
+    Suspended {
+        tag: CURRENT.with(|c| c.replace(0)),
+        limit: LIMIT.with(|l| l.replace(i64::MAX)),
+        hook: HOOK.with(|h| h.replace(None)),
+    }
+}
+
+impl Drop for Suspended {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.tag));
+        LIMIT.with(|l| l.set(self.limit));
+        HOOK.with(|h| h.set(self.hook));
+    }
+}
+
 fn acquire_slot() -> Option<usize> {
     for (w, word) in IN_USE.iter().enumerate() {
         let mut cur = word.load(Ordering::Relaxed);

@@ -26,6 +26,92 @@ use crate::alloc::HeapUsage;
 thread_local! {
     /// Usage reported by the task running on this thread.
     static REPORTED: Cell<Resources> = const { Cell::new(Resources::NONE) };
+    /// What the probe of the task running on this thread reads: `None`
+    /// (no probe), `Some(false)` (CPU time) or `Some(true)` (CPU time and
+    /// I/O). Tells [`Inline`] what to measure.
+    static PROBING: Cell<Option<bool>> = const { Cell::new(None) };
+    /// CPU time and I/O of the tasks run inline on this thread, summed (see
+    /// [`Inline`]): a probe subtracts what was added while it ran.
+    static INLINED: Cell<Inlined> = const { Cell::new(Inlined::ZERO) };
+}
+
+/// CPU time and I/O used by tasks run inline.
+#[derive(Clone, Copy)]
+struct Inlined {
+    cpu: Duration,
+    io: IoCounters,
+}
+
+impl Inlined {
+    const ZERO: Inlined = Inlined {
+        cpu: Duration::ZERO,
+        io: IoCounters {
+            read_bytes: 0,
+            write_bytes: 0,
+            read_calls: 0,
+            write_calls: 0,
+            storage_read: 0,
+            storage_write: 0,
+        },
+    };
+
+    /// What was added since `before`.
+    fn since(self, before: Inlined) -> Inlined {
+        Inlined {
+            cpu: self.cpu.saturating_sub(before.cpu),
+            io: self.io.delta(before.io),
+        }
+    }
+}
+
+/// A task run inline on this thread, nested inside the task running there
+/// (a scope waiting on a worker runs queued tasks itself). While it lives,
+/// what the inline task reports and uses stays out of the surrounding
+/// task's figures: the surrounding task's reported usage is set aside and
+/// put back when it is dropped, and the CPU time and I/O in between are
+/// added to [`INLINED`], for the surrounding task's probe to subtract (read
+/// only when a probe runs).
+pub(crate) struct Inline {
+    reported: Resources,
+    probing: Option<bool>,
+    inlined: Inlined,
+    cpu: Option<Duration>,
+    io: Option<IoCounters>,
+}
+
+impl Inline {
+    /// Sets the running task's figures aside.
+    pub(crate) fn enter() -> Inline {
+        let probing = PROBING.with(|p| p.replace(None));
+        Inline {
+            reported: REPORTED.with(|r| r.replace(Resources::NONE)),
+            probing,
+            inlined: INLINED.with(Cell::get),
+            cpu: probing.and_then(|_| thread_cpu()),
+            io: if probing == Some(true) {
+                thread_io()
+            } else {
+                None
+            },
+        }
+    }
+}
+
+impl Drop for Inline {
+    fn drop(&mut self) {
+        let mut inlined = self.inlined;
+        // The whole inline run, tasks it ran inline itself included (what
+        // they added to `INLINED` is replaced, not added twice).
+        if let Some((a, b)) = self.cpu.zip(thread_cpu()) {
+            inlined.cpu = inlined.cpu.saturating_add(b.saturating_sub(a));
+        }
+        if let Some((a, b)) = self.io.zip(thread_io()) {
+            inlined.io = inlined.io.plus(b.delta(a));
+        }
+        INLINED.with(|c| c.set(inlined));
+        PROBING.with(|p| p.set(self.probing));
+        REPORTED.with(|r| r.set(self.reported));
+    }
 }
 
 /// Records usage of `dim` reported by the running task (keeps the largest).
@@ -69,6 +155,17 @@ impl IoCounters {
             write_calls: self.write_calls.saturating_sub(before.write_calls),
             storage_read: self.storage_read.saturating_sub(before.storage_read),
             storage_write: self.storage_write.saturating_sub(before.storage_write),
+        }
+    }
+
+    fn plus(self, other: IoCounters) -> IoCounters {
+        IoCounters {
+            read_bytes: self.read_bytes.saturating_add(other.read_bytes),
+            write_bytes: self.write_bytes.saturating_add(other.write_bytes),
+            read_calls: self.read_calls.saturating_add(other.read_calls),
+            write_calls: self.write_calls.saturating_add(other.write_calls),
+            storage_read: self.storage_read.saturating_add(other.storage_read),
+            storage_write: self.storage_write.saturating_add(other.storage_write),
         }
     }
 }
@@ -126,6 +223,28 @@ impl TaskUsage {
 
 /// What a measured task was given and what it used, passed to
 /// [`Builder::on_task_end`](crate::Builder::on_task_end).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::mpsc;
+/// use respool::{Dim, Pool, TaskReport};
+/// let (tx, rx) = mpsc::channel();
+/// let pool = Pool::builder()
+///     .workers(2)
+///     .memory("1GiB")
+///     // Runs on the worker after each measured task: keep it short.
+///     .on_task_end(move |r: &TaskReport| drop(tx.send(r.clone())))
+///     .build()?;
+/// let h = pool.task().class("parse").memory("32MiB").spawn(|_| "a,b,c".split(',').count())?;
+/// assert_eq!(h.join()?, 3);
+/// let report = rx.recv()?;
+/// assert_eq!(report.class.as_deref(), Some("parse"));
+/// assert_eq!(report.requested.get(Dim::Memory), Some(32 << 20));
+/// assert!(!report.panicked);
+/// println!("used {:?} over {:?}", report.usage.as_resources(), report.usage.wall);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct TaskReport {
     /// The task's class key.
@@ -231,6 +350,10 @@ pub(crate) fn parse_io(text: &[u8]) -> Option<IoCounters> {
 pub(crate) struct Probe {
     cpu: Option<Duration>,
     io: Option<IoCounters>,
+    /// `INLINED` at the start.
+    inlined: Inlined,
+    /// `PROBING` before this probe, put back by `finish`.
+    outer: Option<bool>,
 }
 
 impl Probe {
@@ -240,18 +363,29 @@ impl Probe {
         Probe {
             cpu: thread_cpu(),
             io: if io { thread_io() } else { None },
+            inlined: INLINED.with(Cell::get),
+            outer: PROBING.with(|p| p.replace(Some(io))),
         }
     }
 
-    /// Reads the counters again and returns the differences.
+    /// Reads the counters again and returns the differences, less what
+    /// tasks run inline meanwhile used (see [`Inline`]).
     pub(crate) fn finish(
         self,
         wall: Duration,
         wait: Duration,
         heap: Option<HeapUsage>,
     ) -> TaskUsage {
-        let cpu = self.cpu.zip(thread_cpu()).map(|(a, b)| b.saturating_sub(a));
-        let io = self.io.zip(thread_io()).map(|(a, b)| b.delta(a));
+        let inline = INLINED.with(Cell::get).since(self.inlined);
+        PROBING.with(|p| p.set(self.outer));
+        let cpu = self
+            .cpu
+            .zip(thread_cpu())
+            .map(|(a, b)| b.saturating_sub(a).saturating_sub(inline.cpu));
+        let io = self
+            .io
+            .zip(thread_io())
+            .map(|(a, b)| b.delta(a).delta(inline.io));
         TaskUsage {
             wall,
             wait,
@@ -318,6 +452,65 @@ mod tests {
             r.get(Dim::Memory),
             None,
             "no tracking allocator in this test binary"
+        );
+    }
+
+    /// Thread CPU time of `rounds` rounds of arithmetic.
+    #[cfg(target_os = "linux")]
+    fn spin(rounds: u64) {
+        let mut x = 0u64;
+        for i in 0..rounds {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn tasks_run_inline_are_kept_out_of_the_surrounding_probes() {
+        const ROUNDS: u64 = 5_000_000;
+        let finish = |p: Probe| p.finish(Duration::from_millis(5), Duration::ZERO, None);
+        let outer = Probe::start(false);
+        report_usage(Dim::Network, 7);
+        // The outer task's own work, measured on its own as a yardstick.
+        let own = finish({
+            let p = Probe::start(false);
+            spin(ROUNDS);
+            p
+        })
+        .cpu
+        .unwrap();
+        report_usage(Dim::Network, 7);
+        let inner = {
+            let _inline = Inline::enter();
+            let inner = Probe::start(false);
+            report_usage(Dim::Gpu, 1);
+            {
+                // A task the inner one runs inline in turn: twice the work.
+                let _deeper = Inline::enter();
+                spin(2 * ROUNDS);
+            }
+            finish(inner)
+        };
+        let outer = finish(outer);
+        let (outer_cpu, inner_cpu) = (outer.cpu.unwrap(), inner.cpu.unwrap());
+        assert!(
+            inner_cpu < own / 2,
+            "the deeper task is not the inner's: {inner_cpu:?}, own work {own:?}"
+        );
+        assert!(
+            outer_cpu < own * 2,
+            "neither task is the outer's: {outer_cpu:?}, own work {own:?}"
+        );
+        assert!(
+            outer_cpu > own / 2,
+            "the deeper task is subtracted once: {outer_cpu:?}, own work {own:?}"
+        );
+        assert_eq!(inner.reported, Resources::new().with(Dim::Gpu, 1).unwrap());
+        assert_eq!(
+            outer.reported,
+            Resources::new().with(Dim::Network, 7).unwrap(),
+            "the outer's report survives the inline task"
         );
     }
 

@@ -459,6 +459,22 @@ impl Pool {
     /// # Errors
     ///
     /// [`SubmitError::ShutDown`] if the pool is shutting down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool::TaskError;
+    /// let pool = respool::Pool::builder().workers(2).build()?;
+    /// let handles: Vec<_> = (1..=4u64)
+    ///     .map(|i| pool.submit(move || i * i))
+    ///     .collect::<Result<_, _>>()?;
+    /// let squares = handles.into_iter().map(|h| h.join()).collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(squares, [1, 4, 9, 16]);
+    /// // A panic is caught and comes back through the handle; the worker goes on.
+    /// let h = pool.submit(|| -> u64 { panic!("no input") })?;
+    /// assert_eq!(h.join(), Err(TaskError::Panicked("no input".into())));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn submit<F, T>(&self, f: F) -> Result<JoinHandle<T>, SubmitError>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -518,6 +534,23 @@ impl Pool {
     }
 
     /// A cheap snapshot of counters, utilisation and latencies.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool::Dim;
+    /// let pool = respool::Pool::builder().workers(2).memory("1GiB").build()?;
+    /// pool.task().memory("100MiB").spawn(|_| ())?.join()?;
+    /// pool.shutdown(); // from here on the counters are exact
+    /// let snap = pool.snapshot();
+    /// assert_eq!(snap.workers, 2);
+    /// assert_eq!((snap.submitted, snap.completed, snap.panicked), (1, 1, 0));
+    /// assert_eq!((snap.queued, snap.waiting), (0, 0));
+    /// assert_eq!(snap.capacity.get(Dim::Memory), Some(1 << 30));
+    /// assert!(snap.reserved.is_zero()); // the task gave its 100 MiB back
+    /// println!("{snap}"); // a readable summary
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn snapshot(&self) -> PoolSnapshot {
         crate::snapshot::take(&self.shared)
@@ -624,6 +657,26 @@ impl Pool {
     /// Stops accepting tasks, runs every accepted task, and joins all threads
     /// the pool started. Tasks running on the pool's own workers may still
     /// submit (their work is part of what was accepted). Idempotent.
+    ///
+    /// Dropping the pool shuts it down the same way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use respool::SubmitError;
+    /// let pool = respool::Pool::builder().workers(2).build()?;
+    /// let (tx, rx) = mpsc::channel();
+    /// for i in 0..10 {
+    ///     let tx = tx.clone();
+    ///     pool.execute(move || tx.send(i).expect("receiver alive"))?;
+    /// }
+    /// drop(tx);
+    /// pool.shutdown(); // every accepted task has run when it returns
+    /// assert_eq!(rx.try_iter().sum::<i32>(), 45);
+    /// assert_eq!(pool.execute(|| ()), Err(SubmitError::ShutDown));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn shutdown(&self) {
         let s = &self.shared;
         s.gate.close();
@@ -660,6 +713,26 @@ impl Pool {
     /// Stops accepting tasks, lets running tasks finish, and hands back every
     /// task that had not started. Their join handles resolve with
     /// [`TaskError::ShutDown`] unless the caller runs them ([`Unstarted::run`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool::{Dim, Pool, Resources, TaskError};
+    /// let pool = Pool::builder().workers(1).memory("1GiB").build()?;
+    /// // All the memory is used outside the pool: tasks that need some wait.
+    /// pool.set_external_usage(&Resources::new().with(Dim::Memory, 1 << 30)?)?;
+    /// let resize = pool.task().class("resize").memory("256MiB").spawn(|_| 1)?;
+    /// let encode = pool.task().class("encode").memory("256MiB").spawn(|_| 2)?;
+    /// let mut back = pool.shutdown_now();
+    /// assert_eq!(back.len(), 2);
+    /// // Run one here; dropping the other resolves its handle with `ShutDown`.
+    /// let i = back.iter().position(|u| u.class() == Some("resize")).expect("handed back");
+    /// back.swap_remove(i).run();
+    /// drop(back);
+    /// assert_eq!(resize.join()?, 1);
+    /// assert_eq!(encode.join(), Err(TaskError::ShutDown));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn shutdown_now(&self) -> Vec<Unstarted> {
         let s = &self.shared;
         s.gate.close();
@@ -763,7 +836,21 @@ impl Shared {
         }
         match self.next_task(worker) {
             Some(t) => {
-                self.run(t, worker);
+                // The task runs nested inside the one this worker is running
+                // (a scope or batch waiting in it), which is not its owner:
+                // it gets accounts of its own. Its allocations (a plain
+                // task's, the pool's bookkeeping around a measured one) are
+                // charged to no task and cannot grow the surrounding task's
+                // reservation; what the surrounding task reported is kept;
+                // its CPU time and I/O are subtracted from the surrounding
+                // task's. It does not see the surrounding task's description
+                // or cancellation either (a task with its own sets them when
+                // it runs). All of it is put back unchanged afterwards.
+                let _heap = crate::alloc::suspend();
+                let _usage = crate::measure::Inline::enter();
+                crate::task::with_ext(None, || {
+                    crate::handle::with_current(None, || self.run(t, worker));
+                });
                 true
             }
             None => false,
@@ -1033,7 +1120,7 @@ impl Shared {
             if let Some(s) = &session {
                 self.install_growth(s, &ext, &grow);
             }
-            let ok = crate::task::with_ext(&ext, || {
+            let ok = crate::task::with_ext(Some(&ext), || {
                 with_current(ext.cancel.as_deref(), || {
                     catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
                 })
@@ -1041,7 +1128,7 @@ impl Shared {
             drop(session);
             (ok, None, grow.release())
         } else {
-            let ok = crate::task::with_ext(&ext, || {
+            let ok = crate::task::with_ext(Some(&ext), || {
                 with_current(ext.cancel.as_deref(), || {
                     catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
                 })
@@ -1091,7 +1178,7 @@ impl Shared {
         if let Some(s) = &session {
             self.install_growth(s, ext, &grow);
         }
-        let ok = crate::task::with_ext(ext, || {
+        let ok = crate::task::with_ext(Some(ext), || {
             with_current(ext.cancel.as_deref(), || {
                 catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
             })

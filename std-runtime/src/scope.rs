@@ -42,6 +42,28 @@ impl Drop for Done {
 }
 
 /// A scope for tasks that borrow from the caller; see [`Pool::scope`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use respool::{Dim, Resources};
+/// let pool = respool::Pool::builder().workers(2).memory("1GiB").build()?;
+/// let words = vec!["alpha", "beta", "gamma"];
+/// let letters = AtomicUsize::new(0);
+/// let need = Resources::new().with(Dim::Memory, 64 << 20)?;
+/// pool.scope(|s| {
+///     for w in &words {
+///         let letters = &letters; // borrowed, like `words`: no Arc needed
+///         s.spawn(move || { letters.fetch_add(w.len(), Ordering::Relaxed); });
+///     }
+///     // A task with requirements: it starts once 64 MiB are free.
+///     s.spawn_with(need, || { letters.fetch_add(100, Ordering::Relaxed); })
+/// })?;
+/// // Every task spawned in the scope has finished when `scope` returns.
+/// assert_eq!(letters.into_inner(), 5 + 4 + 5 + 100);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Scope<'scope, 'env: 'scope> {
     pool: &'scope Pool,
     state: Arc<State>,

@@ -85,15 +85,17 @@ thread_local! {
     static CURRENT_EXT: std::cell::Cell<*const Ext> = const { std::cell::Cell::new(std::ptr::null()) };
 }
 
-/// Makes `ext` the current task's description while `f` runs.
-pub(crate) fn with_ext<R>(ext: &Ext, f: impl FnOnce() -> R) -> R {
+/// Makes `ext` the current task's description while `f` runs (`None`: no
+/// description, as for a plain task run inside another one).
+pub(crate) fn with_ext<R>(ext: Option<&Ext>, f: impl FnOnce() -> R) -> R {
     struct Restore(*const Ext);
     impl Drop for Restore {
         fn drop(&mut self) {
             CURRENT_EXT.with(|c| c.set(self.0));
         }
     }
-    let _restore = Restore(CURRENT_EXT.with(|c| c.replace(ext)));
+    let ptr = ext.map_or(std::ptr::null(), std::ptr::from_ref);
+    let _restore = Restore(CURRENT_EXT.with(|c| c.replace(ptr)));
     f()
 }
 

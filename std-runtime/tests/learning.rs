@@ -509,21 +509,76 @@ fn reported_usage_and_oom_feed_the_class() {
     assert!(snap.classes.iter().any(|c| c.class == "big-link"));
 }
 
-/// Waits until `flag` is set (at most [`SAFETY`], against a hang).
+/// Waits until `flag` is set (at most [`SAFETY`], against a hang). Sleeps
+/// between looks, so that a measured task waiting here uses next to no CPU
+/// time; `sleep` does not allocate.
 fn wait_for(flag: &AtomicBool) {
     let give_up = std::time::Instant::now() + SAFETY;
     while !flag.load(Ordering::SeqCst) {
         assert!(std::time::Instant::now() < give_up, "never set");
-        std::hint::spin_loop();
+        std::thread::sleep(Duration::from_micros(50));
     }
 }
 
-/// Runs an outer task (class `outer`) that holds `outer_bytes` while it
-/// waits on a scope, on a pool with one worker, so that the worker runs the
-/// queued inner task (class `inner`, which allocates and frees
-/// `inner_bytes`) itself, nested inside the outer task. Returns the heap
-/// usage reported for the outer and for the inner task.
-fn run_nested(outer_bytes: usize, inner_bytes: usize) -> (HeapUsage, HeapUsage) {
+/// What the task run inline, inside the outer task's scope, does.
+#[derive(Clone, Copy, Debug, Default)]
+struct Work {
+    /// Bytes allocated (one block, touched) and freed.
+    bytes: usize,
+    /// Rounds of arithmetic: CPU time.
+    spin: u64,
+    /// Reads of `/proc/self/stat`: I/O.
+    reads: u32,
+    /// Network usage it reports (a classified task only: plain tasks have
+    /// no context to report with).
+    report: Option<u64>,
+}
+
+impl Work {
+    fn run(self) {
+        drop(touch(self.bytes));
+        let mut x = 0u64;
+        for i in 0..self.spin {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        for _ in 0..self.reads {
+            std::hint::black_box(std::fs::read("/proc/self/stat").unwrap());
+        }
+    }
+}
+
+/// The task the outer task's scope runs inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Inner {
+    /// A classified task (class `inner`, 64 MiB), queued behind the outer.
+    Classified,
+    /// A plain `pool.execute` job queued behind the outer: unrelated to it.
+    Execute,
+    /// The outer's own scoped task (`Scope::spawn`).
+    Scoped,
+}
+
+/// What [`nest`] saw.
+struct Nested {
+    /// The outer task's report.
+    outer: TaskReport,
+    /// The inner task's report (a classified inner task only).
+    inner: Option<TaskReport>,
+    /// Memory reserved in the pool once the outer's scope is done, while
+    /// the outer task still runs (the inner task has given its reservation
+    /// back by then).
+    reserved_after_scope: u64,
+}
+
+/// The outer task's memory reservation in [`nest`].
+const OUTER_RESERVED: u64 = 4 * MIB;
+
+/// Runs an outer task (class `outer`, reserving [`OUTER_RESERVED`]) that
+/// holds `outer_bytes` and reports `outer_report` of network, then waits on
+/// a scope, on a pool with one worker: the worker runs the `inner` task
+/// (doing `work`) itself, nested inside the outer task. Checks that it did.
+fn nest(inner: Inner, outer_bytes: usize, outer_report: Option<u64>, work: Work) -> Nested {
     let (got, cb) = reports();
     let pool = Arc::new(
         Pool::builder()
@@ -540,96 +595,271 @@ fn run_nested(outer_bytes: usize, inner_bytes: usize) -> (HeapUsage, HeapUsage) 
             .build()
             .unwrap(),
     );
-    let started = Arc::new(AtomicBool::new(false));
-    let queued = Arc::new(AtomicBool::new(false));
-    let in_scope = Arc::new(AtomicBool::new(false));
+    let flag = || Arc::new(AtomicBool::new(false));
+    let (started, queued, in_scope, after_scope, checked, inline) =
+        (flag(), flag(), flag(), flag(), flag(), flag());
     let outer = {
-        let (p, started, queued, in_scope) = (
-            pool.clone(),
+        let p = pool.clone();
+        let (started, queued, in_scope, after_scope, checked, inline) = (
             started.clone(),
             queued.clone(),
             in_scope.clone(),
+            after_scope.clone(),
+            checked.clone(),
+            inline.clone(),
         );
         pool.task()
             .class("outer")
-            .memory("64MiB")
-            .spawn(move |_| {
+            .memory("4MiB")
+            .spawn(move |ctx| {
                 let kept = touch(outer_bytes);
+                if let Some(n) = outer_report {
+                    ctx.report_usage(Dim::Network, n);
+                }
                 started.store(true, Ordering::SeqCst);
-                // The inner task is queued behind this one, on the only worker.
+                // A queued inner task is queued behind this one, on the
+                // only worker.
                 wait_for(&queued);
                 in_scope.store(true, Ordering::SeqCst);
-                // Waiting for its (empty) task, the scope runs queued tasks
-                // itself: the inner one first.
-                p.scope(|s| s.spawn(|| ()));
+                // Waiting for its task, the scope runs queued tasks itself:
+                // a queued inner task first, then its own.
+                p.scope(|s| {
+                    if inner == Inner::Scoped {
+                        let (inline, in_scope) = (&inline, &in_scope);
+                        s.spawn(move || {
+                            inline.store(in_scope.load(Ordering::SeqCst), Ordering::SeqCst);
+                            work.run();
+                        });
+                    } else {
+                        s.spawn(|| ());
+                    }
+                });
                 in_scope.store(false, Ordering::SeqCst);
+                after_scope.store(true, Ordering::SeqCst);
+                wait_for(&checked);
                 drop(kept);
             })
             .unwrap()
     };
     wait_for(&started);
-    let nested = in_scope.clone();
-    let inner = pool
-        .task()
-        .class("inner")
-        .memory("64MiB")
-        .spawn(move |_| {
-            drop(touch(inner_bytes));
-            // At least a millisecond, so that the same dimensions are
-            // measured in every run (IOPS needs 1 ms): the pool's own
-            // bookkeeping after the inner task is then the same size.
-            std::thread::sleep(Duration::from_millis(2));
-            nested.load(Ordering::SeqCst)
-        })
-        .unwrap();
+    let (i2, s2) = (inline.clone(), in_scope.clone());
+    let handle = match inner {
+        Inner::Classified => Some(
+            pool.task()
+                .class("inner")
+                .memory("64MiB")
+                .spawn(move |ctx| {
+                    i2.store(s2.load(Ordering::SeqCst), Ordering::SeqCst);
+                    work.run();
+                    if let Some(n) = work.report {
+                        ctx.report_usage(Dim::Network, n);
+                    }
+                    // At least a millisecond, so that the same dimensions
+                    // are measured in every run (IOPS needs 1 ms).
+                    std::thread::sleep(Duration::from_millis(2));
+                })
+                .unwrap(),
+        ),
+        Inner::Execute => {
+            pool.execute(move || {
+                i2.store(s2.load(Ordering::SeqCst), Ordering::SeqCst);
+                work.run();
+            })
+            .unwrap();
+            None
+        }
+        Inner::Scoped => None,
+    };
     queued.store(true, Ordering::SeqCst);
+    wait_for(&after_scope);
+    // Read from this thread: the snapshot's own allocations are no task's.
+    let reserved_after_scope = pool.snapshot().reserved.amount(Dim::Memory);
+    checked.store(true, Ordering::SeqCst);
     outer.join().unwrap();
-    assert!(
-        inner.join().unwrap(),
-        "the inner task ran inline, inside the outer task's scope"
-    );
+    if let Some(h) = handle {
+        h.join().unwrap();
+    }
     pool.shutdown();
+    assert!(
+        inline.load(Ordering::SeqCst),
+        "the {inner:?} task ran inline, inside the outer task's scope"
+    );
     let reports = got.lock().unwrap().clone();
-    let heap = |class: &str| {
+    let report = |class: &str| {
         reports
             .iter()
             .find(|r| r.class.as_deref() == Some(class))
-            .and_then(|r| r.usage.heap)
-            .unwrap()
+            .cloned()
     };
-    (heap("outer"), heap("inner"))
+    Nested {
+        outer: report("outer").unwrap(),
+        inner: report("inner"),
+        reserved_after_scope,
+    }
+}
+
+/// Runs [`nest`] once per `bytes` allocated by the inner task (the outer
+/// holding `outer_bytes`), and checks that the outer task's reservation
+/// never grew, that nothing but it was reserved once its scope was done,
+/// and that its heap report is the same every time.
+fn outer_heap_ignores(inner: Inner, outer_bytes: usize, bytes: &[usize]) -> Vec<Nested> {
+    let runs: Vec<Nested> = bytes
+        .iter()
+        .map(|&b| {
+            nest(
+                inner,
+                outer_bytes,
+                None,
+                Work {
+                    bytes: b,
+                    ..Work::default()
+                },
+            )
+        })
+        .collect();
+    for (r, b) in runs.iter().zip(bytes) {
+        assert!(
+            r.outer.grown.amount(Dim::Memory) == 0,
+            "{inner:?} inner task of {b} bytes grew the outer's reservation: {:?}",
+            r.outer.grown
+        );
+        assert_eq!(
+            r.reserved_after_scope, OUTER_RESERVED,
+            "{inner:?} inner task of {b} bytes: reserved after the scope"
+        );
+        assert_eq!(
+            r.outer.usage.heap, runs[0].outer.usage.heap,
+            "{inner:?} inner task of {b} bytes: the outer's report changed"
+        );
+    }
+    runs
 }
 
 #[test]
 fn a_task_run_inline_inside_another_is_charged_to_itself() {
     const OUTER: u64 = 3 << 20;
-    let mut outers = Vec::new();
-    for inner_bytes in [5u64 << 20, 9 << 20] {
-        let (outer, inner) = run_nested(OUTER as usize, inner_bytes as usize);
+    // 4 MiB more in the inner task changes the outer's report by not one byte.
+    let sizes = [5u64 << 20, 9 << 20];
+    let runs = outer_heap_ignores(
+        Inner::Classified,
+        OUTER as usize,
+        &sizes.map(|b| b as usize),
+    );
+    for (r, &inner_bytes) in runs.iter().zip(&sizes) {
         // Exactly the inner task's one block, allocated and freed.
         assert_eq!(
-            inner,
-            HeapUsage {
+            r.inner.as_ref().and_then(|i| i.usage.heap),
+            Some(HeapUsage {
                 allocated: inner_bytes,
                 freed: inner_bytes,
                 peak: inner_bytes,
                 live: 0,
                 allocations: 1,
-            }
+            })
         );
         // None of it in the outer task's report: the outer's own block,
-        // plus a few KiB of the pool's bookkeeping (the scope, the inner
-        // task's history sample and report).
-        assert!(outer.allocated >= OUTER, "{outer:?}");
-        assert!(outer.allocated - OUTER < 64 << 10, "{outer:?}");
+        // plus its scope (a few hundred bytes).
+        let outer = r.outer.usage.heap.unwrap();
         assert!(
-            outer.peak >= OUTER && outer.peak - OUTER < 64 << 10,
+            outer.allocated >= OUTER && outer.allocated - OUTER < 1 << 10,
             "{outer:?}"
         );
-        outers.push(outer);
+        assert!(
+            outer.peak >= OUTER && outer.peak - OUTER < 1 << 10,
+            "{outer:?}"
+        );
     }
+}
+
+#[test]
+fn a_plain_task_run_inline_is_charged_to_no_task() {
+    // 1 MiB, and 8 MiB: more than the outer's 4 MiB reservation, which
+    // would grow if the outer were charged.
+    let bytes = [0, MIB as usize, 8 * MIB as usize];
+    // An unrelated `execute` job picked up by the scope, and the scope's own task.
+    for inner in [Inner::Execute, Inner::Scoped] {
+        let runs = outer_heap_ignores(inner, MIB as usize, &bytes);
+        let heap = runs[0].outer.usage.heap.unwrap();
+        assert!(
+            heap.allocated >= MIB && heap.allocated - MIB < 1 << 10,
+            "{inner:?}: the outer's 1 MiB and its scope: {heap:?}"
+        );
+    }
+}
+
+#[test]
+fn the_bookkeeping_after_an_inline_task_is_charged_to_no_task() {
+    // The pool's bookkeeping after a classified task (its history sample,
+    // its report) is no task's: with a classified inner task, the outer's
+    // report is the same as with a plain one that allocates nothing.
+    let classified = nest(Inner::Classified, MIB as usize, None, Work::default());
+    let plain = nest(Inner::Execute, MIB as usize, None, Work::default());
+    assert_eq!(classified.outer.usage.heap, plain.outer.usage.heap);
+}
+
+#[test]
+fn the_outer_task_keeps_what_it_reported_before_an_inline_task() {
+    let both = Work {
+        report: Some(3_000),
+        ..Work::default()
+    };
+    let r = nest(Inner::Classified, 0, Some(7_000), both);
+    assert_eq!(r.outer.usage.reported.get(Dim::Network), Some(7_000));
     assert_eq!(
-        outers[0], outers[1],
-        "4 MiB more in the inner task changes the outer's report by not one byte"
+        r.inner.unwrap().usage.reported.get(Dim::Network),
+        Some(3_000),
+        "the inner task's own report, not the outer's"
     );
+    let quiet = nest(Inner::Classified, 0, Some(7_000), Work::default());
+    assert_eq!(quiet.outer.usage.reported.get(Dim::Network), Some(7_000));
+    assert_eq!(
+        quiet.inner.unwrap().usage.reported.get(Dim::Network),
+        None,
+        "the outer's report is not the inner's"
+    );
+    for inner in [Inner::Execute, Inner::Scoped] {
+        let r = nest(inner, 0, Some(7_000), Work::default());
+        assert_eq!(
+            r.outer.usage.reported.get(Dim::Network),
+            Some(7_000),
+            "{inner:?}"
+        );
+    }
+}
+
+#[test]
+fn an_inline_task_cpu_time_and_io_are_not_the_outer_task_s() {
+    // CPU-heavy and I/O-heavy; the outer task itself only waits.
+    let heavy = Work {
+        spin: 30_000_000,
+        reads: 50,
+        ..Work::default()
+    };
+    let r = nest(Inner::Classified, 0, None, heavy);
+    let inner = r.inner.unwrap().usage;
+    let (outer_cpu, inner_cpu) = (r.outer.usage.cpu, inner.cpu);
+    if let (Some(outer_cpu), Some(inner_cpu)) = (outer_cpu, inner_cpu) {
+        assert!(
+            outer_cpu < inner_cpu / 2,
+            "classified: outer {outer_cpu:?}, inner {inner_cpu:?}"
+        );
+        // The same work in plain tasks, which nothing measures: still
+        // not the outer's.
+        for kind in [Inner::Execute, Inner::Scoped] {
+            let p = nest(kind, 0, None, heavy);
+            let outer_cpu = p.outer.usage.cpu.unwrap();
+            assert!(
+                outer_cpu < inner_cpu / 2,
+                "{kind:?}: outer {outer_cpu:?}, the work {inner_cpu:?}"
+            );
+            if let (Some(o), Some(i)) = (p.outer.usage.io, inner.io) {
+                assert!(o.read_calls < i.read_calls / 2, "{kind:?}: {o:?} {i:?}");
+            }
+        }
+    }
+    if let (Some(o), Some(i)) = (r.outer.usage.io, inner.io) {
+        assert!(i.read_calls >= 50, "{i:?}");
+        assert!(o.read_calls < i.read_calls / 2, "classified: {o:?} {i:?}");
+        assert!(o.read_bytes < i.read_bytes / 2, "classified: {o:?} {i:?}");
+    }
 }

@@ -1051,3 +1051,66 @@ fn public_types_are_send_and_sync() {
     send_sync::<respool::batch::WorkStealingDeque<u64>>();
     send::<respool::batch::PriorityQueue<u64>>();
 }
+
+/// A plain task that a scope runs inline inside a cancelled task does not see
+/// that task's cancellation (plain tasks are never cancelled), and the
+/// surrounding task sees its own again afterwards.
+#[test]
+fn a_task_run_inline_does_not_see_the_surrounding_task_s_cancellation() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let pool = std::sync::Arc::new(
+        Pool::builder()
+            .workers(1)
+            .capacity(mem(1 << 30))
+            .headroom(Resources::NONE)
+            .build()
+            .expect("pool"),
+    );
+    // Bits: 1 = outer saw its cancellation before, 2 = the inline task saw
+    // one, 4 = outer saw it after, 8 = the inline task ran on the outer's
+    // worker thread.
+    let seen = std::sync::Arc::new(AtomicU8::new(0));
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let outer = {
+        let (p, seen) = (pool.clone(), seen.clone());
+        pool.task()
+            .requirements(mem(1 << 20))
+            .spawn(move |_| {
+                started_tx.send(()).expect("main waits");
+                go_rx.recv().expect("main signals");
+                let me = std::thread::current().id();
+                if respool::is_cancelled() {
+                    seen.fetch_or(1, Ordering::SeqCst);
+                }
+                p.scope(|s| {
+                    s.spawn(|| {
+                        if respool::is_cancelled() {
+                            seen.fetch_or(2, Ordering::SeqCst);
+                        }
+                        if std::thread::current().id() == me {
+                            seen.fetch_or(8, Ordering::SeqCst);
+                        }
+                    });
+                });
+                if respool::is_cancelled() {
+                    seen.fetch_or(4, Ordering::SeqCst);
+                }
+            })
+            .expect("admitted")
+    };
+    started_rx
+        .recv_timeout(SAFETY)
+        .expect("the outer task started");
+    // Too late to prevent the start (returns false): it raises the flag.
+    assert!(!outer.cancel(), "the outer task had started");
+    go_tx.send(()).expect("outer waits");
+    let _ = outer.join_timeout(SAFETY).expect("the outer task finished");
+    let bits = seen.load(Ordering::SeqCst);
+    assert_eq!(bits & 8, 8, "one worker: the scope ran its task inline");
+    assert_eq!(
+        bits & 7,
+        1 | 4,
+        "outer sees its cancellation before and after; the inline plain task does not"
+    );
+}
