@@ -65,7 +65,7 @@ fn setup_admission(dims: usize) -> (Tracker, Admission, Resources) {
 }
 
 #[library_benchmark]
-#[bench::dims_3(args = (3), setup = setup_admission, config = limit(720))]
+#[bench::dims_3(args = (3), setup = setup_admission, config = limit(610))]
 fn admit_release((tracker, admission, req): (Tracker, Admission, Resources)) -> Tracker {
     let d = black_box(&admission).decide(&tracker, black_box(&req), Urgency::Normal, 0, 0);
     drop(black_box(d));
