@@ -165,6 +165,29 @@ pub struct ClassAccuracy {
     pub recent: Ppm,
     /// Current expected usage, for the dimensions learned so far.
     pub expected: Resources,
+    /// The same counts per dimension, for the dimensions predicted at least
+    /// once, in dimension order: memory is often learned exactly while CPU
+    /// time moves with the machine's load.
+    pub by_dim: Vec<DimAccuracy>,
+}
+
+/// Accuracy of the predictions in one dimension (see [`ClassAccuracy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DimAccuracy {
+    /// The dimension.
+    pub dim: Dim,
+    /// Predictions compared with what was then measured.
+    pub predictions: u64,
+    /// Of those, within 10% of the measured value.
+    pub within_10pct: u64,
+}
+
+impl DimAccuracy {
+    /// `within_10pct / predictions`.
+    #[must_use]
+    pub fn share(&self) -> Ppm {
+        Ppm::ratio(self.within_10pct, self.predictions)
+    }
 }
 
 impl ClassAccuracy {
@@ -173,6 +196,28 @@ impl ClassAccuracy {
     pub fn share(&self) -> Ppm {
         Ppm::ratio(self.within_10pct, self.predictions)
     }
+
+    /// The share in one dimension; `None` when it was never predicted.
+    #[must_use]
+    pub fn share_in(&self, dim: Dim) -> Option<Ppm> {
+        self.by_dim
+            .iter()
+            .find(|d| d.dim == dim)
+            .map(DimAccuracy::share)
+    }
+}
+
+/// Per-dimension counts of `accuracy`, for the dimensions with predictions.
+fn by_dim(accuracy: &PerDim<Accuracy>) -> Vec<DimAccuracy> {
+    Dim::ALL
+        .iter()
+        .filter(|&&d| accuracy[d].total() > 0)
+        .map(|&d| DimAccuracy {
+            dim: d,
+            predictions: accuracy[d].total(),
+            within_10pct: accuracy[d].hits(),
+        })
+        .collect()
 }
 
 pub(crate) struct Learner {
@@ -356,6 +401,7 @@ impl Learner {
                     within_10pct: hits,
                     recent: Ppm::ratio(recent_hits, p.recent.len() as u64),
                     expected,
+                    by_dim: by_dim(&p.accuracy),
                 }
             })
             .collect();
@@ -376,6 +422,23 @@ impl Learner {
                 Ppm::ratio(h, n)
             },
             expected: Resources::NONE,
+            by_dim: Dim::ALL
+                .iter()
+                .filter_map(|&dim| {
+                    let (predictions, within_10pct) =
+                        out.iter().fold((0, 0), |(n, h), c| {
+                            match c.by_dim.iter().find(|d| d.dim == dim) {
+                                Some(d) => (n + d.predictions, h + d.within_10pct),
+                                None => (n, h),
+                            }
+                        });
+                    (predictions > 0).then_some(DimAccuracy {
+                        dim,
+                        predictions,
+                        within_10pct,
+                    })
+                })
+                .collect(),
         };
         (out, total)
     }

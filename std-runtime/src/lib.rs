@@ -60,7 +60,7 @@ pub mod units;
 pub use builder::Builder;
 pub use error::{BuildError, SubmitError, TaskError};
 pub use handle::{Canceller, JoinHandle, TaskContext, is_cancelled};
-pub use learn::{ClassAccuracy, LearningConfig};
+pub use learn::{ClassAccuracy, DimAccuracy, LearningConfig};
 pub use measure::{TaskReport, TaskUsage};
 pub use metrics::LatencySummary;
 pub use place::{DomainKind, DomainSpec};
