@@ -315,6 +315,25 @@ impl Admission {
         self.decide_blocked(tracker, request, urgency, waiting, now_ns, None)
     }
 
+    /// The accepting half of [`Admission::decide`] with nobody waiting, for a
+    /// runtime that carries reservations packed: `Some` (counted as
+    /// accepted) when `request` fits now above the floor of its `urgency`;
+    /// `None` when it does not fit now or holds more than
+    /// [`PACKED_DIMS`](crate::tracker::PACKED_DIMS) dimensions, counting
+    /// nothing and leaving the tracker as it was: the caller then asks
+    /// [`Admission::decide`], which decides (reject, defer) and counts.
+    #[inline]
+    pub fn accept_packed(
+        &self,
+        tracker: &Tracker,
+        request: &Resources,
+        urgency: Urgency,
+    ) -> Option<crate::tracker::PackedReservation> {
+        let packed = tracker.try_reserve_packed(request, self.floor(urgency))?;
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        Some(packed)
+    }
+
     /// [`Admission::decide`] for a caller with a constraint of its own on top
     /// of the tracker (a placement domain that is full): with `blocked` set,
     /// the request is treated as not fitting now, for that reason, without

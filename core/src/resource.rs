@@ -524,6 +524,27 @@ impl Resources {
         (self.amounts.0, self.set)
     }
 
+    /// A vector from amounts already validated (each at most [`MAX_AMOUNT`],
+    /// zero outside `set`), as taken apart by [`Resources::to_raw`].
+    #[must_use]
+    #[inline]
+    pub(crate) const fn from_raw_trusted(amounts: [u64; Dim::COUNT], set: DimSet) -> Resources {
+        Resources {
+            amounts: PerDim(amounts),
+            set,
+        }
+    }
+
+    /// Adds `amount` to dimension index `i` in place (setting it), clamped
+    /// to [`MAX_AMOUNT`]; an index outside `0..Dim::COUNT` changes nothing.
+    #[inline]
+    pub(crate) fn add_at_index(&mut self, i: usize, amount: u64) {
+        if let Some(slot) = self.amounts.0.get_mut(i) {
+            *slot = slot.saturating_add(amount).min(MAX_AMOUNT);
+            self.set = self.set.union(DimSet::from_bits_truncate(1 << i));
+        }
+    }
+
     /// The raw amounts (zero where unset), by reference.
     #[must_use]
     #[inline]

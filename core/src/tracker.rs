@@ -285,6 +285,68 @@ impl Tracker {
         Ok(request.restricted(DimSet::from_bits_truncate(taken)))
     }
 
+    /// [`Tracker::try_reserve_above`] straight into a [`PackedReservation`],
+    /// for a runtime that carries reservations packed: `None`, with the
+    /// tracker as it was, when the request does not fit now (above `floor`)
+    /// or holds more than [`PACKED_DIMS`] tracked, non-zero dimensions. The
+    /// caller then asks [`Tracker::try_reserve_above`] (or admission) why.
+    #[inline]
+    pub fn try_reserve_packed(
+        &self,
+        request: &Resources,
+        floor: &Resources,
+    ) -> Option<PackedReservation> {
+        let amounts = request.raw_amounts();
+        let floors = floor.raw_amounts();
+        let origin = core::num::NonZeroUsize::new(tracker_id(self))?;
+        let mut todo = request.dims().intersection(self.tracked).bits();
+        let mut taken = 0u16;
+        let mut packed = [0u64; PACKED_DIMS];
+        let mut n = 0usize;
+        while todo != 0 {
+            let i = todo.trailing_zeros() as usize;
+            todo &= todo.wrapping_sub(1);
+            let (Some(&need), Some(slot)) = (amounts.get(i), self.available.get(i)) else {
+                continue;
+            };
+            if need == 0 {
+                continue;
+            }
+            let Some(out) = packed.get_mut(n) else {
+                // More dimensions than a pack holds.
+                self.release_mask(amounts, taken);
+                return None;
+            };
+            let threshold =
+                signed(need).saturating_add(signed(floors.get(i).copied().unwrap_or(0)));
+            let mut current = slot.load(Ordering::Relaxed);
+            loop {
+                if current < threshold {
+                    self.release_mask(amounts, taken);
+                    return None;
+                }
+                // `current >= need` here, so the subtraction cannot wrap.
+                match slot.compare_exchange_weak(
+                    current,
+                    current.wrapping_sub(signed(need)),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(actual) => current = actual,
+                }
+            }
+            *out = need;
+            n = n.saturating_add(1);
+            taken |= 1 << i;
+        }
+        Some(PackedReservation {
+            amounts: packed,
+            dims: taken,
+            origin,
+        })
+    }
+
     /// The shortfall of dimension index `i` (cold: only on refusal).
     #[cold]
     fn shortfall_at(&self, i: usize, need: u64, above_floor: i64) -> Shortfall {
@@ -763,6 +825,122 @@ impl DetachedReservation {
     }
 }
 
+/// Dimensions a [`PackedReservation`] can hold.
+pub const PACKED_DIMS: usize = 3;
+
+/// A [`DetachedReservation`] of at most [`PACKED_DIMS`] dimensions, packed
+/// into 40 bytes instead of a whole [`Resources`] vector (about 100).
+///
+/// A runtime carries one with every admitted task that it has not started
+/// yet, so its size is the size of a run-queue slot: a task that declares
+/// CPU, memory and IOPS fits, and travels without a heap allocation. It is
+/// the same token in another layout: it cannot be copied or cloned, and
+/// [`unpack`](Self::unpack) gives the detached reservation back, which
+/// releases exactly once. Dropping it leaks its amounts, as dropping the
+/// detached reservation does.
+#[must_use = "dropping a packed reservation leaks its amounts: unpack and release it"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct PackedReservation {
+    /// The held amounts, in the order of the set bits of `dims`.
+    amounts: [u64; PACKED_DIMS],
+    /// Bits of the held dimensions (at most `PACKED_DIMS` of them).
+    dims: u16,
+    /// Identity (address) of the tracker it was taken from; an address is
+    /// never zero, which lets `Option<PackedReservation>` be as small.
+    origin: core::num::NonZeroUsize,
+}
+
+impl DetachedReservation {
+    /// Packs a reservation of at most [`PACKED_DIMS`] dimensions.
+    ///
+    /// # Errors
+    ///
+    /// Hands `self` back, untouched, when it holds more dimensions.
+    pub fn pack(self) -> Result<PackedReservation, DetachedReservation> {
+        let (raw, set) = self.held.to_raw();
+        let bits = set.bits();
+        let Some(origin) = core::num::NonZeroUsize::new(self.origin) else {
+            return Err(self);
+        };
+        if bits.count_ones() as usize > PACKED_DIMS {
+            return Err(self);
+        }
+        let mut amounts = [0u64; PACKED_DIMS];
+        let mut m = bits;
+        for slot in &mut amounts {
+            if m == 0 {
+                break;
+            }
+            let i = m.trailing_zeros() as usize;
+            m &= m.wrapping_sub(1);
+            *slot = raw.get(i).copied().unwrap_or(0);
+        }
+        Ok(PackedReservation {
+            amounts,
+            dims: bits,
+            origin,
+        })
+    }
+}
+
+impl PackedReservation {
+    /// The detached reservation it was packed from.
+    pub fn unpack(self) -> DetachedReservation {
+        let mut raw = [0u64; Dim::COUNT];
+        let mut m = self.dims;
+        for &amount in &self.amounts {
+            if m == 0 {
+                break;
+            }
+            let i = m.trailing_zeros() as usize;
+            m &= m.wrapping_sub(1);
+            if let Some(slot) = raw.get_mut(i) {
+                *slot = amount;
+            }
+        }
+        DetachedReservation {
+            // Taken apart from a valid vector by `pack`: every amount is
+            // within bounds and zero outside the mask.
+            held: Resources::from_raw_trusted(raw, DimSet::from_bits_truncate(self.dims)),
+            origin: self.origin.get(),
+        }
+    }
+
+    /// The dimensions held.
+    #[must_use]
+    pub fn dims(&self) -> DimSet {
+        DimSet::from_bits_truncate(self.dims)
+    }
+}
+
+impl DetachedReservation {
+    /// Adds a packed reservation's amounts to `self` (both must come from
+    /// one tracker): [`merge`](Self::merge) without unpacking first.
+    ///
+    /// # Errors
+    ///
+    /// Hands `other` back, untouched, if it was taken on another tracker.
+    #[inline]
+    pub fn merge_packed(&mut self, other: PackedReservation) -> Result<(), PackedReservation> {
+        if other.origin.get() != self.origin {
+            return Err(other);
+        }
+        let mut m = other.dims;
+        for &amount in &other.amounts {
+            if m == 0 {
+                break;
+            }
+            let i = m.trailing_zeros() as usize;
+            m &= m.wrapping_sub(1);
+            // Both are amounts reserved on one tracker, which never holds
+            // more than its capacity (at most `MAX_AMOUNT`): the clamp in
+            // `add_at_index` never bites.
+            self.held.add_at_index(i, amount);
+        }
+        Ok(())
+    }
+}
+
 impl<T: Deref<Target = Tracker>> Drop for Reservation<T> {
     #[inline]
     fn drop(&mut self) {
@@ -780,6 +958,59 @@ mod tests {
 
     fn cap() -> Resources {
         r(&[(Dim::Cpu, 4000), (Dim::Memory, 1000), (Dim::Gpu, 0)])
+    }
+
+    #[test]
+    fn packed_reservation_round_trips_and_releases_once() {
+        let t = Tracker::new(&r(&[
+            (Dim::Cpu, 4000),
+            (Dim::Memory, 1000),
+            (Dim::Iops, 50),
+        ]));
+        let req = r(&[(Dim::Cpu, 1500), (Dim::Memory, 600), (Dim::Iops, 7)]);
+        let (_, detached) = t.try_reserve(&req).unwrap().detach();
+        let packed = detached.pack().expect("three dimensions pack");
+        assert_eq!(packed.dims(), req.dims());
+        assert_eq!(core::mem::size_of::<PackedReservation>(), 40);
+        assert_eq!(
+            core::mem::size_of::<Option<PackedReservation>>(),
+            40,
+            "the tracker's address is the niche"
+        );
+        let back = packed.unpack();
+        assert_eq!(back.held(), &req);
+        assert_eq!(t.reserved().amount(Dim::Memory), 600);
+        back.release(&t).unwrap();
+        assert_eq!(t.reserved().amount(Dim::Cpu), 0);
+        assert_eq!(t.reserved().amount(Dim::Iops), 0);
+        // A packed token still refuses another tracker.
+        let other = Tracker::new(&cap());
+        let (_, d) = t.try_reserve(&r(&[(Dim::Memory, 1)])).unwrap().detach();
+        let d = d.pack().unwrap().unpack();
+        let d = d.release(&other).unwrap_err();
+        d.release(&t).unwrap();
+    }
+
+    #[test]
+    fn more_dimensions_than_a_pack_holds_are_handed_back() {
+        let dims = [Dim::Cpu, Dim::Memory, Dim::Iops, Dim::Network];
+        let big: Resources = dims
+            .iter()
+            .fold(Resources::NONE, |acc, &d| acc.with_saturating(d, 1 << 40));
+        let t = Tracker::new(&big);
+        let req = dims
+            .iter()
+            .fold(Resources::NONE, |acc, &d| acc.with_saturating(d, 3));
+        let (_, detached) = t.try_reserve(&req).unwrap().detach();
+        let back = detached.pack().expect_err("four dimensions do not pack");
+        assert_eq!(back.held(), &req);
+        back.release(&t).unwrap();
+        assert!(
+            t.reserved()
+                .dims()
+                .iter()
+                .all(|d| t.reserved().amount(d) == 0)
+        );
     }
 
     #[test]

@@ -189,3 +189,55 @@ fn admission_counters_add_up() {
         assert!(t.is_idle());
     });
 }
+
+/// The packed fast path (`try_reserve_packed`, as a runtime admits a task
+/// that travels in its queue slot) races with a plain reservation and a
+/// packed one on three threads; the packed ones are given back merged into
+/// one detached batch, as a runtime's worker does. Sums never exceed
+/// capacity, a refused packed attempt leaves nothing behind, and once all is
+/// given back the tracker is full again.
+#[test]
+fn packed_reservations_never_overcommit() {
+    loom::model(|| {
+        let t = Arc::new(Tracker::new(&res(2, 2)));
+        let shadow = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let packed: Vec<_> = [res(1, 2), res(1, 1)]
+            .into_iter()
+            .map(|req| {
+                let (t, shadow) = (t.clone(), shadow.clone());
+                thread::spawn(move || {
+                    let p = t.try_reserve_packed(&req, &Resources::NONE)?;
+                    let cpu =
+                        shadow[0].fetch_add(req.amount(Dim::Cpu), SeqCst) + req.amount(Dim::Cpu);
+                    let mem = shadow[1].fetch_add(req.amount(Dim::Memory), SeqCst)
+                        + req.amount(Dim::Memory);
+                    assert!(cpu <= 2 && mem <= 2, "over-committed: {cpu}, {mem}");
+                    shadow[0].fetch_sub(req.amount(Dim::Cpu), SeqCst);
+                    shadow[1].fetch_sub(req.amount(Dim::Memory), SeqCst);
+                    Some(p)
+                })
+            })
+            .collect();
+        let plain = {
+            let (t, shadow) = (t.clone(), shadow.clone());
+            thread::spawn(move || reserve_checked(&t, &shadow, res(2, 1), (2, 2)))
+        };
+        let held: Vec<_> = packed
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect();
+        plain.join().unwrap();
+        let mut batch: Option<respool_core::DetachedReservation> = None;
+        for p in held {
+            match batch.as_mut() {
+                Some(b) => b.merge_packed(p).unwrap(),
+                None => batch = Some(p.unpack()),
+            }
+        }
+        if let Some(b) = batch {
+            b.release(&t).unwrap();
+        }
+        assert!(t.is_idle());
+        assert_eq!(t.available(), res(2, 2));
+    });
+}

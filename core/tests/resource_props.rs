@@ -384,3 +384,84 @@ proptest! {
         prop_assert!(tracker.is_idle(), "everything released: {:?}", tracker.reserved());
     }
 }
+
+const FIVE: [Dim; 5] = [Dim::Cpu, Dim::Memory, Dim::Iops, Dim::Network, Dim::Gpu];
+
+/// Up to five set dimensions among the five tracked ones.
+fn five() -> impl Strategy<Value = Model> {
+    proptest::array::uniform5(small()).prop_map(|a| {
+        let mut r = [None; Dim::COUNT];
+        for (d, v) in FIVE.iter().zip(a) {
+            r[d.index()] = v;
+        }
+        r
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// The packed fast path decides exactly as `try_reserve_above` on an
+    /// identical tracker when the request holds at most three dimensions,
+    /// declines (leaving the tracker as it was) when it holds more, and its
+    /// token unpacks, merges and releases to the same amounts.
+    #[test]
+    fn packed_reservations_match_plain_ones(
+        cap in proptest::array::uniform5(0u64..=60),
+        floor in five(),
+        reqs in proptest::collection::vec(five(), 1..12),
+    ) {
+        let capacity = FIVE
+            .iter()
+            .zip(cap)
+            .fold(Resources::NONE, |r, (&d, c)| r.with_saturating(d, c));
+        let (plain, packed) = (Tracker::new(&capacity), Tracker::new(&capacity));
+        let floor = build(&floor);
+        let mut held_plain = Vec::new();
+        let mut batch: Option<respool_core::DetachedReservation> = None;
+        for req in &reqs {
+            let req = build(req);
+            let a = plain.try_reserve_above(&req, &floor);
+            let b = packed.try_reserve_packed(&req, &floor);
+            match (a, b) {
+                (Ok(a), Some(b)) => {
+                    prop_assert_eq!(b.dims(), a.held().dims());
+                    let b = b.unpack();
+                    prop_assert_eq!(b.held(), a.held());
+                    let b = b.pack().expect("packs again");
+                    match batch.as_mut() {
+                        Some(t) => prop_assert!(t.merge_packed(b).is_ok()),
+                        None => batch = Some(b.unpack()),
+                    }
+                    held_plain.push(a.detach().1);
+                }
+                (Ok(a), None) => {
+                    prop_assert!(a.held().dims().iter().count() > respool_core::tracker::PACKED_DIMS,
+                        "declined {:?}, which fits and packs", a.held());
+                    a.release();
+                }
+                (Err(_), None) => {}
+                (Err(s), Some(b)) => {
+                    prop_assert!(false, "packed {:?} where the plain path is short: {:?}", b, s);
+                }
+            }
+            prop_assert_eq!(plain.available(), packed.available());
+        }
+        // The merged batch holds what the plain reservations hold, in sum.
+        let mut sum: Option<respool_core::DetachedReservation> = None;
+        for h in held_plain {
+            match sum.as_mut() {
+                Some(s) => prop_assert!(s.merge(h).is_ok()),
+                None => sum = Some(h),
+            }
+        }
+        prop_assert_eq!(sum.as_ref().map(|s| *s.held()), batch.as_ref().map(|b| *b.held()));
+        if let Some(s) = sum {
+            prop_assert!(s.release(&plain).is_ok());
+        }
+        if let Some(b) = batch {
+            prop_assert!(b.release(&packed).is_ok());
+        }
+        prop_assert!(plain.is_idle() && packed.is_idle());
+    }
+}

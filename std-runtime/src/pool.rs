@@ -67,6 +67,18 @@ thread_local! {
 pub(crate) struct Task {
     pub(crate) job: Job,
     pub(crate) ext: Option<Box<Ext>>,
+    /// A task that declared requirements and nothing else, admitted at
+    /// once: its reservation travels packed in the queue slot, with no `Ext`
+    /// (see `Shared::submit_lite`). Never set together with `ext`.
+    pub(crate) held: Option<Lite>,
+}
+
+/// What a task admitted by `Shared::submit_lite` carries.
+pub(crate) struct Lite {
+    pub(crate) held: respool_core::PackedReservation,
+    /// When it was submitted (pool clock, at least 1) if it is in the timing
+    /// sample, else 0.
+    pub(crate) submitted_ns: u64,
 }
 
 /// Counts submissions in flight and closes the pool to new ones.
@@ -144,6 +156,21 @@ impl Ord for LaneEntry {
 struct PendingRelease {
     token: Option<respool_core::DetachedReservation>,
     count: u32,
+}
+
+/// A finished task's reservation, as it travelled.
+enum Held {
+    Detached(respool_core::DetachedReservation),
+    Packed(respool_core::PackedReservation),
+}
+
+impl Held {
+    fn detached(self) -> respool_core::DetachedReservation {
+        match self {
+            Held::Detached(d) => d,
+            Held::Packed(p) => p.unpack(),
+        }
+    }
 }
 
 /// Tasks a worker may finish before it gives their reservations back (it
@@ -899,6 +926,9 @@ impl Shared {
         if let Some(ext) = t.ext.as_mut() {
             self.release(ext);
         }
+        if let Some(lite) = t.held.take() {
+            let _ = lite.held.unpack().release(&self.res.tracker);
+        }
         Unstarted {
             task: Some(t),
             class,
@@ -915,7 +945,11 @@ impl Shared {
         let _g = GateGuard(&self.gate);
         self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "respool::task", "queued");
-        self.queue.push(Task { job, ext: None });
+        self.queue.push(Task {
+            job,
+            ext: None,
+            held: None,
+        });
         self.sleepers.notify_one();
         Ok(())
     }
@@ -1018,8 +1052,12 @@ impl Shared {
 
     /// Runs one task on worker `id`.
     fn run(&self, task: Task, id: usize) {
-        let Task { job, ext } = task;
+        let Task { job, ext, held } = task;
         let counters = self.metrics.worker(id);
+        if let Some(lite) = held {
+            self.run_lite(job, lite, id, counters);
+            return;
+        }
         match ext {
             None if !self.config.measure_all => {
                 tracing::trace!(target: "respool::task", worker = id, "started");
@@ -1039,6 +1077,48 @@ impl Shared {
             }
             ext => self.run_measured(job, ext, counters),
         }
+    }
+
+    /// Runs a task admitted by `submit_lite`: declared requirements only, so
+    /// no description, no measurement, and a clock read only for the timing
+    /// sample; the reservation goes back batched.
+    fn run_lite(
+        &self,
+        job: Job,
+        lite: Lite,
+        id: usize,
+        counters: Option<&crate::metrics::WorkerCounters>,
+    ) {
+        let start = (lite.submitted_ns != 0).then(|| self.now_ns());
+        if let (Some(c), Some(start)) = (counters, start) {
+            c.wait.record(Duration::from_nanos(
+                start.saturating_sub(lite.submitted_ns),
+            ));
+        }
+        tracing::trace!(target: "respool::task", worker = id, "started");
+        let ok = catch_unwind(AssertUnwindSafe(|| job.run())).is_ok();
+        let timing = start.map(|start| {
+            let end = self.now_ns();
+            (
+                Duration::from_nanos(end.saturating_sub(start)),
+                Duration::from_nanos(end.saturating_sub(lite.submitted_ns)),
+            )
+        });
+        if let Some(c) = counters {
+            count(c, ok, timing.map(|t| t.0));
+            if let Some((_, latency)) = timing {
+                c.latency.record(latency);
+            }
+        }
+        if ok {
+            tracing::trace!(target: "respool::task", worker = id, "completed");
+        } else {
+            tracing::debug!(target: "respool::task", worker = id, "failed (panicked)");
+        }
+        if let Some((elapsed, _)) = timing {
+            self.record_hold(elapsed, counters);
+        }
+        self.give_back(Held::Packed(lite.held), Some(id));
     }
 
     fn run_measured(
@@ -1266,12 +1346,7 @@ impl Shared {
             return;
         }
         if let Some(elapsed) = elapsed {
-            let n = counters.map_or(0, |c| c.measured.fetch_add(1, Ordering::Relaxed));
-            if n % u64::from(crate::metrics::SCHEDULE_SAMPLE) == 0 {
-                self.res
-                    .admission
-                    .record_hold_time(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
-            }
+            self.record_hold(elapsed, counters);
         }
         // A task nobody waits on (no handle), not placed on a domain, not a
         // probe: batch its release with the worker's next ones. The tracker's
@@ -1280,21 +1355,49 @@ impl Shared {
         // back at once when anyone waits for resources, and before the worker
         // idles; a waiting submitter also drains every batch before deciding.
         let batchable = ext.cancel.is_none() && ext.placed.is_none() && !ext.probe;
-        let slot = self
-            .current_worker()
-            .and_then(|w| self.pending.get(w))
-            .filter(|_| batchable);
+        if batchable {
+            if let Some(held) = ext.held.take() {
+                self.give_back(Held::Detached(held), self.current_worker());
+            }
+            return;
+        }
+        self.release(ext);
+        // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
+        fence(Ordering::SeqCst);
+        self.dispatch();
+    }
+
+    /// Feeds a sample of measured hold times to admission (its retry-after
+    /// hints).
+    fn record_hold(&self, elapsed: Duration, counters: Option<&crate::metrics::WorkerCounters>) {
+        let n = counters.map_or(0, |c| c.measured.fetch_add(1, Ordering::Relaxed));
+        if n % u64::from(crate::metrics::SCHEDULE_SAMPLE) == 0 {
+            self.res
+                .admission
+                .record_hold_time(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// Gives back the reservation of a finished task nobody waits on: on
+    /// `worker` (this pool's, running on this thread) into the worker's batch
+    /// (see `finish_ext`), else at once; then admits waiters if any.
+    fn give_back(&self, held: Held, worker: Option<usize>) {
+        let slot = worker.and_then(|w| self.pending.get(w));
         if let Some(slot) = slot {
-            let Some(held) = ext.held.take() else { return };
             let flush = {
                 let mut p = lock(slot);
-                match p.token.as_mut() {
-                    Some(t) => {
-                        if let Err(other) = t.merge(held) {
+                match (p.token.as_mut(), held) {
+                    (Some(t), Held::Detached(h)) => {
+                        if let Err(other) = t.merge(h) {
                             let _ = other.release(&self.res.tracker);
                         }
                     }
-                    None => p.token = Some(held),
+                    (Some(t), Held::Packed(h)) => {
+                        if let Err(other) = t.merge_packed(h) {
+                            let _ = other.unpack().release(&self.res.tracker);
+                        }
+                    }
+                    (None, held) => p.token = Some(held.detached()),
                 }
                 p.count += 1;
                 if p.count >= RELEASE_BATCH || self.res.waiting.load(Ordering::SeqCst) > 0 {
@@ -1312,7 +1415,7 @@ impl Shared {
             }
             return;
         }
-        self.release(ext);
+        let _ = held.detached().release(&self.res.tracker);
         // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
         fence(Ordering::SeqCst);
         self.dispatch();

@@ -4,7 +4,13 @@
 //! the pool's [`Tracker`] (machine or container capacity, minus headroom and
 //! external usage), then placed on a domain by the [`Placer`]. With one CPU
 //! domain and no GPU (the common case), and nobody waiting, that is a
-//! lock-free reservation and nothing else.
+//! lock-free reservation and nothing else. A task that declares
+//! requirements and nothing more (no class, priority, deadline, timeout or
+//! handle) goes further ([`Shared::submit_lite`]): its reservation is taken
+//! straight into a [`PackedReservation`](respool_core::PackedReservation)
+//! that travels in the run-queue slot, so no task description is filled,
+//! recycled or read on the worker, and the worker merges it into its batch
+//! of releases.
 //!
 //! A task that does not fit waits in a [`ScoredQueue`] (priority, aging and
 //! deadline slack, combined with the pool's [`Weights`]). Whenever resources
@@ -172,7 +178,7 @@ impl Shared {
     pub(crate) fn submit_ext(
         &self,
         job: crate::job::Job,
-        mut ext: Box<Ext>,
+        ext: Box<Ext>,
     ) -> Result<(), SubmitError> {
         if !self.gate.enter(self.on_own_worker()) {
             return Err(SubmitError::ShutDown);
@@ -181,6 +187,88 @@ impl Shared {
         self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "respool::task", class = ?ext.class, request = %ext.request, "queued");
         let started = sample_schedule().then(Instant::now);
+        self.submit_entered(job, ext, started)
+    }
+
+    /// A task that declared requirements and nothing else (see
+    /// `TaskBuilder::is_lite`). When placement is trivial, nobody waits and
+    /// it fits, it is admitted and queued with its reservation packed in the
+    /// queue slot: no `Ext` is filled, recycled or touched on the worker.
+    /// Otherwise (it must wait, is refused, holds more dimensions than a
+    /// pack does, or placement must be decided) `make` builds its
+    /// description and it takes the general path, with the same decision.
+    pub(crate) fn submit_lite(
+        &self,
+        job: crate::job::Job,
+        request: &Resources,
+        urgency: Urgency,
+        timed: bool,
+        make: impl FnOnce() -> Box<Ext>,
+    ) -> Result<(), SubmitError> {
+        if !self.gate.enter(self.on_own_worker()) {
+            return Err(SubmitError::ShutDown);
+        }
+        let _g = GateGuard(&self.gate);
+        self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(target: "respool::task", request = %request, "queued");
+        let started = sample_schedule().then(Instant::now);
+        let res = &self.res;
+        if !res.trivial
+            || request
+                .dims()
+                .intersection(res.tracker.tracked())
+                .is_empty()
+            || res.waiting.load(Ordering::SeqCst) != 0
+        {
+            return self.submit_entered(job, make(), started);
+        }
+        if let Some(packed) = res.admission.accept_packed(&res.tracker, request, urgency) {
+            if let Some(t) = started {
+                self.metrics.schedule.record(t.elapsed());
+            }
+            tracing::trace!(target: "respool::task", "scheduled");
+            self.enqueue(Task {
+                job,
+                ext: None,
+                held: Some(crate::pool::Lite {
+                    held: packed,
+                    submitted_ns: if timed { self.now_ns().max(1) } else { 0 },
+                }),
+            });
+            return Ok(());
+        }
+        // It does not fit now, or holds more dimensions than a pack: decide.
+        match res
+            .admission
+            .decide(&res.tracker, request, urgency, 0, self.decision_now())
+        {
+            Decision::Accepted(r) => {
+                let mut ext = make();
+                ext.held = Some(r.detach().1);
+                self.scheduled(started, &ext);
+                self.enqueue(Task {
+                    job,
+                    ext: Some(ext),
+                    held: None,
+                });
+                Ok(())
+            }
+            Decision::Rejected(reason) => Err(self.refused_at_submit(reason, None)),
+            Decision::Deferred(d) => {
+                let ext = make();
+                let g = lock(&res.sched);
+                self.defer_locked(g, job, ext, d.deadline_ns, started)
+            }
+        }
+    }
+
+    /// `submit_ext` once the gate is entered and the submission counted.
+    fn submit_entered(
+        &self,
+        job: crate::job::Job,
+        mut ext: Box<Ext>,
+        started: Option<Instant>,
+    ) -> Result<(), SubmitError> {
         let request = ext.request;
         let res = &self.res;
         if request
@@ -193,6 +281,7 @@ impl Shared {
             self.enqueue(Task {
                 job,
                 ext: Some(ext),
+                held: None,
             });
             return Ok(());
         }
@@ -207,10 +296,13 @@ impl Shared {
                     self.enqueue(Task {
                         job,
                         ext: Some(ext),
+                        held: None,
                     });
                     return Ok(());
                 }
-                Decision::Rejected(reason) => return Err(self.refused_at_submit(reason, &ext)),
+                Decision::Rejected(reason) => {
+                    return Err(self.refused_at_submit(reason, ext.class.as_ref()));
+                }
                 Decision::Deferred(d) => {
                     let g = lock(&res.sched);
                     return self.defer_locked(g, job, ext, d.deadline_ns, started);
@@ -221,7 +313,7 @@ impl Shared {
         let mut g = lock(&res.sched);
         if let Some(s) = g.placer.never_fits(&request) {
             res.admission.record_rejected();
-            return Err(self.refused_at_submit(RejectReason::NeverFits(s), &ext));
+            return Err(self.refused_at_submit(RejectReason::NeverFits(s), ext.class.as_ref()));
         }
         let blocked = g.placer.shortfall(&request).or_else(|| {
             // A cold-start probe of a class that already runs one waits.
@@ -255,6 +347,7 @@ impl Shared {
                     self.enqueue(Task {
                         job,
                         ext: Some(ext),
+                        held: None,
                     });
                     Ok(())
                 }
@@ -265,7 +358,7 @@ impl Shared {
                     self.defer_locked(g, job, ext, None, started)
                 }
             },
-            Decision::Rejected(reason) => Err(self.refused_at_submit(reason, &ext)),
+            Decision::Rejected(reason) => Err(self.refused_at_submit(reason, ext.class.as_ref())),
             Decision::Deferred(d) => self.defer_locked(g, job, ext, d.deadline_ns, started),
         }
     }
@@ -291,11 +384,15 @@ impl Shared {
         tracing::trace!(target: "respool::task", class = ?ext.class, "scheduled");
     }
 
-    fn refused_at_submit(&self, reason: RejectReason, ext: &Ext) -> SubmitError {
+    fn refused_at_submit(
+        &self,
+        reason: RejectReason,
+        class: Option<&std::sync::Arc<str>>,
+    ) -> SubmitError {
         self.metrics
             .rejected_at_submit
             .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(target: "respool::task", class = ?ext.class, %reason, "rejected");
+        tracing::debug!(target: "respool::task", class = ?class, %reason, "rejected");
         SubmitError::from_reject(reason)
     }
 
@@ -325,6 +422,7 @@ impl Shared {
             task: Task {
                 job,
                 ext: Some(ext),
+                held: None,
             },
             ticket,
             admit_by,

@@ -260,8 +260,13 @@ impl<'p> TaskBuilder<'p> {
     }
 
     /// Requires every set dimension of `requirements`.
+    #[inline]
     pub fn requirements(mut self, requirements: Resources) -> Self {
-        self.request = requirements.or(&self.request);
+        self.request = if self.request.is_empty() {
+            requirements
+        } else {
+            requirements.or(&self.request)
+        };
         self
     }
 
@@ -372,8 +377,29 @@ impl<'p> TaskBuilder<'p> {
         }
         let shared = self.pool.shared();
         let job = Job::new(move || with_context(0, f));
-        let ext = self.template().make_ext(shared, None);
+        let timed = sample_timing();
+        if self.is_lite(shared) {
+            return shared.submit_lite(job, &self.request, self.urgency, timed, || {
+                self.template().make_ext(shared, None, timed)
+            });
+        }
+        let ext = self.template().make_ext(shared, None, timed);
         shared.submit_ext(job, ext)
+    }
+
+    /// Whether the task declares requirements and nothing that needs a
+    /// description on the worker: no class (learning, measurement), no
+    /// priority or deadline (the priority lane), no timeout, no handle (the
+    /// caller knows), no heap following (the pool's allocator with a memory
+    /// requirement). Such a task, when it fits at once, travels with its
+    /// reservation packed in the queue slot (see `Shared::submit_lite`).
+    fn is_lite(&self, shared: &Shared) -> bool {
+        self.class.is_none()
+            && self.priority == 0
+            && self.deadline.is_none()
+            && self.timeout.is_none()
+            && !shared.config.measure_all
+            && !(crate::alloc::is_installed() && self.request.get(Dim::Memory).is_some())
     }
 
     /// Submits `f` and returns a handle to its result.
@@ -392,7 +418,9 @@ impl<'p> TaskBuilder<'p> {
         let packet = Packet::<T>::new();
         let job = crate::pool::packet_job(packet.clone(), true, move || with_context(0, f));
         let shared = self.pool.shared();
-        let ext = self.template().make_ext(shared, Some(packet.clone()));
+        let ext = self
+            .template()
+            .make_ext(shared, Some(packet.clone()), sample_timing());
         shared.submit_ext(job, ext)?;
         Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
     }
@@ -426,7 +454,9 @@ impl<'p> TaskBuilder<'p> {
             template: self.template(),
             _error: std::marker::PhantomData,
         };
-        let ext = attempt.template.make_ext(shared, Some(packet.clone()));
+        let ext = attempt
+            .template
+            .make_ext(shared, Some(packet.clone()), sample_timing());
         shared.submit_ext(attempt.into_job(), ext)?;
         Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
     }
@@ -446,8 +476,9 @@ struct Template {
 
 impl Template {
     /// Fills a (recycled) `Ext` box from the template; a classified task's
-    /// undeclared dimensions come from learning (or its fallback).
-    fn make_ext(&self, shared: &Shared, cancel: Option<Arc<dyn Cancel>>) -> Box<Ext> {
+    /// undeclared dimensions come from learning (or its fallback). `timed`:
+    /// the task is in the timing sample (classified tasks always are).
+    fn make_ext(&self, shared: &Shared, cancel: Option<Arc<dyn Cancel>>, timed: bool) -> Box<Ext> {
         let mut ext = shared.new_ext();
         ext.held = None;
         ext.request = self.request;
@@ -485,8 +516,8 @@ impl Template {
         ext.deadline = self.deadline;
         ext.timeout = self.timeout;
         ext.size = self.size;
-        ext.submitted = (self.class.is_some() || shared.config.measure_all || sample_timing())
-            .then(Instant::now);
+        ext.submitted =
+            (self.class.is_some() || shared.config.measure_all || timed).then(Instant::now);
         ext.cancel = cancel;
         ext
     }
@@ -568,6 +599,7 @@ where
                 let ext = retry.template.make_ext(
                     &shared,
                     retry.packet.0.clone().map(|p| p as Arc<dyn Cancel>),
+                    sample_timing(),
                 );
                 let packet = retry.packet.0.clone();
                 if let Err(e) = shared.submit_ext(retry.into_job(), ext) {

@@ -1,0 +1,235 @@
+//! Tasks that declare requirements and nothing else (`pool.task()
+//! .requirements(..).execute(..)` with no class, priority, deadline, timeout
+//! or handle) take the packed path: admitted at once, their reservation
+//! travels packed in the run-queue slot and is given back in the worker's
+//! batch. These tests hold that path to the same books as the general one:
+//! every reservation comes back exactly once (run, panicked, handed back by
+//! `shutdown_now`), a request that must wait or can never fit takes the
+//! general path with the same outcome, a request of more dimensions than a
+//! pack holds is served all the same, and the timing sample still covers
+//! these tasks.
+//! No timing is asserted; the timeouts are safety nets.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+
+use common::*;
+use respool::{Dim, Policy, Pool, Resources, SubmitError};
+
+fn three_dims(cpu: u64, memory: u64, iops: u64) -> Resources {
+    Resources::NONE
+        .with_saturating(Dim::Cpu, cpu)
+        .with_saturating(Dim::Memory, memory)
+        .with_saturating(Dim::Iops, iops)
+}
+
+/// Waits until `n` tasks finished (run or panicked) and every reservation
+/// is back (a worker gives back its batch before it idles), then checks
+/// that nothing waits, is queued or is reserved.
+fn settle(pool: &Pool, n: u64) {
+    wait_until("every task to finish and give its reservation back", || {
+        let s = pool.snapshot();
+        s.completed + s.panicked == n && s.reserved.is_zero()
+    });
+    assert_quiet(pool);
+}
+
+fn pool3(workers: usize, capacity: Resources) -> Pool {
+    Pool::builder()
+        .workers(workers)
+        .capacity(capacity)
+        .headroom(Resources::NONE)
+        .admission(Policy::Defer)
+        .build()
+        .expect("pool")
+}
+
+/// Many submitters, many small tasks: every one runs, every reservation is
+/// given back, and the admission counters account for each task once.
+#[test]
+fn concurrent_submitters_get_every_reservation_back() {
+    const THREADS: usize = 4;
+    const PER: usize = 5_000;
+    let pool = Arc::new(pool3(2, three_dims(1 << 40, 1 << 50, 1 << 40)));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let submitters: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (pool, ran) = (pool.clone(), ran.clone());
+            thread::spawn(move || {
+                for i in 0..PER {
+                    let ran = ran.clone();
+                    let r = three_dims(1 + (i % 7) as u64, 4096 * (1 + t as u64), 3);
+                    pool.task()
+                        .requirements(r)
+                        .execute(move |_| {
+                            ran.fetch_add(1, Ordering::Relaxed);
+                        })
+                        .expect("admitted");
+                }
+            })
+        })
+        .collect();
+    for s in submitters {
+        s.join().expect("submitter");
+    }
+    settle(&pool, (THREADS * PER) as u64);
+    assert_eq!(ran.load(Ordering::Relaxed), THREADS * PER);
+    let s = pool.snapshot();
+    assert_eq!(s.admission.accepted, (THREADS * PER) as u64, "{s}");
+    assert_eq!(s.completed, (THREADS * PER) as u64);
+}
+
+/// Tasks that must wait (the capacity holds two at a time) take the general
+/// path and are all admitted in turn; nothing is lost or left reserved.
+#[test]
+fn tasks_that_must_wait_are_admitted_in_turn() {
+    let pool = pool3(2, three_dims(2, 1 << 30, 100));
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..200 {
+        let ran = ran.clone();
+        pool.task()
+            .requirements(three_dims(1, 1 << 20, 1))
+            .execute(move |_| {
+                std::hint::black_box((0..200).sum::<u64>());
+                ran.fetch_add(1, Ordering::Relaxed);
+            })
+            .expect("accepted or deferred");
+    }
+    settle(&pool, 200);
+    assert_eq!(ran.load(Ordering::Relaxed), 200);
+    let a = pool.snapshot().admission;
+    assert_eq!(a.accepted + a.admitted_after_wait, 200, "{a:?}");
+}
+
+/// A request that can never fit is refused at once with the dimension, as
+/// on the general path.
+#[test]
+fn a_request_that_never_fits_is_refused() {
+    let pool = pool3(1, three_dims(4, 1 << 30, 100));
+    let err = pool
+        .task()
+        .requirements(three_dims(8, 1, 1))
+        .execute(|_| {})
+        .expect_err("never fits");
+    match err {
+        SubmitError::NeverFits(s) => assert_eq!(s.dim, Dim::Cpu),
+        other => panic!("expected NeverFits, got {other:?}"),
+    }
+    assert_quiet(&pool);
+}
+
+/// Four dimensions do not fit a pack: such tasks take the general path and
+/// their books balance too.
+#[test]
+fn more_dimensions_than_a_pack_holds() {
+    let big = three_dims(1 << 40, 1 << 50, 1 << 40).with_saturating(Dim::Network, 1 << 40);
+    let pool = pool3(2, big);
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..1_000 {
+        let ran = ran.clone();
+        pool.task()
+            .requirements(three_dims(10, 1 << 20, 5).with_saturating(Dim::Network, 1 << 10))
+            .execute(move |_| {
+                ran.fetch_add(1, Ordering::Relaxed);
+            })
+            .expect("admitted");
+    }
+    settle(&pool, 1_000);
+    assert_eq!(ran.load(Ordering::Relaxed), 1_000);
+}
+
+/// A panicking task is counted as panicked and its reservation comes back.
+#[test]
+fn a_panicking_task_gives_its_reservation_back() {
+    quiet_expected_panics("lite panic");
+    let pool = pool3(2, three_dims(16, 1 << 30, 100));
+    for _ in 0..50 {
+        pool.task()
+            .requirements(three_dims(1, 1 << 20, 1))
+            .execute(|_| panic!("lite panic"))
+            .expect("admitted");
+    }
+    settle(&pool, 50);
+    assert_eq!(pool.snapshot().panicked, 50);
+}
+
+/// `shutdown_now` hands back admitted tasks that never started, with their
+/// reservations released; running one afterwards works.
+#[test]
+fn shutdown_now_hands_back_admitted_tasks_and_their_reservations() {
+    let pool = Arc::new(pool3(1, three_dims(1 << 20, 1 << 40, 1 << 20)));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    pool.execute(move || {
+        started_tx.send(()).expect("test alive");
+        let _ = go_rx.recv();
+    })
+    .expect("blocker");
+    started_rx.recv_timeout(SAFETY).expect("blocker started");
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..20 {
+        let ran = ran.clone();
+        pool.task()
+            .requirements(three_dims(1, 1 << 20, 1))
+            .execute(move |_| {
+                ran.fetch_add(1, Ordering::Relaxed);
+            })
+            .expect("admitted");
+    }
+    assert_eq!(
+        pool.snapshot().reserved.amount(Dim::Memory),
+        20 << 20,
+        "admitted at submit: reserved while queued"
+    );
+    // The only worker is blocked, so the queue empties only when
+    // `shutdown_now` sweeps it; then the blocker may end (`shutdown_now`
+    // goes on to join the worker).
+    let releaser = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            wait_until("the sweep", || pool.snapshot().queued == 0);
+            let _ = go_tx.send(());
+        })
+    };
+    let back = pool.shutdown_now();
+    releaser.join().expect("releaser");
+    assert_eq!(back.len(), 20, "every unstarted task handed back");
+    assert!(
+        pool.snapshot().reserved.is_zero(),
+        "handed-back tasks hold nothing"
+    );
+    for u in back {
+        u.run();
+    }
+    assert_eq!(ran.load(Ordering::Relaxed), 20);
+}
+
+/// The timing sample (one task in 16 per submitting thread) covers these
+/// tasks: wait and latency have samples though no task is classified.
+#[test]
+fn the_timing_sample_covers_requirement_only_tasks() {
+    let pool = pool3(2, three_dims(1 << 20, 1 << 40, 1 << 20));
+    for _ in 0..320 {
+        pool.task()
+            .requirements(three_dims(1, 1, 1))
+            .execute(|_| {})
+            .expect("admitted");
+    }
+    settle(&pool, 320);
+    let s = pool.snapshot();
+    assert!(s.wait.count >= 20, "wait samples: {}", s.wait.count);
+    assert!(
+        s.latency.count >= 20,
+        "latency samples: {}",
+        s.latency.count
+    );
+    assert!(
+        s.latency.count <= 320 / 8,
+        "a sample, not every task: {}",
+        s.latency.count
+    );
+}
