@@ -1742,3 +1742,21 @@ fn worker_loop(shared: &Arc<Shared>, id: usize) {
     }
     shared.active.fetch_sub(1, Ordering::SeqCst);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run-queue slot holds a task: a small closure inline, and the packed
+    /// reservation of a task with requirements only. Growing it costs every
+    /// task (and `Builder::queue_capacity`'s documentation states its size).
+    #[test]
+    fn a_task_fits_a_run_queue_slot_of_96_bytes() {
+        assert_eq!(std::mem::size_of::<Lite>(), 48);
+        assert!(
+            std::mem::size_of::<Task>() <= 96,
+            "Task grew to {} bytes",
+            std::mem::size_of::<Task>()
+        );
+    }
+}
