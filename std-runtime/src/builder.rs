@@ -196,6 +196,25 @@ impl Builder {
     }
 
     /// Capacity that only [critical](crate::TaskBuilder::critical) tasks may use.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool::{Dim, Pool, Resources, SubmitError};
+    /// // 1 GiB, of which 256 MiB are kept for critical tasks.
+    /// let pool = Pool::builder()
+    ///     .workers(1)
+    ///     .memory("1GiB")
+    ///     .critical_reserve(Resources::new().with(Dim::Memory, 256 << 20)?)
+    ///     .build()?;
+    /// // A normal task sees 768 MiB: 900 MiB can never fit.
+    /// let err = pool.task().memory("900MiB").spawn(|_| ()).unwrap_err();
+    /// assert!(matches!(err, SubmitError::NeverFits(s) if s.by == 132 << 20));
+    /// // A critical task may use the reserve as well.
+    /// let h = pool.task().memory("900MiB").critical().spawn(|_| "done")?;
+    /// assert_eq!(h.join()?, "done");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn critical_reserve(mut self, reserve: Resources) -> Self {
         self.admission.critical_reserve = reserve;
         self
@@ -334,6 +353,34 @@ impl Builder {
     /// and run queue) and GPU domains. Default: the NUMA nodes hwloc finds
     /// (feature `hwloc`; otherwise one domain for the whole machine) and the
     /// GPUs NVML finds (feature `nvml`). At least one CPU domain is needed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool::{Dim, DomainSpec, Pool, Resources, SubmitError};
+    /// // Two NUMA nodes of 512 MiB and one GPU (device 0, 16 GiB), given by
+    /// // hand: nothing is detected, so this runs on any machine.
+    /// let pool = Pool::builder()
+    ///     .workers(2)
+    ///     .memory("1GiB")
+    ///     .capacity(Resources::new().with(Dim::Gpu, 1)?.with(Dim::GpuMemory, 16 << 30)?)
+    ///     .domains(vec![
+    ///         DomainSpec::numa("node0", vec![], 512 << 20),
+    ///         DomainSpec::numa("node1", vec![], 512 << 20),
+    ///         DomainSpec::gpu("gpu0", 0, 16 << 30),
+    ///     ])
+    ///     .build()?;
+    /// // A GPU task learns its device from its context.
+    /// let h = pool.task().gpus(1).gpu_memory("8GiB").spawn(|ctx| ctx.gpu())?;
+    /// assert_eq!(h.join()?, Some(0));
+    /// // 768 MiB fits the pool's 1 GiB, but no single node: refused at once.
+    /// let err = pool.task().memory("768MiB").spawn(|_| ()).unwrap_err();
+    /// assert!(matches!(
+    ///     err,
+    ///     SubmitError::NeverFits(s) if (s.dim, s.by) == (Dim::Memory, 256 << 20)
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn domains(mut self, domains: Vec<crate::DomainSpec>) -> Self {
         self.domains = Some(domains);
         self

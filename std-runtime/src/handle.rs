@@ -316,6 +316,28 @@ impl<T: Send> JoinHandle<T> {
     /// # Errors
     ///
     /// Hands the handle back when the time ran out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    /// let pool = respool::Pool::builder().workers(1).build()?;
+    /// let (tx, rx) = mpsc::channel::<u32>();
+    /// let h = pool.submit(move || rx.recv().expect("sender alive") * 2)?;
+    /// // The task waits for its input, so the time runs out and the handle comes back.
+    /// let mut h = h.join_timeout(Duration::from_millis(1)).unwrap_err();
+    /// tx.send(21)?;
+    /// // Wait in slices (doing other work in between) until the result is there.
+    /// let result = loop {
+    ///     match h.join_timeout(Duration::from_millis(10)) {
+    ///         Ok(result) => break result,
+    ///         Err(back) => h = back,
+    ///     }
+    /// };
+    /// assert_eq!(result?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, TaskError>, JoinHandle<T>> {
         let deadline = Instant::now().checked_add(timeout);
         match self.wait_until(Some(deadline.unwrap_or_else(far_future))) {
@@ -358,6 +380,22 @@ impl<T: Send> JoinHandle<T> {
 
     /// The result if the task has finished, without waiting. Returns `None`
     /// while it runs, and after the result was taken once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let pool = respool::Pool::builder().workers(1).build()?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let mut h = pool.submit(move || rx.recv().expect("sender alive") + 1)?;
+    /// assert_eq!(h.try_join(), None); // still waiting for its input
+    /// tx.send(41)?;
+    /// pool.shutdown(); // returns once every accepted task has run
+    /// assert!(h.is_finished());
+    /// assert_eq!(h.try_join(), Some(Ok(42)));
+    /// assert_eq!(h.try_join(), None); // the result was taken
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_join(&mut self) -> Option<Result<T, TaskError>> {
         if self.packet.header.is_done() {
             self.packet.take()
@@ -374,6 +412,32 @@ impl<T: Send> JoinHandle<T> {
 
     /// A handle that can cancel the task from any thread (it is `Send`,
     /// `Sync` and `Clone`), also while another thread waits in `join`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use respool::TaskError;
+    /// let pool = respool::Pool::builder().workers(1).build()?;
+    /// // Keep the only worker busy until `release` is dropped.
+    /// let (tx, started) = mpsc::channel();
+    /// let (release, wait) = mpsc::channel::<()>();
+    /// let busy = pool.submit(move || {
+    ///     tx.send(()).expect("receiver alive");
+    ///     let _ = wait.recv();
+    /// })?;
+    /// started.recv()?;
+    /// // Queued behind it, this task cannot start yet.
+    /// let queued = pool.submit(|| 42)?;
+    /// let canceller = queued.canceller();
+    /// // Another thread cancels it while this one waits in `join`.
+    /// let other = std::thread::spawn(move || canceller.cancel());
+    /// assert_eq!(queued.join(), Err(TaskError::Cancelled));
+    /// assert!(other.join().expect("no panic"), "the cancel prevented the start");
+    /// drop(release);
+    /// busy.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn canceller(&self) -> Canceller
     where
         T: 'static,
@@ -388,6 +452,34 @@ impl<T: Send> JoinHandle<T> {
     /// result is [`TaskError::Cancelled`] and this returns `true`); a running
     /// task sees the request through [`TaskContext::is_cancelled`] and this
     /// returns `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    /// use respool::TaskError;
+    /// let pool = respool::Pool::builder().workers(1).build()?;
+    /// let (tx, started) = mpsc::channel();
+    /// // Runs on the only worker until it is asked to stop.
+    /// let running = pool.task().spawn(move |ctx| {
+    ///     tx.send(()).expect("receiver alive");
+    ///     while !ctx.is_cancelled() {
+    ///         std::thread::sleep(Duration::from_millis(1));
+    ///     }
+    ///     "stopped"
+    /// })?;
+    /// started.recv()?;
+    /// // Queued behind it, this task has not started: cancelling stops it for good.
+    /// let queued = pool.submit(|| "never runs")?;
+    /// assert!(queued.cancel());
+    /// assert_eq!(queued.join(), Err(TaskError::Cancelled));
+    /// // The running task only sees the request (`false`: it had started),
+    /// // and returns when it notices.
+    /// assert!(!running.cancel());
+    /// assert_eq!(running.join()?, "stopped");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cancel(&self) -> bool {
         let prevented = self.packet.cancel();
         if prevented {
@@ -416,6 +508,33 @@ impl fmt::Debug for Canceller {
 
 impl Canceller {
     /// As [`JoinHandle::cancel`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use respool::TaskError;
+    /// let pool = respool::Pool::builder().workers(1).build()?;
+    /// // Keep the only worker busy until `release` is dropped.
+    /// let (tx, started) = mpsc::channel();
+    /// let (release, wait) = mpsc::channel::<()>();
+    /// let busy = pool.submit(move || {
+    ///     tx.send(()).expect("receiver alive");
+    ///     let _ = wait.recv();
+    /// })?;
+    /// started.recv()?;
+    /// let queued = pool.submit(|| ())?;
+    /// let a = queued.canceller();
+    /// let b = a.clone();
+    /// assert!(!b.is_cancelled());
+    /// assert!(a.cancel()); // it had not started: it never will
+    /// assert!(b.is_cancelled()); // clones share the request
+    /// assert!(b.cancel()); // still `true`: the start stays prevented
+    /// assert_eq!(queued.join(), Err(TaskError::Cancelled));
+    /// drop(release);
+    /// busy.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cancel(&self) -> bool {
         let prevented = self.packet.cancel();
         if prevented {
@@ -519,6 +638,34 @@ impl TaskContext {
     /// Reports usage of a dimension nothing measures (network, GPU,
     /// user-defined); the largest value reported during the run is recorded
     /// for the task's class and learned like measured usage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use respool::{Dim, Pool, TaskReport};
+    /// let (tx, rx) = mpsc::channel();
+    /// let pool = Pool::builder()
+    ///     .workers(1)
+    ///     .memory("1GiB")
+    ///     .on_task_end(move |r: &TaskReport| drop(tx.send(r.usage.reported)))
+    ///     .build()?;
+    /// let h = pool.task().class("upload").spawn(|ctx| {
+    ///     // Bandwidth the task measured itself, in bytes per second.
+    ///     ctx.report_usage(Dim::Network, 8_000_000);
+    ///     ctx.report_usage(Dim::Network, 12_500_000);
+    ///     ctx.report_usage(Dim::Network, 10_000_000);
+    /// })?;
+    /// h.join()?;
+    /// // The largest value reported during the run is the task's usage...
+    /// assert_eq!(rx.recv()?.get(Dim::Network), Some(12_500_000));
+    /// pool.shutdown(); // every run is recorded after shutdown
+    /// // ...and what its class learns from.
+    /// let class = &pool.profiles().classes[0];
+    /// assert_eq!(class.class, "upload");
+    /// assert_eq!(class.samples[0].usage().get(Dim::Network), Some(12_500_000));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn report_usage(&self, dim: respool_core::Dim, amount: u64) {
         crate::measure::report_usage(dim, amount);
     }

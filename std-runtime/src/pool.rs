@@ -605,6 +605,28 @@ impl Pool {
     ///
     /// [`respool_core::TrackerError::Untracked`] for a dimension the pool was
     /// built without.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool::core::TrackerError;
+    /// use respool::{Dim, Pool, Resources, SubmitError, TaskError};
+    /// let pool = Pool::builder().workers(1).memory("1GiB").build()?;
+    /// // All the memory is used outside the pool: this task waits.
+    /// pool.set_external_usage(&Resources::new().with(Dim::Memory, 1 << 30)?)?;
+    /// let waiting = pool.task().memory("768MiB").spawn(|_| ())?;
+    /// // The container shrinks to 512 MiB: the waiting task can never fit now.
+    /// pool.set_capacity(&Resources::new().with(Dim::Memory, 512 << 20)?)?;
+    /// assert_eq!(pool.capacity().get(Dim::Memory), Some(512 << 20));
+    /// assert!(matches!(
+    ///     waiting.join(),
+    ///     Err(TaskError::Rejected(SubmitError::NeverFits(s))) if s.by == 256 << 20
+    /// ));
+    /// // IOPS were never given a capacity, so there is none to change.
+    /// let iops = Resources::new().with(Dim::Iops, 1000)?;
+    /// assert_eq!(pool.set_capacity(&iops), Err(TrackerError::Untracked { dim: Dim::Iops }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_capacity(&self, capacity: &Resources) -> Result<(), respool_core::TrackerError> {
         self.shared.res.tracker.set_capacity(capacity)?;
         self.shared.dispatch();
@@ -675,6 +697,28 @@ impl Pool {
     /// (for example a child process killed by the kernel): later tasks of the
     /// class reserve at least `max(usage * 1.2, usage + 100 MiB)` for a while,
     /// as the Kubernetes VPA recommender does. Returns that amount.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use respool::{Dim, Pool, TaskReport};
+    /// let (tx, rx) = mpsc::channel();
+    /// let pool = Pool::builder()
+    ///     .workers(1)
+    ///     .memory("1GiB")
+    ///     .on_task_end(move |r: &TaskReport| drop(tx.send(r.requested)))
+    ///     .build()?;
+    /// // A `transcode` child process was killed at 300 MiB: +100 MiB beats x1.2.
+    /// assert_eq!(pool.report_oom("transcode", 300 << 20), 400 << 20);
+    /// // The next task of the class reserves that much (not the 256 MiB
+    /// // fallback of a class without history).
+    /// pool.task().class("transcode").spawn(|_| ())?.join()?;
+    /// assert_eq!(rx.recv()?.get(Dim::Memory), Some(400 << 20));
+    /// // From 500 MiB on, x1.2 is the larger bump.
+    /// assert_eq!(pool.report_oom("render", 1000 << 20), 1200 << 20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn report_oom(&self, class: &str, usage_bytes: u64) -> u64 {
         self.shared
             .learner

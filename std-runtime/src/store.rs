@@ -347,6 +347,26 @@ pub trait ProfileStore: Send + Sync + fmt::Debug {
 }
 
 /// Profiles kept in memory.
+///
+/// # Examples
+///
+/// Moving what one pool learned to another pool of the same process:
+///
+/// ```
+/// use respool::{MemoryStore, Pool, ProfileStore};
+/// let store = MemoryStore::new();
+/// assert!(store.load()?.is_none()); // nothing saved yet
+/// let pool = Pool::builder().workers(1).memory("1GiB").build()?;
+/// pool.task().class("resize").spawn(|_| ())?.join()?;
+/// pool.shutdown(); // every run is recorded after shutdown
+/// pool.export_profiles(&store)?;
+/// let saved = store.load()?.expect("saved above");
+/// assert_eq!((saved.classes[0].class.as_str(), saved.classes[0].runs), ("resize", 1));
+/// let next = Pool::builder().workers(1).memory("1GiB").build()?;
+/// assert_eq!(next.import_profiles(&store)?, 1); // one class loaded
+/// assert_eq!(next.profiles().classes[0].runs, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     profiles: Mutex<Option<Profiles>>,

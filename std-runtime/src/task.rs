@@ -130,6 +130,22 @@ fn sample_timing() -> bool {
 }
 
 /// How long to wait before a retry.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use respool::Backoff;
+/// let ms = Duration::from_millis;
+/// assert_eq!(Backoff::Fixed(ms(50)).delay(3), ms(50));
+/// // Retry 0 waits one step, retry 2 three steps.
+/// assert_eq!(Backoff::Linear(ms(100)).delay(0), ms(100));
+/// assert_eq!(Backoff::Linear(ms(100)).delay(2), ms(300));
+/// // Doubles from `base`, never above `max`.
+/// let exp = Backoff::Exponential { base: ms(10), max: ms(1000) };
+/// assert_eq!((exp.delay(0), exp.delay(3), exp.delay(40)), (ms(10), ms(80), ms(1000)));
+/// assert_eq!(Backoff::default(), Backoff::Linear(ms(100)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backoff {
     /// The same delay before every retry.
@@ -433,6 +449,38 @@ impl<'p> TaskBuilder<'p> {
     /// # Errors
     ///
     /// As [`TaskBuilder::execute`], for the first attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    /// use std::time::Duration;
+    /// use respool::{Backoff, Pool, TaskError};
+    /// let pool = Pool::builder().workers(1).build()?;
+    /// // Fails on the first two attempts, succeeds on the third.
+    /// let h = pool
+    ///     .task()
+    ///     .retries(3, Backoff::Fixed(Duration::from_millis(1)))
+    ///     .spawn_retrying(|ctx| {
+    ///         if ctx.attempt() < 2 {
+    ///             Err(io::Error::other("connection reset"))
+    ///         } else {
+    ///             Ok(ctx.attempt())
+    ///         }
+    ///     })?;
+    /// assert_eq!(h.join()?, 2);
+    /// // Out of retries: the handle gets `Failed` with the last error.
+    /// let h = pool
+    ///     .task()
+    ///     .retries(1, Backoff::Fixed(Duration::from_millis(1)))
+    ///     .spawn_retrying(|_| "x".parse::<u32>())?;
+    /// let Err(TaskError::Failed { attempts, error }) = h.join() else {
+    ///     panic!("expected Failed");
+    /// };
+    /// assert_eq!(attempts, 2);
+    /// assert_eq!(error.to_string(), "invalid digit found in string");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn spawn_retrying<F, T, E>(self, f: F) -> Result<JoinHandle<T>, SubmitError>
     where
         F: FnMut(&TaskContext) -> Result<T, E> + Send + 'static,
