@@ -409,6 +409,7 @@ impl<'p> TaskBuilder<'p> {
     /// caller knows), no heap following (the pool's allocator with a memory
     /// requirement). Such a task, when it fits at once, travels with its
     /// reservation packed in the queue slot (see `Shared::submit_lite`).
+    #[inline]
     fn is_lite(&self, shared: &Shared) -> bool {
         self.class.is_none()
             && self.priority == 0
