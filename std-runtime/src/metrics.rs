@@ -134,7 +134,9 @@ pub struct LatencySummary {
     pub max: Duration,
 }
 
-/// Per-worker counters and histograms (no cross-worker contention).
+/// Per-worker counters and histograms (no cross-worker contention). The
+/// counters are written only by their worker's thread (with a load and a
+/// store, see `pool::bump`) and read by anyone.
 pub(crate) struct WorkerCounters {
     pub(crate) completed: AtomicU64,
     pub(crate) panicked: AtomicU64,

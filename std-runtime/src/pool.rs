@@ -1107,11 +1107,7 @@ impl Shared {
                 tracing::trace!(target: "respool::task", worker = id, "started");
                 let ok = catch_unwind(AssertUnwindSafe(|| job.run())).is_ok();
                 if let Some(c) = counters {
-                    if ok {
-                        c.completed.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        c.panicked.fetch_add(1, Ordering::Relaxed);
-                    }
+                    count(c, ok, None);
                 }
                 if ok {
                     tracing::trace!(target: "respool::task", worker = id, "completed");
@@ -1414,7 +1410,11 @@ impl Shared {
     /// Feeds a sample of measured hold times to admission (its retry-after
     /// hints).
     fn record_hold(&self, elapsed: Duration, counters: Option<&crate::metrics::WorkerCounters>) {
-        let n = counters.map_or(0, |c| c.measured.fetch_add(1, Ordering::Relaxed));
+        let n = counters.map_or(0, |c| {
+            let n = c.measured.load(Ordering::Relaxed);
+            bump(&c.measured, 1);
+            n
+        });
         if n % u64::from(crate::metrics::SCHEDULE_SAMPLE) == 0 {
             self.res
                 .admission
@@ -1719,18 +1719,29 @@ fn assign_workers(workers: usize, domains: &[&crate::place::DomainSpec]) -> Vec<
         .collect()
 }
 
+/// Counts a finished task in its worker's counters.
 fn count(c: &crate::metrics::WorkerCounters, ok: bool, elapsed: Option<Duration>) {
     if ok {
-        c.completed.fetch_add(1, Ordering::Relaxed);
+        bump(&c.completed, 1);
     } else {
-        c.panicked.fetch_add(1, Ordering::Relaxed);
+        bump(&c.panicked, 1);
     }
     if let Some(e) = elapsed {
-        c.busy_ns.fetch_add(
-            u64::try_from(e.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        bump(&c.busy_ns, u64::try_from(e.as_nanos()).unwrap_or(u64::MAX));
     }
+}
+
+/// Adds `by` to a counter that only one thread writes (a worker's own
+/// counters: `run` is called only on the worker thread whose index it gets).
+/// A load and a store instead of a locked read-modify-write, which is about
+/// 20 cycles less per task; readers (snapshots) see a value that is at most
+/// this one addition behind.
+#[inline]
+fn bump(counter: &std::sync::atomic::AtomicU64, by: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
 }
 
 fn worker_loop(shared: &Arc<Shared>, id: usize) {

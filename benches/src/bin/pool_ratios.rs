@@ -51,7 +51,14 @@ fn main() {
         ("1 us", Duration::from_micros(1), tasks),
         ("10 us", Duration::from_micros(10), tasks / 10),
     ];
-    for (label, work, n) in workloads.into_iter().take(if empty_only { 1 } else { 3 }) {
+    // RESPOOL_BENCH_WORKLOAD=<label>: only that workload ("empty", "1 us",
+    // "10 us"; for profiling): no waves, no round trip.
+    let workload = std::env::var("RESPOOL_BENCH_WORKLOAD").ok();
+    for (label, work, n) in workloads
+        .into_iter()
+        .take(if empty_only { 1 } else { 3 })
+        .filter(|(label, ..)| workload.as_deref().is_none_or(|w| w == *label))
+    {
         // Warm-up: one batch each, so lazily created state is not counted.
         for (i, p) in peers.iter().enumerate() {
             if only.is_none_or(|o| o == i) {
@@ -89,7 +96,7 @@ fn main() {
     // Steady state: waves of 1,000 empty tasks, each wave awaited before the
     // next, so the number of tasks in flight stays bounded. This is where a
     // pool can run without any heap allocation per task.
-    {
+    if workload.is_none() {
         let waves = (tasks / 1000).max(1);
         let mut times = vec![Vec::new(); peers.len()];
         let mut allocs = vec![0u64; peers.len()];
@@ -125,6 +132,9 @@ fn main() {
                 allocs[i] as f64 / (waves * 1000 * rounds) as f64
             );
         }
+    }
+    if workload.is_some() {
+        return;
     }
     // Round trip: one task submitted and its value awaited, repeatedly.
     let trips = (tasks / 10).max(100);
