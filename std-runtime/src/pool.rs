@@ -105,7 +105,7 @@ impl Gate {
     fn close(&self) {
         self.0.fetch_or(CLOSED, Ordering::SeqCst);
     }
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.0.load(Ordering::SeqCst) & CLOSED != 0
     }
     fn in_flight(&self) -> usize {
@@ -241,7 +241,7 @@ pub(crate) struct Shared {
     worker_domain: Box<[usize]>,
     lane: Mutex<Lane>,
     lane_len: AtomicUsize,
-    sleepers: Sleepers,
+    pub(crate) sleepers: Sleepers,
     pub(crate) gate: Gate,
     /// Workers not parked.
     active: AtomicUsize,
@@ -818,8 +818,16 @@ impl Pool {
         if !s.on_own_worker() {
             self.join_all();
             // A worker finishing its last task may have admitted a waiting
-            // task (or a task may have submitted one) after the sweep above;
-            // with every thread joined nothing can add more: sweep again.
+            // task (or a task may have submitted one) after the sweep above,
+            // and so may a dispatch on another thread (`set_capacity`, a
+            // canceller, the monitor): it admits inside the gate, so wait
+            // for the gate to empty. With every worker joined and the wait
+            // queue swept, nothing can add more: sweep again.
+            let mut backoff = Duration::from_micros(10);
+            while s.gate.in_flight() > 0 {
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_millis(1));
+            }
             s.take_unstarted(&mut out);
         } else {
             s.exit_when_done.store(true, Ordering::SeqCst);

@@ -695,16 +695,37 @@ impl Shared {
     }
 
     /// Admits waiting tasks that fit now.
+    ///
+    /// It runs inside the submission gate (as an internal entry, so also
+    /// while shutting down): a task it admits, from whatever thread calls it
+    /// (a worker, `set_capacity`, a canceller, the timer, the monitor), is
+    /// in a run queue before the gate is left, and `Pool::shutdown_now`
+    /// waits for the gate to empty before its last sweep of the queues. So
+    /// no admitted task is left in a queue that no worker reads. Refused
+    /// tasks are dropped after leaving the gate (dropping one runs user
+    /// code, which may call back into the pool).
     pub(crate) fn dispatch(&self) {
         if self.res.waiting.load(Ordering::SeqCst) == 0 && !self.res.purge.load(Ordering::SeqCst) {
             return;
         }
-        self.drain_pending();
-        let admitted = {
-            let mut g = lock(&self.res.sched);
-            self.dispatch_locked(&mut g)
+        let dropped = {
+            self.gate.enter(true);
+            let _in_gate = GateGuard(&self.gate);
+            self.drain_pending();
+            let mut d = {
+                let mut g = lock(&self.res.sched);
+                self.dispatch_locked(&mut g)
+            };
+            let dropped = std::mem::take(&mut d.dropped);
+            self.push_admitted(d);
+            dropped
         };
-        self.push_admitted(admitted);
+        if self.gate.is_closed() {
+            // A worker idling during a graceful shutdown may have seen this
+            // dispatch in the gate and gone to sleep: let it look again.
+            self.sleepers.notify_all();
+        }
+        drop(dropped);
     }
 
     /// Releases a task's reservation and placement (exactly once: the tokens

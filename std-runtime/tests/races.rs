@@ -650,3 +650,88 @@ fn shutdown_now_racing_with_a_release_strands_no_admitted_task() {
     }
     println!("the waiter ran in {ran_total} rounds and was handed back in {handed_back_total}");
 }
+
+/// `shutdown_now` while another thread raises the capacity, which admits the
+/// waiting task from that thread (not a worker) at about the moment the pool
+/// empties its queues, 1,000 times: the waiter is run or handed back, never
+/// left in a queue that no worker reads, and its handle resolves while the
+/// pool is alive.
+#[test]
+fn shutdown_now_racing_with_a_capacity_change_strands_no_admitted_task() {
+    const ROUNDS: u64 = 1_000;
+    let mut rng = fastrand::Rng::with_seed(23);
+    let (mut ran_total, mut handed_back_total) = (0, 0);
+    for round in 0..ROUNDS {
+        let pool = Arc::new(pool(1, 100));
+        let (release, held) = spin_gate();
+        let started = Arc::new(AtomicBool::new(false));
+        let s2 = started.clone();
+        let holder = pool
+            .task()
+            .requirements(mem(100))
+            .spawn(move |_| {
+                s2.store(true, Ordering::SeqCst);
+                held.wait();
+            })
+            .unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r2 = ran.clone();
+        let waiter = pool
+            .task()
+            .requirements(mem(100))
+            .spawn(move |_| {
+                r2.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        wait_until("the holder to start", || started.load(Ordering::SeqCst));
+        assert_eq!(pool.snapshot().waiting, 1);
+        let mut barrier = SpinBarrier::new(3);
+        let (mut b1, mut b2) = (barrier.clone(), barrier.clone());
+        let (p1, p2) = (pool.clone(), pool.clone());
+        let mut closer_rng = fastrand::Rng::with_seed(round);
+        let mut raiser_rng = fastrand::Rng::with_seed(round ^ 0x5A5A);
+        let closer = thread::spawn(move || {
+            b1.wait();
+            jitter(&mut closer_rng, 2_000);
+            p1.shutdown_now().len()
+        });
+        let raiser = thread::spawn(move || {
+            b2.wait();
+            jitter(&mut raiser_rng, 2_000);
+            p2.set_capacity(&mem(200)).unwrap();
+        });
+        barrier.wait();
+        // The holder may finish only after a while, so that `shutdown_now`
+        // is usually still waiting for it when the capacity rises.
+        jitter(&mut rng, 20_000);
+        release.open();
+        let handed_back = closer.join().unwrap();
+        raiser.join().unwrap();
+        let s = pool.snapshot();
+        assert_eq!(
+            s.queued, 0,
+            "round {round}: a task was stranded in a queue: {s}"
+        );
+        assert!(
+            s.reserved.is_zero(),
+            "round {round}: reservations left: {s}"
+        );
+        assert_eq!(join(holder), Ok(()), "round {round}");
+        match waiter.join_timeout(SAFETY) {
+            Ok(Ok(())) => {
+                assert_eq!(ran.load(Ordering::SeqCst), 1);
+                assert_eq!(handed_back, 0, "round {round}");
+                ran_total += 1;
+            }
+            Ok(Err(TaskError::ShutDown)) => {
+                assert_eq!(ran.load(Ordering::SeqCst), 0);
+                assert_eq!(handed_back, 1, "round {round}: the waiter was handed back");
+                handed_back_total += 1;
+            }
+            Ok(Err(e)) => panic!("round {round}: {e:?}"),
+            Err(_) => panic!("round {round}: the waiter's handle never resolved"),
+        }
+        drop(pool);
+    }
+    println!("the waiter ran in {ran_total} rounds and was handed back in {handed_back_total}");
+}
