@@ -186,11 +186,20 @@ fn pinned_workers_run_on_their_domains_cpus() {
         .build()
         .unwrap();
     // The first task takes all of the first domain, so the second can only
-    // go to the other one; the first stays until the second is placed.
+    // go to the other one. Both wait at the gate until the placement was
+    // checked: a task that finished first would have left its domain.
     let g = gate();
     let w = g.write().unwrap();
-    let g2 = g.clone();
+    let (g1, g2) = (g.clone(), g.clone());
     let first = pool
+        .task()
+        .requirements(mem(1000))
+        .spawn(move |_| {
+            drop(g1.read());
+            thread_affinity()
+        })
+        .unwrap();
+    let second = pool
         .task()
         .requirements(mem(1000))
         .spawn(move |_| {
@@ -198,14 +207,9 @@ fn pinned_workers_run_on_their_domains_cpus() {
             thread_affinity()
         })
         .unwrap();
-    let second = pool
-        .task()
-        .requirements(mem(1000))
-        .spawn(|_| thread_affinity())
-        .unwrap();
     assert_eq!(used_per_domain(&pool), [1000, 1000]);
-    assert_eq!(join(second), Ok(vec![right]));
     drop(w);
+    assert_eq!(join(second), Ok(vec![right]));
     assert_eq!(join(first), Ok(vec![left]));
     // Without pinning, the same placement leaves the workers' affinity alone.
     let unpinned = Pool::builder()
