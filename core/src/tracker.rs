@@ -261,24 +261,9 @@ impl Tracker {
                 continue;
             }
             let fl = signed(floors.get(i).copied().unwrap_or(0));
-            // `need` and `floor` are at most 2^60 each: the sum fits.
-            let threshold = signed(need).saturating_add(fl);
-            let mut current = slot.load(Ordering::Relaxed);
-            loop {
-                if current < threshold {
-                    self.release_mask(amounts, taken);
-                    return Err(self.shortfall_at(i, need, current.saturating_sub(fl)));
-                }
-                // `current >= need` here, so the subtraction cannot wrap.
-                match slot.compare_exchange_weak(
-                    current,
-                    current.wrapping_sub(signed(need)),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break,
-                    Err(actual) => current = actual,
-                }
+            if let Err(current) = take_above(slot, need, fl) {
+                self.release_mask(amounts, taken);
+                return Err(self.shortfall_at(i, need, current.saturating_sub(fl)));
             }
             taken |= 1 << i;
         }
@@ -317,24 +302,9 @@ impl Tracker {
                 self.release_mask(amounts, taken);
                 return None;
             };
-            let threshold =
-                signed(need).saturating_add(signed(floors.get(i).copied().unwrap_or(0)));
-            let mut current = slot.load(Ordering::Relaxed);
-            loop {
-                if current < threshold {
-                    self.release_mask(amounts, taken);
-                    return None;
-                }
-                // `current >= need` here, so the subtraction cannot wrap.
-                match slot.compare_exchange_weak(
-                    current,
-                    current.wrapping_sub(signed(need)),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break,
-                    Err(actual) => current = actual,
-                }
+            if take_above(slot, need, signed(floors.get(i).copied().unwrap_or(0))).is_err() {
+                self.release_mask(amounts, taken);
+                return None;
             }
             *out = need;
             n = n.saturating_add(1);
@@ -750,6 +720,31 @@ impl<T: Deref<Target = Tracker>> Reservation<T> {
         // (ManuallyDrop), so reading the handle out moves it exactly once.
         let tracker = unsafe { core::ptr::read(&this.tracker) };
         (tracker, DetachedReservation { held, origin })
+    }
+}
+
+/// Takes `need` from one dimension's available amount if at least `floor`
+/// stays available afterwards (a compare-and-swap loop); otherwise leaves it
+/// and returns what was available.
+#[inline(always)]
+fn take_above(slot: &AtomicI64, need: u64, floor: i64) -> Result<(), i64> {
+    // `need` and `floor` are at most 2^60 each: the sum fits.
+    let threshold = signed(need).saturating_add(floor);
+    let mut current = slot.load(Ordering::Relaxed);
+    loop {
+        if current < threshold {
+            return Err(current);
+        }
+        // `current >= need` here, so the subtraction cannot wrap.
+        match slot.compare_exchange_weak(
+            current,
+            current.wrapping_sub(signed(need)),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(actual) => current = actual,
+        }
     }
 }
 
