@@ -92,6 +92,74 @@ fn spin_gate() -> (Gate, Gate) {
     (Gate(flag.clone()), Gate(flag))
 }
 
+/// A pool's whole capacity (100 bytes) held by a running task that spins at
+/// a gate, and a second task of the same size waiting for it.
+struct HolderAndWaiter {
+    /// Opens the gate: the holder finishes.
+    release: Gate,
+    /// Set once the holder runs.
+    started: Arc<AtomicBool>,
+    holder: JoinHandle<()>,
+    waiter: JoinHandle<()>,
+    /// How many times the waiter's body ran.
+    ran: Arc<AtomicUsize>,
+}
+
+fn holder_and_waiter(pool: &Pool) -> HolderAndWaiter {
+    let (release, held) = spin_gate();
+    let started = Arc::new(AtomicBool::new(false));
+    let s2 = started.clone();
+    let holder = pool
+        .task()
+        .requirements(mem(100))
+        .spawn(move |_| {
+            s2.store(true, Ordering::SeqCst);
+            held.wait();
+        })
+        .unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r2 = ran.clone();
+    let waiter = pool
+        .task()
+        .requirements(mem(100))
+        .spawn(move |_| {
+            r2.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    HolderAndWaiter {
+        release,
+        started,
+        holder,
+        waiter,
+        ran,
+    }
+}
+
+/// After `shutdown_now` handed back `handed_back` tasks: the waiter's handle
+/// resolves while the pool is alive, either run (`true`) or handed back and
+/// resolved with `ShutDown` (`false`), and the two accounts agree.
+fn waiter_ran_or_was_handed_back(
+    round: u64,
+    waiter: JoinHandle<()>,
+    ran: &AtomicUsize,
+    handed_back: usize,
+) -> bool {
+    match waiter.join_timeout(SAFETY) {
+        Ok(Ok(())) => {
+            assert_eq!(ran.load(Ordering::SeqCst), 1);
+            assert_eq!(handed_back, 0, "round {round}");
+            true
+        }
+        Ok(Err(TaskError::ShutDown)) => {
+            assert_eq!(ran.load(Ordering::SeqCst), 0);
+            assert_eq!(handed_back, 1, "round {round}: the waiter was handed back");
+            false
+        }
+        Ok(Err(e)) => panic!("round {round}: {e:?}"),
+        Err(_) => panic!("round {round}: the waiter's handle never resolved"),
+    }
+}
+
 /// What a round of "cancel at the moment of the start" saw.
 struct Round {
     /// Times the body ran.
@@ -578,26 +646,13 @@ fn shutdown_now_racing_with_a_release_strands_no_admitted_task() {
     let (mut ran_total, mut handed_back_total) = (0, 0);
     for round in 0..ROUNDS {
         let pool = Arc::new(pool(1, 100));
-        let (release, held) = spin_gate();
-        let started = Arc::new(AtomicBool::new(false));
-        let s2 = started.clone();
-        let holder = pool
-            .task()
-            .requirements(mem(100))
-            .spawn(move |_| {
-                s2.store(true, Ordering::SeqCst);
-                held.wait();
-            })
-            .unwrap();
-        let ran = Arc::new(AtomicUsize::new(0));
-        let r2 = ran.clone();
-        let waiter = pool
-            .task()
-            .requirements(mem(100))
-            .spawn(move |_| {
-                r2.fetch_add(1, Ordering::SeqCst);
-            })
-            .unwrap();
+        let HolderAndWaiter {
+            release,
+            started,
+            holder,
+            waiter,
+            ran,
+        } = holder_and_waiter(&pool);
         // The holder runs (so `shutdown_now` lets it finish) and the waiter waits.
         wait_until("the holder to start", || started.load(Ordering::SeqCst));
         assert_eq!(pool.snapshot().waiting, 1);
@@ -632,19 +687,10 @@ fn shutdown_now_racing_with_a_release_strands_no_admitted_task() {
             "round {round}: a running task finishes"
         );
         // The waiter's handle resolves while the pool is still alive.
-        match waiter.join_timeout(SAFETY) {
-            Ok(Ok(())) => {
-                assert_eq!(ran.load(Ordering::SeqCst), 1);
-                assert_eq!(handed_back, 0, "round {round}");
-                ran_total += 1;
-            }
-            Ok(Err(TaskError::ShutDown)) => {
-                assert_eq!(ran.load(Ordering::SeqCst), 0);
-                assert_eq!(handed_back, 1, "round {round}: the waiter was handed back");
-                handed_back_total += 1;
-            }
-            Ok(Err(e)) => panic!("round {round}: {e:?}"),
-            Err(_) => panic!("round {round}: the waiter's handle never resolved"),
+        if waiter_ran_or_was_handed_back(round, waiter, &ran, handed_back) {
+            ran_total += 1;
+        } else {
+            handed_back_total += 1;
         }
         drop(pool);
     }
@@ -663,26 +709,13 @@ fn shutdown_now_racing_with_a_capacity_change_strands_no_admitted_task() {
     let (mut ran_total, mut handed_back_total) = (0, 0);
     for round in 0..ROUNDS {
         let pool = Arc::new(pool(1, 100));
-        let (release, held) = spin_gate();
-        let started = Arc::new(AtomicBool::new(false));
-        let s2 = started.clone();
-        let holder = pool
-            .task()
-            .requirements(mem(100))
-            .spawn(move |_| {
-                s2.store(true, Ordering::SeqCst);
-                held.wait();
-            })
-            .unwrap();
-        let ran = Arc::new(AtomicUsize::new(0));
-        let r2 = ran.clone();
-        let waiter = pool
-            .task()
-            .requirements(mem(100))
-            .spawn(move |_| {
-                r2.fetch_add(1, Ordering::SeqCst);
-            })
-            .unwrap();
+        let HolderAndWaiter {
+            release,
+            started,
+            holder,
+            waiter,
+            ran,
+        } = holder_and_waiter(&pool);
         wait_until("the holder to start", || started.load(Ordering::SeqCst));
         assert_eq!(pool.snapshot().waiting, 1);
         let mut barrier = SpinBarrier::new(3);
@@ -717,19 +750,10 @@ fn shutdown_now_racing_with_a_capacity_change_strands_no_admitted_task() {
             "round {round}: reservations left: {s}"
         );
         assert_eq!(join(holder), Ok(()), "round {round}");
-        match waiter.join_timeout(SAFETY) {
-            Ok(Ok(())) => {
-                assert_eq!(ran.load(Ordering::SeqCst), 1);
-                assert_eq!(handed_back, 0, "round {round}");
-                ran_total += 1;
-            }
-            Ok(Err(TaskError::ShutDown)) => {
-                assert_eq!(ran.load(Ordering::SeqCst), 0);
-                assert_eq!(handed_back, 1, "round {round}: the waiter was handed back");
-                handed_back_total += 1;
-            }
-            Ok(Err(e)) => panic!("round {round}: {e:?}"),
-            Err(_) => panic!("round {round}: the waiter's handle never resolved"),
+        if waiter_ran_or_was_handed_back(round, waiter, &ran, handed_back) {
+            ran_total += 1;
+        } else {
+            handed_back_total += 1;
         }
         drop(pool);
     }
