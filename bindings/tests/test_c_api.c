@@ -820,6 +820,52 @@ static void *shutdown_now_thread(void *p) {
     return NULL;
 }
 
+typedef struct {
+    respool_pool *pool;
+    respool_task_desc *desc;
+    task_rec *rec;
+    respool_result rc;
+} blocked_submit_arg;
+
+static void *blocked_submitter(void *p) {
+    blocked_submit_arg *a = p;
+    a->rc = respool_pool_submit(a->pool, a->desc, rec_run, a->rec, rec_destroy, NULL);
+    return NULL;
+}
+
+/* A submitter blocked until admission is woken by shutdown_now with
+ * RESPOOL_SHUT_DOWN, its destroy called before the return, its task neither
+ * run nor counted as dropped by shutdown_now. It returns while the holder
+ * still runs, so only shutdown_now can have ended its wait. */
+static void test_shutdown_now_wakes_a_blocked_submitter(void) {
+    respool_pool *pool = policy_pool(RESPOOL_POLICY_BLOCK_UNTIL_DEADLINE, 3600u * 1000u, 16);
+    gate g;
+    respool_job *holder = hold_memory(pool, &g, "100MiB");
+    respool_task_desc *desc = memory_desc("10MiB");
+    task_rec r;
+    rec_init(&r);
+    blocked_submit_arg b = {pool, desc, &r, RESPOOL_INTERNAL};
+    pthread_t submitter;
+    CHECK(pthread_create(&submitter, NULL, blocked_submitter, &b) == 0);
+    respool_stats s;
+    do {
+        sleep_us(100);
+        CHECK_RC(respool_pool_stats(pool, &s), RESPOOL_OK);
+    } while (s.waiting == 0);
+    shutdown_arg a = {pool, 0, RESPOOL_INTERNAL};
+    pthread_t closer;
+    CHECK(pthread_create(&closer, NULL, shutdown_now_thread, &a) == 0);
+    CHECK(pthread_join(submitter, NULL) == 0);
+    CHECK_RC(b.rc, RESPOOL_SHUT_DOWN);
+    CHECK(atomic_load(&r.runs) == 0 && atomic_load(&r.destroys) == 1);
+    release(&g, holder);
+    CHECK(pthread_join(closer, NULL) == 0);
+    CHECK_RC(a.rc, RESPOOL_OK);
+    CHECK(a.unstarted == 0);
+    respool_task_desc_free(desc);
+    respool_pool_free(pool);
+}
+
 /* shutdown_now drops what has not started: destroy called, outcome
  * SHUT_DOWN; exactly the dropped ones are counted. */
 static void test_shutdown_now(void) {
@@ -1170,6 +1216,7 @@ int main(void) {
     test_rejected_while_waiting();
     test_free_with_pending_jobs();
     test_shutdown_now();
+    test_shutdown_now_wakes_a_blocked_submitter();
     test_shutdown_now_from_a_task();
     test_many_threads();
     test_profiles();

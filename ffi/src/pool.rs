@@ -180,8 +180,10 @@ pub unsafe extern "C" fn respool_pool_free(pool: *mut respool_pool) {
 ///
 /// Errors (nothing ran, `destroy` was called): `RESPOOL_NEVER_FITS`,
 /// `RESPOOL_BUSY`, `RESPOOL_QUEUE_FULL`, `RESPOOL_DEADLINE_EXPIRED` (after
-/// blocking, with `RESPOOL_POLICY_BLOCK_UNTIL_DEADLINE`),
-/// `RESPOOL_SHUT_DOWN`, `RESPOOL_NULL_ARGUMENT`.
+/// blocking, with `RESPOOL_POLICY_BLOCK_UNTIL_DEADLINE`; also when the
+/// task's own deadline passes first), `RESPOOL_SHUT_DOWN` (also when
+/// `respool_pool_shutdown_now` ends a blocked wait), `RESPOOL_NULL_ARGUMENT`.
+/// After blocking, `destroy` runs on this thread before the return.
 ///
 /// Thread safety: any thread; see `respool_pool`. `desc` may be shared by
 /// concurrent submissions.
@@ -258,7 +260,10 @@ pub unsafe extern "C" fn respool_pool_shutdown(pool: *mut respool_pool) -> respo
 /// workers to exit, and drops every task that had not started: their
 /// `destroy` is called (on this thread) and their jobs' outcome is
 /// `RESPOOL_SHUT_DOWN`. `unstarted_out` (may be NULL) receives how many
-/// were dropped. The pool must still be freed.
+/// were dropped. A submitter blocked until admission
+/// (`RESPOOL_POLICY_BLOCK_UNTIL_DEADLINE`) is woken instead: its
+/// `respool_pool_submit` returns `RESPOOL_SHUT_DOWN` (its task is not
+/// counted here). The pool must still be freed.
 ///
 /// Thread safety: any thread; see `respool_pool`.
 ///

@@ -99,7 +99,7 @@ impl Gate {
         true
     }
     #[inline]
-    fn exit(&self) {
+    pub(crate) fn exit(&self) {
         self.0.fetch_sub(2, Ordering::SeqCst);
     }
     fn close(&self) {
@@ -784,6 +784,12 @@ impl Pool {
     /// Stops accepting tasks, lets running tasks finish, and hands back every
     /// task that had not started. Their join handles resolve with
     /// [`TaskError::ShutDown`] unless the caller runs them ([`Unstarted::run`]).
+    ///
+    /// A submitter blocked until admission
+    /// ([`Policy::BlockUntilDeadline`](crate::Policy)) has not been told its
+    /// task was accepted: it is woken with [`SubmitError::ShutDown`] and its
+    /// task is dropped there, never handed back here (so a failed submission
+    /// never runs).
     ///
     /// # Examples
     ///

@@ -26,7 +26,11 @@
 //! [`TaskError::Rejected`]) when their admission deadline passes
 //! ([`Policy::BlockUntilDeadline`](crate::Policy)), or when a capacity cut
 //! means they can never fit; a waiter whose own deadline passes resolves
-//! with [`TaskError::DeadlineMissed`].
+//! with [`TaskError::DeadlineMissed`]. A submitter blocked until admission
+//! ([`Policy::BlockUntilDeadline`](crate::Policy)) has no handle yet: its
+//! refusal, whatever the reason, is its submission's error, and its task
+//! comes back to it to be dropped before it returns (so "the submission
+//! failed" always means "the job was dropped and never ran").
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
@@ -71,8 +75,8 @@ pub(crate) struct Sched {
     /// Tracker settings epoch at the last never-fits scan.
     epoch: Option<u64>,
     next_ticket: u64,
-    /// Outcomes of blocking submitters' tasks: `None` admitted, `Some` refused.
-    resolved: HashMap<u64, Option<RejectReason>>,
+    /// Outcomes of blocking submitters' tasks, by ticket.
+    resolved: HashMap<u64, Resolved>,
     /// Cold-start probes running, per class.
     probes: HashMap<std::sync::Arc<str>, u32>,
     /// The most probes of one class at once.
@@ -474,21 +478,22 @@ impl Shared {
             self.push_admitted(admitted);
             return Ok(());
         };
-        // Block until admitted or refused.
-        loop {
+        // Block until admitted or refused, outside the submission gate:
+        // `shutdown_now` waits for the gate to empty, and a blocked
+        // submitter must not hold it up (it refuses the waiter instead,
+        // which wakes us). The caller's entry is given back here and taken
+        // again (an internal entry, let in while shutting down) before
+        // returning, so the caller's guard stays balanced. What our own
+        // dispatches admit meanwhile is pushed inside an entry of its own.
+        if !admitted.is_empty() {
+            drop(g);
+            self.push_admitted(std::mem::take(&mut admitted));
+            g = lock(&res.sched);
+        }
+        self.gate.exit();
+        let outcome = loop {
             if let Some(outcome) = g.resolved.remove(&ticket) {
-                drop(g);
-                self.push_admitted(admitted);
-                return match outcome {
-                    None => Ok(()),
-                    Some(reason) => Err(SubmitError::from_reject(reason)),
-                };
-            }
-            if !admitted.is_empty() {
-                drop(g);
-                self.push_admitted(std::mem::take(&mut admitted));
-                g = lock(&res.sched);
-                continue;
+                break outcome;
             }
             g = res
                 .resolved
@@ -497,7 +502,26 @@ impl Shared {
                 .0;
             // A timed wake-up re-runs admission (deadlines are also driven by
             // the timer; this is a safety net).
-            admitted = self.dispatch_locked(&mut g);
+            let d = self.dispatch_locked(&mut g);
+            if !d.is_empty() {
+                drop(g);
+                self.gate.enter(true);
+                let in_gate = GateGuard(&self.gate);
+                self.push_admitted(d);
+                drop(in_gate);
+                g = lock(&res.sched);
+            }
+        };
+        drop(g);
+        self.gate.enter(true);
+        match outcome {
+            Resolved::Admitted => Ok(()),
+            Resolved::Refused(error, task) => {
+                // The job is dropped (a C task's `destroy` runs) before the
+                // error is returned.
+                drop(task);
+                Err(error)
+            }
         }
     }
 
@@ -646,12 +670,28 @@ impl Shared {
         let mut notify = false;
         for p in &admitted {
             if let Some(t) = p.ticket {
-                g.resolved.insert(t, None);
+                g.resolved.insert(t, Resolved::Admitted);
                 notify = true;
             }
         }
         let mut dropped = Vec::with_capacity(refused.len());
         for (p, kind) in refused {
+            if let Some(t) = p.ticket {
+                // A blocked submitter has no handle yet: whatever the
+                // reason, the refusal is its error, and the task goes back
+                // to it. (The task's own deadline passing before the
+                // admission deadline is an expired wait as well.)
+                let error = match kind {
+                    RefusalKind::Admission(reason) => SubmitError::from_reject(reason),
+                    RefusalKind::DeadlineMissed | RefusalKind::Cancelled => {
+                        SubmitError::DeadlineExpired
+                    }
+                };
+                res.admission.record_after_wait(false);
+                g.resolved.insert(t, Resolved::Refused(error, p.task));
+                notify = true;
+                continue;
+            }
             if matches!(kind, RefusalKind::Cancelled) {
                 // Cancelled by its handle (already resolved): just dropped.
                 dropped.push(p.task);
@@ -660,10 +700,6 @@ impl Shared {
             res.admission.record_after_wait(false);
             let error = match kind {
                 RefusalKind::Admission(reason) => {
-                    if let Some(t) = p.ticket {
-                        g.resolved.insert(t, Some(reason));
-                        notify = true;
-                    }
                     TaskError::Rejected(SubmitError::from_reject(reason))
                 }
                 _ => TaskError::DeadlineMissed,
@@ -768,24 +804,25 @@ impl Shared {
         (frag, g.placer.usage())
     }
 
-    /// Removes every waiting task (shutdown now): blocked submitters are
-    /// refused, the tasks are returned.
+    /// Removes every waiting task (shutdown now) and returns them, except
+    /// blocked submitters' tasks: those submissions have not succeeded, so
+    /// their tasks go back to their submitters with `ShutDown` (never to
+    /// the caller, who could run a task whose submission failed).
     pub(crate) fn drain_waiting(&self) -> Vec<Task> {
         let res = &self.res;
         let mut g = lock(&res.sched);
         let mut out = Vec::new();
-        let mut tickets = Vec::new();
+        let mut blocked = Vec::new();
         g.waitq.remove_where(
             |_| true,
-            |_, t| {
-                if let Some(ticket) = t.item.ticket {
-                    tickets.push(ticket);
-                }
-                out.push(t.item.task);
+            |_, t| match t.item.ticket {
+                Some(ticket) => blocked.push((ticket, t.item.task)),
+                None => out.push(t.item.task),
             },
         );
-        for t in tickets {
-            g.resolved.insert(t, Some(RejectReason::DeadlineExpired));
+        for (ticket, task) in blocked {
+            g.resolved
+                .insert(ticket, Resolved::Refused(SubmitError::ShutDown, task));
         }
         res.waiting.store(0, Ordering::SeqCst);
         drop(g);
@@ -814,6 +851,17 @@ impl Dispatched {
     fn is_empty(&self) -> bool {
         self.admitted.is_empty() && self.dropped.is_empty()
     }
+}
+
+/// How a blocking submitter's task left the wait queue.
+enum Resolved {
+    /// Admitted: it is in (or on its way to) a run queue.
+    Admitted,
+    /// Refused: the task comes back to the submitter, who drops it (so a C
+    /// task's `destroy` has run) before returning the error. Dropping it on
+    /// the refusing thread instead (the timer, a worker, `shutdown_now`)
+    /// would let the submitter return first.
+    Refused(SubmitError, Task),
 }
 
 /// Why a waiter left the queue without being admitted.

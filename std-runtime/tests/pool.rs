@@ -1114,3 +1114,151 @@ fn a_task_run_inline_does_not_see_the_surrounding_task_s_cancellation() {
         "outer sees its cancellation before and after; the inline plain task does not"
     );
 }
+
+/// Records when the job it sits in is dropped; the drop is slow, so a
+/// submitter that returned before another thread finished dropping its job
+/// sees `dropped == false`.
+struct SlowDropGuard {
+    dropped: Arc<AtomicBool>,
+}
+
+impl Drop for SlowDropGuard {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(30));
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A pool whose memory is all held by a running task, with a blocking
+/// admission policy; the sender releases the holder.
+fn blocking_pool_held(max_wait: Duration) -> (Pool, mpsc::Sender<()>, respool::JoinHandle<()>) {
+    let pool = pool(
+        2,
+        1000,
+        Policy::BlockUntilDeadline {
+            max_wait_ns: u64::try_from(max_wait.as_nanos()).unwrap(),
+        },
+    );
+    let (tx, rx) = mpsc::channel::<()>();
+    let (started_tx, started_rx) = mpsc::channel();
+    let hold = pool
+        .task()
+        .require(Dim::Memory, 1000)
+        .spawn(move |_| {
+            started_tx.send(()).unwrap();
+            let _ = rx.recv();
+        })
+        .unwrap();
+    started_rx.recv_timeout(SAFETY).unwrap();
+    (pool, tx, hold)
+}
+
+#[test]
+fn a_blocked_submitter_refused_by_the_timer_returns_after_its_job_is_dropped() {
+    // The admission deadline is driven by the pool's timer thread, which
+    // refuses the waiter; the job must be dropped (a C task's `destroy`
+    // called) before `execute` returns its error, not later on the timer.
+    let (pool, tx, hold) = blocking_pool_held(Duration::from_millis(10));
+    for _ in 0..3 {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let ran = Arc::new(AtomicBool::new(false));
+        let guard = SlowDropGuard {
+            dropped: Arc::clone(&dropped),
+        };
+        let r = Arc::clone(&ran);
+        let got = pool.task().require(Dim::Memory, 10).execute(move |_| {
+            let _g = &guard;
+            r.store(true, Ordering::SeqCst);
+        });
+        assert_eq!(got, Err(SubmitError::DeadlineExpired));
+        assert!(dropped.load(Ordering::SeqCst), "returned before the job was dropped");
+        assert!(!ran.load(Ordering::SeqCst));
+    }
+    drop(tx);
+    hold.join().unwrap();
+}
+
+#[test]
+fn a_blocked_submitter_whose_task_deadline_passes_first_is_refused() {
+    // The task's own deadline (20 ms) comes before the admission deadline
+    // (an hour): the waiter is dropped at its task deadline, and the blocked
+    // submitter must hear of it rather than wait for a resolution that never
+    // comes.
+    let (pool, tx, hold) = blocking_pool_held(Duration::from_secs(3600));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = SlowDropGuard {
+        dropped: Arc::clone(&dropped),
+    };
+    // Its own thread, not a scoped one: if it hangs, the test fails
+    // instead of hanging with it.
+    let pool = Arc::new(pool);
+    let (done_tx, done_rx) = mpsc::channel();
+    let submitter = {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            let got = pool
+                .task()
+                .require(Dim::Memory, 10)
+                .deadline(Instant::now() + Duration::from_millis(20))
+                .execute(move |_| {
+                    let _g = &guard;
+                });
+            done_tx.send(got).unwrap();
+        })
+    };
+    let got = done_rx
+        .recv_timeout(SAFETY)
+        .expect("the blocked submitter was never told its task missed its deadline");
+    assert_eq!(got, Err(SubmitError::DeadlineExpired));
+    assert!(dropped.load(Ordering::SeqCst), "returned before the job was dropped");
+    submitter.join().unwrap();
+    drop(tx);
+    hold.join().unwrap();
+}
+
+#[test]
+fn shutdown_now_refuses_a_blocked_submitter_without_handing_its_task_back() {
+    // A blocked submitter has not been given its task's acceptance: its
+    // task is refused to it (`ShutDown`, dropped before it returns, never
+    // run), not handed to the `shutdown_now` caller, who could run a task
+    // whose submission failed.
+    // The memory is all used outside the pool, so nothing runs that
+    // `shutdown_now` would wait for.
+    let pool = Arc::new(pool(
+        2,
+        1000,
+        Policy::BlockUntilDeadline {
+            max_wait_ns: 3_600_000_000_000,
+        },
+    ));
+    pool.set_external_usage(&mem(1000)).unwrap();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let ran = Arc::new(AtomicBool::new(false));
+    let guard = SlowDropGuard {
+        dropped: Arc::clone(&dropped),
+    };
+    let (done_tx, done_rx) = mpsc::channel();
+    let submitter = {
+        let pool = Arc::clone(&pool);
+        let ran = Arc::clone(&ran);
+        std::thread::spawn(move || {
+            let got = pool.task().require(Dim::Memory, 10).execute(move |_| {
+                let _g = &guard;
+                ran.store(true, Ordering::SeqCst);
+            });
+            done_tx.send(got).unwrap();
+        })
+    };
+    let t0 = Instant::now();
+    while pool.snapshot().waiting == 0 {
+        assert!(t0.elapsed() < SAFETY, "the submitter never waited");
+        std::thread::yield_now();
+    }
+    let back = pool.shutdown_now();
+    assert!(back.is_empty(), "{} tasks handed back", back.len());
+    let got = done_rx.recv_timeout(SAFETY).expect("the blocked submitter was never refused");
+    assert_eq!(got, Err(SubmitError::ShutDown));
+    assert!(dropped.load(Ordering::SeqCst), "returned before the job was dropped");
+    assert!(!ran.load(Ordering::SeqCst));
+    submitter.join().unwrap();
+}
