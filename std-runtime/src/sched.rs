@@ -184,14 +184,32 @@ impl Shared {
         job: crate::job::Job,
         ext: Box<Ext>,
     ) -> Result<(), SubmitError> {
-        if !self.gate.enter(self.on_own_worker()) {
+        self.submit_ext_as(job, ext, false)
+    }
+
+    /// The next attempt of a retrying task, from the pool's timer. It is
+    /// part of a task already accepted, so it is let in while shutting down
+    /// gracefully, and it never blocks the timer thread (which drives every
+    /// deadline and timeout) under `BlockUntilDeadline`: it waits like a
+    /// deferred task, and its handle is refused at the admission deadline.
+    pub(crate) fn resubmit(&self, job: crate::job::Job, ext: Box<Ext>) -> Result<(), SubmitError> {
+        self.submit_ext_as(job, ext, true)
+    }
+
+    fn submit_ext_as(
+        &self,
+        job: crate::job::Job,
+        ext: Box<Ext>,
+        internal: bool,
+    ) -> Result<(), SubmitError> {
+        if !self.gate.enter(internal || self.on_own_worker()) {
             return Err(SubmitError::ShutDown);
         }
         let _g = GateGuard(&self.gate);
         self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "respool::task", class = ?ext.class, request = %ext.request, "queued");
         let started = sample_schedule().then(Instant::now);
-        self.submit_entered(job, ext, started)
+        self.submit_entered(job, ext, started, !internal)
     }
 
     /// A task that declared requirements and nothing else (see
@@ -226,7 +244,7 @@ impl Shared {
                 .is_empty()
             || res.waiting.load(Ordering::SeqCst) != 0
         {
-            return self.submit_entered(job, make(), started);
+            return self.submit_entered(job, make(), started, true);
         }
         if let Some(packed) = res.admission.accept_packed(&res.tracker, request, urgency) {
             if let Some(t) = started {
@@ -263,17 +281,20 @@ impl Shared {
             Decision::Deferred(d) => {
                 let ext = make();
                 let g = lock(&res.sched);
-                self.defer_locked(g, job, ext, d.deadline_ns, started)
+                self.defer_locked(g, job, ext, d.deadline_ns, started, true)
             }
         }
     }
 
     /// `submit_ext` once the gate is entered and the submission counted.
+    /// `block`: a submitter deferred under `BlockUntilDeadline` waits for
+    /// the outcome (else its handle hears of it).
     fn submit_entered(
         &self,
         job: crate::job::Job,
         mut ext: Box<Ext>,
         started: Option<Instant>,
+        block: bool,
     ) -> Result<(), SubmitError> {
         let request = ext.request;
         let res = &self.res;
@@ -311,7 +332,7 @@ impl Shared {
                 }
                 Decision::Deferred(d) => {
                     let g = lock(&res.sched);
-                    return self.defer_locked(g, job, ext, d.deadline_ns, started);
+                    return self.defer_locked(g, job, ext, d.deadline_ns, started, block);
                 }
             }
         }
@@ -361,11 +382,11 @@ impl Shared {
                     // `shortfall` said it fits under this lock; should the
                     // packer still refuse, wait rather than fail.
                     drop(r);
-                    self.defer_locked(g, job, ext, None, started)
+                    self.defer_locked(g, job, ext, None, started, block)
                 }
             },
             Decision::Rejected(reason) => Err(self.refused_at_submit(reason, ext.class.as_ref())),
-            Decision::Deferred(d) => self.defer_locked(g, job, ext, d.deadline_ns, started),
+            Decision::Deferred(d) => self.defer_locked(g, job, ext, d.deadline_ns, started, block),
         }
     }
 
@@ -402,8 +423,8 @@ impl Shared {
         SubmitError::from_reject(reason)
     }
 
-    /// Puts a task in the wait queue (and, with a deadline, blocks the
-    /// submitter until it is admitted or refused).
+    /// Puts a task in the wait queue (and, with an admission deadline and
+    /// `block`, blocks the submitter until it is admitted or refused).
     fn defer_locked<'a>(
         &'a self,
         mut g: std::sync::MutexGuard<'a, Sched>,
@@ -411,6 +432,7 @@ impl Shared {
         ext: Box<Ext>,
         admit_by: Option<u64>,
         started: Option<Instant>,
+        block: bool,
     ) -> Result<(), SubmitError> {
         let res = &self.res;
         let now = self.now_ns();
@@ -418,7 +440,7 @@ impl Shared {
         let deadline = ext.deadline.map(|d| self.instant_ns(d));
         let priority = queue_priority(&ext);
         let urgency = ext.urgency;
-        let blocking = admit_by.is_some();
+        let blocking = block && admit_by.is_some();
         let ticket = blocking.then(|| {
             g.next_ticket += 1;
             g.next_ticket
@@ -461,7 +483,9 @@ impl Shared {
         let mut admitted = self.dispatch_locked(&mut g);
         if let Some(at) = stop_by {
             let weak = self.weak_self();
-            self.timer.schedule(
+            // A wake-up, not work: once this waiter is admitted it has no
+            // purpose, and it must not hold up a graceful shutdown.
+            self.timer.schedule_wakeup(
                 self.epoch_instant() + Duration::from_nanos(at),
                 Box::new(move || {
                     if let Some(s) = weak.upgrade() {

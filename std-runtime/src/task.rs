@@ -651,7 +651,7 @@ where
                     sample_timing(),
                 );
                 let packet = retry.packet.0.clone();
-                if let Err(e) = shared.submit_ext(retry.into_job(), ext) {
+                if let Err(e) = shared.resubmit(retry.into_job(), ext) {
                     if let Some(p) = packet {
                         p.complete(Err(TaskError::Rejected(e)));
                     }

@@ -7,6 +7,12 @@
 //! the earliest deadline or a new, earlier entry, and exits when the timer is
 //! dropped or shut down. An idle timer costs nothing: it waits without a
 //! timeout when it has no entries.
+//!
+//! An entry is either *work* (a retry to submit, a timeout to raise) or a
+//! *wake-up* (re-run admission at a waiter's deadline). Only work counts in
+//! [`Timer::pending`], which a graceful shutdown waits for: a wake-up for a
+//! deadline an hour away, whose waiter was admitted long ago, must not keep
+//! a pool from shutting down.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,8 +29,14 @@ pub(crate) type Action = Box<dyn FnOnce() + Send>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct TimerId(Instant, u64);
 
+/// An entry: its action, and whether it counts as pending work.
+struct Entry {
+    action: Action,
+    work: bool,
+}
+
 struct State {
-    entries: BTreeMap<TimerId, Action>,
+    entries: BTreeMap<TimerId, Entry>,
     next_seq: u64,
     stop: bool,
 }
@@ -32,7 +44,8 @@ struct State {
 struct Inner {
     state: Mutex<State>,
     cv: Condvar,
-    /// Entries not yet fired or cancelled, plus actions currently running.
+    /// Work entries not yet fired or cancelled, plus work actions currently
+    /// running (wake-ups are not counted).
     pending: AtomicUsize,
 }
 
@@ -59,8 +72,19 @@ impl Timer {
         }
     }
 
-    /// Runs `action` on the timer thread at `at`.
+    /// Runs `action` on the timer thread at `at`; it counts as pending work
+    /// until it has run or is cancelled.
     pub(crate) fn schedule(&self, at: Instant, action: Action) -> Option<TimerId> {
+        self.insert(at, action, true)
+    }
+
+    /// Runs `action` on the timer thread at `at`, as a wake-up: not counted
+    /// in [`Timer::pending`].
+    pub(crate) fn schedule_wakeup(&self, at: Instant, action: Action) -> Option<TimerId> {
+        self.insert(at, action, false)
+    }
+
+    fn insert(&self, at: Instant, action: Action, work: bool) -> Option<TimerId> {
         if lock(&self.inner.state).stop {
             return None;
         }
@@ -72,8 +96,10 @@ impl Timer {
         let id = TimerId(at, st.next_seq);
         st.next_seq += 1;
         let earliest = st.entries.keys().next().is_none_or(|first| id < *first);
-        st.entries.insert(id, action);
-        self.inner.pending.fetch_add(1, Ordering::SeqCst);
+        st.entries.insert(id, Entry { action, work });
+        if work {
+            self.inner.pending.fetch_add(1, Ordering::SeqCst);
+        }
         drop(st);
         if earliest {
             self.inner.cv.notify_one();
@@ -83,14 +109,14 @@ impl Timer {
 
     /// Cancels an entry; returns whether it was still pending.
     pub(crate) fn cancel(&self, id: TimerId) -> bool {
-        let removed = lock(&self.inner.state).entries.remove(&id).is_some();
-        if removed {
+        let removed = lock(&self.inner.state).entries.remove(&id);
+        if removed.as_ref().is_some_and(|e| e.work) {
             self.inner.pending.fetch_sub(1, Ordering::SeqCst);
         }
-        removed
+        removed.is_some()
     }
 
-    /// Entries not yet fired, plus actions running right now.
+    /// Work entries not yet fired, plus work actions running right now.
     pub(crate) fn pending(&self) -> usize {
         self.inner.pending.load(Ordering::SeqCst)
     }
@@ -99,10 +125,9 @@ impl Timer {
     pub(crate) fn drain(&self) -> Vec<Action> {
         let mut st = lock(&self.inner.state);
         let entries = std::mem::take(&mut st.entries);
-        self.inner
-            .pending
-            .fetch_sub(entries.len(), Ordering::SeqCst);
-        entries.into_values().collect()
+        let work = entries.values().filter(|e| e.work).count();
+        self.inner.pending.fetch_sub(work, Ordering::SeqCst);
+        entries.into_values().map(|e| e.action).collect()
     }
 
     fn ensure_thread(&self) -> Option<()> {
@@ -147,12 +172,14 @@ fn run(inner: &Inner) {
         let next = st.entries.keys().next().copied();
         match next {
             Some(id) if id.0 <= now => {
-                if let Some(action) = st.entries.remove(&id) {
+                if let Some(Entry { action, work }) = st.entries.remove(&id) {
                     drop(st);
-                    // `pending` still counts this entry while it runs, so a
-                    // pool waiting for quiescence sees it as outstanding work.
+                    // `pending` still counts a work entry while it runs, so
+                    // a pool waiting for quiescence sees it as outstanding.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(action));
-                    inner.pending.fetch_sub(1, Ordering::SeqCst);
+                    if work {
+                        inner.pending.fetch_sub(1, Ordering::SeqCst);
+                    }
                     st = lock(&inner.state);
                 }
             }
@@ -220,6 +247,30 @@ mod tests {
         while t.pending() != 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
+        assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn wakeups_fire_but_are_not_pending_work() {
+        let t = Timer::new("t".into());
+        let (tx, rx) = mpsc::channel();
+        let far = t
+            .schedule_wakeup(Instant::now() + Duration::from_secs(3600), Box::new(|| {}))
+            .unwrap();
+        t.schedule_wakeup(Instant::now(), Box::new(move || tx.send(1).unwrap()));
+        assert_eq!(t.pending(), 0, "wake-ups are not work");
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(1));
+        let work = t
+            .schedule(Instant::now() + Duration::from_secs(3600), Box::new(|| {}))
+            .unwrap();
+        assert_eq!(t.pending(), 1);
+        assert!(t.cancel(far));
+        assert_eq!(t.pending(), 1, "cancelling a wake-up leaves the work count");
+        assert!(t.cancel(work));
+        assert_eq!(t.pending(), 0);
+        t.schedule_wakeup(Instant::now() + Duration::from_secs(3600), Box::new(|| {}));
+        t.schedule(Instant::now() + Duration::from_secs(3600), Box::new(|| {}));
+        assert_eq!(t.drain().len(), 2);
         assert_eq!(t.pending(), 0);
     }
 

@@ -1171,7 +1171,10 @@ fn a_blocked_submitter_refused_by_the_timer_returns_after_its_job_is_dropped() {
             r.store(true, Ordering::SeqCst);
         });
         assert_eq!(got, Err(SubmitError::DeadlineExpired));
-        assert!(dropped.load(Ordering::SeqCst), "returned before the job was dropped");
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "returned before the job was dropped"
+        );
         assert!(!ran.load(Ordering::SeqCst));
     }
     drop(tx);
@@ -1210,7 +1213,10 @@ fn a_blocked_submitter_whose_task_deadline_passes_first_is_refused() {
         .recv_timeout(SAFETY)
         .expect("the blocked submitter was never told its task missed its deadline");
     assert_eq!(got, Err(SubmitError::DeadlineExpired));
-    assert!(dropped.load(Ordering::SeqCst), "returned before the job was dropped");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "returned before the job was dropped"
+    );
     submitter.join().unwrap();
     drop(tx);
     hold.join().unwrap();
@@ -1256,9 +1262,140 @@ fn shutdown_now_refuses_a_blocked_submitter_without_handing_its_task_back() {
     }
     let back = pool.shutdown_now();
     assert!(back.is_empty(), "{} tasks handed back", back.len());
-    let got = done_rx.recv_timeout(SAFETY).expect("the blocked submitter was never refused");
+    let got = done_rx
+        .recv_timeout(SAFETY)
+        .expect("the blocked submitter was never refused");
     assert_eq!(got, Err(SubmitError::ShutDown));
-    assert!(dropped.load(Ordering::SeqCst), "returned before the job was dropped");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "returned before the job was dropped"
+    );
     assert!(!ran.load(Ordering::SeqCst));
     submitter.join().unwrap();
+}
+
+#[test]
+fn a_retry_waiting_for_resources_never_blocks_the_timer() {
+    // Under `BlockUntilDeadline`, the next attempt of a retrying task is
+    // submitted by the pool's timer thread. It used to block that thread for
+    // the whole maximum wait, and with it every other timer (here: another
+    // task's timeout). It now waits like a deferred task.
+    let pool = pool(
+        2,
+        1000,
+        Policy::BlockUntilDeadline {
+            max_wait_ns: 3_600_000_000_000,
+        },
+    );
+    let (started_tx, started_rx) = mpsc::channel();
+    let (fail_tx, fail_rx) = mpsc::channel::<()>();
+    let retrying = pool
+        .task()
+        .require(Dim::Memory, 500)
+        .retries(1, Backoff::Fixed(Duration::from_millis(1)))
+        .spawn_retrying(move |ctx| {
+            if ctx.attempt() == 0 {
+                started_tx.send(()).unwrap();
+                let _ = fail_rx.recv();
+                Err(std::io::Error::other("the first attempt fails"))
+            } else {
+                Ok(ctx.attempt())
+            }
+        })
+        .unwrap();
+    started_rx.recv_timeout(SAFETY).unwrap();
+    // All the memory is now used outside the pool: the retry must wait.
+    pool.set_external_usage(&mem(1000)).unwrap();
+    drop(fail_tx);
+    let t0 = Instant::now();
+    while pool.snapshot().waiting == 0 {
+        assert!(t0.elapsed() < SAFETY, "the retry never waited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Another task's timeout (a timer entry) still fires.
+    let (saw_tx, saw_rx) = mpsc::channel();
+    let timed = pool
+        .task()
+        .timeout(Duration::from_millis(20))
+        .spawn(move |ctx| {
+            let t0 = Instant::now();
+            while !ctx.is_cancelled() && t0.elapsed() < SAFETY {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            saw_tx.send(ctx.is_cancelled()).unwrap();
+        })
+        .unwrap();
+    assert!(
+        saw_rx.recv_timeout(SAFETY * 2).unwrap(),
+        "the timeout never fired: the timer thread was blocked"
+    );
+    assert_eq!(timed.join(), Err(TaskError::TimedOut));
+    // Memory back: the waiting retry is admitted and succeeds.
+    pool.set_external_usage(&mem(0)).unwrap();
+    assert_eq!(retrying.join(), Ok(1));
+}
+
+#[test]
+fn graceful_shutdown_runs_a_retry_that_was_waiting_for_its_backoff() {
+    // A retrying task is accepted once; its later attempts are part of it
+    // (the pool's documentation: shutdown runs every accepted task, also one
+    // waiting for a retry). The retry used to be refused with `ShutDown`.
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let (failed_tx, failed_rx) = mpsc::channel();
+    let h = pool
+        .task()
+        .retries(1, Backoff::Fixed(Duration::from_millis(30)))
+        .spawn_retrying(move |ctx| {
+            if ctx.attempt() == 0 {
+                failed_tx.send(()).unwrap();
+                Err(std::io::Error::other("the first attempt fails"))
+            } else {
+                Ok(ctx.attempt())
+            }
+        })
+        .unwrap();
+    failed_rx.recv_timeout(SAFETY).unwrap();
+    pool.shutdown();
+    assert_eq!(h.join(), Ok(1));
+}
+
+#[test]
+fn graceful_shutdown_is_not_held_up_by_the_deadlines_of_admitted_waiters() {
+    // A waiter with a deadline (its own, or an admission deadline) arms a
+    // timer wake-up. Once the waiter is admitted and has run, that wake-up
+    // has no purpose; it used to count as pending work, so `shutdown` (and
+    // drop) waited for it: here, an hour.
+    let (pool, tx, hold) = blocking_pool_held(Duration::from_secs(3600));
+    let pool = Arc::new(pool);
+    let waiters: Vec<_> = (0..2)
+        .map(|i| {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                let mut b = pool.task().require(Dim::Memory, 10);
+                if i == 1 {
+                    b = b.deadline(Instant::now() + Duration::from_secs(3600));
+                }
+                b.spawn(|_| ()).map(|h| h.join())
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    while pool.snapshot().waiting < 2 {
+        assert!(t0.elapsed() < SAFETY, "the submitters never waited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(tx);
+    hold.join().unwrap();
+    for w in waiters {
+        assert_eq!(w.join().unwrap(), Ok(Ok(())));
+    }
+    let (done_tx, done_rx) = mpsc::channel();
+    let closer = std::thread::spawn(move || {
+        pool.shutdown();
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(SAFETY)
+        .expect("shutdown waited for the deadline of a waiter that had already run");
+    closer.join().unwrap();
 }
