@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use respool::{Backoff, Dim, Policy, Pool, Resources, SubmitError, TaskError};
+use respool::{Backoff, Dim, Policy, Pool, Resources, SubmitError, TaskContext, TaskError};
 
 const SAFETY: Duration = Duration::from_secs(30);
 
@@ -26,6 +26,16 @@ fn pool(workers: usize, memory: u64, policy: Policy) -> Pool {
         .admission(policy)
         .build()
         .unwrap()
+}
+
+/// Runs until the task is cancelled (or the safety net passes); returns
+/// whether it was.
+fn until_cancelled(ctx: &TaskContext) -> bool {
+    let t0 = Instant::now();
+    while !ctx.is_cancelled() && t0.elapsed() < SAFETY {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    ctx.is_cancelled()
 }
 
 /// Blocks a worker until the returned sender is dropped or sent to.
@@ -155,17 +165,7 @@ fn deferred_tasks_run_when_they_fit_and_never_overcommit() {
 #[test]
 fn reject_policy_reports_shortfall_and_retry_hint() {
     let pool = pool(2, 1000, Policy::Reject);
-    let (tx, rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    let hold = pool
-        .task()
-        .require(Dim::Memory, 800)
-        .spawn(move |_| {
-            started_tx.send(()).unwrap();
-            let _ = rx.recv();
-        })
-        .unwrap();
-    started_rx.recv_timeout(SAFETY).unwrap();
+    let (tx, hold) = hold_memory(&pool, 800);
     match pool.task().require(Dim::Memory, 300).spawn(|_| ()) {
         Err(SubmitError::Busy { shortfall, .. }) => {
             assert_eq!((shortfall.dim, shortfall.by), (Dim::Memory, 100));
@@ -208,24 +208,8 @@ fn reject_policy_reports_shortfall_and_retry_hint() {
 
 #[test]
 fn block_until_deadline_blocks_then_expires_or_admits() {
-    let pool = pool(
-        2,
-        1000,
-        Policy::BlockUntilDeadline {
-            max_wait_ns: 50_000_000,
-        },
-    );
-    let (tx, rx) = mpsc::channel::<()>();
-    let (started_tx, started_rx) = mpsc::channel();
-    let hold = pool
-        .task()
-        .require(Dim::Memory, 1000)
-        .spawn(move |_| {
-            started_tx.send(()).unwrap();
-            let _ = rx.recv();
-        })
-        .unwrap();
-    started_rx.recv_timeout(SAFETY).unwrap();
+    let pool = blocking_pool(Duration::from_millis(50));
+    let (tx, hold) = hold_memory(&pool, 1000);
     // Nothing frees within 50 ms: the submitter is refused after blocking.
     assert_eq!(
         pool.task()
@@ -794,13 +778,7 @@ fn timeouts_deadlines_and_retries() {
     let h = pool
         .task()
         .timeout(Duration::from_millis(20))
-        .spawn(move |ctx| {
-            let t0 = Instant::now();
-            while !ctx.is_cancelled() && t0.elapsed() < SAFETY {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            s2.store(ctx.is_cancelled(), Ordering::SeqCst);
-        })
+        .spawn(move |ctx| s2.store(until_cancelled(ctx), Ordering::SeqCst))
         .unwrap();
     assert_eq!(h.join(), Err(TaskError::TimedOut));
     // A deadline already past is missed, not run.
@@ -1129,28 +1107,95 @@ impl Drop for SlowDropGuard {
     }
 }
 
-/// A pool whose memory is all held by a running task, with a blocking
-/// admission policy; the sender releases the holder.
-fn blocking_pool_held(max_wait: Duration) -> (Pool, mpsc::Sender<()>, respool::JoinHandle<()>) {
-    let pool = pool(
+/// Two workers, 1000 bytes of memory, `BlockUntilDeadline` with `max_wait`.
+fn blocking_pool(max_wait: Duration) -> Pool {
+    pool(
         2,
         1000,
         Policy::BlockUntilDeadline {
             max_wait_ns: u64::try_from(max_wait.as_nanos()).unwrap(),
         },
-    );
+    )
+}
+
+/// Waits until at least `n` tasks wait for resources.
+fn wait_for_waiters(pool: &Pool, n: usize) {
+    let t0 = Instant::now();
+    while pool.snapshot().waiting < n {
+        assert!(t0.elapsed() < SAFETY, "fewer than {n} tasks ever waited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Runs a task that holds `amount` bytes of memory until the returned
+/// sender is dropped or sent to; returns once it runs.
+fn hold_memory(pool: &Pool, amount: u64) -> (mpsc::Sender<()>, respool::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<()>();
     let (started_tx, started_rx) = mpsc::channel();
     let hold = pool
         .task()
-        .require(Dim::Memory, 1000)
+        .require(Dim::Memory, amount)
         .spawn(move |_| {
             started_tx.send(()).unwrap();
             let _ = rx.recv();
         })
         .unwrap();
     started_rx.recv_timeout(SAFETY).unwrap();
+    (tx, hold)
+}
+
+/// A [`blocking_pool`] whose memory is all held by a running task; the
+/// sender releases the holder.
+fn blocking_pool_held(max_wait: Duration) -> (Pool, mpsc::Sender<()>, respool::JoinHandle<()>) {
+    let pool = blocking_pool(max_wait);
+    let (tx, hold) = hold_memory(&pool, 1000);
     (pool, tx, hold)
+}
+
+/// Submits, on a thread of its own (so that a hang fails the test rather
+/// than hanging it), a task that needs 10 bytes of memory (with `deadline`,
+/// if any); runs `meanwhile` on this thread; and returns the submission's
+/// outcome once it comes, after checking that a refused job was dropped
+/// before `execute` returned and never ran.
+fn blocked_submission(
+    pool: &Arc<Pool>,
+    deadline: Option<Instant>,
+    meanwhile: impl FnOnce(),
+) -> Result<(), SubmitError> {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let ran = Arc::new(AtomicBool::new(false));
+    let guard = SlowDropGuard {
+        dropped: Arc::clone(&dropped),
+    };
+    let (done_tx, done_rx) = mpsc::channel();
+    let submitter = {
+        let pool = Arc::clone(pool);
+        let ran = Arc::clone(&ran);
+        std::thread::spawn(move || {
+            let mut b = pool.task().require(Dim::Memory, 10);
+            if let Some(d) = deadline {
+                b = b.deadline(d);
+            }
+            let got = b.execute(move |_| {
+                let _g = &guard;
+                ran.store(true, Ordering::SeqCst);
+            });
+            done_tx.send(got).unwrap();
+        })
+    };
+    meanwhile();
+    let got = done_rx
+        .recv_timeout(SAFETY)
+        .expect("the blocked submitter was never told the outcome");
+    submitter.join().unwrap();
+    if got.is_err() {
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "returned before the job was dropped"
+        );
+        assert!(!ran.load(Ordering::SeqCst));
+    }
+    got
 }
 
 #[test]
@@ -1159,23 +1204,10 @@ fn a_blocked_submitter_refused_by_the_timer_returns_after_its_job_is_dropped() {
     // refuses the waiter; the job must be dropped (a C task's `destroy`
     // called) before `execute` returns its error, not later on the timer.
     let (pool, tx, hold) = blocking_pool_held(Duration::from_millis(10));
+    let pool = Arc::new(pool);
     for _ in 0..3 {
-        let dropped = Arc::new(AtomicBool::new(false));
-        let ran = Arc::new(AtomicBool::new(false));
-        let guard = SlowDropGuard {
-            dropped: Arc::clone(&dropped),
-        };
-        let r = Arc::clone(&ran);
-        let got = pool.task().require(Dim::Memory, 10).execute(move |_| {
-            let _g = &guard;
-            r.store(true, Ordering::SeqCst);
-        });
+        let got = blocked_submission(&pool, None, || ());
         assert_eq!(got, Err(SubmitError::DeadlineExpired));
-        assert!(
-            dropped.load(Ordering::SeqCst),
-            "returned before the job was dropped"
-        );
-        assert!(!ran.load(Ordering::SeqCst));
     }
     drop(tx);
     hold.join().unwrap();
@@ -1188,90 +1220,29 @@ fn a_blocked_submitter_whose_task_deadline_passes_first_is_refused() {
     // submitter must hear of it rather than wait for a resolution that never
     // comes.
     let (pool, tx, hold) = blocking_pool_held(Duration::from_secs(3600));
-    let dropped = Arc::new(AtomicBool::new(false));
-    let guard = SlowDropGuard {
-        dropped: Arc::clone(&dropped),
-    };
-    // Its own thread, not a scoped one: if it hangs, the test fails
-    // instead of hanging with it.
     let pool = Arc::new(pool);
-    let (done_tx, done_rx) = mpsc::channel();
-    let submitter = {
-        let pool = Arc::clone(&pool);
-        std::thread::spawn(move || {
-            let got = pool
-                .task()
-                .require(Dim::Memory, 10)
-                .deadline(Instant::now() + Duration::from_millis(20))
-                .execute(move |_| {
-                    let _g = &guard;
-                });
-            done_tx.send(got).unwrap();
-        })
-    };
-    let got = done_rx
-        .recv_timeout(SAFETY)
-        .expect("the blocked submitter was never told its task missed its deadline");
+    let deadline = Instant::now() + Duration::from_millis(20);
+    let got = blocked_submission(&pool, Some(deadline), || ());
     assert_eq!(got, Err(SubmitError::DeadlineExpired));
-    assert!(
-        dropped.load(Ordering::SeqCst),
-        "returned before the job was dropped"
-    );
-    submitter.join().unwrap();
     drop(tx);
     hold.join().unwrap();
 }
 
 #[test]
 fn shutdown_now_refuses_a_blocked_submitter_without_handing_its_task_back() {
-    // A blocked submitter has not been given its task's acceptance: its
+    // A blocked submitter has not been told its task was accepted: the
     // task is refused to it (`ShutDown`, dropped before it returns, never
     // run), not handed to the `shutdown_now` caller, who could run a task
-    // whose submission failed.
-    // The memory is all used outside the pool, so nothing runs that
-    // `shutdown_now` would wait for.
-    let pool = Arc::new(pool(
-        2,
-        1000,
-        Policy::BlockUntilDeadline {
-            max_wait_ns: 3_600_000_000_000,
-        },
-    ));
+    // whose submission failed. The memory is all used outside the pool, so
+    // nothing runs that `shutdown_now` would wait for.
+    let pool = Arc::new(blocking_pool(Duration::from_secs(3600)));
     pool.set_external_usage(&mem(1000)).unwrap();
-    let dropped = Arc::new(AtomicBool::new(false));
-    let ran = Arc::new(AtomicBool::new(false));
-    let guard = SlowDropGuard {
-        dropped: Arc::clone(&dropped),
-    };
-    let (done_tx, done_rx) = mpsc::channel();
-    let submitter = {
-        let pool = Arc::clone(&pool);
-        let ran = Arc::clone(&ran);
-        std::thread::spawn(move || {
-            let got = pool.task().require(Dim::Memory, 10).execute(move |_| {
-                let _g = &guard;
-                ran.store(true, Ordering::SeqCst);
-            });
-            done_tx.send(got).unwrap();
-        })
-    };
-    let t0 = Instant::now();
-    while pool.snapshot().waiting == 0 {
-        assert!(t0.elapsed() < SAFETY, "the submitter never waited");
-        std::thread::yield_now();
-    }
-    let back = pool.shutdown_now();
-    assert!(back.is_empty(), "{} tasks handed back", back.len());
-    let got = done_rx
-        .recv_timeout(SAFETY)
-        .expect("the blocked submitter was never refused");
+    let got = blocked_submission(&pool, None, || {
+        wait_for_waiters(&pool, 1);
+        let back = pool.shutdown_now();
+        assert!(back.is_empty(), "{} tasks handed back", back.len());
+    });
     assert_eq!(got, Err(SubmitError::ShutDown));
-    assert!(
-        dropped.load(Ordering::SeqCst),
-        "returned before the job was dropped"
-    );
-    assert!(!ran.load(Ordering::SeqCst));
-    submitter.join().unwrap();
 }
 
 #[test]
@@ -1280,13 +1251,7 @@ fn a_retry_waiting_for_resources_never_blocks_the_timer() {
     // submitted by the pool's timer thread. It used to block that thread for
     // the whole maximum wait, and with it every other timer (here: another
     // task's timeout). It now waits like a deferred task.
-    let pool = pool(
-        2,
-        1000,
-        Policy::BlockUntilDeadline {
-            max_wait_ns: 3_600_000_000_000,
-        },
-    );
+    let pool = blocking_pool(Duration::from_secs(3600));
     let (started_tx, started_rx) = mpsc::channel();
     let (fail_tx, fail_rx) = mpsc::channel::<()>();
     let retrying = pool
@@ -1307,23 +1272,13 @@ fn a_retry_waiting_for_resources_never_blocks_the_timer() {
     // All the memory is now used outside the pool: the retry must wait.
     pool.set_external_usage(&mem(1000)).unwrap();
     drop(fail_tx);
-    let t0 = Instant::now();
-    while pool.snapshot().waiting == 0 {
-        assert!(t0.elapsed() < SAFETY, "the retry never waited");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_waiters(&pool, 1);
     // Another task's timeout (a timer entry) still fires.
     let (saw_tx, saw_rx) = mpsc::channel();
     let timed = pool
         .task()
         .timeout(Duration::from_millis(20))
-        .spawn(move |ctx| {
-            let t0 = Instant::now();
-            while !ctx.is_cancelled() && t0.elapsed() < SAFETY {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            saw_tx.send(ctx.is_cancelled()).unwrap();
-        })
+        .spawn(move |ctx| saw_tx.send(until_cancelled(ctx)).unwrap())
         .unwrap();
     assert!(
         saw_rx.recv_timeout(SAFETY * 2).unwrap(),
@@ -1379,11 +1334,7 @@ fn graceful_shutdown_is_not_held_up_by_the_deadlines_of_admitted_waiters() {
             })
         })
         .collect();
-    let t0 = Instant::now();
-    while pool.snapshot().waiting < 2 {
-        assert!(t0.elapsed() < SAFETY, "the submitters never waited");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_waiters(&pool, 2);
     drop(tx);
     hold.join().unwrap();
     for w in waiters {
