@@ -267,14 +267,7 @@ impl Shared {
             .decide(&res.tracker, request, urgency, 0, self.decision_now())
         {
             Decision::Accepted(r) => {
-                let mut ext = make();
-                ext.held = Some(r.detach().1);
-                self.scheduled(started, &ext);
-                self.enqueue(Task {
-                    job,
-                    ext: Some(ext),
-                    held: None,
-                });
+                self.start_accepted(job, make(), r.detach().1, started);
                 Ok(())
             }
             Decision::Rejected(reason) => Err(self.refused_at_submit(reason, None)),
@@ -318,13 +311,7 @@ impl Shared {
                 .decide(&res.tracker, &request, ext.urgency, 0, self.decision_now())
             {
                 Decision::Accepted(r) => {
-                    ext.held = Some(r.detach().1);
-                    self.scheduled(started, &ext);
-                    self.enqueue(Task {
-                        job,
-                        ext: Some(ext),
-                        held: None,
-                    });
+                    self.start_accepted(job, ext, r.detach().1, started);
                     return Ok(());
                 }
                 Decision::Rejected(reason) => {
@@ -368,14 +355,8 @@ impl Shared {
                         .as_ref()
                         .and_then(|p| g.placer.device(p.domain()));
                     drop(g);
-                    ext.held = Some(r.detach().1);
                     ext.placed = Some(Box::new(placed));
-                    self.scheduled(started, &ext);
-                    self.enqueue(Task {
-                        job,
-                        ext: Some(ext),
-                        held: None,
-                    });
+                    self.start_accepted(job, ext, r.detach().1, started);
                     Ok(())
                 }
                 Err(_) => {
@@ -404,11 +385,24 @@ impl Shared {
         }
     }
 
-    fn scheduled(&self, started: Option<Instant>, ext: &Ext) {
+    /// An admitted task, holding `held`, into a run queue.
+    fn start_accepted(
+        &self,
+        job: crate::job::Job,
+        mut ext: Box<Ext>,
+        held: respool_core::DetachedReservation,
+        started: Option<Instant>,
+    ) {
+        ext.held = Some(held);
         if let Some(t) = started {
             self.metrics.schedule.record(t.elapsed());
         }
         tracing::trace!(target: "respool::task", class = ?ext.class, "scheduled");
+        self.enqueue(Task {
+            job,
+            ext: Some(ext),
+            held: None,
+        });
     }
 
     fn refused_at_submit(
