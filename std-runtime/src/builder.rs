@@ -184,6 +184,19 @@ impl Builder {
     }
 
     /// What to do with tasks that do not fit now (default [`Policy::Defer`]).
+    ///
+    /// With [`Policy::BlockUntilDeadline`], the submitting thread waits
+    /// (outside the pool's locks) until its task is admitted, refused at
+    /// the maximum wait or at the task's own earlier deadline
+    /// ([`SubmitError::DeadlineExpired`](crate::SubmitError)), or refused by
+    /// [`Pool::shutdown_now`](crate::Pool::shutdown_now)
+    /// ([`SubmitError::ShutDown`](crate::SubmitError)); a refused job is
+    /// dropped before the submission returns. A task running on this pool
+    /// that submits blocks its worker like any other thread: tasks that
+    /// were admitted but wait for a worker keep their reservations meanwhile,
+    /// so a pool whose every worker blocks this way admits nothing more
+    /// until the maximum wait ends those waits. Retries (from the pool's
+    /// timer) never block: they wait like deferred tasks.
     pub fn admission(mut self, policy: Policy) -> Self {
         self.admission.policy = policy;
         self
