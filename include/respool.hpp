@@ -375,7 +375,9 @@ public:
     /// Graceful: runs every accepted task, then stops.
     void shutdown() { detail::check(respool_pool_shutdown(p_.get())); }
 
-    /// Drops every task that has not started; returns how many.
+    /// Drops every task that has not started; returns how many. A submitter
+    /// blocked until admission is woken instead (its submit throws respool::Error
+    /// with RESPOOL_SHUT_DOWN; its task is not counted here).
     std::size_t shutdown_now() {
         std::size_t n = 0;
         detail::check(respool_pool_shutdown_now(p_.get(), &n));
