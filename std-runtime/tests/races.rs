@@ -634,15 +634,23 @@ fn cancelled_tasks_never_hold_capacity_under_reject() {
     assert_eq!(pool.snapshot().rejected, 0);
 }
 
-/// `shutdown_now` while the running task that holds the whole capacity
-/// finishes, which admits the waiting task at about the moment the pool
-/// empties its queues, 1,000 times: the waiter is either run or handed back
-/// (never stranded in a queue no worker reads), its handle resolves before
-/// the pool is dropped, and nothing stays reserved.
-#[test]
-fn shutdown_now_racing_with_a_release_strands_no_admitted_task() {
+/// One `shutdown_now` race, `ROUNDS` times: a running task holds the whole
+/// capacity of a one-worker pool and a second task waits for it. From one
+/// barrier, a closer thread calls `shutdown_now` after a [`jitter`] of up
+/// to `closer_jitter(round)` spins, `racer` (if any) runs on a third thread
+/// after up to 2,000, and this thread releases the holder after up to
+/// `release_jitter` (which admits the waiter). Every round: nothing stays
+/// reserved, no task is stranded in a queue no worker reads, the holder
+/// finishes, and the waiter is run or handed back, its handle resolved
+/// while the pool is alive.
+fn race_shutdown_now(
+    seed: u64,
+    closer_jitter: impl Fn(u64) -> u32,
+    racer: Option<fn(&Pool)>,
+    release_jitter: u32,
+) {
     const ROUNDS: u64 = 1_000;
-    let mut rng = fastrand::Rng::with_seed(17);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let (mut ran_total, mut handed_back_total) = (0, 0);
     for round in 0..ROUNDS {
         let pool = Arc::new(pool(1, 100));
@@ -656,30 +664,43 @@ fn shutdown_now_racing_with_a_release_strands_no_admitted_task() {
         // The holder runs (so `shutdown_now` lets it finish) and the waiter waits.
         wait_until("the holder to start", || started.load(Ordering::SeqCst));
         assert_eq!(pool.snapshot().waiting, 1);
-        let mut barrier = SpinBarrier::new(2);
-        let mut b = barrier.clone();
-        let p = pool.clone();
-        // Even rounds: `shutdown_now` at once, the release a little later,
-        // which aims at the moment it empties the queues. Odd rounds: either
-        // may come first, so the waiter sometimes runs.
-        let mut closer_rng = fastrand::Rng::with_seed(round);
-        let closer = thread::spawn(move || {
-            b.wait();
-            jitter(&mut closer_rng, if round % 2 == 0 { 1 } else { 20_000 });
-            p.shutdown_now().len()
+        let mut barrier = SpinBarrier::new(if racer.is_some() { 3 } else { 2 });
+        let closer = {
+            let mut b = barrier.clone();
+            let p = pool.clone();
+            let mut closer_rng = fastrand::Rng::with_seed(round);
+            let max = closer_jitter(round);
+            thread::spawn(move || {
+                b.wait();
+                jitter(&mut closer_rng, max);
+                p.shutdown_now().len()
+            })
+        };
+        let racer = racer.map(|f| {
+            let mut b = barrier.clone();
+            let p = pool.clone();
+            let mut racer_rng = fastrand::Rng::with_seed(round ^ 0x5A5A);
+            thread::spawn(move || {
+                b.wait();
+                jitter(&mut racer_rng, 2_000);
+                f(&p);
+            })
         });
         barrier.wait();
-        jitter(&mut rng, 5_000);
+        jitter(&mut rng, release_jitter);
         release.open();
         let handed_back = closer.join().unwrap();
+        if let Some(r) = racer {
+            r.join().unwrap();
+        }
         let s = pool.snapshot();
-        assert!(
-            s.reserved.is_zero(),
-            "round {round}: reservations left: {s}"
-        );
         assert_eq!(
             s.queued, 0,
             "round {round}: a task was stranded in a queue: {s}"
+        );
+        assert!(
+            s.reserved.is_zero(),
+            "round {round}: reservations left: {s}"
         );
         assert_eq!(
             join(holder),
@@ -697,65 +718,33 @@ fn shutdown_now_racing_with_a_release_strands_no_admitted_task() {
     println!("the waiter ran in {ran_total} rounds and was handed back in {handed_back_total}");
 }
 
+/// `shutdown_now` while the running task that holds the whole capacity
+/// finishes, which admits the waiting task at about the moment the pool
+/// empties its queues (see [`race_shutdown_now`]).
+#[test]
+fn shutdown_now_racing_with_a_release_strands_no_admitted_task() {
+    // Even rounds: `shutdown_now` at once, the release a little later,
+    // which aims at the moment it empties the queues. Odd rounds: either
+    // may come first, so the waiter sometimes runs.
+    race_shutdown_now(
+        17,
+        |round| if round % 2 == 0 { 1 } else { 20_000 },
+        None,
+        5_000,
+    );
+}
+
 /// `shutdown_now` while another thread raises the capacity, which admits the
 /// waiting task from that thread (not a worker) at about the moment the pool
-/// empties its queues, 1,000 times: the waiter is run or handed back, never
-/// left in a queue that no worker reads, and its handle resolves while the
-/// pool is alive.
+/// empties its queues (see [`race_shutdown_now`]).
 #[test]
 fn shutdown_now_racing_with_a_capacity_change_strands_no_admitted_task() {
-    const ROUNDS: u64 = 1_000;
-    let mut rng = fastrand::Rng::with_seed(23);
-    let (mut ran_total, mut handed_back_total) = (0, 0);
-    for round in 0..ROUNDS {
-        let pool = Arc::new(pool(1, 100));
-        let HolderAndWaiter {
-            release,
-            started,
-            holder,
-            waiter,
-            ran,
-        } = holder_and_waiter(&pool);
-        wait_until("the holder to start", || started.load(Ordering::SeqCst));
-        assert_eq!(pool.snapshot().waiting, 1);
-        let mut barrier = SpinBarrier::new(3);
-        let (mut b1, mut b2) = (barrier.clone(), barrier.clone());
-        let (p1, p2) = (pool.clone(), pool.clone());
-        let mut closer_rng = fastrand::Rng::with_seed(round);
-        let mut raiser_rng = fastrand::Rng::with_seed(round ^ 0x5A5A);
-        let closer = thread::spawn(move || {
-            b1.wait();
-            jitter(&mut closer_rng, 2_000);
-            p1.shutdown_now().len()
-        });
-        let raiser = thread::spawn(move || {
-            b2.wait();
-            jitter(&mut raiser_rng, 2_000);
-            p2.set_capacity(&mem(200)).unwrap();
-        });
-        barrier.wait();
-        // The holder may finish only after a while, so that `shutdown_now`
-        // is usually still waiting for it when the capacity rises.
-        jitter(&mut rng, 20_000);
-        release.open();
-        let handed_back = closer.join().unwrap();
-        raiser.join().unwrap();
-        let s = pool.snapshot();
-        assert_eq!(
-            s.queued, 0,
-            "round {round}: a task was stranded in a queue: {s}"
-        );
-        assert!(
-            s.reserved.is_zero(),
-            "round {round}: reservations left: {s}"
-        );
-        assert_eq!(join(holder), Ok(()), "round {round}");
-        if waiter_ran_or_was_handed_back(round, waiter, &ran, handed_back) {
-            ran_total += 1;
-        } else {
-            handed_back_total += 1;
-        }
-        drop(pool);
-    }
-    println!("the waiter ran in {ran_total} rounds and was handed back in {handed_back_total}");
+    // The holder may finish only after a while, so that `shutdown_now` is
+    // usually still waiting for it when the capacity rises.
+    race_shutdown_now(
+        23,
+        |_| 2_000,
+        Some(|p: &Pool| p.set_capacity(&mem(200)).unwrap()),
+        20_000,
+    );
 }
