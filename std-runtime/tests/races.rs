@@ -93,19 +93,35 @@ fn spin_gate() -> (Gate, Gate) {
 }
 
 /// A pool's whole capacity (100 bytes) held by a running task that spins at
-/// a gate, and a second task of the same size waiting for it.
+/// a gate, and a second task of the same size waiting for it, which
+/// returns the value it was given.
 struct HolderAndWaiter {
     /// Opens the gate: the holder finishes.
     release: Gate,
     /// Set once the holder runs.
     started: Arc<AtomicBool>,
     holder: JoinHandle<()>,
-    waiter: JoinHandle<()>,
+    waiter: JoinHandle<usize>,
     /// How many times the waiter's body ran.
     ran: Arc<AtomicUsize>,
 }
 
-fn holder_and_waiter(pool: &Pool) -> HolderAndWaiter {
+/// Submits a task needing the whole capacity (100 bytes) that counts its
+/// runs and returns `value`; returns its handle and the count.
+fn counted_task(
+    pool: &Pool,
+    value: usize,
+) -> Result<(JoinHandle<usize>, Arc<AtomicUsize>), SubmitError> {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r2 = ran.clone();
+    let h = pool.task().requirements(mem(100)).spawn(move |_| {
+        r2.fetch_add(1, Ordering::SeqCst);
+        value
+    })?;
+    Ok((h, ran))
+}
+
+fn holder_and_waiter(pool: &Pool, value: usize) -> HolderAndWaiter {
     let (release, held) = spin_gate();
     let started = Arc::new(AtomicBool::new(false));
     let s2 = started.clone();
@@ -117,15 +133,7 @@ fn holder_and_waiter(pool: &Pool) -> HolderAndWaiter {
             held.wait();
         })
         .unwrap();
-    let ran = Arc::new(AtomicUsize::new(0));
-    let r2 = ran.clone();
-    let waiter = pool
-        .task()
-        .requirements(mem(100))
-        .spawn(move |_| {
-            r2.fetch_add(1, Ordering::SeqCst);
-        })
-        .unwrap();
+    let (waiter, ran) = counted_task(pool, value).unwrap();
     HolderAndWaiter {
         release,
         started,
@@ -140,12 +148,12 @@ fn holder_and_waiter(pool: &Pool) -> HolderAndWaiter {
 /// resolved with `ShutDown` (`false`), and the two accounts agree.
 fn waiter_ran_or_was_handed_back(
     round: u64,
-    waiter: JoinHandle<()>,
+    waiter: JoinHandle<usize>,
     ran: &AtomicUsize,
     handed_back: usize,
 ) -> bool {
     match waiter.join_timeout(SAFETY) {
-        Ok(Ok(())) => {
+        Ok(Ok(_)) => {
             assert_eq!(ran.load(Ordering::SeqCst), 1);
             assert_eq!(handed_back, 0, "round {round}");
             true
@@ -325,22 +333,13 @@ fn cancel_racing_with_admission_of_a_waiting_task() {
         wait_until("the last round's reservations to be given back", || {
             pool.snapshot().reserved.is_zero()
         });
-        let (release, held) = spin_gate();
-        let holder = pool
-            .task()
-            .requirements(mem(100))
-            .spawn(move |_| held.wait())
-            .expect("holder admitted");
-        let ran = Arc::new(AtomicUsize::new(0));
-        let r2 = ran.clone();
-        let waiter = pool
-            .task()
-            .requirements(mem(100))
-            .spawn(move |_| {
-                r2.fetch_add(1, Ordering::SeqCst);
-                round
-            })
-            .expect("waiter deferred");
+        let HolderAndWaiter {
+            release,
+            holder,
+            waiter,
+            ran,
+            ..
+        } = holder_and_waiter(&pool, round);
         let s = pool.snapshot();
         assert_eq!(s.waiting, 1, "round {round}: the waiter waits: {s}");
         c_tx.send(waiter.canceller()).unwrap();
@@ -529,22 +528,13 @@ fn concurrent_cancels_of_one_task_agree() {
         wait_until("the last round's reservations to be given back", || {
             pool.snapshot().reserved.is_zero()
         });
-        let (release, held) = spin_gate();
-        let holder = pool
-            .task()
-            .requirements(mem(100))
-            .spawn(move |_| held.wait())
-            .unwrap();
-        let ran = Arc::new(AtomicUsize::new(0));
-        let r2 = ran.clone();
-        let waiter = pool
-            .task()
-            .requirements(mem(100))
-            .spawn(move |_| {
-                r2.fetch_add(1, Ordering::SeqCst);
-                round
-            })
-            .unwrap();
+        let HolderAndWaiter {
+            release,
+            holder,
+            waiter,
+            ran,
+            ..
+        } = holder_and_waiter(&pool, round);
         let mut barrier = SpinBarrier::new(3);
         let cancellers: Vec<_> = (0..2)
             .map(|k| {
@@ -600,15 +590,7 @@ fn cancelled_tasks_never_hold_capacity_under_reject() {
     let (c_tx, r_rx, canceller) = spawn_canceller(3, barrier.clone());
     let mut rng = fastrand::Rng::with_seed(5);
     for round in 0..1_000 {
-        let ran = Arc::new(AtomicUsize::new(0));
-        let r2 = ran.clone();
-        let h = pool
-            .task()
-            .requirements(mem(100))
-            .spawn(move |_| {
-                r2.fetch_add(1, Ordering::SeqCst);
-                round
-            })
+        let (h, ran) = counted_task(&pool, round)
             .unwrap_or_else(|e| panic!("round {round}: the whole capacity was not free: {e:?}"));
         c_tx.send(h.canceller()).unwrap();
         barrier.wait();
@@ -660,7 +642,7 @@ fn race_shutdown_now(
             holder,
             waiter,
             ran,
-        } = holder_and_waiter(&pool);
+        } = holder_and_waiter(&pool, 0);
         // The holder runs (so `shutdown_now` lets it finish) and the waiter waits.
         wait_until("the holder to start", || started.load(Ordering::SeqCst));
         assert_eq!(pool.snapshot().waiting, 1);
