@@ -329,9 +329,23 @@ impl Admission {
         request: &Resources,
         urgency: Urgency,
     ) -> Option<crate::tracker::PackedReservation> {
-        let packed = tracker.try_reserve_packed(request, self.floor(urgency))?;
+        let packed = self.reserve_packed(tracker, request, urgency)?;
         self.accepted.fetch_add(1, Ordering::Relaxed);
         Some(packed)
+    }
+
+    /// [`Admission::accept_packed`] without counting the acceptance in
+    /// [`Admission::stats`]: for a runtime that counts its submissions
+    /// anyway and adds the ones it packed to `accepted` itself, saving a
+    /// shared atomic add per task.
+    #[inline]
+    pub fn reserve_packed(
+        &self,
+        tracker: &Tracker,
+        request: &Resources,
+        urgency: Urgency,
+    ) -> Option<crate::tracker::PackedReservation> {
+        tracker.try_reserve_packed(request, self.floor(urgency))
     }
 
     /// [`Admission::decide`] for a caller with a constraint of its own on top
@@ -827,6 +841,36 @@ mod tests {
             }
             assert_eq!(a.stats().rejected, 2);
             assert!(a.decide(&t, &mem(900), Urgency::Normal, 0, 0).is_accepted());
+        }
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn packed_acceptance_respects_the_critical_reserve_and_counts_only_when_asked() {
+        let t = Tracker::new(&mem(1000));
+        let a = Admission::new(AdmissionConfig {
+            policy: Policy::Reject,
+            critical_reserve: mem(400),
+            max_waiting: 2,
+        });
+        let p = a.accept_packed(&t, &mem(500), Urgency::Normal).unwrap();
+        assert_eq!(a.stats().accepted, 1);
+        // 500 left, 400 of it reserved for critical work: 100 for normal.
+        assert!(a.reserve_packed(&t, &mem(101), Urgency::Normal).is_none());
+        assert!(a.accept_packed(&t, &mem(101), Urgency::Normal).is_none());
+        let q = a.reserve_packed(&t, &mem(100), Urgency::Normal).unwrap();
+        let c = a.reserve_packed(&t, &mem(400), Urgency::Critical).unwrap();
+        // Neither refusals nor the uncounted variant count.
+        assert_eq!(
+            a.stats(),
+            AdmissionStats {
+                accepted: 1,
+                ..AdmissionStats::default()
+            }
+        );
+        assert_eq!(t.reserved().amount(Dim::Memory), 1000);
+        for token in [p, q, c] {
+            token.unpack().release(&t).unwrap();
         }
         assert!(t.is_idle());
     }

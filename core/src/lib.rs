@@ -90,4 +90,7 @@ pub use admission::{Admission, AdmissionConfig, Decision, Policy, RejectReason, 
 pub use resource::{
     Dim, DimSet, MAX_AMOUNT, PerDim, Ppm, ResourceError, Resources, Shortfall, Unit,
 };
-pub use tracker::{DetachedReservation, PackedReservation, Reservation, Tracker, TrackerError};
+pub use tracker::{
+    DetachedReservation, LogWriter, PackedReservation, ReleaseLog, Reservation, Tracker,
+    TrackerError,
+};

@@ -14,9 +14,13 @@ pub(crate) mod sync {
     /// Atomic integer types and memory orderings.
     pub(crate) mod atomic {
         #[cfg(not(respool_loom))]
-        pub(crate) use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+        pub(crate) use core::sync::atomic::{
+            AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering,
+        };
         #[cfg(respool_loom)]
-        pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+        pub(crate) use loom::sync::atomic::{
+            AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering,
+        };
     }
 }
 

@@ -80,7 +80,7 @@ use core::fmt;
 use core::ops::Deref;
 
 use crate::primitive::hint;
-use crate::primitive::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use crate::primitive::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use crate::resource::{Dim, DimSet, MAX_AMOUNT, Resources, Shortfall};
 
 /// Which setting `apply_setting` changes.
@@ -111,6 +111,9 @@ pub enum TrackerError {
         /// The dimension.
         dim: Dim,
     },
+    /// The tracker is not the one this log's (or token's) reservations
+    /// were taken on.
+    OtherTracker,
 }
 
 impl fmt::Display for TrackerError {
@@ -119,6 +122,9 @@ impl fmt::Display for TrackerError {
             TrackerError::Untracked { dim } => write!(
                 f,
                 "dimension {dim} is not tracked: give it a capacity when the tracker is built"
+            ),
+            TrackerError::OtherTracker => f.write_str(
+                "these reservations were taken on another tracker: give them back to that one",
             ),
         }
     }
@@ -936,6 +942,244 @@ impl DetachedReservation {
     }
 }
 
+/// Reservations of finished tasks, gathered by one thread (the writer)
+/// without a locked instruction and given back to their tracker by any
+/// thread.
+///
+/// A pool worker finishes tasks one after another; giving each reservation
+/// back at once costs an atomic read-modify-write per dimension on the
+/// tracker, whose counters the submitting threads use too. A log lets the
+/// worker batch them instead, while anyone who needs the capacity (a request
+/// that would otherwise wait) can still take the batch back at any moment:
+/// nothing is held hostage by a worker busy with a long task.
+///
+/// # How
+///
+/// Per dimension, the log keeps two wrapping counters: `added`, the total
+/// the writer has put in (only the writer stores it: a load and a store, no
+/// locked instruction), and `given`, the total given back to the tracker.
+/// [`ReleaseLog::give_back`] moves `given` up to the `added` it reads with a
+/// compare-and-swap and releases the difference, so every unit added is
+/// released exactly once however many threads give back at the same time.
+/// A giver sees the writer's additions as far as the memory order lets it:
+/// one that must see all of them (a submitter about to wait) publishes that
+/// it waits and then issues a fence that pairs with the writer's (for
+/// instance a process-wide barrier against a compiler fence); the writer,
+/// after each addition, fences and checks for waiters and gives back
+/// itself if there are any. Either the giver sees the addition or the
+/// writer sees the waiter (Dekker's pattern), which the loom model
+/// `release_log_writer_or_waiter_gives_back` checks.
+///
+/// At most one [`LogWriter`] exists at a time ([`ReleaseLog::writer`]), so
+/// the single-writer rule is enforced by the types, not by convention.
+pub struct ReleaseLog {
+    /// Wrapping total added, per dimension index. Stored by the writer only.
+    added: [AtomicU64; Dim::COUNT],
+    /// Wrapping total given back, per dimension index (compare-and-swap).
+    given: [AtomicU64; Dim::COUNT],
+    /// Dimensions ever added (bits by index), so that a give-back skips the
+    /// rest. Stored (released) after `origin`.
+    touched: AtomicU64,
+    /// Identity of the tracker whose reservations it holds (set by the
+    /// first addition, then fixed; 0 before).
+    origin: AtomicUsize,
+    /// Whether a [`LogWriter`] exists.
+    writing: AtomicBool,
+}
+
+impl fmt::Debug for ReleaseLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReleaseLog")
+            .field("touched", &self.touched.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ReleaseLog {
+    fn default() -> Self {
+        ReleaseLog::new()
+    }
+}
+
+impl ReleaseLog {
+    /// An empty log. The first reservation added to it decides its
+    /// tracker: it takes only reservations of that tracker afterwards.
+    #[must_use]
+    pub fn new() -> ReleaseLog {
+        ReleaseLog {
+            added: core::array::from_fn(|_| AtomicU64::new(0)),
+            given: core::array::from_fn(|_| AtomicU64::new(0)),
+            touched: AtomicU64::new(0),
+            origin: AtomicUsize::new(0),
+            writing: AtomicBool::new(false),
+        }
+    }
+
+    /// The log's writer, unless one exists already (it is given back when
+    /// dropped).
+    pub fn writer(&self) -> Option<LogWriter<'_>> {
+        (!self.writing.swap(true, Ordering::Acquire)).then_some(LogWriter { log: self })
+    }
+
+    /// Gives back to `tracker` what the writer added and nobody gave back
+    /// yet, as far as this thread sees. Returns whether it gave anything
+    /// back.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Mismatch`] if `tracker` is not the log's tracker
+    /// (nothing is given back).
+    pub fn give_back(&self, tracker: &Tracker) -> Result<bool, TrackerError> {
+        let mut todo = self.touched.load(Ordering::Acquire);
+        if todo == 0 {
+            return Ok(false);
+        }
+        // Stored before `touched`, which was read with acquire.
+        if tracker_id(tracker) != self.origin.load(Ordering::Relaxed) {
+            return Err(TrackerError::OtherTracker);
+        }
+        let mut gave = false;
+        while todo != 0 {
+            let i = todo.trailing_zeros() as usize;
+            todo &= todo.wrapping_sub(1);
+            let (Some(added), Some(given), Some(slot)) = (
+                self.added.get(i),
+                self.given.get(i),
+                tracker.available.get(i),
+            ) else {
+                continue;
+            };
+            let target = added.load(Ordering::Acquire);
+            let mut from = given.load(Ordering::Acquire);
+            loop {
+                let delta = target.wrapping_sub(from);
+                // Another giver got further (it read a later total): nothing
+                // of ours is left. Totals never drift 2^63 apart.
+                if delta == 0 || delta > u64::MAX / 2 {
+                    break;
+                }
+                match given.compare_exchange_weak(from, target, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        slot.fetch_add(signed(delta), Ordering::AcqRel);
+                        gave = true;
+                        break;
+                    }
+                    Err(now) => {
+                        from = now;
+                        hint::spin_loop();
+                    }
+                }
+            }
+        }
+        Ok(gave)
+    }
+
+    /// Whether everything added was given back, as far as this thread sees.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.added
+            .iter()
+            .zip(&self.given)
+            .all(|(a, g)| a.load(Ordering::Acquire) == g.load(Ordering::Acquire))
+    }
+}
+
+/// The one thread allowed to add to a [`ReleaseLog`] (see there).
+#[derive(Debug)]
+pub struct LogWriter<'a> {
+    log: &'a ReleaseLog,
+}
+
+impl LogWriter<'_> {
+    /// Adds a packed reservation's amounts (they stay reserved on the
+    /// tracker until given back).
+    ///
+    /// # Errors
+    ///
+    /// Hands `token` back, untouched, if it was taken on another tracker.
+    #[inline]
+    pub fn add_packed(&mut self, token: PackedReservation) -> Result<(), PackedReservation> {
+        if !self.bind(token.origin.get()) {
+            return Err(token);
+        }
+        let mut m = token.dims;
+        for &amount in &token.amounts {
+            if m == 0 {
+                break;
+            }
+            let i = m.trailing_zeros() as usize;
+            m &= m.wrapping_sub(1);
+            self.add_at(i, amount);
+        }
+        self.touch(token.dims);
+        Ok(())
+    }
+
+    /// Adds a detached reservation's amounts.
+    ///
+    /// # Errors
+    ///
+    /// Hands `token` back, untouched, if it was taken on another tracker.
+    pub fn add_detached(&mut self, token: DetachedReservation) -> Result<(), DetachedReservation> {
+        if !self.bind(token.origin) {
+            return Err(token);
+        }
+        let (raw, set) = token.held.to_raw();
+        let mut m = set.bits();
+        let dims = m;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m.wrapping_sub(1);
+            self.add_at(i, raw.get(i).copied().unwrap_or(0));
+        }
+        self.touch(dims);
+        Ok(())
+    }
+
+    /// Whether the log holds reservations of tracker `origin` (binding it
+    /// to that tracker if it is new).
+    #[inline]
+    fn bind(&self, origin: usize) -> bool {
+        match self.log.origin.load(Ordering::Relaxed) {
+            0 => {
+                // Only the writer stores it, before `touched`.
+                self.log.origin.store(origin, Ordering::Relaxed);
+                true
+            }
+            bound => bound == origin,
+        }
+    }
+
+    /// The writer's addition: a load and a store (it is the only writer).
+    #[inline]
+    fn add_at(&self, i: usize, amount: u64) {
+        if let Some(added) = self.log.added.get(i) {
+            added.store(
+                added.load(Ordering::Relaxed).wrapping_add(amount),
+                Ordering::Release,
+            );
+        }
+    }
+
+    /// Marks dimensions as used (a store only the first time).
+    #[inline]
+    fn touch(&self, dims: u16) {
+        let dims = u64::from(dims);
+        let seen = self.log.touched.load(Ordering::Relaxed);
+        if seen & dims != dims {
+            // Only the writer grows the set.
+            self.log.touched.store(seen | dims, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for LogWriter<'_> {
+    fn drop(&mut self) {
+        self.log.writing.store(false, Ordering::Release);
+    }
+}
+
 impl<T: Deref<Target = Tracker>> Drop for Reservation<T> {
     #[inline]
     fn drop(&mut self) {
@@ -984,6 +1228,56 @@ mod tests {
         let d = d.pack().unwrap().unpack();
         let d = d.release(&other).unwrap_err();
         d.release(&t).unwrap();
+    }
+
+    #[test]
+    fn release_log_gives_back_exactly_once_and_has_one_writer() {
+        let t = Tracker::new(&r(&[
+            (Dim::Cpu, 4000),
+            (Dim::Memory, 1000),
+            (Dim::Iops, 50),
+            (Dim::Network, 10),
+        ]));
+        let floor = Resources::NONE;
+        let log = ReleaseLog::new();
+        assert_eq!(log.give_back(&t), Ok(false), "empty");
+        let mut w = log.writer().expect("the first writer");
+        assert!(log.writer().is_none(), "one writer at a time");
+        let req = r(&[(Dim::Cpu, 1000), (Dim::Memory, 300), (Dim::Iops, 5)]);
+        for _ in 0..3 {
+            w.add_packed(t.try_reserve_packed(&req, &floor).unwrap())
+                .unwrap();
+        }
+        let wide = r(&[(Dim::Cpu, 10), (Dim::Network, 4)]);
+        let (_, d) = t.try_reserve(&wide).unwrap().detach();
+        w.add_detached(d).unwrap();
+        // Added, not given back: still reserved.
+        assert_eq!(t.reserved().amount(Dim::Memory), 900);
+        assert!(!log.is_empty());
+        // Not on another tracker, and not another tracker's tokens.
+        let other = Tracker::new(&r(&[
+            (Dim::Cpu, 4000),
+            (Dim::Memory, 1000),
+            (Dim::Iops, 50),
+        ]));
+        assert_eq!(log.give_back(&other), Err(TrackerError::OtherTracker));
+        // The first addition bound the log to `t`.
+        let foreign = other.try_reserve_packed(&req, &floor).unwrap();
+        let foreign = w.add_packed(foreign).unwrap_err();
+        foreign.unpack().release(&other).unwrap();
+        assert_eq!(log.give_back(&t), Ok(true));
+        assert!(log.is_empty());
+        assert!(t.is_idle(), "{:?}", t.reserved());
+        // Nothing twice.
+        assert_eq!(log.give_back(&t), Ok(false));
+        assert_eq!(t.available(), t.effective_capacity());
+        // The writer's slot frees when it is dropped; the log goes on.
+        drop(w);
+        let mut w = log.writer().expect("a writer again");
+        w.add_packed(t.try_reserve_packed(&req, &floor).unwrap())
+            .unwrap();
+        assert_eq!(log.give_back(&t), Ok(true));
+        assert!(t.is_idle());
     }
 
     #[test]

@@ -12,10 +12,10 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst, fence};
 use loom::thread;
 use respool_core::admission::{Admission, AdmissionConfig, Decision, Policy, Urgency};
-use respool_core::{Dim, Resources, Tracker};
+use respool_core::{Dim, ReleaseLog, Resources, Tracker};
 
 fn res(cpu: u64, mem: u64) -> Resources {
     Resources::new()
@@ -239,5 +239,119 @@ fn packed_reservations_never_overcommit() {
         }
         assert!(t.is_idle());
         assert_eq!(t.available(), res(2, 2));
+    });
+}
+
+/// Two threads give back a worker's release log (`ReleaseLog`) at the same
+/// time: each unit added is given back once, never twice (a giver that read
+/// an older total must not release what another already did).
+#[test]
+fn release_log_concurrent_givers_release_once() {
+    loom::model(|| {
+        let t = Arc::new(Tracker::new(&res(2, 2)));
+        let log = Arc::new(ReleaseLog::new());
+        {
+            let mut w = log.writer().unwrap();
+            for _ in 0..2 {
+                let p = t.try_reserve_packed(&res(1, 1), &Resources::NONE).unwrap();
+                w.add_packed(p).unwrap();
+            }
+        }
+        let giver = {
+            let (t, log) = (t.clone(), log.clone());
+            thread::spawn(move || {
+                log.give_back(&t).unwrap();
+                assert!(
+                    t.available_signed(Dim::Cpu).unwrap() <= 2,
+                    "given back twice"
+                );
+            })
+        };
+        log.give_back(&t).unwrap();
+        assert!(
+            t.available_signed(Dim::Memory).unwrap() <= 2,
+            "given back twice"
+        );
+        giver.join().unwrap();
+        assert!(log.is_empty());
+        assert_eq!(t.available_signed(Dim::Cpu), Some(2));
+        assert_eq!(t.available_signed(Dim::Memory), Some(2));
+    });
+}
+
+/// The writer adds two packed reservations while two other threads give
+/// the log back: nothing is given back twice, and once all are done and the
+/// log given back a last time, the tracker is full again (nothing lost).
+#[test]
+fn release_log_writer_and_givers_lose_nothing() {
+    loom::model(|| {
+        let t = Arc::new(Tracker::new(&res(2, 2)));
+        let log = Arc::new(ReleaseLog::new());
+        let writer = {
+            let (t, log) = (t.clone(), log.clone());
+            thread::spawn(move || {
+                let mut w = log.writer().unwrap();
+                for _ in 0..2 {
+                    let p = t.try_reserve_packed(&res(1, 1), &Resources::NONE).unwrap();
+                    w.add_packed(p).unwrap();
+                }
+            })
+        };
+        let giver = {
+            let (t, log) = (t.clone(), log.clone());
+            thread::spawn(move || {
+                log.give_back(&t).unwrap();
+                assert!(
+                    t.available_signed(Dim::Cpu).unwrap() <= 2,
+                    "given back twice"
+                );
+            })
+        };
+        log.give_back(&t).unwrap();
+        assert!(
+            t.available_signed(Dim::Memory).unwrap() <= 2,
+            "given back twice"
+        );
+        writer.join().unwrap();
+        giver.join().unwrap();
+        log.give_back(&t).unwrap();
+        assert!(log.is_empty());
+        assert!(t.is_idle());
+        assert_eq!(t.available_signed(Dim::Cpu), Some(2));
+    });
+}
+
+/// The handshake that lets a log's writer add without a locked instruction
+/// yet never hold capacity a waiter needs: the writer adds, fences and looks
+/// for a waiter; a waiter announces itself, fences and gives the log back.
+/// Either the waiter's give-back sees the addition or the writer sees the
+/// waiter and gives back itself: in every interleaving the reservation is
+/// back when both are done, without anyone else's help. (The runtime pairs
+/// a compiler fence on the writer with a process-wide barrier on the waiter,
+/// which orders like these two fences; where that barrier is missing it
+/// uses these fences.)
+#[test]
+fn release_log_writer_or_waiter_gives_back() {
+    loom::model(|| {
+        let t = Arc::new(Tracker::new(&res(1, 1)));
+        let log = Arc::new(ReleaseLog::new());
+        let waiting = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (t, log, waiting) = (t.clone(), log.clone(), waiting.clone());
+            thread::spawn(move || {
+                let mut w = log.writer().unwrap();
+                let p = t.try_reserve_packed(&res(1, 1), &Resources::NONE).unwrap();
+                w.add_packed(p).unwrap();
+                fence(SeqCst);
+                if waiting.load(Relaxed) {
+                    log.give_back(&t).unwrap();
+                }
+            })
+        };
+        waiting.store(true, Relaxed);
+        fence(SeqCst);
+        log.give_back(&t).unwrap();
+        writer.join().unwrap();
+        assert!(t.is_idle(), "the reservation stayed in the log");
     });
 }

@@ -117,6 +117,32 @@ extern "C" fn main(argc: c_int, _argv: *const *const c_char) -> c_int {
     drop(grown);
     check(tracker.is_idle(), "grow and shrink balance", &mut failures);
 
+    // A worker's release log: packed and detached reservations added by its
+    // writer, given back once.
+    let log = respool_core::ReleaseLog::new();
+    if let Some(mut writer) = log.writer() {
+        for _ in 0..3 {
+            if let Some(p) = admission_free_packed(&tracker, &task) {
+                if let Err(p) = writer.add_packed(p) {
+                    let _ = p.unpack().release(&tracker);
+                }
+            }
+        }
+        if let Ok(r) = tracker.try_reserve(&mem(gib / 8)) {
+            if let Err(d) = writer.add_detached(r.detach().1) {
+                let _ = d.release(&tracker);
+            }
+        }
+        check(log.writer().is_none(), "a log has one writer", &mut failures);
+    }
+    check(!tracker.is_idle(), "a log holds what it was given", &mut failures);
+    check(
+        log.give_back(&tracker) == Ok(true) && log.give_back(&tracker) == Ok(false),
+        "a log is given back once",
+        &mut failures,
+    );
+    check(tracker.is_idle(), "the log balances", &mut failures);
+
     // Admission: never-fits, defer, head-of-line admission from the queue.
     let admission = Admission::new(AdmissionConfig {
         policy: Policy::BlockUntilDeadline { max_wait_ns: 1_000 },
@@ -442,4 +468,13 @@ extern "C" fn main(argc: c_int, _argv: *const *const c_char) -> c_int {
         print("nostd-check: FAILED\n");
         1
     }
+}
+
+/// A packed reservation of `req` with no floor (what a runtime's fast path
+/// takes for a task that fits).
+fn admission_free_packed(
+    tracker: &Tracker,
+    req: &Resources,
+) -> Option<respool_core::PackedReservation> {
+    tracker.try_reserve_packed(req, &Resources::NONE)
 }
