@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod alloc;
+mod barrier;
 mod builder;
 mod error;
 mod extcache;

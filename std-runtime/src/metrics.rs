@@ -162,10 +162,30 @@ impl WorkerCounters {
     }
 }
 
+/// Submissions, counted with one atomic add per task whatever its path.
+#[derive(Default)]
+pub(crate) struct Submitted {
+    /// Tasks submitted, except those below.
+    pub(crate) other: AtomicU64,
+    /// Tasks admitted at once with their reservation packed
+    /// (`Shared::submit_lite`): submitted and accepted, counted once here
+    /// rather than once as a submission and again in admission's counters.
+    pub(crate) packed: AtomicU64,
+}
+
+impl Submitted {
+    /// Every task submitted.
+    pub(crate) fn total(&self) -> u64 {
+        self.other
+            .load(Ordering::Relaxed)
+            .saturating_add(self.packed.load(Ordering::Relaxed))
+    }
+}
+
 pub(crate) struct Metrics {
     pub(crate) workers: Box<[CachePadded<WorkerCounters>]>,
     /// Counted by submitters (per submitting call, not per worker).
-    pub(crate) submitted: CachePadded<AtomicU64>,
+    pub(crate) submitted: CachePadded<Submitted>,
     pub(crate) timed_out: AtomicU64,
     pub(crate) rejected_at_submit: AtomicU64,
     /// Time spent deciding admission and placement (resource-aware tasks;
@@ -183,7 +203,7 @@ impl Metrics {
             workers: (0..workers)
                 .map(|_| CachePadded::new(WorkerCounters::new()))
                 .collect(),
-            submitted: CachePadded::new(AtomicU64::new(0)),
+            submitted: CachePadded::new(Submitted::default()),
             timed_out: AtomicU64::new(0),
             rejected_at_submit: AtomicU64::new(0),
             schedule: Histogram::new(),

@@ -77,8 +77,37 @@ pub(crate) struct Task {
 pub(crate) struct Lite {
     pub(crate) held: respool_core::PackedReservation,
     /// When it was submitted (pool clock, at least 1) if it is in the timing
-    /// sample, else 0.
-    pub(crate) submitted_ns: u64,
+    /// sample, else 0; and [`Lite::HANDLE`] when a handle waits for its
+    /// result (a `Publish::Stashed` job). One word, so that the queue slot
+    /// stays as small.
+    stamp: u64,
+}
+
+impl Lite {
+    /// The bit of `stamp` that says a handle waits (the pool clock would
+    /// need 292 years to reach it).
+    const HANDLE: u64 = 1 << 63;
+
+    pub(crate) fn new(
+        held: respool_core::PackedReservation,
+        submitted_ns: u64,
+        handle: bool,
+    ) -> Lite {
+        Lite {
+            held,
+            stamp: (submitted_ns & !Lite::HANDLE) | if handle { Lite::HANDLE } else { 0 },
+        }
+    }
+
+    /// When it was submitted, if it is in the timing sample (else 0).
+    fn submitted_ns(&self) -> u64 {
+        self.stamp & !Lite::HANDLE
+    }
+
+    /// Whether a handle waits for its result.
+    fn has_handle(&self) -> bool {
+        self.stamp & Lite::HANDLE != 0
+    }
 }
 
 /// Counts submissions in flight and closes the pool to new ones.
@@ -89,10 +118,11 @@ const CLOSED: usize = 1;
 impl Gate {
     /// Enters unless closed (`internal` submissions, from the pool's own
     /// workers and timer, are let in while shutting down gracefully).
+    /// `internal` is asked only when the gate is closed.
     #[inline]
-    pub(crate) fn enter(&self, internal: bool) -> bool {
+    pub(crate) fn enter(&self, internal: impl FnOnce() -> bool) -> bool {
         let prev = self.0.fetch_add(2, Ordering::SeqCst);
-        if prev & CLOSED != 0 && !internal {
+        if prev & CLOSED != 0 && !internal() {
             self.0.fetch_sub(2, Ordering::SeqCst);
             return false;
         }
@@ -151,11 +181,32 @@ impl Ord for LaneEntry {
     }
 }
 
-/// Releases a worker has batched (see `Shared::finish_ext`).
-#[derive(Default)]
-struct PendingRelease {
-    token: Option<respool_core::DetachedReservation>,
+/// A worker's batch of finished tasks' reservations: the writer of its
+/// release log (`Shared::logs`), and how many tasks it added since the log
+/// was last given back. Lives on the worker thread's stack.
+pub(crate) struct WorkerBatch<'a> {
+    writer: respool_core::LogWriter<'a>,
+    log: &'a respool_core::ReleaseLog,
     count: u32,
+}
+
+impl<'a> WorkerBatch<'a> {
+    fn new(log: &'a respool_core::ReleaseLog) -> Option<WorkerBatch<'a>> {
+        Some(WorkerBatch {
+            writer: log.writer()?,
+            log,
+            count: 0,
+        })
+    }
+
+    /// Adds a finished task's reservation (handed back if it belongs to
+    /// another tracker: never in a pool).
+    fn add(&mut self, held: Held) -> Result<(), Held> {
+        match held {
+            Held::Packed(p) => self.writer.add_packed(p).map_err(Held::Packed),
+            Held::Detached(d) => self.writer.add_detached(d).map_err(Held::Detached),
+        }
+    }
 }
 
 /// A finished task's reservation, as it travelled.
@@ -263,7 +314,9 @@ pub(crate) struct Shared {
     self_weak: Weak<Shared>,
     /// Releases finished tasks have not yet given back to the tracker, per
     /// worker (see `finish_ext`).
-    pending: Box<[crossbeam_utils::CachePadded<Mutex<PendingRelease>>]>,
+    /// Per worker, the reservations of its finished tasks not given back
+    /// yet (see `WorkerBatch`, `Shared::give_back`).
+    logs: Box<[crossbeam_utils::CachePadded<respool_core::ReleaseLog>]>,
     /// Profiles were saved at shutdown (only the first shutdown saves).
     saved: AtomicBool,
 }
@@ -303,6 +356,8 @@ impl Pool {
 
     pub(crate) fn start(config: Config) -> Result<Pool, BuildError> {
         let res = crate::sched::Resourcing::new(&config)?;
+        // Before any worker starts: workers read the barrier mode.
+        crate::barrier::init();
         let cpu_domains: Vec<&crate::place::DomainSpec> = config
             .domains
             .iter()
@@ -362,8 +417,8 @@ impl Pool {
             },
             exit_when_done: AtomicBool::new(false),
             self_weak: weak.clone(),
-            pending: (0..workers)
-                .map(|_| crossbeam_utils::CachePadded::new(Mutex::new(PendingRelease::default())))
+            logs: (0..workers)
+                .map(|_| crossbeam_utils::CachePadded::new(respool_core::ReleaseLog::new()))
                 .collect(),
             saved: AtomicBool::new(false),
             config,
@@ -508,7 +563,7 @@ impl Pool {
         T: Send + 'static,
     {
         let packet = Packet::new();
-        let job = packet_job(packet.clone(), false, f);
+        let job = packet_job(packet.clone(), Publish::Now, f);
         self.shared
             .push_plain(job)
             .map_err(|_| SubmitError::ShutDown)?;
@@ -897,6 +952,8 @@ impl Unstarted {
             if let Some(c) = t.ext.as_ref().and_then(|e| e.cancel.as_ref()) {
                 c.publish();
             }
+            // A task with a handle that travelled without a description.
+            publish_stashed();
         }
     }
 }
@@ -934,7 +991,9 @@ impl Shared {
                 let _heap = crate::alloc::suspend();
                 let _usage = crate::measure::Inline::enter();
                 crate::task::with_ext(None, || {
-                    crate::handle::with_current(None, || self.run(t, worker));
+                    // Its releases go back at once: the worker's batch
+                    // belongs to the frame that runs the surrounding task.
+                    crate::handle::with_current(None, || self.run(t, worker, None));
                 });
                 true
             }
@@ -943,7 +1002,12 @@ impl Shared {
     }
 
     pub(crate) fn now_ns(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.ns_at(Instant::now())
+    }
+
+    /// `at` on the pool clock.
+    pub(crate) fn ns_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The instant the pool clock counts from.
@@ -997,23 +1061,29 @@ impl Shared {
     /// pool is shutting down.
     #[inline]
     pub(crate) fn push_plain(&self, job: Job) -> Result<(), Job> {
-        if !self.gate.enter(self.on_own_worker()) {
+        if !self.gate.enter(|| self.on_own_worker()) {
             return Err(job);
         }
         let _g = GateGuard(&self.gate);
-        self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
+        self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "respool::task", "queued");
-        self.queue.push(Task {
+        self.push_shared(Task {
             job,
             ext: None,
             held: None,
         });
-        self.sleepers.notify_one();
         Ok(())
     }
 
     pub(crate) fn weak_self(&self) -> Weak<Shared> {
         self.self_weak.clone()
+    }
+
+    /// Puts a task into the shared run queue and wakes a worker.
+    #[inline]
+    pub(crate) fn push_shared(&self, task: Task) {
+        self.queue.push(task);
+        self.sleepers.notify_one();
     }
 
     /// Puts an admitted task where a worker will find it: the run queue of
@@ -1035,7 +1105,7 @@ impl Shared {
             (e.priority != 0 || e.deadline.is_some()).then_some((e.priority, e.deadline))
         });
         match lane_key {
-            None => self.queue.push(task),
+            None => return self.push_shared(task),
             Some((priority, deadline)) => {
                 let mut lane = lock(&self.lane);
                 lane.seq += 1;
@@ -1109,11 +1179,11 @@ impl Shared {
     }
 
     /// Runs one task on worker `id`.
-    fn run(&self, task: Task, id: usize) {
+    fn run(&self, task: Task, id: usize, batch: Option<&mut WorkerBatch<'_>>) {
         let Task { job, ext, held } = task;
         let counters = self.metrics.worker(id);
         if let Some(lite) = held {
-            self.run_lite(job, lite, id, counters);
+            self.run_lite(job, lite, id, counters, batch);
             return;
         }
         match ext {
@@ -1129,7 +1199,7 @@ impl Shared {
                     tracing::debug!(target: "respool::task", worker = id, "failed (panicked)");
                 }
             }
-            ext => self.run_measured(job, ext, counters),
+            ext => self.run_measured(job, ext, counters, batch),
         }
     }
 
@@ -1142,20 +1212,34 @@ impl Shared {
         lite: Lite,
         id: usize,
         counters: Option<&crate::metrics::WorkerCounters>,
+        batch: Option<&mut WorkerBatch<'_>>,
     ) {
-        let start = (lite.submitted_ns != 0).then(|| self.now_ns());
+        let submitted_ns = lite.submitted_ns();
+        let start = (submitted_ns != 0).then(|| self.now_ns());
         if let (Some(c), Some(start)) = (counters, start) {
-            c.wait.record(Duration::from_nanos(
-                start.saturating_sub(lite.submitted_ns),
-            ));
+            c.wait
+                .record(Duration::from_nanos(start.saturating_sub(submitted_ns)));
         }
         tracing::trace!(target: "respool::task", worker = id, "started");
         let ok = catch_unwind(AssertUnwindSafe(|| job.run())).is_ok();
+        // A job with a handle leaves its packet in the stash when its body
+        // ran (returned or panicked), and nothing when it was cancelled
+        // before it could start: then there is nothing to count.
+        let packet = if lite.has_handle() {
+            let packet = STASH.with(Cell::take);
+            if packet.is_none() {
+                self.give_back_packed(lite.held, None);
+                return;
+            }
+            packet
+        } else {
+            None
+        };
         let timing = start.map(|start| {
             let end = self.now_ns();
             (
                 Duration::from_nanos(end.saturating_sub(start)),
-                Duration::from_nanos(end.saturating_sub(lite.submitted_ns)),
+                Duration::from_nanos(end.saturating_sub(submitted_ns)),
             )
         });
         if let Some(c) = counters {
@@ -1172,7 +1256,15 @@ impl Shared {
         if let Some((elapsed, _)) = timing {
             self.record_hold(elapsed, counters);
         }
-        self.give_back(Held::Packed(lite.held), Some(id));
+        match packet {
+            Some(packet) => {
+                // A joiner waits: give the reservation back at once (not
+                // batched), then let it see the result.
+                self.give_back_packed(lite.held, None);
+                packet.publish();
+            }
+            None => self.give_back_packed(lite.held, batch),
+        }
     }
 
     fn run_measured(
@@ -1180,6 +1272,7 @@ impl Shared {
         job: Job,
         ext: Option<Box<Ext>>,
         counters: Option<&crate::metrics::WorkerCounters>,
+        mut batch: Option<&mut WorkerBatch<'_>>,
     ) {
         let Some(mut ext) = ext else {
             // `measure_all` for a plain task: time it, nothing else.
@@ -1207,7 +1300,7 @@ impl Shared {
                 }
                 tracing::debug!(target: "respool::task", class = ?ext.class, "deadline missed");
                 drop(job);
-                self.finish_ext(&mut ext, None, counters);
+                self.finish_ext(&mut ext, None, counters, batch.as_deref_mut());
                 self.recycle(ext);
                 return;
             }
@@ -1218,7 +1311,7 @@ impl Shared {
         if let Some(c) = ext.cancel.as_ref() {
             if !c.start() {
                 drop(job);
-                self.finish_ext(&mut ext, None, counters);
+                self.finish_ext(&mut ext, None, counters, batch.as_deref_mut());
                 self.recycle(ext);
                 return;
             }
@@ -1286,7 +1379,7 @@ impl Shared {
             tracing::debug!(target: "respool::task", class = ?ext.class, "failed (panicked)");
         }
         let grown = grown.unwrap_or(Resources::NONE);
-        self.finish_ext(&mut ext, elapsed, counters);
+        self.finish_ext(&mut ext, elapsed, counters, batch);
         if let Some(usage) = report {
             self.learn(&ext, usage, grown, !ok);
         }
@@ -1395,6 +1488,7 @@ impl Shared {
         ext: &mut Ext,
         elapsed: Option<Duration>,
         counters: Option<&crate::metrics::WorkerCounters>,
+        batch: Option<&mut WorkerBatch<'_>>,
     ) {
         if ext.held.is_none() {
             return;
@@ -1411,7 +1505,7 @@ impl Shared {
         let batchable = ext.cancel.is_none() && ext.placed.is_none() && !ext.probe;
         if batchable {
             if let Some(held) = ext.held.take() {
-                self.give_back(Held::Detached(held), self.current_worker());
+                self.give_back(Held::Detached(held), batch);
             }
             return;
         }
@@ -1436,47 +1530,77 @@ impl Shared {
         }
     }
 
-    /// Gives back the reservation of a finished task nobody waits on: on
-    /// `worker` (this pool's, running on this thread) into the worker's batch
-    /// (see `finish_ext`), else at once; then admits waiters if any.
-    fn give_back(&self, held: Held, worker: Option<usize>) {
-        let slot = worker.and_then(|w| self.pending.get(w));
-        if let Some(slot) = slot {
-            let flush = {
-                let mut p = lock(slot);
-                match (p.token.as_mut(), held) {
-                    (Some(t), Held::Detached(h)) => {
-                        if let Err(other) = t.merge(h) {
-                            let _ = other.release(&self.res.tracker);
-                        }
-                    }
-                    (Some(t), Held::Packed(h)) => {
-                        if let Err(other) = t.merge_packed(h) {
-                            let _ = other.unpack().release(&self.res.tracker);
-                        }
-                    }
-                    (None, held) => p.token = Some(held.detached()),
-                }
-                p.count += 1;
-                if p.count >= RELEASE_BATCH || self.res.waiting.load(Ordering::SeqCst) > 0 {
-                    p.count = 0;
-                    p.token.take()
-                } else {
-                    None
-                }
-            };
-            if let Some(t) = flush {
-                let _ = t.release(&self.res.tracker);
-                // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
-                fence(Ordering::SeqCst);
-                self.dispatch();
-            }
-            return;
+    /// Gives back the reservation of a finished task nobody waits on: with
+    /// the worker's `batch`, into its release log (see `finish_ext`), else
+    /// at once; then admits waiters if any.
+    fn give_back(&self, held: Held, batch: Option<&mut WorkerBatch<'_>>) {
+        let held = match batch {
+            Some(b) => match b.add(held) {
+                Ok(()) => return self.added(b),
+                Err(held) => held,
+            },
+            None => held,
+        };
+        self.release_now(held);
+    }
+
+    /// `give_back` for a packed reservation (a lite task's: the hot path).
+    #[inline]
+    fn give_back_packed(
+        &self,
+        held: respool_core::PackedReservation,
+        batch: Option<&mut WorkerBatch<'_>>,
+    ) {
+        let held = match batch {
+            Some(b) => match b.writer.add_packed(held) {
+                Ok(()) => return self.added(b),
+                Err(held) => held,
+            },
+            None => held,
+        };
+        self.release_now(Held::Packed(held));
+    }
+
+    /// After an addition to a worker's log: gives the log back every
+    /// `RELEASE_BATCH` tasks, and at once when someone waits.
+    #[inline]
+    fn added(&self, b: &mut WorkerBatch<'_>) {
+        b.count += 1;
+        // The store into the log before the load of `waiting`: pairs with
+        // the heavy barrier in `defer` (Dekker; see `barrier`). Either the
+        // waiter's give-back sees this addition, or this load sees the
+        // waiter.
+        crate::barrier::light();
+        if b.count >= RELEASE_BATCH || self.res.waiting.load(Ordering::SeqCst) > 0 {
+            self.flush_batch(b);
         }
+    }
+
+    /// Gives a reservation back to the tracker at once, then admits
+    /// waiters if any.
+    fn release_now(&self, held: Held) {
         let _ = held.detached().release(&self.res.tracker);
         // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
         fence(Ordering::SeqCst);
         self.dispatch();
+    }
+
+    /// Gives back what a worker's log holds (every `RELEASE_BATCH` tasks,
+    /// when someone waits, before it idles), then admits waiters if any.
+    fn flush_batch(&self, b: &mut WorkerBatch<'_>) {
+        b.count = 0;
+        if b.log.give_back(&self.res.tracker) == Ok(true) {
+            // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
+            fence(Ordering::SeqCst);
+            self.dispatch();
+        }
+    }
+
+    /// Gives back what every worker's log holds (before admitting waiters).
+    pub(crate) fn drain_pending(&self) {
+        for log in self.logs.iter() {
+            let _ = log.give_back(&self.res.tracker);
+        }
     }
 
     /// One monitor sample: memory in use but not reserved becomes external
@@ -1526,34 +1650,6 @@ impl Shared {
         self.dispatch();
     }
 
-    /// Gives back what worker `id` has batched (before it idles).
-    fn flush_pending(&self, id: usize) {
-        let token = self.pending.get(id).and_then(|p| {
-            let mut p = lock(p);
-            p.count = 0;
-            p.token.take()
-        });
-        if let Some(t) = token {
-            let _ = t.release(&self.res.tracker);
-            fence(Ordering::SeqCst);
-            self.dispatch();
-        }
-    }
-
-    /// Gives back what every worker has batched (before admitting waiters).
-    pub(crate) fn drain_pending(&self) {
-        for p in self.pending.iter() {
-            let token = {
-                let mut p = lock(p);
-                p.count = 0;
-                p.token.take()
-            };
-            if let Some(t) = token {
-                let _ = t.release(&self.res.tracker);
-            }
-        }
-    }
-
     /// A fresh (or recycled) `Ext` box.
     #[allow(clippy::unused_self)]
     pub(crate) fn new_ext(&self) -> Box<Ext> {
@@ -1568,12 +1664,42 @@ impl Shared {
     }
 }
 
+/// Who publishes a task's result (makes it visible to its joiner).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Publish {
+    /// The job, as soon as it is written (no reservation to give back first).
+    Now,
+    /// The worker, through the task's description (`Ext::cancel`), after it
+    /// released the reservation.
+    ByWorker,
+    /// The worker, after it released the reservation carried in the queue
+    /// slot: the job leaves its packet in this thread's [`STASH`], and
+    /// whoever runs such a job takes it with [`publish_stashed`].
+    Stashed,
+}
+
+thread_local! {
+    /// The packet of the `Publish::Stashed` job that just ran on this
+    /// thread, written but not yet published.
+    static STASH: Cell<Option<Arc<dyn Cancel>>> = const { Cell::new(None) };
+}
+
+/// Publishes the result the job that just ran on this thread left in the
+/// stash, if any: called by whoever runs a job, after giving back what it
+/// held, so that a joiner never sees a result before the resources.
+pub(crate) fn publish_stashed() {
+    if let Some(packet) = STASH.with(Cell::take) {
+        packet.publish();
+    }
+}
+
 /// Wraps `f` so that it runs only if not cancelled before the start, and
 /// completes `packet` with its result (or its panic, which is then resumed so
 /// that the worker counts it). Dropped without running, the job completes the
-/// packet with [`TaskError::ShutDown`]. With `publish_later`, the result is
-/// written but published by the worker after it released the reservation.
-pub(crate) fn packet_job<F, T>(packet: Arc<Packet<T>>, publish_later: bool, f: F) -> Job
+/// packet with [`TaskError::ShutDown`]. Unless `publish` is [`Publish::Now`],
+/// the result is written but published by the worker after it released the
+/// reservation.
+pub(crate) fn packet_job<F, T>(packet: Arc<Packet<T>>, publish: Publish, f: F) -> Job
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -1592,10 +1718,23 @@ where
             Ok(v) => (Ok(v), None),
             Err(p) => (Err(TaskError::Panicked(panic_message(&*p))), Some(p)),
         };
-        if publish_later {
-            packet.write_unpublished(result);
-        } else {
-            packet.complete(result);
+        match publish {
+            Publish::Now => {
+                packet.complete(result);
+            }
+            Publish::ByWorker => {
+                packet.write_unpublished(result);
+            }
+            Publish::Stashed => {
+                packet.write_unpublished(result);
+                // A job runs to its end before the next one starts on this
+                // thread, and its runner empties the stash right after: it is
+                // empty here (a leftover would be published rather than lost).
+                if let Some(left) = STASH.with(|s| s.replace(Some(packet))) {
+                    debug_assert!(false, "a stashed result was not published");
+                    left.publish();
+                }
+            }
         }
         if let Some(p) = panic {
             std::panic::resume_unwind(p);
@@ -1760,12 +1899,14 @@ fn bump(counter: &std::sync::atomic::AtomicU64, by: u64) {
 
 fn worker_loop(shared: &Arc<Shared>, id: usize) {
     WORKER.with(|w| w.set((shared.id, id)));
+    // This thread is the only writer of its release log.
+    let mut batch = shared.logs.get(id).and_then(|log| WorkerBatch::new(log));
     loop {
         if shared.stop_now.load(Ordering::Relaxed) {
             break;
         }
         if let Some(t) = shared.next_task(id) {
-            shared.run(t, id);
+            shared.run(t, id, batch.as_mut());
             continue;
         }
         if shared.exit.load(Ordering::SeqCst) {
@@ -1784,14 +1925,16 @@ fn worker_loop(shared: &Arc<Shared>, id: usize) {
             }
         }
         if let Some(t) = found {
-            shared.run(t, id);
+            shared.run(t, id, batch.as_mut());
             continue;
         }
         if shared.exit.load(Ordering::SeqCst) {
             break;
         }
         // Give back batched releases before idling.
-        shared.flush_pending(id);
+        if let Some(b) = batch.as_mut() {
+            shared.flush_batch(b);
+        }
         // Go idle: register, re-check, park.
         shared.sleepers.register(id);
         if shared.has_work_for(id) || shared.exit.load(Ordering::SeqCst) {
@@ -1808,6 +1951,10 @@ fn worker_loop(shared: &Arc<Shared>, id: usize) {
         }
         shared.active.fetch_add(1, Ordering::SeqCst);
         shared.sleepers.unregister(id);
+    }
+    // Nothing stays batched behind a worker that exits.
+    if let Some(b) = batch.as_mut() {
+        shared.flush_batch(b);
     }
     shared.active.fetch_sub(1, Ordering::SeqCst);
 }

@@ -33,7 +33,7 @@
 //! failed" always means "the job was dropped and never ran").
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -202,11 +202,11 @@ impl Shared {
         ext: Box<Ext>,
         internal: bool,
     ) -> Result<(), SubmitError> {
-        if !self.gate.enter(internal || self.on_own_worker()) {
+        if !self.gate.enter(|| internal || self.on_own_worker()) {
             return Err(SubmitError::ShutDown);
         }
         let _g = GateGuard(&self.gate);
-        self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
+        self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "respool::task", class = ?ext.class, request = %ext.request, "queued");
         let started = sample_schedule().then(Instant::now);
         self.submit_entered(job, ext, started, !internal)
@@ -219,19 +219,23 @@ impl Shared {
     /// Otherwise (it must wait, is refused, holds more dimensions than a
     /// pack does, or placement must be decided) `make` builds its
     /// description and it takes the general path, with the same decision.
+    ///
+    /// `job(packed)` builds the job once the path is known (`packed`: it
+    /// travels without a description, which matters to a job with a handle:
+    /// see `Publish::Stashed`); `handle`: a handle waits for its result.
     pub(crate) fn submit_lite(
         &self,
-        job: crate::job::Job,
+        job: impl FnOnce(bool) -> crate::job::Job,
         request: &Resources,
         urgency: Urgency,
         timed: bool,
+        handle: bool,
         make: impl FnOnce() -> Box<Ext>,
     ) -> Result<(), SubmitError> {
-        if !self.gate.enter(self.on_own_worker()) {
+        if !self.gate.enter(|| self.on_own_worker()) {
             return Err(SubmitError::ShutDown);
         }
         let _g = GateGuard(&self.gate);
-        self.metrics.submitted.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "respool::task", request = %request, "queued");
         // The timing sample doubles as the schedule-time sample (both one
         // task in `SCHEDULE_SAMPLE`): one thread-local counter, not two.
@@ -244,37 +248,47 @@ impl Shared {
                 .is_empty()
             || res.waiting.load(Ordering::SeqCst) != 0
         {
-            return self.submit_entered(job, make(), started, true);
+            self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
+            return self.submit_entered(job(false), make(), started, true);
         }
-        if let Some(packed) = res.admission.accept_packed(&res.tracker, request, urgency) {
-            if let Some(t) = started {
+        if let Some(packed) = res.admission.reserve_packed(&res.tracker, request, urgency) {
+            // Counted as submitted and accepted in one add (see `Submitted`),
+            // before a worker can finish it.
+            self.metrics
+                .submitted
+                .packed
+                .fetch_add(1, Ordering::Relaxed);
+            // The submission time of the timing sample is the clock read
+            // that started the schedule-time sample.
+            let submitted_ns = started.map_or(0, |t| {
                 self.metrics.schedule.record(t.elapsed());
-            }
+                self.ns_at(t).max(1)
+            });
             tracing::trace!(target: "respool::task", "scheduled");
-            self.enqueue(Task {
-                job,
+            // No domain, no priority lane: straight into the run queue
+            // (what `enqueue` does with a task without a description).
+            self.push_shared(Task {
+                job: job(true),
                 ext: None,
-                held: Some(crate::pool::Lite {
-                    held: packed,
-                    submitted_ns: if timed { self.now_ns().max(1) } else { 0 },
-                }),
+                held: Some(crate::pool::Lite::new(packed, submitted_ns, handle)),
             });
             return Ok(());
         }
         // It does not fit now, or holds more dimensions than a pack: decide.
+        self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
         match res
             .admission
             .decide(&res.tracker, request, urgency, 0, self.decision_now())
         {
             Decision::Accepted(r) => {
-                self.start_accepted(job, make(), r.detach().1, started);
+                self.start_accepted(job(false), make(), r.detach().1, started);
                 Ok(())
             }
             Decision::Rejected(reason) => Err(self.refused_at_submit(reason, None)),
             Decision::Deferred(d) => {
                 let ext = make();
                 let g = lock(&res.sched);
-                self.defer_locked(g, job, ext, d.deadline_ns, started, true)
+                self.defer_locked(g, job(false), ext, d.deadline_ns, started, true)
             }
         }
     }
@@ -469,9 +483,12 @@ impl Shared {
         }
         tracing::debug!(target: "respool::task", class = ?class, "deferred");
         res.waiting.store(g.waitq.len(), Ordering::SeqCst);
-        // Pairs with the fence in `finish_ext`: a release that read
-        // `waiting == 0` before our store is visible to this dispatch.
-        fence(Ordering::SeqCst);
+        // Pairs with the fences after a release (`give_back`, `release`): a
+        // release that read `waiting == 0` before our store is visible to
+        // this dispatch. And with the light barrier after a worker adds to
+        // its release log: either the drain below sees the addition, or that
+        // worker sees us waiting and gives its log back itself.
+        crate::barrier::heavy();
         // Releases batched by workers are given back before deciding.
         self.drain_pending();
         let mut admitted = self.dispatch_locked(&mut g);
@@ -523,7 +540,7 @@ impl Shared {
             let d = self.dispatch_locked(&mut g);
             if !d.is_empty() {
                 drop(g);
-                self.gate.enter(true);
+                self.gate.enter(|| true);
                 let in_gate = GateGuard(&self.gate);
                 self.push_admitted(d);
                 drop(in_gate);
@@ -531,7 +548,7 @@ impl Shared {
             }
         };
         drop(g);
-        self.gate.enter(true);
+        self.gate.enter(|| true);
         match outcome {
             Resolved::Admitted => Ok(()),
             Resolved::Refused(error, task) => {
@@ -763,7 +780,7 @@ impl Shared {
             return;
         }
         let dropped = {
-            self.gate.enter(true);
+            self.gate.enter(|| true);
             let _in_gate = GateGuard(&self.gate);
             self.drain_pending();
             let mut d = {

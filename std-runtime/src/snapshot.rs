@@ -71,11 +71,18 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
     let reserved = s.res.tracker.reserved();
     PoolSnapshot {
         workers: s.config.workers,
-        submitted: s.metrics.submitted.load(Ordering::Relaxed),
+        submitted: s.metrics.submitted.total(),
         completed: s.metrics.completed(),
         panicked: s.metrics.panicked(),
         timed_out: s.metrics.timed_out.load(Ordering::Relaxed),
-        admission: s.res.admission.stats(),
+        admission: {
+            // Packed acceptances are counted once, as submissions.
+            let mut a = s.res.admission.stats();
+            a.accepted = a
+                .accepted
+                .saturating_add(s.metrics.submitted.packed.load(Ordering::Relaxed));
+            a
+        },
         rejected: s.metrics.rejected_at_submit.load(Ordering::Relaxed),
         queued: s.queued(),
         waiting: s.waiting(),

@@ -12,7 +12,7 @@ use crate::Pool;
 use crate::error::{SubmitError, TaskError, panic_message};
 use crate::handle::{Cancel, JoinHandle, Packet, TaskContext, with_current};
 use crate::job::Job;
-use crate::pool::{CompleteOnDrop, Shared};
+use crate::pool::{CompleteOnDrop, Publish, Shared};
 use crate::units;
 
 /// What the pool keeps about a resource-aware task besides its closure.
@@ -98,6 +98,16 @@ pub(crate) fn with_ext<R>(ext: Option<&Ext>, f: impl FnOnce() -> R) -> R {
     let _restore = Restore(CURRENT_EXT.with(|c| c.replace(ptr)));
     f()
 }
+
+/// The context of a task that travelled without a description (packed in
+/// its queue slot, see `Shared::submit_lite`): no class, deadline or GPU,
+/// first attempt. What `with_context` would build for it, built once.
+static PACKED_CONTEXT: TaskContext = TaskContext {
+    deadline: None,
+    class: None,
+    attempt: 0,
+    gpu: None,
+};
 
 /// Calls `f` with the context of the running task (built from the `Ext` set
 /// by `with_ext`; a default context when run outside a worker).
@@ -392,23 +402,32 @@ impl<'p> TaskBuilder<'p> {
             return Err(e);
         }
         let shared = self.pool.shared();
-        let job = Job::new(move || with_context(0, f));
         let timed = sample_timing();
         if self.is_lite(shared) {
-            return shared.submit_lite(job, &self.request, self.urgency, timed, || {
+            let job = move |packed: bool| {
+                if packed {
+                    Job::new(move || f(&PACKED_CONTEXT))
+                } else {
+                    Job::new(move || with_context(0, f))
+                }
+            };
+            return shared.submit_lite(job, &self.request, self.urgency, timed, false, || {
                 self.template().make_ext(shared, None, timed)
             });
         }
+        let job = Job::new(move || with_context(0, f));
         let ext = self.template().make_ext(shared, None, timed);
         shared.submit_ext(job, ext)
     }
 
     /// Whether the task declares requirements and nothing that needs a
     /// description on the worker: no class (learning, measurement), no
-    /// priority or deadline (the priority lane), no timeout, no handle (the
-    /// caller knows), no heap following (the pool's allocator with a memory
-    /// requirement). Such a task, when it fits at once, travels with its
-    /// reservation packed in the queue slot (see `Shared::submit_lite`).
+    /// priority or deadline (the priority lane), no timeout, no heap
+    /// following (the pool's allocator with a memory requirement). Such a
+    /// task, when it fits at once, travels with its reservation packed in
+    /// the queue slot (see `Shared::submit_lite`); one with a handle
+    /// (`spawn`) too, its worker giving the reservation back before it
+    /// publishes the result (`Publish::Stashed`).
     #[inline]
     fn is_lite(&self, shared: &Shared) -> bool {
         self.class.is_none()
@@ -433,12 +452,37 @@ impl<'p> TaskBuilder<'p> {
             return Err(e);
         }
         let packet = Packet::<T>::new();
-        let job = crate::pool::packet_job(packet.clone(), true, move || with_context(0, f));
         let shared = self.pool.shared();
-        let ext = self
-            .template()
-            .make_ext(shared, Some(packet.clone()), sample_timing());
-        shared.submit_ext(job, ext)?;
+        let timed = sample_timing();
+        if self.is_lite(shared) {
+            // Packed, the task has no description to publish its result
+            // through: its job leaves it to the worker (`Publish::Stashed`).
+            let p = packet.clone();
+            let job = move |packed: bool| {
+                let publish = if packed {
+                    Publish::Stashed
+                } else {
+                    Publish::ByWorker
+                };
+                if packed {
+                    crate::pool::packet_job(p, publish, move || f(&PACKED_CONTEXT))
+                } else {
+                    crate::pool::packet_job(p, publish, move || with_context(0, f))
+                }
+            };
+            shared.submit_lite(job, &self.request, self.urgency, timed, true, || {
+                self.template()
+                    .make_ext(shared, Some(packet.clone()), timed)
+            })?;
+        } else {
+            let job = crate::pool::packet_job(packet.clone(), Publish::ByWorker, move || {
+                with_context(0, f)
+            });
+            let ext = self
+                .template()
+                .make_ext(shared, Some(packet.clone()), timed);
+            shared.submit_ext(job, ext)?;
+        }
         Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
     }
 

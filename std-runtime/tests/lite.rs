@@ -7,7 +7,10 @@
 //! `shutdown_now`), a request that must wait or can never fit takes the
 //! general path with the same outcome, a request of more dimensions than a
 //! pack holds is served all the same, and the timing sample still covers
-//! these tasks.
+//! these tasks. Tasks with a handle (`spawn`) take the same path: their
+//! reservation is given back at once, before the joiner sees the result.
+//! And a worker busy with a long task never holds back capacity that its
+//! finished tasks gave back into its release log.
 //! No timing is asserted; the timeouts are safety nets.
 
 mod common;
@@ -80,6 +83,7 @@ fn concurrent_submitters_get_every_reservation_back() {
     assert_eq!(ran.load(Ordering::Relaxed), THREADS * PER);
     let s = pool.snapshot();
     assert_eq!(s.admission.accepted, (THREADS * PER) as u64, "{s}");
+    assert_eq!(s.submitted, (THREADS * PER) as u64, "{s}");
     assert_eq!(s.completed, (THREADS * PER) as u64);
 }
 
@@ -232,4 +236,121 @@ fn the_timing_sample_covers_requirement_only_tasks() {
         "a sample, not every task: {}",
         s.latency.count
     );
+}
+
+/// With a handle, a requirement-only task travels packed too, and its
+/// reservation is back before its joiner sees the result: a task that needs
+/// the whole capacity, submitted right after the join under `Reject`, is
+/// never refused for lack of it. Panics and values are reported as on the
+/// general path.
+#[test]
+fn a_handle_sees_the_result_only_after_the_reservation_is_back() {
+    quiet_expected_panics("lite handle panic");
+    let whole = three_dims(8, 1 << 30, 100);
+    let pool = Pool::builder()
+        .workers(2)
+        .capacity(whole)
+        .headroom(Resources::NONE)
+        .admission(Policy::Reject)
+        .build()
+        .expect("pool");
+    for i in 0..500u32 {
+        let h = pool
+            .task()
+            .requirements(whole)
+            .spawn(move |_| {
+                assert!(i % 50 != 49, "lite handle panic");
+                i
+            })
+            .unwrap_or_else(|e| panic!("round {i}: refused: {e}"));
+        match h.join() {
+            Ok(v) => assert_eq!(v, i),
+            Err(e) => assert!(i % 50 == 49, "round {i}: {e}"),
+        }
+    }
+    settle(&pool, 500);
+    let s = pool.snapshot();
+    assert_eq!((s.completed, s.panicked), (490, 10), "{s}");
+    assert_eq!(s.admission.accepted, 500, "{s}");
+    assert_eq!(s.admission.rejected, 0, "{s}");
+}
+
+/// A requirement-only task with a handle that is cancelled while queued
+/// never runs, is not counted as completed, and its reservation comes back
+/// when the worker skips it.
+#[test]
+fn a_packed_task_cancelled_before_it_starts_never_runs() {
+    let pool = pool3(1, three_dims(8, 1 << 30, 100));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    pool.execute(move || {
+        started_tx.send(()).expect("test alive");
+        let _ = go_rx.recv();
+    })
+    .expect("blocker");
+    started_rx.recv_timeout(SAFETY).expect("blocker started");
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r2 = ran.clone();
+    let h = pool
+        .task()
+        .requirements(three_dims(1, 1 << 20, 1))
+        .spawn(move |_| r2.fetch_add(1, Ordering::SeqCst))
+        .expect("admitted");
+    assert_eq!(pool.snapshot().reserved.amount(Dim::Memory), 1 << 20);
+    assert!(h.cancel(), "queued: the cancel prevents it");
+    assert_eq!(h.join(), Err(respool::TaskError::Cancelled));
+    go_tx.send(()).expect("blocker alive");
+    settle(&pool, 1);
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "a cancelled task never runs");
+    assert_eq!(pool.snapshot().completed, 1, "only the blocker completed");
+}
+
+/// A worker gives its finished tasks' reservations back in batches (its
+/// release log), not one by one. When it then runs a long task, what its
+/// log holds is not lost to others: a task that needs it is admitted at
+/// once (its submitter gives the log back before it decides), while the
+/// worker is still busy.
+#[test]
+fn a_busy_worker_never_holds_finished_reservations_hostage() {
+    let pool = pool3(1, three_dims(8, 100, 100));
+    let (a_started_tx, a_started_rx) = mpsc::channel();
+    let (a_go_tx, a_go_rx) = mpsc::channel::<()>();
+    pool.task()
+        .requirements(three_dims(1, 60, 1))
+        .execute(move |_| {
+            a_started_tx.send(()).expect("test alive");
+            let _ = a_go_rx.recv();
+        })
+        .expect("admitted");
+    a_started_rx.recv_timeout(SAFETY).expect("A started");
+    // Queued behind A, so that the worker goes straight from A to it
+    // (an idle worker gives its log back before it sleeps).
+    let (b_started_tx, b_started_rx) = mpsc::channel();
+    let (b_go_tx, b_go_rx) = mpsc::channel::<()>();
+    pool.execute(move || {
+        b_started_tx.send(()).expect("test alive");
+        let _ = b_go_rx.recv();
+    })
+    .expect("B");
+    a_go_tx.send(()).expect("A alive");
+    b_started_rx.recv_timeout(SAFETY).expect("B started");
+    let s = pool.snapshot();
+    assert_eq!(
+        s.reserved.amount(Dim::Memory),
+        60,
+        "A's reservation waits in the busy worker's log: {s}"
+    );
+    // C needs 60 of the 40 the tracker shows free.
+    let c = pool
+        .task()
+        .requirements(three_dims(1, 60, 1))
+        .spawn(|_| "C ran")
+        .expect("admitted");
+    let s = pool.snapshot();
+    assert_eq!(s.waiting, 0, "C was admitted at once: {s}");
+    assert_eq!(s.admission.admitted_after_wait, 1, "{s}");
+    assert_eq!(s.reserved.amount(Dim::Memory), 60, "C's, not A's: {s}");
+    b_go_tx.send(()).expect("B alive");
+    assert_eq!(c.join(), Ok("C ran"));
+    settle(&pool, 3);
 }
