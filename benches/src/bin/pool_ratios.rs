@@ -3,8 +3,10 @@
 //! For each workload it runs rounds; in each round every peer (in rotating
 //! order, so no peer always goes first) submits a batch of tasks and waits
 //! for all of them. It reports the median time per task, the ratio to the
-//! fastest peer other than respool, and heap allocations per task (counted
-//! by a counting global allocator around each batch).
+//! fastest peer other than respool, the same ratio between the best rounds
+//! (interference from other work on a shared machine only ever adds time,
+//! so the best round is the least disturbed one), and heap allocations per
+//! task (counted by a counting global allocator around each batch).
 //!
 //! `cargo run --release -p respool-benches --bin pool_ratios -- [tasks] [rounds] [workers]`
 //! (defaults: 100000 tasks, 7 rounds, 2 workers). Prints a Markdown table.
@@ -21,6 +23,18 @@ static GLOBAL: Counting = Counting;
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// The best (smallest) round; NaN for a peer that was not run.
+fn best(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NAN, f64::min)
+}
+
+/// `x / fastest`, where `fastest` is the smallest of the first four (the
+/// peers other than respool).
+fn ratios(of: &[f64]) -> Vec<f64> {
+    let fastest = of[..4].iter().copied().fold(f64::INFINITY, f64::min);
+    of.iter().map(|x| x / fastest).collect()
 }
 
 fn main() {
@@ -42,8 +56,10 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!();
-    println!("| workload | pool | median ns/task | vs fastest peer | allocations/task |");
-    println!("|---|---|---:|---:|---:|");
+    println!(
+        "| workload | pool | median ns/task | vs fastest peer | best rounds vs fastest | allocations/task |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
     // RESPOOL_BENCH_EMPTY_ONLY=1: only tasks without work (for profiling).
     let empty_only = std::env::var_os("RESPOOL_BENCH_EMPTY_ONLY").is_some();
     let workloads = [
@@ -52,12 +68,13 @@ fn main() {
         ("10 us", Duration::from_micros(10), tasks / 10),
     ];
     // RESPOOL_BENCH_WORKLOAD=<label>: only that workload ("empty", "1 us",
-    // "10 us"; for profiling): no waves, no round trip.
+    // "10 us", "waves of 1000", "round trip"; for profiling).
     let workload = std::env::var("RESPOOL_BENCH_WORKLOAD").ok();
+    let wanted = |label: &str| workload.as_deref().is_none_or(|w| w == label);
     for (label, work, n) in workloads
         .into_iter()
         .take(if empty_only { 1 } else { 3 })
-        .filter(|(label, ..)| workload.as_deref().is_none_or(|w| w == *label))
+        .filter(|(label, ..)| wanted(label))
     {
         // Warm-up: one batch each, so lazily created state is not counted.
         for (i, p) in peers.iter().enumerate() {
@@ -82,13 +99,15 @@ fn main() {
                 times[i].push(dt.as_nanos() as f64 / n as f64);
             }
         }
+        let bests = ratios(&times.iter().map(|t| best(t)).collect::<Vec<_>>());
         let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-        let fastest_peer = medians[..4].iter().copied().fold(f64::INFINITY, f64::min);
+        let vs = ratios(&medians);
         for (i, name) in NAMES.iter().enumerate() {
             println!(
-                "| {label} | {name} | {:.0} | {:.3} | {:.2} |",
+                "| {label} | {name} | {:.0} | {:.3} | {:.3} | {:.2} |",
                 medians[i],
-                medians[i] / fastest_peer,
+                vs[i],
+                bests[i],
                 allocs[i] as f64 / (n * rounds) as f64
             );
         }
@@ -96,7 +115,7 @@ fn main() {
     // Steady state: waves of 1,000 empty tasks, each wave awaited before the
     // next, so the number of tasks in flight stays bounded. This is where a
     // pool can run without any heap allocation per task.
-    if workload.is_none() {
+    if wanted("waves of 1000") && !empty_only {
         let waves = (tasks / 1000).max(1);
         let mut times = vec![Vec::new(); peers.len()];
         let mut allocs = vec![0u64; peers.len()];
@@ -122,18 +141,20 @@ fn main() {
                 times[i].push(dt.as_nanos() as f64 / (waves * 1000) as f64);
             }
         }
+        let bests = ratios(&times.iter().map(|t| best(t)).collect::<Vec<_>>());
         let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-        let fastest_peer = medians[..4].iter().copied().fold(f64::INFINITY, f64::min);
+        let vs = ratios(&medians);
         for (i, name) in NAMES.iter().enumerate() {
             println!(
-                "| waves of 1000 | {name} | {:.0} | {:.3} | {:.3} |",
+                "| waves of 1000 | {name} | {:.0} | {:.3} | {:.3} | {:.3} |",
                 medians[i],
-                medians[i] / fastest_peer,
+                vs[i],
+                bests[i],
                 allocs[i] as f64 / (waves * 1000 * rounds) as f64
             );
         }
     }
-    if workload.is_some() {
+    if !wanted("round trip") || empty_only {
         return;
     }
     // Round trip: one task submitted and its value awaited, repeatedly.
@@ -153,13 +174,13 @@ fn main() {
             times[i].push(t0.elapsed().as_nanos() as f64 / trips as f64);
         }
     }
+    let bests = ratios(&times.iter().map(|t| best(t)).collect::<Vec<_>>());
     let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-    let fastest_peer = medians[..4].iter().copied().fold(f64::INFINITY, f64::min);
+    let vs = ratios(&medians);
     for (i, name) in NAMES.iter().enumerate() {
         println!(
-            "| round trip | {name} | {:.0} | {:.3} | |",
-            medians[i],
-            medians[i] / fastest_peer
+            "| round trip | {name} | {:.0} | {:.3} | {:.3} | |",
+            medians[i], vs[i], bests[i]
         );
     }
 }
