@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Why: proves the lock-free tracker and the admission counters correct under every thread interleaving (loom).
+# Why: proves the lock-free tracker, the admission counters and the release log correct under every thread interleaving (loom).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A separate target dir: the respool_loom cfg rebuilds the core and must not

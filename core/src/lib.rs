@@ -17,8 +17,8 @@
 //!   undefined symbol, so any reachable panic fails the build.
 //! - **No floating point** in any scheduling decision: amounts are `u64` in
 //!   documented units and ratios are [`Ppm`] fixed point.
-//! - **Concurrency proven with loom**: the tracker and the admission counters are
-//!   model-checked (`ci/loom.sh`).
+//! - **Concurrency proven with loom**: the tracker, the admission counters
+//!   and the release log are model-checked (`ci/loom.sh`).
 //!
 //! ## A first look
 //!

@@ -1027,7 +1027,7 @@ impl ReleaseLog {
     ///
     /// # Errors
     ///
-    /// [`TrackerError::Mismatch`] if `tracker` is not the log's tracker
+    /// [`TrackerError::OtherTracker`] if `tracker` is not the log's tracker
     /// (nothing is given back).
     pub fn give_back(&self, tracker: &Tracker) -> Result<bool, TrackerError> {
         let mut todo = self.touched.load(Ordering::Acquire);
