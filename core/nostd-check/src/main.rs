@@ -122,20 +122,28 @@ extern "C" fn main(argc: c_int, _argv: *const *const c_char) -> c_int {
     let log = respool_core::ReleaseLog::new();
     if let Some(mut writer) = log.writer() {
         for _ in 0..3 {
-            if let Some(p) = admission_free_packed(&tracker, &task) {
-                if let Err(p) = writer.add_packed(p) {
-                    let _ = p.unpack().release(&tracker);
-                }
+            if let Some(p) = admission_free_packed(&tracker, &task)
+                && let Err(p) = writer.add_packed(p)
+            {
+                let _ = p.unpack().release(&tracker);
             }
         }
-        if let Ok(r) = tracker.try_reserve(&mem(gib / 8)) {
-            if let Err(d) = writer.add_detached(r.detach().1) {
-                let _ = d.release(&tracker);
-            }
+        if let Ok(r) = tracker.try_reserve(&mem(gib / 8))
+            && let Err(d) = writer.add_detached(r.detach().1)
+        {
+            let _ = d.release(&tracker);
         }
-        check(log.writer().is_none(), "a log has one writer", &mut failures);
+        check(
+            log.writer().is_none(),
+            "a log has one writer",
+            &mut failures,
+        );
     }
-    check(!tracker.is_idle(), "a log holds what it was given", &mut failures);
+    check(
+        !tracker.is_idle(),
+        "a log holds what it was given",
+        &mut failures,
+    );
     check(
         log.give_back(&tracker) == Ok(true) && log.give_back(&tracker) == Ok(false),
         "a log is given back once",
