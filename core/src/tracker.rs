@@ -888,13 +888,7 @@ impl PackedReservation {
     /// The detached reservation it was packed from.
     pub fn unpack(self) -> DetachedReservation {
         let mut raw = [0u64; Dim::COUNT];
-        let mut m = self.dims;
-        for &amount in &self.amounts {
-            if m == 0 {
-                break;
-            }
-            let i = m.trailing_zeros() as usize;
-            m &= m.wrapping_sub(1);
+        for (i, amount) in self.entries() {
             if let Some(slot) = raw.get_mut(i) {
                 *slot = amount;
             }
@@ -912,6 +906,21 @@ impl PackedReservation {
     pub fn dims(&self) -> DimSet {
         DimSet::from_bits_truncate(self.dims)
     }
+
+    /// `(dimension index, amount)` of each dimension held, in index order:
+    /// the amounts are stored in the order of the set bits of `dims`.
+    #[inline]
+    fn entries(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let mut m = self.dims;
+        self.amounts.iter().map_while(move |&amount| {
+            if m == 0 {
+                return None;
+            }
+            let i = m.trailing_zeros() as usize;
+            m &= m.wrapping_sub(1);
+            Some((i, amount))
+        })
+    }
 }
 
 impl DetachedReservation {
@@ -926,13 +935,7 @@ impl DetachedReservation {
         if other.origin.get() != self.origin {
             return Err(other);
         }
-        let mut m = other.dims;
-        for &amount in &other.amounts {
-            if m == 0 {
-                break;
-            }
-            let i = m.trailing_zeros() as usize;
-            m &= m.wrapping_sub(1);
+        for (i, amount) in other.entries() {
             // Both are amounts reserved on one tracker, which never holds
             // more than its capacity (at most `MAX_AMOUNT`): the clamp in
             // `add_at_index` never bites.
@@ -1103,13 +1106,7 @@ impl LogWriter<'_> {
         if !self.bind(token.origin.get()) {
             return Err(token);
         }
-        let mut m = token.dims;
-        for &amount in &token.amounts {
-            if m == 0 {
-                break;
-            }
-            let i = m.trailing_zeros() as usize;
-            m &= m.wrapping_sub(1);
+        for (i, amount) in token.entries() {
             self.add_at(i, amount);
         }
         self.touch(token.dims);
