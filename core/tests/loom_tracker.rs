@@ -242,6 +242,29 @@ fn packed_reservations_never_overcommit() {
     });
 }
 
+/// The writer's side in the release-log models: takes the log's writer and
+/// adds two packed reservations of one CPU and one unit of memory.
+fn add_two(t: &Tracker, log: &ReleaseLog) {
+    let mut w = log.writer().unwrap();
+    for _ in 0..2 {
+        let p = t.try_reserve_packed(&res(1, 1), &Resources::NONE).unwrap();
+        w.add_packed(p).unwrap();
+    }
+}
+
+/// A thread that gives `log` back and checks that the tracker never shows
+/// more than its capacity of 2 in `dim` (which a double give-back would).
+fn spawn_giver(t: &Arc<Tracker>, log: &Arc<ReleaseLog>, dim: Dim) -> thread::JoinHandle<()> {
+    let (t, log) = (t.clone(), log.clone());
+    thread::spawn(move || give_back_checked(&t, &log, dim))
+}
+
+/// Gives `log` back and checks that `dim` shows at most its capacity of 2.
+fn give_back_checked(t: &Tracker, log: &ReleaseLog, dim: Dim) {
+    log.give_back(t).unwrap();
+    assert!(t.available_signed(dim).unwrap() <= 2, "given back twice");
+}
+
 /// Two threads give back a worker's release log (`ReleaseLog`) at the same
 /// time: each unit added is given back once, never twice (a giver that read
 /// an older total must not release what another already did).
@@ -250,28 +273,9 @@ fn release_log_concurrent_givers_release_once() {
     loom::model(|| {
         let t = Arc::new(Tracker::new(&res(2, 2)));
         let log = Arc::new(ReleaseLog::new());
-        {
-            let mut w = log.writer().unwrap();
-            for _ in 0..2 {
-                let p = t.try_reserve_packed(&res(1, 1), &Resources::NONE).unwrap();
-                w.add_packed(p).unwrap();
-            }
-        }
-        let giver = {
-            let (t, log) = (t.clone(), log.clone());
-            thread::spawn(move || {
-                log.give_back(&t).unwrap();
-                assert!(
-                    t.available_signed(Dim::Cpu).unwrap() <= 2,
-                    "given back twice"
-                );
-            })
-        };
-        log.give_back(&t).unwrap();
-        assert!(
-            t.available_signed(Dim::Memory).unwrap() <= 2,
-            "given back twice"
-        );
+        add_two(&t, &log);
+        let giver = spawn_giver(&t, &log, Dim::Cpu);
+        give_back_checked(&t, &log, Dim::Memory);
         giver.join().unwrap();
         assert!(log.is_empty());
         assert_eq!(t.available_signed(Dim::Cpu), Some(2));
@@ -289,29 +293,10 @@ fn release_log_writer_and_givers_lose_nothing() {
         let log = Arc::new(ReleaseLog::new());
         let writer = {
             let (t, log) = (t.clone(), log.clone());
-            thread::spawn(move || {
-                let mut w = log.writer().unwrap();
-                for _ in 0..2 {
-                    let p = t.try_reserve_packed(&res(1, 1), &Resources::NONE).unwrap();
-                    w.add_packed(p).unwrap();
-                }
-            })
+            thread::spawn(move || add_two(&t, &log))
         };
-        let giver = {
-            let (t, log) = (t.clone(), log.clone());
-            thread::spawn(move || {
-                log.give_back(&t).unwrap();
-                assert!(
-                    t.available_signed(Dim::Cpu).unwrap() <= 2,
-                    "given back twice"
-                );
-            })
-        };
-        log.give_back(&t).unwrap();
-        assert!(
-            t.available_signed(Dim::Memory).unwrap() <= 2,
-            "given back twice"
-        );
+        let giver = spawn_giver(&t, &log, Dim::Cpu);
+        give_back_checked(&t, &log, Dim::Memory);
         writer.join().unwrap();
         giver.join().unwrap();
         log.give_back(&t).unwrap();

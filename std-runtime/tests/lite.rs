@@ -166,14 +166,7 @@ fn a_panicking_task_gives_its_reservation_back() {
 #[test]
 fn shutdown_now_hands_back_admitted_tasks_and_their_reservations() {
     let pool = Arc::new(pool3(1, three_dims(1 << 20, 1 << 40, 1 << 20)));
-    let (started_tx, started_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    pool.execute(move || {
-        started_tx.send(()).expect("test alive");
-        let _ = go_rx.recv();
-    })
-    .expect("blocker");
-    started_rx.recv_timeout(SAFETY).expect("blocker started");
+    let go_tx = block_worker(&pool);
     let ran = Arc::new(AtomicUsize::new(0));
     for _ in 0..20 {
         let ran = ran.clone();
@@ -281,14 +274,7 @@ fn a_handle_sees_the_result_only_after_the_reservation_is_back() {
 #[test]
 fn a_packed_task_cancelled_before_it_starts_never_runs() {
     let pool = pool3(1, three_dims(8, 1 << 30, 100));
-    let (started_tx, started_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    pool.execute(move || {
-        started_tx.send(()).expect("test alive");
-        let _ = go_rx.recv();
-    })
-    .expect("blocker");
-    started_rx.recv_timeout(SAFETY).expect("blocker started");
+    let go_tx = block_worker(&pool);
     let ran = Arc::new(AtomicUsize::new(0));
     let r2 = ran.clone();
     let h = pool
@@ -325,15 +311,15 @@ fn a_busy_worker_never_holds_finished_reservations_hostage() {
     a_started_rx.recv_timeout(SAFETY).expect("A started");
     // Queued behind A, so that the worker goes straight from A to it
     // (an idle worker gives its log back before it sleeps).
-    let (b_started_tx, b_started_rx) = mpsc::channel();
-    let (b_go_tx, b_go_rx) = mpsc::channel::<()>();
-    pool.execute(move || {
-        b_started_tx.send(()).expect("test alive");
-        let _ = b_go_rx.recv();
-    })
-    .expect("B");
-    a_go_tx.send(()).expect("A alive");
-    b_started_rx.recv_timeout(SAFETY).expect("B started");
+    let b_go_tx = {
+        let pool = &pool;
+        thread::scope(|s| {
+            let b = s.spawn(|| block_worker(pool));
+            wait_until("B to be queued behind A", || pool.snapshot().queued == 1);
+            a_go_tx.send(()).expect("A alive");
+            b.join().expect("B started")
+        })
+    };
     let s = pool.snapshot();
     assert_eq!(
         s.reserved.amount(Dim::Memory),

@@ -23,19 +23,6 @@ fn gate() -> Arc<RwLock<()>> {
     Arc::new(RwLock::new(()))
 }
 
-/// Blocks the pool's only worker until the returned sender is dropped.
-fn block_worker(pool: &Pool) -> mpsc::Sender<()> {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    pool.execute(move || {
-        started_tx.send(()).unwrap();
-        let _ = release_rx.recv_timeout(SAFETY);
-    })
-    .unwrap();
-    started_rx.recv_timeout(SAFETY).unwrap();
-    release_tx
-}
-
 fn assert_ordered(what: &str, s: &LatencySummary) {
     assert!(
         s.p50 <= s.p90 && s.p90 <= s.p99 && s.p99 <= s.max,

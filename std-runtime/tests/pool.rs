@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use respool::{Backoff, Dim, Policy, Pool, Resources, SubmitError, TaskContext, TaskError};
 
+mod common;
+use common::block_worker;
+
 const SAFETY: Duration = Duration::from_secs(30);
 
 fn mem(n: u64) -> Resources {
@@ -36,19 +39,6 @@ fn until_cancelled(ctx: &TaskContext) -> bool {
         std::thread::sleep(Duration::from_millis(1));
     }
     ctx.is_cancelled()
-}
-
-/// Blocks a worker until the returned sender is dropped or sent to.
-fn block_worker(pool: &Pool) -> mpsc::Sender<()> {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    pool.execute(move || {
-        started_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-    })
-    .unwrap();
-    started_rx.recv_timeout(SAFETY).unwrap();
-    release_tx
 }
 
 #[test]

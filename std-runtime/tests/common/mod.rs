@@ -1,8 +1,8 @@
-//! Helpers shared by the integration tests that drive a memory-capped pool
-//! (`chaos.rs`, `roadmap.rs`). Each test binary uses only some of them.
+//! Helpers shared by the integration tests. Each test binary uses only
+//! some of them.
 #![allow(dead_code)]
 
-use std::sync::Once;
+use std::sync::{Once, mpsc};
 use std::time::{Duration, Instant};
 
 use respool::{Dim, JoinHandle, Policy, Pool, Resources, TaskError};
@@ -31,6 +31,23 @@ pub fn quiet_expected_panics(prefix: &'static str) {
             }
         }));
     });
+}
+
+/// Blocks one of the pool's workers (its only one, in a one-worker pool)
+/// until the returned sender sends or is dropped (or `SAFETY` runs out).
+/// Returns once the blocking task runs.
+pub fn block_worker(pool: &Pool) -> mpsc::Sender<()> {
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    pool.execute(move || {
+        started_tx.send(()).expect("the test waits for the blocker");
+        let _ = release_rx.recv_timeout(SAFETY);
+    })
+    .expect("the blocker is accepted");
+    started_rx
+        .recv_timeout(SAFETY)
+        .expect("the blocker started");
+    release_tx
 }
 
 /// A requirement of `n` bytes of memory and nothing else.
