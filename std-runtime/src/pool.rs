@@ -1966,6 +1966,47 @@ mod tests {
     /// A run-queue slot holds a task: a small closure inline, and the packed
     /// reservation of a task with requirements only. Growing it costs every
     /// task (and `Builder::queue_capacity`'s documentation states its size).
+    /// A waiter's deadline wake-up is cancelled when it is admitted: a
+    /// thousand deferred tasks with a distant deadline leave no timer
+    /// entries behind once they ran (they used to stay until the deadline).
+    #[test]
+    fn admitted_waiters_leave_no_deadline_wakeups_behind() {
+        use respool_core::Dim;
+        let pool = crate::Pool::builder()
+            .workers(1)
+            .capacity(Resources::NONE.with_saturating(Dim::Memory, 100))
+            .headroom(Resources::NONE)
+            .admission(crate::Policy::Defer)
+            .build()
+            .expect("pool");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let holder = pool
+            .task()
+            .memory("100")
+            .spawn(move |_| {
+                let _ = rx.recv();
+            })
+            .expect("holder");
+        let far = Instant::now() + Duration::from_secs(3600);
+        let waiters: Vec<_> = (0..1000)
+            .map(|i| {
+                pool.task()
+                    .memory("10")
+                    .deadline(far)
+                    .spawn(move |_| i)
+                    .expect("deferred")
+            })
+            .collect();
+        assert_eq!(pool.snapshot().waiting, 1000);
+        assert_eq!(pool.shared.timer.scheduled(), 1000, "one wake-up each");
+        drop(tx);
+        holder.join().expect("holder ran");
+        for (i, h) in waiters.into_iter().enumerate() {
+            assert_eq!(h.join(), Ok(i));
+        }
+        assert_eq!(pool.shared.timer.scheduled(), 0, "wake-ups left behind");
+    }
+
     #[test]
     fn a_task_fits_a_run_queue_slot_of_96_bytes() {
         assert_eq!(std::mem::size_of::<Lite>(), 48);

@@ -119,6 +119,9 @@ pub(crate) struct Pending {
     /// The admission deadline (`BlockUntilDeadline`), pool clock.
     admit_by: Option<u64>,
     urgency: Urgency,
+    /// The timer wake-up that refuses it at its deadline; cancelled when it
+    /// leaves the wait queue otherwise (admitted, cancelled, never fits).
+    wakeup: Option<crate::timer::TimerId>,
 }
 
 impl Resourcing {
@@ -454,6 +457,25 @@ impl Shared {
             g.next_ticket
         });
         let class = ext.class.clone();
+        let stop_by = match (deadline, admit_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // A wake-up at the deadline, so that the waiter is refused then
+        // even if nothing else happens. Not work: once this waiter is
+        // admitted it has no purpose (it is cancelled), and it must not hold
+        // up a graceful shutdown.
+        let wakeup = stop_by.and_then(|at| {
+            let weak = self.weak_self();
+            self.timer.schedule_wakeup(
+                self.epoch_instant() + Duration::from_nanos(at),
+                Box::new(move || {
+                    if let Some(s) = weak.upgrade() {
+                        s.dispatch();
+                    }
+                }),
+            )
+        });
         let pending = Pending {
             task: Task {
                 job,
@@ -463,10 +485,7 @@ impl Shared {
             ticket,
             admit_by,
             urgency,
-        };
-        let stop_by = match (deadline, admit_by) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+            wakeup,
         };
         let mut item =
             respool_core::queue::Task::new(pending, request, now).with_priority(priority);
@@ -474,6 +493,9 @@ impl Shared {
             item = item.with_deadline(d);
         }
         if g.waitq.push(item).is_err() {
+            if let Some(id) = wakeup {
+                self.timer.cancel(id);
+            }
             self.metrics
                 .rejected_at_submit
                 .fetch_add(1, Ordering::Relaxed);
@@ -492,19 +514,6 @@ impl Shared {
         // Releases batched by workers are given back before deciding.
         self.drain_pending();
         let mut admitted = self.dispatch_locked(&mut g);
-        if let Some(at) = stop_by {
-            let weak = self.weak_self();
-            // A wake-up, not work: once this waiter is admitted it has no
-            // purpose, and it must not hold up a graceful shutdown.
-            self.timer.schedule_wakeup(
-                self.epoch_instant() + Duration::from_nanos(at),
-                Box::new(move || {
-                    if let Some(s) = weak.upgrade() {
-                        s.dispatch();
-                    }
-                }),
-            );
-        }
         if let Some(t) = started {
             self.metrics.schedule.record(t.elapsed());
         }
@@ -702,6 +711,15 @@ impl Shared {
             admitted.push(p);
         }
         res.waiting.store(g.waitq.len(), Ordering::SeqCst);
+        // Their deadline wake-ups have no purpose any more (one that fired
+        // is gone already: cancelling it is a no-op).
+        for id in admitted
+            .iter()
+            .chain(refused.iter().map(|(p, _)| p))
+            .filter_map(|p| p.wakeup)
+        {
+            self.timer.cancel(id);
+        }
         let mut notify = false;
         for p in &admitted {
             if let Some(t) = p.ticket {

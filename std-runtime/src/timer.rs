@@ -116,6 +116,12 @@ impl Timer {
         removed.is_some()
     }
 
+    /// Entries not yet fired, work and wake-ups.
+    #[cfg(test)]
+    pub(crate) fn scheduled(&self) -> usize {
+        lock(&self.inner.state).entries.len()
+    }
+
     /// Work entries not yet fired, plus work actions running right now.
     pub(crate) fn pending(&self) -> usize {
         self.inner.pending.load(Ordering::SeqCst)
