@@ -198,30 +198,6 @@ impl<'a> WorkerBatch<'a> {
             count: 0,
         })
     }
-
-    /// Adds a finished task's reservation (handed back if it belongs to
-    /// another tracker: never in a pool).
-    fn add(&mut self, held: Held) -> Result<(), Held> {
-        match held {
-            Held::Packed(p) => self.writer.add_packed(p).map_err(Held::Packed),
-            Held::Detached(d) => self.writer.add_detached(d).map_err(Held::Detached),
-        }
-    }
-}
-
-/// A finished task's reservation, as it travelled.
-enum Held {
-    Detached(respool_core::DetachedReservation),
-    Packed(respool_core::PackedReservation),
-}
-
-impl Held {
-    fn detached(self) -> respool_core::DetachedReservation {
-        match self {
-            Held::Detached(d) => d,
-            Held::Packed(p) => p.unpack(),
-        }
-    }
 }
 
 /// Tasks a worker may finish before it gives their reservations back (it
@@ -1505,7 +1481,7 @@ impl Shared {
         let batchable = ext.cancel.is_none() && ext.placed.is_none() && !ext.probe;
         if batchable {
             if let Some(held) = ext.held.take() {
-                self.give_back(Held::Detached(held), batch);
+                self.give_back(held, batch);
             }
             return;
         }
@@ -1533,9 +1509,13 @@ impl Shared {
     /// Gives back the reservation of a finished task nobody waits on: with
     /// the worker's `batch`, into its release log (see `finish_ext`), else
     /// at once; then admits waiters if any.
-    fn give_back(&self, held: Held, batch: Option<&mut WorkerBatch<'_>>) {
+    fn give_back(
+        &self,
+        held: respool_core::DetachedReservation,
+        batch: Option<&mut WorkerBatch<'_>>,
+    ) {
         let held = match batch {
-            Some(b) => match b.add(held) {
+            Some(b) => match b.writer.add_detached(held) {
                 Ok(()) => return self.added(b),
                 Err(held) => held,
             },
@@ -1558,7 +1538,7 @@ impl Shared {
             },
             None => held,
         };
-        self.release_now(Held::Packed(held));
+        self.release_now(held.unpack());
     }
 
     /// After an addition to a worker's log: gives the log back every
@@ -1578,8 +1558,8 @@ impl Shared {
 
     /// Gives a reservation back to the tracker at once, then admits
     /// waiters if any.
-    fn release_now(&self, held: Held) {
-        let _ = held.detached().release(&self.res.tracker);
+    fn release_now(&self, held: respool_core::DetachedReservation) {
+        let _ = held.release(&self.res.tracker);
         // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
         fence(Ordering::SeqCst);
         self.dispatch();
