@@ -3,10 +3,13 @@
 //! For each workload it runs rounds; in each round every peer (in rotating
 //! order, so no peer always goes first) submits a batch of tasks and waits
 //! for all of them. It reports the median time per task, the ratio to the
-//! fastest peer other than respool, the same ratio between the best rounds
-//! (interference from other work on a shared machine only ever adds time,
-//! so the best round is the least disturbed one), and heap allocations per
-//! task (counted by a counting global allocator around each batch).
+//! fastest peer other than respool, the median over rounds of the ratio to
+//! that peer *in the same round* (the two batches ran seconds apart, so a
+//! change of load on a shared machine between rounds cancels out), the same
+//! ratio between the best rounds (interference from other work only ever
+//! adds time, so the best round is the least disturbed one), and heap
+//! allocations per task (counted by a counting global allocator around each
+//! batch).
 //!
 //! `cargo run --release -p respool-benches --bin pool_ratios -- [tasks] [rounds] [workers]`
 //! (defaults: 100000 tasks, 7 rounds, 2 workers). Prints a Markdown table.
@@ -37,6 +40,40 @@ fn ratios(of: &[f64]) -> Vec<f64> {
     of.iter().map(|x| x / fastest).collect()
 }
 
+/// Per peer: the median over rounds of `time / time of the fastest peer in
+/// that round`, where "the fastest peer" is the one `ratios` divides by (the
+/// fastest of the first four by median). NaN for a peer that was not run.
+fn paired(times: &[Vec<f64>], medians: &[f64]) -> Vec<f64> {
+    let Some(fastest) = (0..4).min_by(|&a, &b| medians[a].total_cmp(&medians[b])) else {
+        return vec![f64::NAN; times.len()];
+    };
+    times
+        .iter()
+        .map(|t| {
+            let mut r: Vec<f64> = t.iter().zip(&times[fastest]).map(|(x, f)| x / f).collect();
+            median(&mut r)
+        })
+        .collect()
+}
+
+/// The table: one row per peer.
+fn rows(label: &str, times: &mut [Vec<f64>], extra: impl Fn(usize) -> String) {
+    let bests = ratios(&times.iter().map(|t| best(t)).collect::<Vec<_>>());
+    let medians: Vec<f64> = times.iter().map(|t| median(&mut t.clone())).collect();
+    let pairs = paired(times, &medians);
+    let vs = ratios(&medians);
+    for (i, name) in NAMES.iter().enumerate() {
+        println!(
+            "| {label} | {name} | {:.0} | {:.3} | {:.3} | {:.3} | {} |",
+            medians[i],
+            vs[i],
+            pairs[i],
+            bests[i],
+            extra(i)
+        );
+    }
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -57,9 +94,9 @@ fn main() {
     );
     println!();
     println!(
-        "| workload | pool | median ns/task | vs fastest peer | best rounds vs fastest | allocations/task |"
+        "| workload | pool | median ns/task | vs fastest peer | same-round ratio (median) | best rounds vs fastest | allocations/task |"
     );
-    println!("|---|---|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|");
     // RESPOOL_BENCH_EMPTY_ONLY=1: only tasks without work (for profiling).
     let empty_only = std::env::var_os("RESPOOL_BENCH_EMPTY_ONLY").is_some();
     let workloads = [
@@ -99,18 +136,9 @@ fn main() {
                 times[i].push(dt.as_nanos() as f64 / n as f64);
             }
         }
-        let bests = ratios(&times.iter().map(|t| best(t)).collect::<Vec<_>>());
-        let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-        let vs = ratios(&medians);
-        for (i, name) in NAMES.iter().enumerate() {
-            println!(
-                "| {label} | {name} | {:.0} | {:.3} | {:.3} | {:.2} |",
-                medians[i],
-                vs[i],
-                bests[i],
-                allocs[i] as f64 / (n * rounds) as f64
-            );
-        }
+        rows(label, &mut times, |i| {
+            format!("{:.2}", allocs[i] as f64 / (n * rounds) as f64)
+        });
     }
     // Steady state: waves of 1,000 empty tasks, each wave awaited before the
     // next, so the number of tasks in flight stays bounded. This is where a
@@ -141,18 +169,9 @@ fn main() {
                 times[i].push(dt.as_nanos() as f64 / (waves * 1000) as f64);
             }
         }
-        let bests = ratios(&times.iter().map(|t| best(t)).collect::<Vec<_>>());
-        let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-        let vs = ratios(&medians);
-        for (i, name) in NAMES.iter().enumerate() {
-            println!(
-                "| waves of 1000 | {name} | {:.0} | {:.3} | {:.3} | {:.3} |",
-                medians[i],
-                vs[i],
-                bests[i],
-                allocs[i] as f64 / (waves * 1000 * rounds) as f64
-            );
-        }
+        rows("waves of 1000", &mut times, |i| {
+            format!("{:.3}", allocs[i] as f64 / (waves * 1000 * rounds) as f64)
+        });
     }
     if !wanted("round trip") || empty_only {
         return;
@@ -174,13 +193,5 @@ fn main() {
             times[i].push(t0.elapsed().as_nanos() as f64 / trips as f64);
         }
     }
-    let bests = ratios(&times.iter().map(|t| best(t)).collect::<Vec<_>>());
-    let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-    let vs = ratios(&medians);
-    for (i, name) in NAMES.iter().enumerate() {
-        println!(
-            "| round trip | {name} | {:.0} | {:.3} | {:.3} | |",
-            medians[i], vs[i], bests[i]
-        );
-    }
+    rows("round trip", &mut times, |_| String::new());
 }
