@@ -1499,7 +1499,7 @@ impl Shared {
             bump(&c.measured, 1);
             n
         });
-        if n % u64::from(crate::metrics::SCHEDULE_SAMPLE) == 0 {
+        if n % crate::metrics::HOLD_SAMPLE == 0 {
             self.res
                 .admission
                 .record_hold_time(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
@@ -1791,19 +1791,6 @@ fn grow_reservation(data: *const (), live: i64) -> i64 {
         return i64::MAX; // Nothing more to take: stop asking.
     }
     i64::try_from(ctx.reserved.saturating_add(grown).saturating_add(taken)).unwrap_or(i64::MAX)
-}
-
-/// Whether this submission's decision is timed (one in `SCHEDULE_SAMPLE`
-/// per submitting thread).
-pub(crate) fn sample_schedule() -> bool {
-    thread_local! {
-        static N: Cell<u32> = const { Cell::new(0) };
-    }
-    N.with(|n| {
-        let v = n.get().wrapping_add(1);
-        n.set(v);
-        v % crate::metrics::SCHEDULE_SAMPLE == 1
-    })
 }
 
 /// Completes a packet with `ShutDown` if its job is dropped without running.

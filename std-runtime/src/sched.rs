@@ -44,7 +44,7 @@ use respool_core::{Reservation, Resources, Tracker};
 
 use crate::error::{BuildError, SubmitError, TaskError};
 use crate::place::Placer;
-use crate::pool::{Config, GateGuard, Shared, Task, sample_schedule};
+use crate::pool::{Config, GateGuard, Shared, Task};
 use crate::runq::lock;
 use crate::task::Ext;
 
@@ -211,7 +211,7 @@ impl Shared {
         let _g = GateGuard(&self.gate);
         self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "respool::task", class = ?ext.class, request = %ext.request, "queued");
-        let started = sample_schedule().then(Instant::now);
+        let started = crate::metrics::sample();
         self.submit_entered(job, ext, started, !internal)
     }
 
@@ -231,7 +231,7 @@ impl Shared {
         job: impl FnOnce(bool) -> crate::job::Job,
         request: &Resources,
         urgency: Urgency,
-        timed: bool,
+        timed: Option<Instant>,
         handle: bool,
         make: impl FnOnce() -> Box<Ext>,
     ) -> Result<(), SubmitError> {
@@ -240,9 +240,8 @@ impl Shared {
         }
         let _g = GateGuard(&self.gate);
         tracing::trace!(target: "respool::task", request = %request, "queued");
-        // The timing sample doubles as the schedule-time sample (both one
-        // task in `SCHEDULE_SAMPLE`): one thread-local counter, not two.
-        let started = timed.then(Instant::now);
+        // The timing sample's clock read starts the schedule-time sample.
+        let started = timed;
         let res = &self.res;
         if !res.trivial
             || request

@@ -125,20 +125,6 @@ fn with_context<R>(attempt: u32, f: impl FnOnce(&TaskContext) -> R) -> R {
     f(&ctx)
 }
 
-/// Whether this unclassified task is timed: one in `TIMING_SAMPLE` per
-/// submitting thread, so latency statistics stay unbiased at a fraction of
-/// the cost of reading the clock for every task.
-fn sample_timing() -> bool {
-    thread_local! {
-        static N: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-    }
-    N.with(|n| {
-        let v = n.get().wrapping_add(1);
-        n.set(v);
-        v % crate::metrics::SCHEDULE_SAMPLE == 1
-    })
-}
-
 /// How long to wait before a retry.
 ///
 /// # Examples
@@ -402,7 +388,7 @@ impl<'p> TaskBuilder<'p> {
             return Err(e);
         }
         let shared = self.pool.shared();
-        let timed = sample_timing();
+        let timed = crate::metrics::sample();
         if self.is_lite(shared) {
             let job = move |packed: bool| {
                 if packed {
@@ -453,7 +439,7 @@ impl<'p> TaskBuilder<'p> {
         }
         let packet = Packet::<T>::new();
         let shared = self.pool.shared();
-        let timed = sample_timing();
+        let timed = crate::metrics::sample();
         if self.is_lite(shared) {
             // Packed, the task has no description to publish its result
             // through: its job leaves it to the worker (`Publish::Stashed`).
@@ -549,7 +535,7 @@ impl<'p> TaskBuilder<'p> {
         };
         let ext = attempt
             .template
-            .make_ext(shared, Some(packet.clone()), sample_timing());
+            .make_ext(shared, Some(packet.clone()), crate::metrics::sample());
         shared.submit_ext(attempt.into_job(), ext)?;
         Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
     }
@@ -570,8 +556,14 @@ struct Template {
 impl Template {
     /// Fills a (recycled) `Ext` box from the template; a classified task's
     /// undeclared dimensions come from learning (or its fallback). `timed`:
-    /// the task is in the timing sample (classified tasks always are).
-    fn make_ext(&self, shared: &Shared, cancel: Option<Arc<dyn Cancel>>, timed: bool) -> Box<Ext> {
+    /// the timing sample's clock read, when the task is in the sample
+    /// (classified tasks always are: they are measured).
+    fn make_ext(
+        &self,
+        shared: &Shared,
+        cancel: Option<Arc<dyn Cancel>>,
+        timed: Option<Instant>,
+    ) -> Box<Ext> {
         let mut ext = shared.new_ext();
         ext.held = None;
         ext.request = self.request;
@@ -609,8 +601,8 @@ impl Template {
         ext.deadline = self.deadline;
         ext.timeout = self.timeout;
         ext.size = self.size;
-        ext.submitted =
-            (self.class.is_some() || shared.config.measure_all || timed).then(Instant::now);
+        ext.submitted = timed
+            .or_else(|| (self.class.is_some() || shared.config.measure_all).then(Instant::now));
         ext.cancel = cancel;
         ext
     }
@@ -692,7 +684,7 @@ where
                 let ext = retry.template.make_ext(
                     &shared,
                     retry.packet.0.clone().map(|p| p as Arc<dyn Cancel>),
-                    sample_timing(),
+                    crate::metrics::sample(),
                 );
                 let packet = retry.packet.0.clone();
                 if let Err(e) = shared.resubmit(retry.into_job(), ext) {

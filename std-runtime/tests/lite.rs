@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use common::*;
 use respool::{Dim, Policy, Pool, Resources, SubmitError};
@@ -205,30 +206,55 @@ fn shutdown_now_hands_back_admitted_tasks_and_their_reservations() {
     assert_eq!(ran.load(Ordering::Relaxed), 20);
 }
 
-/// The timing sample (one task in 16 per submitting thread) covers these
-/// tasks: wait and latency have samples though no task is classified.
+/// The timing sample covers these tasks: wait and latency have samples
+/// though no task is classified. A thread submitting a burst has a sample
+/// of its tasks timed (at least one in 256, far from all); a thread whose
+/// tasks come rarer than one per 100 us has every one timed.
 #[test]
 fn the_timing_sample_covers_requirement_only_tasks() {
     let pool = pool3(2, three_dims(1 << 20, 1 << 40, 1 << 20));
-    for _ in 0..320 {
-        pool.task()
-            .requirements(three_dims(1, 1, 1))
-            .execute(|_| {})
-            .expect("admitted");
-    }
-    settle(&pool, 320);
+    let submit = |n: u64, pause: Duration| {
+        // A fresh thread: its sampler has seen nothing before.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..n {
+                    pool.task()
+                        .requirements(three_dims(1, 1, 1))
+                        .execute(|_| {})
+                        .expect("admitted");
+                    if !pause.is_zero() {
+                        std::thread::sleep(pause);
+                    }
+                }
+            });
+        });
+    };
+    let burst = 2000;
+    submit(burst, Duration::ZERO);
+    settle(&pool, burst);
     let s = pool.snapshot();
-    assert!(s.wait.count >= 20, "wait samples: {}", s.wait.count);
     assert!(
-        s.latency.count >= 20,
+        s.wait.count >= burst / 256,
+        "wait samples: {}",
+        s.wait.count
+    );
+    assert!(
+        s.latency.count >= burst / 256,
         "latency samples: {}",
         s.latency.count
     );
     assert!(
-        s.latency.count <= 320 / 8,
+        s.latency.count < burst / 2,
         "a sample, not every task: {}",
         s.latency.count
     );
+    // Rare tasks: all of them timed.
+    submit(5, Duration::from_millis(1));
+    settle(&pool, burst + 5);
+    wait_until("five more wait and latency samples", || {
+        let now = pool.snapshot();
+        now.wait.count == s.wait.count + 5 && now.latency.count == s.latency.count + 5
+    });
 }
 
 /// With a handle, a requirement-only task travels packed too, and its
