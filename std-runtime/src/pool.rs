@@ -560,6 +560,7 @@ impl Pool {
     /// assert!(err.to_string().contains("memory"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn task(&self) -> TaskBuilder<'_> {
         TaskBuilder::new(self)
     }

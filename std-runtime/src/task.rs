@@ -229,6 +229,7 @@ impl fmt::Debug for TaskBuilder<'_> {
 }
 
 impl<'p> TaskBuilder<'p> {
+    #[inline]
     pub(crate) fn new(pool: &'p Pool) -> TaskBuilder<'p> {
         TaskBuilder {
             pool,
@@ -380,6 +381,7 @@ impl<'p> TaskBuilder<'p> {
     ///
     /// A [`SubmitError`]: an invalid requirement, a requirement that can
     /// never fit, refusal by the admission policy, or shutdown.
+    #[inline]
     pub fn execute<F>(self, f: F) -> Result<(), SubmitError>
     where
         F: FnOnce(&TaskContext) + Send + 'static,
@@ -429,6 +431,7 @@ impl<'p> TaskBuilder<'p> {
     /// # Errors
     ///
     /// As [`TaskBuilder::execute`].
+    #[inline]
     pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SubmitError>
     where
         F: FnOnce(&TaskContext) -> T + Send + 'static,
