@@ -192,10 +192,10 @@ impl Builder {
     /// [`Pool::shutdown_now`](crate::Pool::shutdown_now)
     /// ([`SubmitError::ShutDown`](crate::SubmitError)); a refused job is
     /// dropped before the submission returns. A task running on this pool
-    /// that submits blocks its worker like any other thread: tasks that
-    /// were admitted but wait for a worker keep their reservations meanwhile,
-    /// so a pool whose every worker blocks this way admits nothing more
-    /// until the maximum wait ends those waits. Retries (from the pool's
+    /// that submits does not idle its worker meanwhile: the worker runs
+    /// queued tasks (nested, as a [`scope`](crate::Pool::scope) does while
+    /// it waits), so admitted tasks waiting for a worker still run and give
+    /// back what the blocked submission may need. Retries (from the pool's
     /// timer) never block: they wait like deferred tasks.
     pub fn admission(mut self, policy: Policy) -> Self {
         self.admission.policy = policy;

@@ -947,7 +947,8 @@ impl Shared {
     }
 
     /// On one of this pool's workers, runs one queued task; `false` if not on
-    /// a worker or nothing is queued. Used by scopes while they wait.
+    /// a worker or nothing is queued. Used by scopes, and by submissions
+    /// blocked under `BlockUntilDeadline`, while they wait.
     pub(crate) fn help_once(&self) -> bool {
         let (pool, worker) = WORKER.with(Cell::get);
         if pool != self.id {

@@ -534,13 +534,28 @@ impl Shared {
             g = lock(&res.sched);
         }
         self.gate.exit();
+        // A task of this pool that submits runs queued tasks while it waits
+        // (as a scope does): tasks admitted earlier may be waiting for a
+        // worker with their reservations, and the one this submission needs
+        // may be theirs. Queued tasks do not signal `resolved`, so between
+        // helps it only naps.
+        let helper = self.on_own_worker();
         let outcome = loop {
             if let Some(outcome) = g.resolved.remove(&ticket) {
                 break outcome;
             }
+            if helper {
+                drop(g);
+                let helped = self.help_once();
+                g = lock(&res.sched);
+                if helped {
+                    continue;
+                }
+            }
+            let nap = if helper { 1 } else { 50 };
             g = res
                 .resolved
-                .wait_timeout(g, Duration::from_millis(50))
+                .wait_timeout(g, Duration::from_millis(nap))
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
             // A timed wake-up re-runs admission (deadlines are also driven by

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use respool::{Backoff, Dim, Policy, Pool, Resources, SubmitError, TaskContext, TaskError};
 
 mod common;
-use common::block_worker;
+use common::{block_worker, wait_until};
 
 const SAFETY: Duration = Duration::from_secs(30);
 
@@ -1186,6 +1186,57 @@ fn blocked_submission(
         assert!(!ran.load(Ordering::SeqCst));
     }
     got
+}
+
+/// A task on the pool's only worker submits under `BlockUntilDeadline` a
+/// task that does not fit because of one it submitted just before, which
+/// was admitted but has no worker to run on. Blocked, the worker runs that
+/// queued task itself: its memory comes back and the blocked submission is
+/// admitted, long before the hour of maximum wait.
+#[test]
+fn a_worker_blocked_in_a_submission_runs_queued_tasks_meanwhile() {
+    let pool = Arc::new(pool(
+        1,
+        1000,
+        Policy::BlockUntilDeadline {
+            max_wait_ns: 3_600_000_000_000,
+        },
+    ));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    {
+        let (p, ran) = (Arc::clone(&pool), Arc::clone(&ran));
+        pool.task()
+            .require(Dim::Memory, 400)
+            .execute(move |_| {
+                let count = |ran: &Arc<AtomicUsize>| {
+                    let ran = Arc::clone(ran);
+                    move |_: &TaskContext| {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                    }
+                };
+                // Fits (800 of 1000 reserved), and waits for this worker.
+                let first = p.task().require(Dim::Memory, 400).execute(count(&ran));
+                // 1200 of 1000: blocks until `first` has run.
+                let second = p.task().require(Dim::Memory, 400).execute(count(&ran));
+                let _ = tx.send((first, second, ran.load(Ordering::SeqCst)));
+            })
+            .unwrap();
+    }
+    let Ok((first, second, ran_before)) = rx.recv_timeout(SAFETY) else {
+        // Unblock the worker (it is refused) before failing.
+        let _ = pool.shutdown_now();
+        panic!("the blocked submission was never admitted");
+    };
+    assert_eq!(first, Ok(()));
+    assert_eq!(second, Ok(()));
+    assert_eq!(ran_before, 1, "the queued task ran while the worker waited");
+    wait_until("both inner tasks to run", || {
+        ran.load(Ordering::SeqCst) == 2
+    });
+    wait_until("every reservation back", || {
+        pool.snapshot().reserved.is_zero()
+    });
 }
 
 #[test]
