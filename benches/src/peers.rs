@@ -143,23 +143,12 @@ impl Peer {
     /// If a pool cannot be built (a benchmark setup error).
     #[must_use]
     pub fn all(workers: usize) -> Vec<Peer> {
-        let big = 1u64 << 50;
-        let capacity = Resources::new()
-            .with_saturating(Dim::Cpu, big)
-            .with_saturating(Dim::Memory, big)
-            .with_saturating(Dim::Iops, big);
+        let capacity = big_capacity();
         let request = Resources::new()
             .with_saturating(Dim::Cpu, 10)
             .with_saturating(Dim::Memory, 1 << 20)
             .with_saturating(Dim::Iops, 1);
-        let respool = || {
-            Pool::builder()
-                .workers(workers)
-                .capacity(capacity)
-                .headroom(Resources::NONE)
-                .build()
-                .expect("respool pool")
-        };
+        let respool = || respool_pool(workers, capacity);
         vec![
             Peer::Crossbeam(CrossbeamPool::new(workers)),
             Peer::Rayon(
@@ -179,6 +168,21 @@ impl Peer {
             Peer::Respool(respool()),
             Peer::Respool3(respool(), request),
         ]
+    }
+
+    /// [`Peer::all`] with its last pool replaced by a second respool pool
+    /// without requirements: an A/A control. Two identical pools compared
+    /// in one run show how far apart noise alone puts them.
+    ///
+    /// # Panics
+    ///
+    /// If a pool cannot be built (a benchmark setup error).
+    #[must_use]
+    pub fn all_control(workers: usize) -> Vec<Peer> {
+        let mut peers = Peer::all(workers);
+        peers.pop();
+        peers.push(Peer::Respool(respool_pool(workers, big_capacity())));
+        peers
     }
 
     /// Runs `f` on the pool, without waiting.
@@ -241,4 +245,23 @@ impl Peer {
                 .unwrap_or(0),
         }
     }
+}
+
+/// 2^50 of CPU, memory and IOPS: nothing the benchmarks submit runs out.
+fn big_capacity() -> Resources {
+    let big = 1u64 << 50;
+    Resources::new()
+        .with_saturating(Dim::Cpu, big)
+        .with_saturating(Dim::Memory, big)
+        .with_saturating(Dim::Iops, big)
+}
+
+/// A respool pool with `workers` workers and `capacity`, no headroom.
+fn respool_pool(workers: usize, capacity: Resources) -> Pool {
+    Pool::builder()
+        .workers(workers)
+        .capacity(capacity)
+        .headroom(Resources::NONE)
+        .build()
+        .expect("respool pool")
 }

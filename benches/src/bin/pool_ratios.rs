@@ -13,6 +13,8 @@
 //!
 //! `cargo run --release -p respool-benches --bin pool_ratios -- [tasks] [rounds] [workers]`
 //! (defaults: 100000 tasks, 7 rounds, 2 workers). Prints a Markdown table.
+//! `RESPOOL_BENCH_CONTROL=1` replaces the 3-dimension pool by a second plain
+//! one (an A/A control: the spread of its ratio against the first is noise).
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -57,12 +59,12 @@ fn paired(times: &[Vec<f64>], medians: &[f64]) -> Vec<f64> {
 }
 
 /// The table: one row per peer.
-fn rows(label: &str, times: &mut [Vec<f64>], extra: impl Fn(usize) -> String) {
+fn rows(names: &[&str], label: &str, times: &mut [Vec<f64>], extra: impl Fn(usize) -> String) {
     let bests = ratios(&times.iter().map(|t| best(t)).collect::<Vec<_>>());
     let medians: Vec<f64> = times.iter().map(|t| median(&mut t.clone())).collect();
     let pairs = paired(times, &medians);
     let vs = ratios(&medians);
-    for (i, name) in NAMES.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         println!(
             "| {label} | {name} | {:.0} | {:.3} | {:.3} | {:.3} | {} |",
             medians[i],
@@ -82,7 +84,14 @@ fn main() {
     let tasks = args.first().copied().unwrap_or(100_000);
     let rounds = args.get(1).copied().unwrap_or(7).max(1);
     let workers = args.get(2).copied().unwrap_or(2).max(1);
-    let peers = Peer::all(workers);
+    // RESPOOL_BENCH_CONTROL=1: an A/A control, the last pool is a second
+    // `respool execute`: how far apart noise alone puts two identical pools.
+    let control = std::env::var_os("RESPOOL_BENCH_CONTROL").is_some();
+    let peers = if control {
+        Peer::all_control(workers)
+    } else {
+        Peer::all(workers)
+    };
     // RESPOOL_BENCH_ONLY=<index into NAMES>: profile one peer alone.
     let only: Option<usize> = std::env::var("RESPOOL_BENCH_ONLY")
         .ok()
@@ -92,6 +101,13 @@ fn main() {
         tasks,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    let mut names = NAMES.to_vec();
+    if control {
+        println!("A/A control: the last row is a second `respool execute` pool.");
+        if let Some(last) = names.last_mut() {
+            *last = "respool execute (A/A control)";
+        }
+    }
     println!();
     println!(
         "| workload | pool | median ns/task | vs fastest peer | same-round ratio (median) | best rounds vs fastest | allocations/task |"
@@ -136,7 +152,7 @@ fn main() {
                 times[i].push(dt.as_nanos() as f64 / n as f64);
             }
         }
-        rows(label, &mut times, |i| {
+        rows(&names, label, &mut times, |i| {
             format!("{:.2}", allocs[i] as f64 / (n * rounds) as f64)
         });
     }
@@ -169,7 +185,7 @@ fn main() {
                 times[i].push(dt.as_nanos() as f64 / (waves * 1000) as f64);
             }
         }
-        rows("waves of 1000", &mut times, |i| {
+        rows(&names, "waves of 1000", &mut times, |i| {
             format!("{:.3}", allocs[i] as f64 / (waves * 1000 * rounds) as f64)
         });
     }
@@ -193,5 +209,5 @@ fn main() {
             times[i].push(t0.elapsed().as_nanos() as f64 / trips as f64);
         }
     }
-    rows("round trip", &mut times, |_| String::new());
+    rows(&names, "round trip", &mut times, |_| String::new());
 }
