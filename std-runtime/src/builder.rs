@@ -195,8 +195,12 @@ impl Builder {
     /// that submits does not idle its worker meanwhile: the worker runs
     /// queued tasks (nested, as a [`scope`](crate::Pool::scope) does while
     /// it waits), so admitted tasks waiting for a worker still run and give
-    /// back what the blocked submission may need. Retries (from the pool's
-    /// timer) never block: they wait like deferred tasks.
+    /// back what the blocked submission may need. As with a scope, a queued
+    /// task that waits for something the submitting task does only after
+    /// its submission returns can then be the one it runs, and wait
+    /// forever: tasks that wait on each other should not be submitted this
+    /// way. Retries (from the pool's timer) never block: they wait like
+    /// deferred tasks.
     pub fn admission(mut self, policy: Policy) -> Self {
         self.admission.policy = policy;
         self

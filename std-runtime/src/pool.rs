@@ -572,6 +572,12 @@ impl Pool {
     /// Runs `f` with a scope in which tasks may borrow from the caller's
     /// stack; returns when every task spawned in the scope has finished.
     ///
+    /// Called on one of this pool's workers, it runs queued tasks while it
+    /// waits (nested on this thread), so that nested scopes cannot starve
+    /// the pool of workers. Any queued task may be the one it runs: a
+    /// queued task that waits for something the caller does only after the
+    /// scope returns would wait forever.
+    ///
     /// # Examples
     ///
     /// ```
