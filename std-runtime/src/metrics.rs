@@ -241,9 +241,12 @@ thread_local! {
 /// `interval` at each timed one to the rate it submits at: about one
 /// sample every 100 us, so the cost stays near 0.1% of a core, and every
 /// task when tasks are rarer than that. Which submissions are timed
-/// depends only on when they come, not on what they are: the sample is
-/// unbiased. After a burst, a thread that slows down times its next task
-/// at most 256 submissions later.
+/// depends only on when they come, never on what they are. It leans a
+/// little toward quiet moments: the sample after a pause shrinks the
+/// interval, so the submission after it is timed too (one extra sample per
+/// pause, from a task that likely waits less than those of a burst). After
+/// a burst, a thread that slows down times its next task at most 256
+/// submissions later.
 pub(crate) fn sample() -> Option<Instant> {
     SAMPLER.with(|s| {
         let left = s.left.get();
