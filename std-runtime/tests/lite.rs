@@ -209,7 +209,7 @@ fn shutdown_now_hands_back_admitted_tasks_and_their_reservations() {
 /// The timing sample covers these tasks: wait and latency have samples
 /// though no task is classified. A thread submitting a burst has a sample
 /// of its tasks timed (at least one in 256, far from all); a thread whose
-/// tasks come rarer than one per 100 us has every one timed.
+/// tasks come rarer than one per 250 us has every one timed.
 #[test]
 fn the_timing_sample_covers_requirement_only_tasks() {
     let pool = pool3(2, three_dims(1 << 20, 1 << 40, 1 << 20));
