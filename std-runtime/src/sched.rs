@@ -538,8 +538,10 @@ impl Shared {
         // (as a scope does): tasks admitted earlier may be waiting for a
         // worker with their reservations, and the one this submission needs
         // may be theirs. Queued tasks do not signal `resolved`, so between
-        // helps it only naps.
+        // helps it naps, from 1 ms up to the 50 ms of any other submitter
+        // while nothing comes to run.
         let helper = self.on_own_worker();
+        let mut nap = if helper { 1 } else { 50 };
         let outcome = loop {
             if let Some(outcome) = g.resolved.remove(&ticket) {
                 break outcome;
@@ -549,15 +551,16 @@ impl Shared {
                 let helped = self.help_once();
                 g = lock(&res.sched);
                 if helped {
+                    nap = 1;
                     continue;
                 }
             }
-            let nap = if helper { 1 } else { 50 };
             g = res
                 .resolved
                 .wait_timeout(g, Duration::from_millis(nap))
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
+            nap = (nap * 2).min(50);
             // A timed wake-up re-runs admission (deadlines are also driven by
             // the timer; this is a safety net).
             let d = self.dispatch_locked(&mut g);
