@@ -248,6 +248,7 @@ thread_local! {
 /// pause, from a task that likely waits less than those of a burst). After
 /// a burst, a thread that slows down times its next task at most 256
 /// submissions later.
+#[inline]
 pub(crate) fn sample() -> Option<Instant> {
     SAMPLER.with(|s| {
         let left = s.left.get();
@@ -255,17 +256,26 @@ pub(crate) fn sample() -> Option<Instant> {
             s.left.set(left - 1);
             return None;
         }
+        s.take()
+    })
+}
+
+impl Sampler {
+    /// A timed submission: reads the clock and sets the next interval.
+    #[cold]
+    #[inline(never)]
+    fn take(&self) -> Option<Instant> {
         let now = Instant::now();
-        let interval = s.last.get().map_or(1, |last| {
+        let interval = self.last.get().map_or(1, |last| {
             let gap =
                 u64::try_from(now.saturating_duration_since(last).as_nanos()).unwrap_or(u64::MAX);
-            next_interval(s.interval.get(), gap)
+            next_interval(self.interval.get(), gap)
         });
-        s.interval.set(interval);
-        s.left.set(interval);
-        s.last.set(Some(now));
+        self.interval.set(interval);
+        self.left.set(interval);
+        self.last.set(Some(now));
         Some(now)
-    })
+    }
 }
 
 impl Metrics {
