@@ -235,9 +235,10 @@ thread_local! {
 /// its timing (submission time, schedule time): the timing sample behind
 /// wait, schedule and latency statistics of tasks without a class.
 ///
-/// A timed task costs about 0.3 us more than another (two clock reads on
-/// the submitter, two on the worker, three histogram updates; estimated
-/// from the 1 us benchmark, where timing one task in 16 cost about 3%).
+/// A timed task costs about 0.2-0.3 us more than another: two clock reads
+/// on the submitter and two on the worker (about 30 ns each on the
+/// development VM), and three histogram updates. At one task in 16 that
+/// was 1-3% of a 1 us task.
 /// So a thread times one submission in `interval`, and adapts `interval`
 /// at each timed one to the rate it submits at: about one sample every
 /// 250 us, at most about 0.15% of a core, and every task when tasks are
