@@ -17,6 +17,7 @@
 //! one (an A/A control: the spread of its ratio against the first is noise).
 #![allow(missing_docs)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use respool_benches::counting::{Counting, allocations};
@@ -121,7 +122,7 @@ fn main() {
         ("10 us", Duration::from_micros(10), tasks / 10),
     ];
     // RESPOOL_BENCH_WORKLOAD=<label>: only that workload ("empty", "1 us",
-    // "10 us", "waves of 1000", "round trip"; for profiling).
+    // "10 us", "waves of 1000", "saturated", "round trip"; for profiling).
     let workload = std::env::var("RESPOOL_BENCH_WORKLOAD").ok();
     let wanted = |label: &str| workload.as_deref().is_none_or(|w| w == label);
     for (label, work, n) in workloads
@@ -189,6 +190,9 @@ fn main() {
             format!("{:.3}", allocs[i] as f64 / (waves * 1000 * rounds) as f64)
         });
     }
+    if wanted("saturated") && !empty_only {
+        saturated(tasks, rounds, workers);
+    }
     if !wanted("round trip") || empty_only {
         return;
     }
@@ -210,4 +214,88 @@ fn main() {
         }
     }
     rows(&names, "round trip", &mut times, |_| String::new());
+}
+
+/// Saturated: every task needs half of the pool's CPU capacity, so two run
+/// at a time and the others wait for capacity (`Policy::Defer`, the
+/// default): each submission takes the deferral path (the wait queue, a
+/// process-wide barrier, the workers' release logs given back) and each
+/// finished task admits a waiter. respool only (the peers have no
+/// admission), against the same 10 us tasks on a respool pool without
+/// requirements and the same number of workers, in the same rounds.
+fn saturated(tasks: usize, rounds: usize, workers: usize) {
+    use respool::{Dim, Pool, Resources};
+    use respool_benches::peers::{Latch, spin_for};
+    let n = (tasks / 10).max(100);
+    let work = Duration::from_micros(10);
+    let per_task = 1000;
+    let build = |cpu: u64| {
+        Pool::builder()
+            .workers(workers)
+            .capacity(Resources::new().with_saturating(Dim::Cpu, cpu))
+            .headroom(Resources::NONE)
+            .max_waiting(n)
+            .build()
+            .expect("respool pool")
+    };
+    let plain = build(1 << 40);
+    let gated = build(2 * per_task);
+    let request = Resources::new().with_saturating(Dim::Cpu, per_task);
+    let batch = |pool: &Pool, gate: bool| {
+        let latch = Latch::new(n);
+        for _ in 0..n {
+            let l = Arc::clone(&latch);
+            let f = move || {
+                spin_for(work);
+                l.done();
+            };
+            if gate {
+                pool.task()
+                    .requirements(request)
+                    .execute(move |_| f())
+                    .expect("deferred, not refused");
+            } else {
+                pool.execute(f).expect("accepted");
+            }
+        }
+        latch.wait();
+    };
+    batch(&plain, false);
+    batch(&gated, true);
+    let before = gated.snapshot().admission;
+    let (mut t_plain, mut t_gated) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for k in 0..2 {
+            let gate = (k + round) % 2 == 1;
+            let t0 = Instant::now();
+            batch(if gate { &gated } else { &plain }, gate);
+            let ns = t0.elapsed().as_nanos() as f64 / n as f64;
+            if gate {
+                t_gated.push(ns)
+            } else {
+                t_plain.push(ns)
+            }
+        }
+    }
+    let after = gated.snapshot().admission;
+    let deferred = after.deferred - before.deferred;
+    let mut pairs: Vec<f64> = t_gated.iter().zip(&t_plain).map(|(g, p)| g / p).collect();
+    println!();
+    println!(
+        "Saturated: {n} tasks of 10 us per round needing half the CPU capacity each \
+         ({:.0}% of them deferred at submit), against the same tasks without requirements:",
+        100.0 * deferred as f64 / (n * rounds) as f64
+    );
+    println!();
+    println!("| workload | pool | median ns/task | same-round ratio (median) |");
+    println!("|---|---|---:|---:|");
+    println!(
+        "| saturated, 10 us | respool execute | {:.0} | 1.000 |",
+        median(&mut t_plain)
+    );
+    println!(
+        "| saturated, 10 us | respool, half the CPU each (waits) | {:.0} | {:.3} |",
+        median(&mut t_gated),
+        median(&mut pairs)
+    );
 }
