@@ -504,14 +504,25 @@ impl Shared {
         }
         tracing::debug!(target: "respool::task", class = ?class, "deferred");
         res.waiting.store(g.waitq.len(), Ordering::SeqCst);
-        // Pairs with the fences after a release (`give_back`, `release`): a
-        // release that read `waiting == 0` before our store is visible to
-        // this dispatch. And with the light barrier after a worker adds to
-        // its release log: either the drain below sees the addition, or that
-        // worker sees us waiting and gives its log back itself.
-        crate::barrier::heavy();
-        // Releases batched by workers are given back before deciding.
-        self.drain_pending();
+        if g.waitq.len() == 1 {
+            // The first waiter since the queue was last empty. The barrier
+            // pairs with the fences after a release (`give_back`,
+            // `release`): a release that read `waiting == 0` before our
+            // store is visible to this dispatch. And with the light barrier
+            // after a worker adds to its release log: either the drain below
+            // sees the addition, or that worker sees us waiting and gives its
+            // log back itself. Releases batched by workers are given back
+            // before deciding.
+            crate::barrier::heavy();
+            self.drain_pending();
+        }
+        // Otherwise `waiting` has stayed above zero since that first
+        // waiter's barrier (it is only stored under this lock, and the queue
+        // has not been empty since): every release and every addition to a
+        // log since then has seen it and dispatches, or gives its log back,
+        // by itself; what the logs held before, that waiter's drain gave
+        // back. So a deferral under load (the queue already waiting) costs no
+        // `membarrier(2)`, whose interrupts would reach every running worker.
         let mut admitted = self.dispatch_locked(&mut g);
         if let Some(t) = started {
             self.metrics.schedule.record(t.elapsed());
