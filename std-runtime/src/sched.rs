@@ -504,7 +504,8 @@ impl Shared {
         }
         tracing::debug!(target: "respool::task", class = ?class, "deferred");
         res.waiting.store(g.waitq.len(), Ordering::SeqCst);
-        if g.waitq.len() == 1 {
+        let first = g.waitq.len() == 1;
+        if first {
             // The first waiter since the queue was last empty. The barrier
             // pairs with the fences after a release (`give_back`,
             // `release`): a release that read `waiting == 0` before our
@@ -523,7 +524,18 @@ impl Shared {
         // by itself; what the logs held before, that waiter's drain gave
         // back. So a deferral under load (the queue already waiting) costs no
         // `membarrier(2)`, whose interrupts would reach every running worker.
-        let mut admitted = self.dispatch_locked(&mut g);
+        //
+        // For the same reason, a later waiter that does not fit now needs no
+        // dispatch round: the others were last looked at by the round that
+        // followed the last release, capacity change, cancellation or
+        // deadline (each dispatches by itself), and this one cannot be
+        // admitted. Under saturation that round (a scored search of the
+        // wait queue) is most of what a deferral costs.
+        let mut admitted = if first || fits_now(&res.tracker, &request, &res.floor(urgency)) {
+            self.dispatch_locked(&mut g)
+        } else {
+            Dispatched::default()
+        };
         if let Some(t) = started {
             self.metrics.schedule.record(t.elapsed());
         }
@@ -919,6 +931,16 @@ impl Shared {
         )
         .unwrap_or(u64::MAX)
     }
+}
+
+/// Whether `request` fits in what `tracker` has available above `floor`,
+/// without reserving it: a necessary condition for admitting it now.
+fn fits_now(tracker: &Tracker, request: &Resources, floor: &Resources) -> bool {
+    request.dims().into_iter().all(|d| {
+        tracker.available_signed(d).is_none_or(|a| {
+            i128::from(a) >= i128::from(request.amount(d)) + i128::from(floor.amount(d))
+        })
+    })
 }
 
 /// The outcome of one dispatch round.
