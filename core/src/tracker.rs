@@ -219,6 +219,29 @@ impl Tracker {
         self.available.get(dim.index())
     }
 
+    /// Whether [`Tracker::try_reserve_above`] would reserve `request` above
+    /// `floor` now, without reserving anything (another thread may change
+    /// the answer at once): a cheap necessary condition for admitting a
+    /// request, for a caller that would otherwise search a queue for it.
+    #[must_use]
+    pub fn fits_above(&self, request: &Resources, floor: &Resources) -> bool {
+        let amounts = request.raw_amounts();
+        let floors = floor.raw_amounts();
+        let mut todo = request.dims().intersection(self.tracked).bits();
+        while todo != 0 {
+            let i = todo.trailing_zeros() as usize;
+            todo &= todo.wrapping_sub(1);
+            let (Some(&need), Some(slot)) = (amounts.get(i), self.available.get(i)) else {
+                continue;
+            };
+            let fl = signed(floors.get(i).copied().unwrap_or(0));
+            if need != 0 && slot.load(Ordering::Acquire) < threshold(need, fl) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Reserves `request` (its tracked dimensions) or nothing.
     ///
     /// # Errors
@@ -734,8 +757,7 @@ impl<T: Deref<Target = Tracker>> Reservation<T> {
 /// and returns what was available.
 #[inline(always)]
 fn take_above(slot: &AtomicI64, need: u64, floor: i64) -> Result<(), i64> {
-    // `need` and `floor` are at most 2^60 each: the sum fits.
-    let threshold = signed(need).saturating_add(floor);
+    let threshold = threshold(need, floor);
     let mut current = slot.load(Ordering::Relaxed);
     loop {
         if current < threshold {
@@ -752,6 +774,13 @@ fn take_above(slot: &AtomicI64, need: u64, floor: i64) -> Result<(), i64> {
             Err(actual) => current = actual,
         }
     }
+}
+
+/// The least `available` from which `need` can be taken above `floor`.
+#[inline]
+fn threshold(need: u64, floor: i64) -> i64 {
+    // `need` and `floor` are at most 2^60 each: the sum fits.
+    signed(need).saturating_add(floor)
 }
 
 /// The address of the tracker behind a handle, used only as an identity.
@@ -1194,6 +1223,30 @@ mod tests {
 
     fn cap() -> Resources {
         r(&[(Dim::Cpu, 4000), (Dim::Memory, 1000), (Dim::Gpu, 0)])
+    }
+
+    #[test]
+    fn fits_above_says_what_try_reserve_above_would_do() {
+        let t = Tracker::new(&cap());
+        let floor = r(&[(Dim::Memory, 100)]);
+        let held = t.try_reserve(&r(&[(Dim::Memory, 500)])).unwrap();
+        // 500 of 1000 memory left, 100 of it held back by the floor.
+        for (req, fits) in [
+            (r(&[(Dim::Memory, 400)]), true),
+            (r(&[(Dim::Memory, 401)]), false),
+            (r(&[(Dim::Cpu, 4000), (Dim::Memory, 400)]), true),
+            (r(&[(Dim::Cpu, 4001)]), false),
+            // Untracked dimensions and zero amounts always fit.
+            (r(&[(Dim::Iops, 1 << 40), (Dim::Memory, 0)]), true),
+            (Resources::NONE, true),
+        ] {
+            assert_eq!(t.fits_above(&req, &floor), fits, "{req:?}");
+            let got = t.try_reserve_above(&req, &floor);
+            assert_eq!(got.is_ok(), fits, "{req:?}");
+        }
+        drop(held);
+        assert!(t.fits_above(&r(&[(Dim::Memory, 900)]), &floor));
+        assert!(!t.fits_above(&r(&[(Dim::Memory, 901)]), &floor));
     }
 
     #[test]

@@ -531,7 +531,7 @@ impl Shared {
         // deadline (each dispatches by itself), and this one cannot be
         // admitted. Under saturation that round (a scored search of the
         // wait queue) is most of what a deferral costs.
-        let mut admitted = if first || fits_now(&res.tracker, &request, &res.floor(urgency)) {
+        let mut admitted = if first || res.tracker.fits_above(&request, &res.floor(urgency)) {
             self.dispatch_locked(&mut g)
         } else {
             Dispatched::default()
@@ -931,16 +931,6 @@ impl Shared {
         )
         .unwrap_or(u64::MAX)
     }
-}
-
-/// Whether `request` fits in what `tracker` has available above `floor`,
-/// without reserving it: a necessary condition for admitting it now.
-fn fits_now(tracker: &Tracker, request: &Resources, floor: &Resources) -> bool {
-    request.dims().into_iter().all(|d| {
-        tracker.available_signed(d).is_none_or(|a| {
-            i128::from(a) >= i128::from(request.amount(d)) + i128::from(floor.amount(d))
-        })
-    })
 }
 
 /// The outcome of one dispatch round.
