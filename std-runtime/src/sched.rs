@@ -225,13 +225,15 @@ impl Shared {
     ///
     /// `job(packed)` builds the job once the path is known (`packed`: it
     /// travels without a description, which matters to a job with a handle:
-    /// see `Publish::Stashed`); `handle`: a handle waits for its result.
+    /// see `Publish::Stashed`); `handle`: a handle waits for its result;
+    /// `started`: the timing sample's clock read when this submission is in
+    /// it (it also starts the schedule-time sample).
     pub(crate) fn submit_lite(
         &self,
         job: impl FnOnce(bool) -> crate::job::Job,
         request: &Resources,
         urgency: Urgency,
-        timed: Option<Instant>,
+        started: Option<Instant>,
         handle: bool,
         make: impl FnOnce() -> Box<Ext>,
     ) -> Result<(), SubmitError> {
@@ -240,8 +242,6 @@ impl Shared {
         }
         let _g = GateGuard(&self.gate);
         tracing::trace!(target: "respool::task", request = %request, "queued");
-        // The timing sample's clock read starts the schedule-time sample.
-        let started = timed;
         let res = &self.res;
         if !res.trivial
             || request
