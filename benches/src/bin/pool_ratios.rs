@@ -17,7 +17,6 @@
 //! one (an A/A control: the spread of its ratio against the first is noise).
 #![allow(missing_docs)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use respool_benches::counting::{Counting, allocations};
@@ -225,7 +224,6 @@ fn main() {
 /// requirements and the same number of workers, in the same rounds.
 fn saturated(tasks: usize, rounds: usize, workers: usize) {
     use respool::{Dim, Pool, Resources};
-    use respool_benches::peers::{Latch, spin_for};
     let n = (tasks / 10).max(100);
     let work = Duration::from_micros(10);
     let per_task = 1000;
@@ -238,37 +236,24 @@ fn saturated(tasks: usize, rounds: usize, workers: usize) {
             .build()
             .expect("respool pool")
     };
-    let plain = build(1 << 40);
-    let gated = build(2 * per_task);
-    let request = Resources::new().with_saturating(Dim::Cpu, per_task);
-    let batch = |pool: &Pool, gate: bool| {
-        let latch = Latch::new(n);
-        for _ in 0..n {
-            let l = Arc::clone(&latch);
-            let f = move || {
-                spin_for(work);
-                l.done();
-            };
-            if gate {
-                pool.task()
-                    .requirements(request)
-                    .execute(move |_| f())
-                    .expect("deferred, not refused");
-            } else {
-                pool.execute(f).expect("accepted");
-            }
-        }
-        latch.wait();
+    let plain = Peer::Respool(build(1 << 40));
+    let gated = Peer::Respool3(
+        build(2 * per_task),
+        Resources::new().with_saturating(Dim::Cpu, per_task),
+    );
+    let deferred = |p: &Peer| match p {
+        Peer::Respool3(pool, _) => pool.snapshot().admission.deferred,
+        _ => 0,
     };
-    batch(&plain, false);
-    batch(&gated, true);
-    let before = gated.snapshot().admission;
+    plain.batch(n, work);
+    gated.batch(n, work);
+    let before = deferred(&gated);
     let (mut t_plain, mut t_gated) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         for k in 0..2 {
             let gate = (k + round) % 2 == 1;
             let t0 = Instant::now();
-            batch(if gate { &gated } else { &plain }, gate);
+            if gate { &gated } else { &plain }.batch(n, work);
             let ns = t0.elapsed().as_nanos() as f64 / n as f64;
             if gate {
                 t_gated.push(ns)
@@ -277,8 +262,7 @@ fn saturated(tasks: usize, rounds: usize, workers: usize) {
             }
         }
     }
-    let after = gated.snapshot().admission;
-    let deferred = after.deferred - before.deferred;
+    let deferred = deferred(&gated) - before;
     let mut pairs: Vec<f64> = t_gated.iter().zip(&t_plain).map(|(g, p)| g / p).collect();
     println!();
     println!(
