@@ -51,6 +51,10 @@ enum Op {
     Expire {
         now: u64,
     },
+    /// Moves the queue onto a storage `by` slots larger (`ScoredQueue::grow`).
+    Grow {
+        by: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -78,6 +82,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
         1 => (2u32..6).prop_map(|modulus| Op::RemoveWhere { modulus }),
         1 => (0u64..8_000).prop_map(|now| Op::Expire { now }),
+        1 => (0usize..4).prop_map(|by| Op::Grow { by }),
     ]
 }
 
@@ -164,6 +169,7 @@ fn boxed(cap: usize, config: QueueConfig) -> Queue {
 /// Runs `ops` on a queue with an unbounded search and on the model; every
 /// answer must be identical.
 fn run_exact(cap: usize, weights: Weights, ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut cap = cap;
     let mut q = boxed(
         cap,
         QueueConfig {
@@ -296,6 +302,21 @@ fn run_exact(cap: usize, weights: Weights, ops: &[Op]) -> Result<(), TestCaseErr
                 prop_assert_eq!(n, want.len());
                 prop_assert_eq!(got, want);
                 expired += n as u64;
+            }
+            Op::Grow { by } => {
+                // Smaller storage is refused and the queue left as it was.
+                if cap > 0 {
+                    let back = q.grow((0..cap - 1).map(|_| Slot::new()).collect());
+                    prop_assert_eq!(back.map(|s| s.len()).err().map(|s| s.len()), Some(cap - 1));
+                }
+                let old = q.grow((0..cap + by).map(|_| Slot::new()).collect());
+                prop_assert_eq!(old.map(|s| s.len()).ok(), Some(cap));
+                cap += by;
+                prop_assert_eq!(q.capacity(), cap);
+                // Every ticket still names its task.
+                for (ticket, task) in &m.tasks {
+                    prop_assert_eq!(q.get(*ticket), Some(task));
+                }
             }
         }
         // Depth and counters after every operation.

@@ -515,6 +515,68 @@ where
         }
     }
 
+    /// Moves the queue onto `storage`, which must hold at least as many
+    /// slots as the current storage, and returns the old storage (its slots
+    /// emptied). Every queued task keeps its slot, its ticket and its place
+    /// in both heaps; the new slots are free. `O(capacity)`: a runtime that
+    /// grows its storage geometrically (doubling it when full) pays `O(1)`
+    /// per push on average, and allocates only as the queue fills.
+    ///
+    /// # Errors
+    ///
+    /// Hands `storage` back, with the queue unchanged, when it is smaller
+    /// than the current storage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool_core::queue::{Availability, QueueConfig, ScoredQueue, Slot, Task};
+    /// use respool_core::Resources;
+    ///
+    /// let slots = |n| (0..n).map(|_| Slot::new()).collect::<Box<[Slot<u32>]>>();
+    /// let mut q = ScoredQueue::with_storage(slots(1), QueueConfig::default());
+    /// let first = q.push(Task::new(1, Resources::NONE, 0)).unwrap();
+    /// assert!(q.push(Task::new(2, Resources::NONE, 0)).is_err(), "full");
+    /// // Twice as many slots: the queued task keeps its ticket.
+    /// let old = q.grow(slots(2)).unwrap();
+    /// assert_eq!((old.len(), q.capacity()), (1, 2));
+    /// assert_eq!(q.get(first).map(|t| t.item), Some(1));
+    /// q.push(Task::new(2, Resources::NONE, 0)).unwrap();
+    /// assert_eq!(q.pop(0, &Availability::NONE).map(|p| p.task.item), Some(1));
+    /// // Smaller storage is handed back.
+    /// assert_eq!(q.grow(slots(1)).unwrap_err().len(), 1);
+    /// ```
+    pub fn grow(&mut self, mut storage: S) -> Result<S, S> {
+        let old = self.slots.as_ref().len();
+        let new = storage.as_ref().len();
+        if new < old {
+            return Err(storage);
+        }
+        // Same indices: slot `i`'s task, its heap cells (the cells at
+        // position `i` of both heap arrays) and its position maps move
+        // together, so every ticket and both heaps stay as they were.
+        for (to, from) in storage.as_mut().iter_mut().zip(self.slots.as_mut()) {
+            *to = core::mem::take(from);
+        }
+        // The new positions of the all-tasks array lie past `len`: they hold
+        // the new (free) slots, each at its own index.
+        for (i, s) in storage.as_mut().iter_mut().enumerate().skip(old) {
+            let cell = Cell {
+                key: 0,
+                seq: 0,
+                slot: i,
+            };
+            *s = Slot {
+                entry: None,
+                all: cell,
+                deadline: cell,
+                pos_all: i,
+                pos_deadline: i,
+            };
+        }
+        Ok(core::mem::replace(&mut self.slots, storage))
+    }
+
     /// Number of queued tasks.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -595,3 +595,63 @@ fn capacity_comes_from_storage() {
     let dbg = std::format!("{empty:?}");
     assert!(dbg.contains("rejected_full: 1"), "{dbg}");
 }
+
+#[test]
+fn growing_keeps_every_task_its_ticket_and_the_heaps_their_order() {
+    let config = exact(Weights {
+        priority: 1_000,
+        aging: 1,
+        ..Weights::PRIORITY_ONLY
+    });
+    // Two queues fed the same tasks: one grows from a single slot, doubling
+    // each time it is full; the other had room from the start.
+    let mut grown = boxed::<u32>(1, config);
+    let mut roomy = boxed::<u32>(64, config);
+    let mut tickets = Vec::new();
+    for i in 0..40u32 {
+        let mut task = Task::new(i, mem(u64::from(i % 7) * 100), u64::from(i * 3))
+            .with_priority(i32::try_from(i % 5).unwrap());
+        if i % 3 == 0 {
+            task = task.with_deadline(u64::from(500 + i * 11));
+        }
+        let ticket = match grown.push(task.clone()) {
+            Ok(t) => t,
+            Err(back) => {
+                let cap = grown.capacity();
+                let old = grown.grow((0..cap * 2).map(|_| Slot::new()).collect());
+                assert_eq!(old.map(|s| s.len()).ok(), Some(cap));
+                check(&grown);
+                grown.push(back).unwrap()
+            }
+        };
+        roomy.push(task).unwrap();
+        tickets.push(ticket);
+        // Every earlier ticket still names its task.
+        for (j, t) in tickets.iter().enumerate() {
+            assert_eq!(
+                grown.get(*t).map(|t| t.item),
+                Some(u32::try_from(j).unwrap())
+            );
+        }
+    }
+    assert_eq!(grown.capacity(), 64);
+    check(&grown);
+    // A smaller storage is handed back and changes nothing.
+    assert_eq!(
+        grown
+            .grow((0..63).map(|_| Slot::new()).collect())
+            .unwrap_err()
+            .len(),
+        63
+    );
+    check(&grown);
+    // Both queues pop in the same order, deadlines expire alike.
+    assert_eq!(grown.expire(600, |_, _| ()), roomy.expire(600, |_, _| ()));
+    let free = Availability::new(mem(300), mem(1_000));
+    while let Some(a) = roomy.pop(900, &free) {
+        let b = grown.pop(900, &free).unwrap();
+        assert_eq!((a.task.item, a.score), (b.task.item, b.score));
+    }
+    assert!(grown.is_empty());
+    check(&grown);
+}
