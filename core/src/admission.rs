@@ -298,6 +298,48 @@ impl Admission {
         Ok(())
     }
 
+    /// The most a request of `urgency` can ever be granted in each tracked
+    /// dimension of `tracker`: capacity minus headroom, minus the critical
+    /// reserve for normal work (external usage is transient and does not
+    /// count, as in [`Admission::check_ever_fits`]). Untracked dimensions are
+    /// unset. A request within it in every dimension passes
+    /// `check_ever_fits`.
+    ///
+    /// A runtime clamps the amounts it estimated itself (learned or
+    /// fallback) to it, so that an estimate never makes a task unrunnable:
+    /// at worst the task runs alone. Only what a user declared is refused as
+    /// never fitting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool_core::admission::{Admission, AdmissionConfig, Urgency};
+    /// use respool_core::{Dim, Resources, Tracker};
+    ///
+    /// let tracker = Tracker::new(&Resources::new().with(Dim::Memory, 1000)?);
+    /// tracker.set_headroom(&Resources::new().with(Dim::Memory, 100)?).unwrap();
+    /// let reserve = Resources::new().with(Dim::Memory, 200)?;
+    /// let admission = Admission::new(AdmissionConfig { critical_reserve: reserve, ..Default::default() });
+    /// assert_eq!(admission.grantable(&tracker, Urgency::Normal).get(Dim::Memory), Some(700));
+    /// assert_eq!(admission.grantable(&tracker, Urgency::Critical).get(Dim::Memory), Some(900));
+    /// // A learned estimate of 10 TB, clamped: it can run (alone).
+    /// let learned = Resources::new().with(Dim::Memory, 10 << 40)?;
+    /// let clamped = learned.clamped_to(&admission.grantable(&tracker, Urgency::Normal));
+    /// assert!(admission.check_ever_fits(&tracker, &clamped, Urgency::Normal).is_ok());
+    /// # Ok::<(), respool_core::ResourceError>(())
+    /// ```
+    #[must_use]
+    pub fn grantable(&self, tracker: &Tracker, urgency: Urgency) -> Resources {
+        let floor = self.floor(urgency);
+        let mut out = Resources::NONE;
+        for dim in tracker.tracked() {
+            if let Some(limit) = tracker.limit(dim) {
+                out = out.with_saturating(dim, limit.saturating_sub(floor.amount(dim)));
+            }
+        }
+        out
+    }
+
     /// Decides what happens to `request`. `waiting` is the number of requests
     /// already in the caller's wait queue (they keep their place: a new
     /// request is deferred behind them rather than overtaking), `now_ns` the

@@ -243,6 +243,32 @@ impl Dim {
         }
     }
 
+    /// Whether running short of this dimension only slows tasks down (CPU,
+    /// IOPS, network: rates, which the kernel shares out) rather than
+    /// failing or killing them (memory, GPU memory, devices, counts).
+    /// Kubernetes makes the same distinction between compressible and
+    /// incompressible resources.
+    ///
+    /// The std runtime admits a compressible dimension softly by default: a
+    /// learned amount gets no safety margin and is bounded by physics and by
+    /// the pool, and CPU is bounded by the workers' cores (a worker count
+    /// already bounds how many tasks compute at once). The tracker itself
+    /// treats every tracked dimension alike: the runtime sets the bound of a
+    /// soft dimension as its capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool_core::{Dim, DimSet};
+    /// assert!(Dim::Cpu.is_compressible());
+    /// assert!(!Dim::Memory.is_compressible());
+    /// assert_eq!(DimSet::COMPRESSIBLE.len(), 3);
+    /// ```
+    #[must_use]
+    pub const fn is_compressible(self) -> bool {
+        matches!(self, Dim::Cpu | Dim::Iops | Dim::Network)
+    }
+
     /// This dimension's bit in a [`DimSet`].
     #[inline]
     const fn bit(self) -> u16 {
@@ -265,6 +291,15 @@ impl DimSet {
     pub const EMPTY: DimSet = DimSet(0);
     /// Every dimension.
     pub const ALL: DimSet = DimSet((1 << Dim::COUNT) - 1);
+    /// The compressible dimensions (see [`Dim::is_compressible`]): CPU,
+    /// IOPS and network.
+    pub const COMPRESSIBLE: DimSet = DimSet::EMPTY
+        .with(Dim::Cpu)
+        .with(Dim::Iops)
+        .with(Dim::Network);
+    /// The incompressible dimensions: memory, GPU memory, GPUs and the
+    /// user-defined counts.
+    pub const INCOMPRESSIBLE: DimSet = DimSet(DimSet::ALL.0 & !DimSet::COMPRESSIBLE.0);
 
     /// The set holding `dim` alone.
     #[must_use]
@@ -706,6 +741,32 @@ impl Resources {
             .unwrap_or(Resources::NONE)
     }
 
+    /// `self` with each dimension that is set in both capped at `bound`'s
+    /// amount; dimensions that `bound` leaves unset (no limit) are kept as
+    /// they are, and no dimension is added.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool_core::{Dim, Resources};
+    /// let want = Resources::new().with(Dim::Memory, 900)?.with(Dim::Cpu, 500)?;
+    /// let bound = Resources::new().with(Dim::Memory, 600)?.with(Dim::Gpu, 0)?;
+    /// let got = want.clamped_to(&bound);
+    /// assert_eq!((got.get(Dim::Memory), got.get(Dim::Cpu)), (Some(600), Some(500)));
+    /// assert_eq!(got.get(Dim::Gpu), None);
+    /// # Ok::<(), respool_core::ResourceError>(())
+    /// ```
+    #[must_use]
+    pub fn clamped_to(&self, bound: &Resources) -> Resources {
+        let mut out = *self;
+        for (i, (a, &b)) in out.amounts.0.iter_mut().zip(&bound.amounts.0).enumerate() {
+            if bound.set.bits() >> i & 1 == 1 {
+                *a = (*a).min(b);
+            }
+        }
+        out
+    }
+
     /// `self` with every dimension set in `fallback` but unset in `self` filled
     /// from `fallback`. Set dimensions of `self` always win.
     #[must_use]
@@ -1057,6 +1118,27 @@ mod tests {
         assert_eq!(Dim::user(3), Some(Dim::User3));
         assert_eq!(Dim::user(4), None);
         assert_eq!(Dim::from_name("disk"), None);
+    }
+
+    #[test]
+    fn compressible_and_incompressible_split_every_dimension() {
+        for d in Dim::ALL {
+            assert_eq!(DimSet::COMPRESSIBLE.contains(d), d.is_compressible(), "{d}");
+            assert_eq!(
+                DimSet::INCOMPRESSIBLE.contains(d),
+                !d.is_compressible(),
+                "{d}"
+            );
+        }
+        assert_eq!(
+            DimSet::COMPRESSIBLE.union(DimSet::INCOMPRESSIBLE),
+            DimSet::ALL
+        );
+        assert!(
+            DimSet::COMPRESSIBLE
+                .intersection(DimSet::INCOMPRESSIBLE)
+                .is_empty()
+        );
     }
 
     #[test]

@@ -122,6 +122,42 @@ proptest! {
     }
 
     #[test]
+    fn clamped_to_caps_only_dimensions_set_in_both(a in model(), b in model()) {
+        let got = read(&build(&a).clamped_to(&build(&b)));
+        let want: Model = core::array::from_fn(|i| match (a[i], b[i]) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, _) => x,
+        });
+        prop_assert_eq!(got, want);
+    }
+
+    /// A request clamped to what admission can ever grant never fits
+    /// "never": whatever the capacity, headroom, critical reserve and urgency.
+    #[test]
+    fn a_request_clamped_to_the_grantable_can_ever_fit(
+        request in model(),
+        capacity in model(),
+        headroom in model(),
+        reserve in model(),
+        critical in any::<bool>(),
+    ) {
+        use respool_core::admission::{Admission, AdmissionConfig, Urgency};
+        let tracker = Tracker::new(&build(&capacity));
+        // Headroom only in tracked dimensions (others are refused).
+        let tracked: Model = core::array::from_fn(|i| capacity[i].and(headroom[i]));
+        tracker.set_headroom(&build(&tracked)).expect("tracked dimensions only");
+        let admission = Admission::new(AdmissionConfig {
+            critical_reserve: build(&reserve),
+            ..AdmissionConfig::default()
+        });
+        let urgency = if critical { Urgency::Critical } else { Urgency::Normal };
+        let clamped = build(&request).clamped_to(&admission.grantable(&tracker, urgency));
+        prop_assert!(admission.check_ever_fits(&tracker, &clamped, urgency).is_ok());
+        // Dimensions the request sets stay set, others stay unset.
+        prop_assert_eq!(clamped.dims(), build(&request).dims());
+    }
+
+    #[test]
     fn scale_rounds_up_and_saturates(a in model(), ratio in 0u32..=3_000_000) {
         let got = read(&build(&a).scale(Ppm::from_ppm(ratio)));
         let want: Model = core::array::from_fn(|i| {

@@ -386,6 +386,39 @@ extern "C" fn main(argc: c_int, _argv: *const *const c_char) -> c_int {
         core::hint::black_box(keys);
     }
 
+    // A queue over borrowed storage grows onto a larger one; a learned
+    // request is clamped to what admission can ever grant.
+    {
+        use respool_core::queue::{Availability, QueueConfig, ScoredQueue, Slot, Task};
+        let mut small: [Slot<u32>; 4] = core::array::from_fn(|_| Slot::new());
+        let mut big: [Slot<u32>; 16] = core::array::from_fn(|_| Slot::new());
+        let mut q = ScoredQueue::with_storage(&mut small[..], QueueConfig::default());
+        for i in 0..4u32 {
+            let _ = q.push(Task::new(i, mem(opaque(argc, 10)), u64::from(i)));
+        }
+        let full = q.push(Task::new(9, mem(1), 9)).is_err();
+        let grown = q.grow(&mut big[..]).is_ok() && q.push(Task::new(9, mem(1), 9)).is_ok();
+        let first = q
+            .pop(opaque(argc, 100), &Availability::NONE)
+            .map(|p| p.task.item);
+        check(
+            full && grown && q.capacity() == 16 && first == Some(0),
+            "queue grows onto larger storage",
+            &mut failures,
+        );
+        let tracker = Tracker::new(&mem(opaque(argc, 1000)));
+        let admission = Admission::new(AdmissionConfig::default());
+        let learned = mem(opaque(argc, u64::MAX));
+        let clamped = learned.clamped_to(&admission.grantable(&tracker, Urgency::Normal));
+        check(
+            admission
+                .check_ever_fits(&tracker, &clamped, Urgency::Normal)
+                .is_ok(),
+            "a clamped estimate can ever fit",
+            &mut failures,
+        );
+    }
+
     // Predictors: a class learned from a size-dependent series with OOM
     // events, a series of extremes, the histogram and its buckets.
     {
