@@ -21,6 +21,11 @@ const HISTOGRAM: usize = 2;
 /// Index of [`Source::Regression`].
 const REGRESSION: usize = 3;
 
+/// The window of the residual histogram: 24 buckets span 2^(24/14) = 3.3x,
+/// misses from about a third of the prediction to three times it at 5%
+/// resolution (the window slides, conservatively, for wilder ones).
+pub const RESIDUAL_BUCKETS: usize = 24;
+
 /// The slow error average behind the confidence covers about this many of
 /// the ensemble's latest predictions (all of them while fewer were made).
 pub const CONFIDENCE_WINDOW: u64 = 16;
@@ -61,6 +66,10 @@ pub struct SeriesPredictor<const B: usize = DEFAULT_BUCKETS> {
     histogram: DecayingHistogram<B>,
     /// Regression on the size feature.
     regression: SizeRegression,
+    /// The ensemble's misses: `actual / predicted` of every scored
+    /// prediction, in ppm (1,000,000 = spot on), decaying like `histogram`.
+    /// Its percentile is the margin a reserve adds to a prediction.
+    residuals: DecayingHistogram<RESIDUAL_BUCKETS>,
     /// Recent relative error of each predictor, ppm (`NO_SCORE`: not scored).
     errors: [u32; N],
     /// Recent relative error of the ensemble's own predictions, ppm,
@@ -97,6 +106,7 @@ impl<const B: usize> SeriesPredictor<B> {
             ewma: Ewma::new(),
             histogram: DecayingHistogram::new(),
             regression: SizeRegression::new(),
+            residuals: DecayingHistogram::new(),
             errors: [NO_SCORE; N],
             ensemble_error: NO_SCORE,
             ensemble_error_slow: NO_SCORE,
@@ -124,6 +134,8 @@ impl<const B: usize> SeriesPredictor<B> {
                 .pick(|i| candidates.get(i).is_some_and(Option::is_some))
                 .and_then(|(i, _)| candidates.get(i).copied().flatten());
             if let Some(p) = chosen {
+                self.residuals
+                    .add(miss_ratio(value, p), at_ns, cfg.half_life_ns);
                 self.ensemble_accuracy.record(p, value);
                 let error = relative_error(p, value);
                 self.ensemble_error = smooth_score(self.ensemble_error, error, cfg.error_alpha);
@@ -203,19 +215,33 @@ impl<const B: usize> SeriesPredictor<B> {
         ) else {
             return fallback_prediction;
         };
+        // The class's own misses: the prediction times the percentile of
+        // `actual / predicted` (never below 1; the prediction alone before
+        // any was scored).
+        let missed = self
+            .residuals
+            .percentile(cfg.percentile)
+            .map_or(value, |miss| {
+                Ppm::from_ppm(u32::try_from(miss).unwrap_or(u32::MAX))
+                    .max(Ppm::ONE)
+                    .apply_ceil(value)
+            });
         let spread = match source {
             // The histogram mixes all sizes: no use for a size-based estimate.
-            Source::Regression => value,
-            Source::Histogram => value,
+            Source::Regression => missed,
+            // At least the percentile of the values themselves (VPA's
+            // figure): the ensemble may have switched to a predictor whose
+            // misses are wider than those recorded.
             _ => self
                 .candidate(HISTOGRAM, &cfg, size)
-                .map_or(value, |p| p.max(value)),
+                .map_or(missed, |p| p.max(missed)),
         };
         let margin = Ppm::ONE.saturating_add(cfg.safety_margin);
         let cap = margin.apply_ceil(self.bound(size));
         let upper = margin
             .apply_ceil(spread)
             .min(cap)
+            .max(value)
             .max(self.oom_floor)
             .min(MAX_AMOUNT);
         Prediction {
@@ -390,6 +416,23 @@ impl<const B: usize> SeriesPredictor<B> {
     pub const fn regression(&self) -> &SizeRegression {
         &self.regression
     }
+
+    /// The ensemble's misses, `actual / predicted` in ppm (see
+    /// [`SeriesPredictor::predict`]).
+    #[must_use]
+    pub const fn residuals(&self) -> &DecayingHistogram<RESIDUAL_BUCKETS> {
+        &self.residuals
+    }
+}
+
+/// `actual / predicted` in ppm, capped at [`MAX_AMOUNT`]; a prediction of
+/// zero counts as one.
+fn miss_ratio(actual: u64, predicted: u64) -> u64 {
+    let ratio = u128::from(actual)
+        .saturating_mul(PPM_ONE)
+        .checked_div(u128::from(predicted.max(1)))
+        .unwrap_or(u128::MAX);
+    u64::try_from(ratio).unwrap_or(u64::MAX).min(MAX_AMOUNT)
 }
 
 #[cfg(test)]
@@ -431,9 +474,9 @@ mod tests {
         // 3 of 10 samples, zero error: 30%, below the 50% threshold.
         assert_eq!(pr.confidence, Ppm::from_percent(30));
         assert!(!pr.is_confident(&cfg));
-        // Reserve: p95 is the end of 1000's bucket (1022), capped at the
-        // maximum 1000, plus 15%.
-        assert_eq!(pr.upper, 1150);
+        // Reserve: the p95 of the values is the end of 1000's bucket (1022),
+        // capped at the maximum 1000 (no prediction scored yet, no margin).
+        assert_eq!(pr.upper, 1000);
     }
 
     #[test]
@@ -518,7 +561,9 @@ mod tests {
         let with = p.predict(&cfg, Some(6), 0);
         assert_eq!((with.source, with.value), (Source::Regression, 6000));
         assert!(with.is_confident(&cfg));
-        assert_eq!(with.upper, 6900, "regression plus 15%, no histogram");
+        // Every scored prediction of the regression was exact: the p95 of
+        // the misses is the end of 1.0's bucket, 1.048576.
+        assert_eq!(with.upper, 6292, "regression times its own misses");
         let without = p.predict(&cfg, None, 0);
         assert_ne!(without.source, Source::Regression);
         // Extrapolation is allowed, proportionally: bound(18) = 9000 * 2.
@@ -540,12 +585,14 @@ mod tests {
         for i in 0..10 {
             p.observe(&cfg, 300 * MIB, None, i);
         }
-        assert_eq!(p.predict(&cfg, None, 0).upper, 345 * MIB);
+        // A constant series: the reserve is its value (the miss margin is
+        // capped at the largest value observed).
+        assert_eq!(p.predict(&cfg, None, 0).upper, 300 * MIB);
         assert_eq!(p.observe_oom(&cfg, 300 * MIB, 100), 400 * MIB);
         let pr = p.predict(&cfg, None, 0);
         assert_eq!(pr.value, 300 * MIB, "point predictors do not see the bump");
-        // The bump is the histogram's p95 now (1 of 11 samples), plus 15%.
-        assert_eq!(pr.upper, 460 * MIB);
+        // The bumped value is the floor of every reserve now.
+        assert_eq!(pr.upper, 400 * MIB);
         assert_eq!(p.max_observed(), 400 * MIB);
         assert_eq!(p.oom_floor(), 400 * MIB);
         // The floor also lifts a fallback.
@@ -594,7 +641,7 @@ mod tests {
 
     #[test]
     fn state_size() {
-        assert_eq!(core::mem::size_of::<SeriesPredictor>(), 576);
-        assert_eq!(core::mem::size_of::<SeriesPredictor<32>>(), 448);
+        assert_eq!(core::mem::size_of::<SeriesPredictor>(), 704);
+        assert_eq!(core::mem::size_of::<SeriesPredictor<32>>(), 576);
     }
 }

@@ -11,7 +11,7 @@ use crate::resource::{Dim, DimSet, PerDim, Ppm, Resources};
 ///
 /// - the dimension is in `learned`: the history is confident
 ///   ([`Prediction::is_confident`]); `expected` holds the prediction and
-///   `reserve` the percentile plus safety margin;
+///   `reserve` the prediction with its margin (see [`Prediction::upper`]);
 /// - otherwise, the dimension is set in the fallback: `expected` holds the
 ///   fallback amount and `reserve` the larger of it and any out-of-memory
 ///   floor;
@@ -21,7 +21,7 @@ use crate::resource::{Dim, DimSet, PerDim, Ppm, Resources};
 pub struct ResourceEstimate {
     /// The expected usage.
     pub expected: Resources,
-    /// What to reserve: percentile plus safety margin, or the fallback.
+    /// What to reserve: the prediction with its margin, or the fallback.
     pub reserve: Resources,
     /// The confidence of the history in each dimension (zero without history).
     pub confidence: PerDim<Ppm>,
@@ -59,8 +59,8 @@ pub struct ResourceEstimate {
 /// let est = class.predict(&cfg, None, &default);
 /// assert_eq!(est.expected, used);
 /// assert!(est.learned.contains(Dim::Memory) && est.learned.contains(Dim::Cpu));
-/// // 64 MiB plus the 15% margin, rounded up.
-/// assert_eq!(est.reserve.get(Dim::Memory), Some(77_175_194));
+/// // Every prediction was exact: the reserve is what was used.
+/// assert_eq!(est.reserve.get(Dim::Memory), Some(64 << 20));
 /// # Ok::<(), respool_core::ResourceError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(est.learned, DimSet::single(Dim::Cpu));
         // (dim, expected, reserve, confidence > 0)
         let table = [
-            (Dim::Cpu, Some(500), Some(575), true),
+            (Dim::Cpu, Some(500), Some(500), true),
             (Dim::Memory, Some(4096), Some(4096), false),
             (Dim::Iops, Some(10), Some(10), false),
             (Dim::Gpu, Some(1), Some(1), false),
