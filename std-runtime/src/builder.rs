@@ -3,7 +3,7 @@
 use std::fmt;
 
 use respool_core::admission::{AdmissionConfig, Policy};
-use respool_core::{Dim, Resources};
+use respool_core::{Dim, DimSet, Resources};
 
 use crate::Pool;
 use crate::error::BuildError;
@@ -19,7 +19,8 @@ use crate::units;
 /// | [`capacity`](Builder::capacity) | CPU and memory of the machine or container ([`sys::MachineCapacity`](crate::sys::MachineCapacity)) |
 /// | [`headroom`](Builder::headroom) | for detected memory, 10% but at least 64 MiB; none for capacities you set |
 /// | [`monitor`](Builder::monitor) | on when memory capacity is detected or a [`system_monitor`](Builder::system_monitor) is given: memory used outside the pool's reservations lowers the effective capacity within one sampling interval (1 s) |
-/// | [`admission`](Builder::admission) | [`Policy::Defer`], at most 4096 waiting tasks |
+/// | [`admission`](Builder::admission) | [`Policy::Defer`]; beyond 4096 waiting tasks a submitter from outside the pool waits for room (backpressure), never refused |
+/// | [`max_waiting`](Builder::max_waiting) | not set: no refusal for a full wait queue (see above) |
 /// | [`queue_capacity`](Builder::queue_capacity) | 4096 admitted tasks before the overflow list |
 /// | [`thread_name`](Builder::thread_name) | `"respool"` (workers are `respool-0`, `respool-1`, ...) |
 ///
@@ -43,6 +44,8 @@ pub struct Builder {
     capacity: Resources,
     headroom: Option<Resources>,
     admission: AdmissionConfig,
+    /// The user's bound on waiting tasks (`None`: backpressure instead).
+    max_waiting: Option<usize>,
     queue_capacity: usize,
     thread_name: String,
     stack_size: Option<usize>,
@@ -58,6 +61,8 @@ pub struct Builder {
     lookahead: (usize, u32),
     weights: respool_core::queue::Weights,
     pin_workers: Option<bool>,
+    /// Dimensions admitted as hard reservations.
+    hard: DimSet,
     error: Option<BuildError>,
 }
 
@@ -86,6 +91,7 @@ impl Builder {
             capacity: Resources::NONE,
             headroom: None,
             admission: AdmissionConfig::default(),
+            max_waiting: None,
             queue_capacity: 4096,
             thread_name: "respool".to_owned(),
             stack_size: None,
@@ -101,6 +107,7 @@ impl Builder {
             lookahead: (8, 16),
             weights: respool_core::queue::Weights::default(),
             pin_workers: None,
+            hard: DimSet::INCOMPRESSIBLE,
             error: None,
         }
     }
@@ -206,11 +213,50 @@ impl Builder {
         self
     }
 
-    /// The most tasks that may wait for resources (default 4096).
+    /// Bounds the wait queue: at most `max` tasks wait for resources, and a
+    /// task that would have to wait beyond that is refused with
+    /// [`SubmitError::QueueFull`](crate::SubmitError::QueueFull) and a
+    /// retry-after hint (`0`: no task ever waits, as with
+    /// [`Policy::Reject`], but refused as `QueueFull`).
+    ///
+    /// Not set (the default), a full wait queue refuses nothing: once
+    /// [`Builder::BACKPRESSURE`] tasks wait, a submitter from outside the
+    /// pool waits for one of them to leave the queue before its own task
+    /// joins it (backpressure: a loop that submits faster than tasks can
+    /// start slows down to their pace, as with a bounded channel), and
+    /// submissions that must not block (from the pool's own tasks, which
+    /// could otherwise wait on each other; retries from its timer) join the
+    /// queue beyond that mark. Under [`Policy::BlockUntilDeadline`] the wait
+    /// for room counts towards the deadline. [`Pool::shutdown_now`](crate::Pool::shutdown_now)
+    /// ends the wait with [`SubmitError::ShutDown`](crate::SubmitError::ShutDown).
+    ///
+    /// Either way the wait queue is allocated as it fills (doubling), not
+    /// up front: a large bound costs nothing until tasks wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool::{Dim, Pool, Resources, SubmitError};
+    /// let pool = Pool::builder().workers(1).memory("1GiB").max_waiting(1).build()?;
+    /// // All the memory is used outside the pool: tasks that need some wait.
+    /// pool.set_external_usage(&Resources::new().with(Dim::Memory, 1 << 30)?)?;
+    /// let waits = pool.task().memory("1MiB").spawn(|_| ())?;
+    /// let err = pool.task().memory("1MiB").spawn(|_| ()).unwrap_err();
+    /// assert!(matches!(err, SubmitError::QueueFull { .. }));
+    /// // The memory comes back: the waiting task runs.
+    /// pool.set_external_usage(&Resources::new().with(Dim::Memory, 0)?)?;
+    /// waits.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_waiting(mut self, max: usize) -> Self {
-        self.admission.max_waiting = max;
+        self.max_waiting = Some(max);
         self
     }
+
+    /// How many tasks may wait for resources before a submitter from
+    /// outside the pool waits for room, when
+    /// [`max_waiting`](Builder::max_waiting) is not set.
+    pub const BACKPRESSURE: usize = 4096;
 
     /// Capacity that only [critical](crate::TaskBuilder::critical) tasks may use.
     ///
@@ -435,6 +481,48 @@ impl Builder {
         self
     }
 
+    /// Admits `dim` as a hard reservation, like memory.
+    ///
+    /// By default only the incompressible dimensions are hard (memory, GPU
+    /// memory, GPUs, user counts: running short of them fails tasks). The
+    /// compressible ones (CPU, IOPS, network: running short only slows
+    /// tasks down, see [`Dim::is_compressible`]) are soft:
+    ///
+    /// - a learned amount is the class's expected usage, with no margin
+    ///   (memory gets the margin of its own misses);
+    /// - a measured CPU figure is at most one core per task (a task runs on
+    ///   one worker thread), and runs shorter than
+    ///   [`TaskUsage::MIN_RATE_WALL`](crate::TaskUsage::MIN_RATE_WALL) are
+    ///   not timed;
+    /// - the CPU capacity tasks are admitted against is at least the
+    ///   workers' cores (one core per worker): the worker count already
+    ///   bounds how many tasks compute at once, so tasks that each use a
+    ///   core start as on a plain pool of that many threads, and declared
+    ///   or learned CPU still steers placement and ordering. A pool of 4
+    ///   workers on 2 cores admits 4000 millicores.
+    ///
+    /// Made hard, a compressible dimension is admitted against exactly the
+    /// capacity set or detected, and learned amounts get the margin of the
+    /// class's misses, as memory does. Incompressible dimensions are always
+    /// hard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool::{Dim, Pool};
+    /// // Soft (default): 4 workers on 2 cores admit 4 cores of CPU.
+    /// let soft = Pool::builder().workers(4).cpu("2").build()?;
+    /// assert_eq!(soft.capacity().get(Dim::Cpu), Some(4000));
+    /// // Hard: exactly the 2 cores, so two 1-core tasks run at once.
+    /// let hard = Pool::builder().workers(4).cpu("2").hard(Dim::Cpu).build()?;
+    /// assert_eq!(hard.capacity().get(Dim::Cpu), Some(2000));
+    /// # Ok::<(), respool::BuildError>(())
+    /// ```
+    pub fn hard(mut self, dim: Dim) -> Self {
+        self.hard = self.hard.with(dim);
+        self
+    }
+
     /// Validates the configuration and starts the workers.
     ///
     /// # Errors
@@ -467,6 +555,16 @@ impl Builder {
                 h
             }
         };
+        // Soft CPU: admitted against at least one core per worker.
+        let mut capacity = capacity;
+        if !self.hard.contains(Dim::Cpu) {
+            if let Some(cpu) = capacity.get(Dim::Cpu) {
+                let workers_cores = u64::try_from(workers)
+                    .unwrap_or(u64::MAX)
+                    .saturating_mul(1000);
+                capacity = capacity.with_saturating(Dim::Cpu, cpu.max(workers_cores));
+            }
+        }
         let memory_detected =
             self.capacity.get(Dim::Memory).is_none() && capacity.get(Dim::Memory).is_some();
         let (domains, gpu_capacity) = match self.domains {
@@ -534,11 +632,20 @@ impl Builder {
                 Some(_) => {}
             }
         }
+        let mut admission = self.admission;
+        // Without a bound of the user's, the core never refuses a full queue
+        // (`waiting >= usize::MAX` never holds): the runtime applies
+        // backpressure instead.
+        admission.max_waiting = self.max_waiting.unwrap_or(usize::MAX);
         Pool::start(Config {
             workers,
             capacity,
             headroom,
-            admission: self.admission,
+            admission,
+            backpressure: match self.max_waiting {
+                Some(_) => None,
+                None => Some(Builder::BACKPRESSURE),
+            },
             queue_capacity: self.queue_capacity,
             thread_name: self.thread_name,
             stack_size: self.stack_size,
@@ -556,6 +663,7 @@ impl Builder {
             lookahead: self.lookahead,
             weights: self.weights,
             pin_workers,
+            hard: self.hard,
         })
     }
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use respool_core::predict::{Accuracy, PredictConfig, ResourcePredictor};
-use respool_core::{Dim, PerDim, Ppm, Resources};
+use respool_core::{Dim, DimSet, PerDim, Ppm, Resources};
 
 use crate::runq::lock;
 use crate::store::{ClassRecord, Profiles, Sample};
@@ -134,6 +134,9 @@ pub(crate) struct Profile {
     accuracy: PerDim<Accuracy>,
     /// Accuracy over the last `RECENT` predictions, all dimensions.
     recent: VecDeque<bool>,
+    /// Submissions whose estimate was clamped to what the pool can ever
+    /// grant (see `Learner::note_clamped`).
+    clamped: u64,
 }
 
 const RECENT: usize = 64;
@@ -146,6 +149,7 @@ impl Profile {
             runs: 0,
             accuracy: PerDim([Accuracy::new(); Dim::COUNT]),
             recent: VecDeque::new(),
+            clamped: 0,
         }
     }
 }
@@ -169,6 +173,12 @@ pub struct ClassAccuracy {
     /// once, in dimension order: memory is often learned exactly while CPU
     /// time moves with the machine's load.
     pub by_dim: Vec<DimAccuracy>,
+    /// Submissions of the class whose estimate (learned or fallback) was
+    /// more than the pool can ever grant, and was clamped to it: such a
+    /// task runs alone rather than never (a warning is logged the first
+    /// time). Not zero: the class needs more than this pool has, or its
+    /// profile holds values from a larger machine.
+    pub clamped: u64,
 }
 
 /// Accuracy of the predictions in one dimension (see [`ClassAccuracy`]).
@@ -222,6 +232,9 @@ fn by_dim(accuracy: &PerDim<Accuracy>) -> Vec<DimAccuracy> {
 
 pub(crate) struct Learner {
     pub(crate) config: LearningConfig,
+    /// Dimensions admitted softly (see `Builder::hard`): their learned
+    /// amounts are reserved as expected, with no margin.
+    soft: DimSet,
     classes: RwLock<HashMap<Arc<str>, Arc<Mutex<Profile>>>>,
 }
 
@@ -232,9 +245,17 @@ fn unix_ns() -> u64 {
 }
 
 impl Learner {
+    #[cfg(test)]
     pub(crate) fn new(config: LearningConfig) -> Learner {
+        Learner::with_soft(config, DimSet::COMPRESSIBLE)
+    }
+
+    /// A learner that reserves the learned amounts of `soft` dimensions
+    /// without a margin.
+    pub(crate) fn with_soft(config: LearningConfig, soft: DimSet) -> Learner {
         Learner {
             config,
+            soft,
             classes: RwLock::new(HashMap::new()),
         }
     }
@@ -277,16 +298,36 @@ impl Learner {
         let p = lock(&profile);
         let est = p.predictor.predict(&self.predict_config(), size, &fallback);
         let mut expected = Resources::NONE;
+        let mut reserve = est.reserve;
         for dim in est.learned {
             expected = expected.with_saturating(dim, est.expected.amount(dim));
+            if self.soft.contains(dim) {
+                // Soft: the expected usage, no margin (too little of it only
+                // slows the task down).
+                reserve = reserve.with_saturating(dim, est.expected.amount(dim));
+            }
         }
         let probe = self.config.probe_concurrency > 0
             && !est.learned.contains(Dim::Memory)
             && p.runs < u64::from(self.config.probe_runs);
         Estimate {
-            reserve: est.reserve,
+            reserve,
             expected,
             probe,
+        }
+    }
+
+    /// Counts a submission of `class` whose estimate `wanted` was clamped to
+    /// `bound`, what the pool can ever grant; warns the first time.
+    pub(crate) fn note_clamped(&self, class: &Arc<str>, wanted: &Resources, bound: &Resources) {
+        let profile = self.class(class);
+        let mut p = lock(&profile);
+        p.clamped += 1;
+        if p.clamped == 1 {
+            tracing::warn!(target: "respool::learn", class = %class, wanted = %wanted,
+                can_ever_grant = %bound,
+                "the class's estimate is more than this pool can ever grant: \
+                 clamped, its tasks run alone");
         }
     }
 
@@ -402,6 +443,7 @@ impl Learner {
                     recent: Ppm::ratio(recent_hits, p.recent.len() as u64),
                     expected,
                     by_dim: by_dim(&p.accuracy),
+                    clamped: p.clamped,
                 }
             })
             .collect();
@@ -439,6 +481,7 @@ impl Learner {
                     })
                 })
                 .collect(),
+            clamped: out.iter().map(|c| c.clamped).sum(),
         };
         (out, total)
     }

@@ -190,26 +190,56 @@ pub struct TaskUsage {
 }
 
 impl TaskUsage {
+    /// Runs shorter than this give no CPU or IOPS figure: the clock reads
+    /// and syscalls around a task cost a few microseconds, and thread CPU
+    /// clocks may advance in steps, so a rate over a shorter run says more
+    /// about the measurement than about the task (a 12 us task once
+    /// measured 13 cores). Its heap and reported figures still count.
+    pub const MIN_RATE_WALL: Duration = Duration::from_millis(1);
+
     /// The usage as a resource vector: memory = heap peak, CPU = average
-    /// millicores over the run, IOPS = read and write syscalls per second
-    /// (for runs of at least a millisecond), other dimensions as reported
-    /// (reported values also override measured ones).
+    /// millicores over the run, at most one core (the thread CPU clock
+    /// measures the one worker thread that ran the task: more than its wall
+    /// time is a measurement error), IOPS = read and write syscalls per
+    /// second; CPU and IOPS only for runs of at least
+    /// [`MIN_RATE_WALL`](TaskUsage::MIN_RATE_WALL). Other dimensions as
+    /// reported (reported values also override measured ones, so a task
+    /// that starts threads of its own can report its CPU).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use respool::{Dim, TaskUsage};
+    /// let ms = Duration::from_millis;
+    /// let busy = TaskUsage { wall: ms(10), cpu: Some(ms(5)), ..TaskUsage::default() };
+    /// assert_eq!(busy.as_resources().get(Dim::Cpu), Some(500));
+    /// // A clock that says more than the wall time: one core, not more.
+    /// let odd = TaskUsage { wall: ms(10), cpu: Some(ms(40)), ..TaskUsage::default() };
+    /// assert_eq!(odd.as_resources().get(Dim::Cpu), Some(1000));
+    /// // Too short to time: no CPU figure at all.
+    /// let short = TaskUsage { wall: Duration::from_micros(12), cpu: Some(ms(1)), ..TaskUsage::default() };
+    /// assert_eq!(short.as_resources().get(Dim::Cpu), None);
+    /// ```
     #[must_use]
     pub fn as_resources(&self) -> Resources {
         let mut r = Resources::NONE;
         let wall_ns = u64::try_from(self.wall.as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
+        let timed = self.wall >= TaskUsage::MIN_RATE_WALL;
         if let Some(h) = self.heap {
             r = r.with_saturating(Dim::Memory, h.peak);
         }
-        if let Some(cpu) = self.cpu {
-            let cpu_ns = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
+        if let Some(cpu) = self.cpu.filter(|_| timed) {
+            let cpu_ns = u64::try_from(cpu.as_nanos())
+                .unwrap_or(u64::MAX)
+                .min(wall_ns);
             let milli = u128::from(cpu_ns) * 1000 / u128::from(wall_ns);
-            r = r.with_saturating(Dim::Cpu, u64::try_from(milli).unwrap_or(u64::MAX).max(1));
+            r = r.with_saturating(Dim::Cpu, u64::try_from(milli).unwrap_or(1000).max(1));
         }
         if let Some(io) = self.io {
-            if self.wall >= Duration::from_millis(1) {
+            if timed {
                 let calls = io.read_calls.saturating_add(io.write_calls);
                 let per_s = u128::from(calls) * 1_000_000_000 / u128::from(wall_ns);
                 r = r.with_saturating(Dim::Iops, u64::try_from(per_s).unwrap_or(u64::MAX));

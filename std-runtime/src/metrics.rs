@@ -188,6 +188,8 @@ pub(crate) struct Metrics {
     pub(crate) submitted: CachePadded<Submitted>,
     pub(crate) timed_out: AtomicU64,
     pub(crate) rejected_at_submit: AtomicU64,
+    /// Submissions that waited for room in the wait queue (backpressure).
+    pub(crate) held_for_room: AtomicU64,
     /// Time spent deciding admission and placement (resource-aware tasks;
     /// sampled, see [`sample`]).
     pub(crate) schedule: Histogram,
@@ -288,6 +290,7 @@ impl Metrics {
             submitted: CachePadded::new(Submitted::default()),
             timed_out: AtomicU64::new(0),
             rejected_at_submit: AtomicU64::new(0),
+            held_for_room: AtomicU64::new(0),
             schedule: Histogram::new(),
         }
     }

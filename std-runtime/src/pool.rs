@@ -219,6 +219,10 @@ pub(crate) struct Config {
     pub(crate) capacity: Resources,
     pub(crate) headroom: Resources,
     pub(crate) admission: AdmissionConfig,
+    /// Waiting tasks beyond which a submitter from outside the pool waits
+    /// for room (`None`: the user bounded the queue with `max_waiting`, so a
+    /// full queue refuses instead).
+    pub(crate) backpressure: Option<usize>,
     pub(crate) queue_capacity: usize,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
@@ -243,6 +247,9 @@ pub(crate) struct Config {
     pub(crate) weights: respool_core::queue::Weights,
     /// Pin workers to the CPUs of their domain.
     pub(crate) pin_workers: bool,
+    /// Dimensions admitted as hard reservations (see `Builder::hard`); the
+    /// others are soft.
+    pub(crate) hard: respool_core::DimSet,
 }
 
 impl fmt::Debug for Config {
@@ -274,8 +281,9 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     /// Workers must exit.
     exit: AtomicBool,
-    /// `shutdown_now`: workers stop taking tasks.
-    stop_now: AtomicBool,
+    /// `shutdown_now`: workers stop taking tasks (and submitters waiting for
+    /// room in the wait queue give up).
+    pub(crate) stop_now: AtomicBool,
     pub(crate) res: crate::sched::Resourcing,
     pub(crate) timer: Timer,
     pub(crate) metrics: Metrics,
@@ -330,7 +338,31 @@ impl Pool {
         crate::Builder::new().build()
     }
 
-    pub(crate) fn start(config: Config) -> Result<Pool, BuildError> {
+    pub(crate) fn start(mut config: Config) -> Result<Pool, BuildError> {
+        let worker_domain = {
+            let cpu_domains: Vec<&crate::place::DomainSpec> = config
+                .domains
+                .iter()
+                .filter(|d| d.kind == crate::place::DomainKind::Cpu)
+                .collect();
+            assign_workers(config.workers, &cpu_domains)
+        };
+        if !config.hard.contains(respool_core::Dim::Cpu) {
+            // Soft CPU, per domain as for the pool: at least its workers' cores.
+            for (i, d) in config
+                .domains
+                .iter_mut()
+                .filter(|d| d.kind == crate::place::DomainKind::Cpu)
+                .enumerate()
+            {
+                let workers = worker_domain.iter().filter(|&&w| w == i).count();
+                let cores = u64::try_from(workers)
+                    .unwrap_or(u64::MAX)
+                    .saturating_mul(1000);
+                let cpu = d.capacity.amount(respool_core::Dim::Cpu).max(cores);
+                d.capacity = d.capacity.with_saturating(respool_core::Dim::Cpu, cpu);
+            }
+        }
         let res = crate::sched::Resourcing::new(&config)?;
         // Before any worker starts: workers read the barrier mode.
         crate::barrier::init();
@@ -339,7 +371,6 @@ impl Pool {
             .iter()
             .filter(|d| d.kind == crate::place::DomainKind::Cpu)
             .collect();
-        let worker_domain = assign_workers(config.workers, &cpu_domains);
         let domain_queues = if res.trivial {
             Vec::new()
         } else {
@@ -379,7 +410,12 @@ impl Pool {
             stop_now: AtomicBool::new(false),
             res,
             timer: Timer::new(format!("{}-timer", config.thread_name)),
-            learner: crate::learn::Learner::new(config.learning),
+            learner: crate::learn::Learner::with_soft(
+                config.learning,
+                respool_core::DimSet::ALL.intersection(respool_core::DimSet::from_bits_truncate(
+                    !config.hard.bits(),
+                )),
+            ),
             metrics: Metrics::new(workers),
             epoch: Instant::now(),
             on_cancel: {
@@ -852,6 +888,9 @@ impl Pool {
         let s = &self.shared;
         s.gate.close();
         s.stop_now.store(true, Ordering::SeqCst);
+        // Submitters waiting for room in the wait queue hold the gate: they
+        // see `stop_now` and leave with `ShutDown`.
+        s.wake_waiters_for_room();
         let mut backoff = Duration::from_micros(10);
         while s.gate.in_flight() > 0 {
             thread::sleep(backoff);

@@ -57,13 +57,31 @@ pub(crate) struct Resourcing {
     pub(crate) sched: Mutex<Sched>,
     /// Signalled when blocking submitters' tickets resolve.
     pub(crate) resolved: Condvar,
+    /// Signalled when the wait queue has room again for submitters held
+    /// back by backpressure (see `Config::backpressure`), and at
+    /// `shutdown_now`.
+    room: Condvar,
     /// Set when a waiting task was cancelled (purge before admitting).
     pub(crate) purge: AtomicBool,
     /// Placement never needs deciding: the fast path never locks.
     pub(crate) trivial: bool,
+    /// The most any one placement domain holds, per dimension (CPU-domain
+    /// dimensions over the CPU domains, GPU ones over the GPU domains);
+    /// unset with trivial placement.
+    largest_domain: Resources,
 }
 
 type WaitStorage = Box<[Slot<Pending>]>;
+
+/// Slots of a new wait queue: it doubles as it fills, up to `max_waiting`.
+const INITIAL_WAIT_SLOTS: usize = 64;
+
+/// The most slots a wait queue may have (the core queue's limit).
+const MAX_WAIT_SLOTS: usize = u32::MAX as usize;
+
+fn wait_storage(slots: usize) -> WaitStorage {
+    (0..slots).map(|_| Slot::new()).collect()
+}
 
 pub(crate) struct Sched {
     pub(crate) waitq: ScoredQueue<Pending, WaitStorage>,
@@ -77,6 +95,10 @@ pub(crate) struct Sched {
     next_ticket: u64,
     /// Outcomes of blocking submitters' tasks, by ticket.
     resolved: HashMap<u64, Resolved>,
+    /// Submitters waiting for room in the wait queue (backpressure).
+    room_waiters: usize,
+    /// The most slots the wait queue may grow to (`max_waiting`).
+    max_slots: usize,
     /// Cold-start probes running, per class.
     probes: HashMap<std::sync::Arc<str>, u32>,
     /// The most probes of one class at once.
@@ -136,12 +158,20 @@ impl Resourcing {
                 },
                 _ => BuildError::Invalid(e.to_string()),
             })?;
-        let slots: WaitStorage = (0..config.admission.max_waiting.max(1))
-            .map(|_| Slot::new())
-            .collect();
+        let max_slots = config.admission.max_waiting.min(MAX_WAIT_SLOTS);
+        let slots = wait_storage(max_slots.min(INITIAL_WAIT_SLOTS));
         let placer = Placer::new(&config.domains, config.fit);
         let (width, max_skips) = config.lookahead;
+        let largest_domain = if placer.is_trivial() {
+            Resources::NONE
+        } else {
+            config
+                .domains
+                .iter()
+                .fold(Resources::NONE, |acc, d| acc.max(&d.capacity))
+        };
         Ok(Resourcing {
+            largest_domain,
             trivial: placer.is_trivial(),
             tracker,
             admission: Admission::new(config.admission),
@@ -155,10 +185,13 @@ impl Resourcing {
                 epoch: None,
                 next_ticket: 0,
                 resolved: HashMap::new(),
+                room_waiters: 0,
+                max_slots,
                 probes: HashMap::new(),
                 probe_limit: config.learning.probe_concurrency.max(1),
             }),
             resolved: Condvar::new(),
+            room: Condvar::new(),
             purge: AtomicBool::new(false),
         })
     }
@@ -445,6 +478,19 @@ impl Shared {
         block: bool,
     ) -> Result<(), SubmitError> {
         let res = &self.res;
+        if let Some(high) = self.config.backpressure.filter(|_| block) {
+            if g.waitq.len() >= high && !self.on_own_worker() {
+                g = match self.wait_for_room(g, high, admit_by) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        // Refused while waiting for room: the job is
+                        // dropped (outside the lock) before returning.
+                        drop((job, ext));
+                        return Err(e);
+                    }
+                };
+            }
+        }
         let now = self.now_ns();
         let request = ext.request;
         let deadline = ext.deadline.map(|d| self.instant_ns(d));
@@ -491,13 +537,32 @@ impl Shared {
         if let Some(d) = stop_by {
             item = item.with_deadline(d);
         }
-        if g.waitq.push(item).is_err() {
+        // The task comes back whole when the queue is full (the core cannot
+        // box it).
+        #[allow(clippy::result_large_err)]
+        let pushed = g.waitq.push(item).or_else(|back| {
+            // Full: grow the storage (doubling) while `max_waiting` allows.
+            let cap = g.waitq.capacity();
+            let bigger = cap
+                .saturating_mul(2)
+                .max(INITIAL_WAIT_SLOTS)
+                .min(g.max_slots);
+            if bigger > cap {
+                let _ = g.waitq.grow(wait_storage(bigger));
+            }
+            g.waitq.push(back)
+        });
+        if let Err(refused) = pushed {
             if let Some(id) = wakeup {
                 self.timer.cancel(id);
             }
             self.metrics
                 .rejected_at_submit
                 .fetch_add(1, Ordering::Relaxed);
+            // The job is dropped (running user code, such as a C `destroy`,
+            // which may call back into the pool) outside the lock.
+            drop(g);
+            drop(refused);
             return Err(SubmitError::QueueFull {
                 retry_after: res.admission.retry_after_ns().map(Duration::from_nanos),
             });
@@ -607,6 +672,68 @@ impl Shared {
                 Err(error)
             }
         }
+    }
+
+    /// Backpressure: holds a submitter from outside the pool while `high`
+    /// or more tasks wait, until one leaves the queue (`dispatch_locked`
+    /// signals `room`). It keeps its entry in the submission gate, so a
+    /// graceful shutdown waits for its task too (the workers go on draining
+    /// the queue meanwhile); `shutdown_now` ends the wait with `ShutDown`.
+    /// Under `BlockUntilDeadline` the admission deadline `admit_by` ends it
+    /// with `DeadlineExpired`. On an error the lock is released.
+    fn wait_for_room<'a>(
+        &'a self,
+        mut g: std::sync::MutexGuard<'a, Sched>,
+        high: usize,
+        admit_by: Option<u64>,
+    ) -> Result<std::sync::MutexGuard<'a, Sched>, SubmitError> {
+        // The timed wake-up is a safety net only: leaving the queue, and
+        // `shutdown_now`, signal `room`.
+        let mut nap = Duration::from_millis(50);
+        if g.waitq.len() >= high {
+            self.metrics.held_for_room.fetch_add(1, Ordering::Relaxed);
+        }
+        while g.waitq.len() >= high {
+            if self.stop_now.load(Ordering::SeqCst) {
+                return Err(SubmitError::ShutDown);
+            }
+            if let Some(by) = admit_by {
+                let now = self.now_ns();
+                if now >= by {
+                    self.res.admission.record_after_wait(false);
+                    return Err(SubmitError::DeadlineExpired);
+                }
+                nap = nap.min(Duration::from_nanos(by - now));
+            }
+            g.room_waiters += 1;
+            g = self
+                .res
+                .room
+                .wait_timeout(g, nap)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+            g.room_waiters -= 1;
+        }
+        Ok(g)
+    }
+
+    /// Wakes every submitter waiting for room (for `shutdown_now`, after it
+    /// set `stop_now`).
+    pub(crate) fn wake_waiters_for_room(&self) {
+        // Under the lock: a waiter checks `stop_now` under it before it waits.
+        let _g = lock(&self.res.sched);
+        self.res.room.notify_all();
+    }
+
+    /// The most a task of `urgency` can ever be granted, per tracked
+    /// dimension: what admission can grant (capacity less headroom, less
+    /// the critical reserve for normal work), and what the largest
+    /// placement domain holds.
+    pub(crate) fn grantable(&self, urgency: Urgency) -> Resources {
+        self.res
+            .admission
+            .grantable(&self.res.tracker, urgency)
+            .clamped_to(&self.res.largest_domain)
     }
 
     /// Admits waiting tasks that fit now. Returns them (push them after
@@ -812,6 +939,14 @@ impl Shared {
         if notify {
             res.resolved.notify_all();
         }
+        if g.room_waiters > 0
+            && self
+                .config
+                .backpressure
+                .is_some_and(|high| g.waitq.len() < high)
+        {
+            res.room.notify_all();
+        }
         Dispatched { admitted, dropped }
     }
 
@@ -880,8 +1015,9 @@ impl Shared {
     }
 
     /// Fragmentation of the CPU domains for the request at the head of the
-    /// wait queue, and what each domain holds (for the snapshot).
-    pub(crate) fn placement_view(&self) -> (respool_core::Ppm, Vec<(Resources, Resources)>) {
+    /// wait queue, what each domain holds, and the most tasks that waited at
+    /// once (for the snapshot).
+    pub(crate) fn placement_view(&self) -> (respool_core::Ppm, Vec<(Resources, Resources)>, usize) {
         let g = lock(&self.res.sched);
         let now = self.now_ns();
         let typical = g
@@ -894,7 +1030,7 @@ impl Shared {
         } else {
             g.placer.fragmentation(&typical)
         };
-        (frag, g.placer.usage())
+        (frag, g.placer.usage(), g.waitq.stats().max_depth)
     }
 
     /// Removes every waiting task (shutdown now) and returns them, except

@@ -39,6 +39,11 @@ pub struct PoolSnapshot {
     pub queued: usize,
     /// Tasks waiting for resources.
     pub waiting: usize,
+    /// The most tasks that waited for resources at once.
+    pub peak_waiting: usize,
+    /// Submissions that waited for room in the wait queue before joining it
+    /// (backpressure, see [`Builder::max_waiting`](crate::Builder::max_waiting)).
+    pub held_for_room: u64,
     /// Capacity per tracked dimension.
     pub capacity: Resources,
     /// Capacity minus headroom and external usage.
@@ -66,7 +71,7 @@ pub struct PoolSnapshot {
 
 pub(crate) fn take(s: &Shared) -> PoolSnapshot {
     let (classes, learning) = s.learner.accuracy();
-    let (fragmentation, domains) = s.placement_view();
+    let (fragmentation, domains, peak_waiting) = s.placement_view();
     let capacity = s.res.tracker.capacity();
     let reserved = s.res.tracker.reserved();
     PoolSnapshot {
@@ -86,6 +91,8 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
         rejected: s.metrics.rejected_at_submit.load(Ordering::Relaxed),
         queued: s.queued(),
         waiting: s.waiting(),
+        peak_waiting,
+        held_for_room: s.metrics.held_for_room.load(Ordering::Relaxed),
         effective_capacity: s.res.tracker.effective_capacity(),
         utilisation: reserved.utilisation(&capacity),
         capacity,
@@ -122,8 +129,8 @@ impl fmt::Display for PoolSnapshot {
         )?;
         writeln!(
             f,
-            "queued {}  waiting for resources {}",
-            self.queued, self.waiting
+            "queued {}  waiting for resources {} (peak {}, submitters held for room {})",
+            self.queued, self.waiting, self.peak_waiting, self.held_for_room
         )?;
         for (dim, cap) in self.capacity.iter() {
             let used = self.reserved.amount(dim);

@@ -586,8 +586,19 @@ impl Template {
                     shared.config.admission.policy,
                     respool_core::admission::Policy::Reject
                 );
-            // Declared requirements always win.
-            ext.request = self.request.or(&est.reserve);
+            // Declared requirements always win. What respool estimated
+            // itself (learned, fallback) is clamped to what the pool can
+            // ever grant: an estimate never makes a task unrunnable, at
+            // worst it runs alone. Only what the user declared is refused
+            // as never fitting.
+            let undeclared = respool_core::DimSet::from_bits_truncate(!self.request.dims().bits());
+            let own = est.reserve.restricted(undeclared);
+            let bound = shared.grantable(self.urgency);
+            let clamped = own.clamped_to(&bound);
+            if clamped != own {
+                shared.learner.note_clamped(class, &own, &bound);
+            }
+            ext.request = self.request.or(&clamped);
             let mut expected = Resources::NONE;
             for (dim, amount) in est.expected.iter() {
                 if self.request.get(dim).is_none() {
