@@ -232,6 +232,8 @@ pub(crate) fn build_error(e: &BuildError) -> Error {
         | BuildError::HeadroomExceedsCapacity { .. }
         | BuildError::Untracked { .. }
         | BuildError::CriticalReserveTooLarge { .. }
+        | BuildError::TooLarge { .. }
+        | BuildError::TooSmall { .. }
         | BuildError::Invalid(_) => respool_result::RESPOOL_INVALID_ARGUMENT,
         _ => respool_result::RESPOOL_INTERNAL,
     };

@@ -8,7 +8,7 @@ use respool_core::{Dim, Resources};
 use crate::Pool;
 use crate::error::BuildError;
 use crate::pool::Config;
-use crate::units;
+use crate::{limits, units};
 
 /// Configures a [`Pool`]. Every setting has a default that works on the
 /// machine (or container) it runs on.
@@ -105,7 +105,9 @@ impl Builder {
         }
     }
 
-    /// Number of worker threads.
+    /// Number of worker threads: 1 to [`MAX_WORKERS`](crate::limits::MAX_WORKERS)
+    /// (4096); [`build`](Builder::build) refuses 0 with
+    /// [`BuildError::ZeroWorkers`] and more with [`BuildError::TooLarge`].
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = Some(workers);
         self
@@ -206,7 +208,11 @@ impl Builder {
         self
     }
 
-    /// The most tasks that may wait for resources (default 4096).
+    /// The most tasks that may wait for resources (default 4096; 0 refuses
+    /// every task that does not fit now with
+    /// [`SubmitError::QueueFull`](crate::SubmitError::QueueFull)). At most
+    /// [`MAX_WAITING`](crate::limits::MAX_WAITING) (2^32 - 1), else
+    /// [`build`](Builder::build) fails with [`BuildError::TooLarge`].
     pub fn max_waiting(mut self, max: usize) -> Self {
         self.admission.max_waiting = max;
         self
@@ -241,6 +247,9 @@ impl Builder {
     /// overflow list (default 4096). A slot takes about 100 bytes (a small
     /// closure is stored in it, and a task with requirements only carries
     /// its reservation there), so the default queue takes about 400 KiB.
+    /// 1 to [`MAX_QUEUE_CAPACITY`](crate::limits::MAX_QUEUE_CAPACITY) (2^20);
+    /// [`build`](Builder::build) refuses 0 with
+    /// [`BuildError::ZeroQueueCapacity`] and more with [`BuildError::TooLarge`].
     pub fn queue_capacity(mut self, slots: usize) -> Self {
         self.queue_capacity = slots;
         self
@@ -252,7 +261,11 @@ impl Builder {
         self
     }
 
-    /// Stack size of worker threads, in bytes.
+    /// Stack size of worker threads, in bytes (default: the Rust default,
+    /// 2 MiB): [`MIN_STACK_SIZE`](crate::limits::MIN_STACK_SIZE) (64 KiB) to
+    /// [`MAX_STACK_SIZE`](crate::limits::MAX_STACK_SIZE) (1 GiB), else
+    /// [`build`](Builder::build) fails with [`BuildError::TooSmall`] (0
+    /// included) or [`BuildError::TooLarge`].
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
@@ -414,7 +427,10 @@ impl Builder {
     /// The lookahead of the wait queue: when the best waiting task does not
     /// fit, start the first of the next `width - 1` that does, but pass over
     /// the best one at most `max_skips` times in a row (default 8 and 16;
-    /// `width = 1` is strict head-of-line admission).
+    /// `width = 1` is strict head-of-line admission; 0 counts as 1). The
+    /// width is at most [`MAX_LOOKAHEAD`](crate::limits::MAX_LOOKAHEAD)
+    /// (1024), else [`build`](Builder::build) fails with
+    /// [`BuildError::TooLarge`].
     pub fn lookahead(mut self, width: usize, max_skips: u32) -> Self {
         self.lookahead = (width.max(1), max_skips);
         self
@@ -439,7 +455,10 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] that says which setting to change.
+    /// A [`BuildError`] that says which setting to change; a size outside
+    /// its bounds in [`limits`](crate::limits) gives [`BuildError::TooLarge`]
+    /// or [`BuildError::TooSmall`], naming the setting, the value and the
+    /// limit.
     pub fn build(self) -> Result<Pool, BuildError> {
         if let Some(e) = self.error {
             return Err(e);
@@ -450,9 +469,27 @@ impl Builder {
         if self.queue_capacity == 0 {
             return Err(BuildError::ZeroQueueCapacity);
         }
+        // Every size that is allocated up front is bounded (crate::limits).
+        if let Some(w) = self.workers {
+            limits::check_workers(w)?;
+        }
+        limits::check(
+            "queue_capacity",
+            self.queue_capacity,
+            1,
+            limits::MAX_QUEUE_CAPACITY,
+        )?;
+        limits::check_max_waiting(self.admission.max_waiting)?;
+        if let Some(s) = self.stack_size {
+            limits::check_stack_size(s)?;
+        }
+        limits::check("lookahead", self.lookahead.0, 1, limits::MAX_LOOKAHEAD)?;
         let machine = crate::sys::MachineCapacity::detect_host();
         let detected = machine.default_capacity(&crate::sys::Headroom::DEFAULT);
-        let workers = self.workers.unwrap_or(detected.workers).max(1);
+        let workers = self
+            .workers
+            .unwrap_or(detected.workers.min(limits::MAX_WORKERS))
+            .max(1);
         let capacity = self.capacity.or(&detected.limit);
         let headroom = match self.headroom {
             Some(h) => h,
