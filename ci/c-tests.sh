@@ -66,7 +66,16 @@ fi
 readelf -d "$stage/lib/librespool.so" | grep 'SONAME.*\[librespool\.so\.0\]' >/dev/null
 
 step "run"
-(cd "$out" && ./test_c_api)
+# A configuration error is an error code, never a panic: the C API tests
+# leave stderr free of Rust panic messages (test_panic.c provokes its own).
+if ! (cd "$out" && ./test_c_api 2>test_c_api.stderr); then
+    cat "$out/test_c_api.stderr" >&2
+    exit 1
+fi
+if grep -E "panicked at|stack backtrace" "$out/test_c_api.stderr" >&2; then
+    echo "test_c_api printed a Rust panic on stderr (above)" >&2
+    exit 1
+fi
 (cd "$out" && ./test_c_api_shared)
 ldd "$out/test_c_api_shared" | grep "librespool.so.0 => $root/$stage/lib/librespool.so.0" >/dev/null
 (cd "$out" && ./test_panic)

@@ -34,6 +34,13 @@
  *   respool_last_error_message() the details of the last failure on the
  *   calling thread.
  *
+ * Limits: every size is checked where it is set, so that no setting makes
+ *   respool_pool_new allocate without bound: workers 1 to RESPOOL_MAX_WORKERS
+ *   (4096), waiting tasks up to RESPOOL_MAX_WAITING (2^32 - 1), worker stacks
+ *   RESPOOL_MIN_STACK_SIZE (64 KiB) to RESPOOL_MAX_STACK_SIZE (1 GiB). A size
+ *   outside its bounds gives RESPOOL_INVALID_ARGUMENT, a last-error message
+ *   that states the limit, and no change.
+ *
  * Panics: a Rust panic inside respool is caught at the boundary and
  *   returned as RESPOOL_PANICKED; it never unwinds into C and never aborts
  *   the program (the library is built with panic=unwind). Callbacks must not
@@ -117,6 +124,21 @@
 // Queue it, and make `respool_pool_submit` block until it is admitted, or
 // fail with `RESPOOL_DEADLINE_EXPIRED` after the maximum wait.
 #define RESPOOL_POLICY_BLOCK_UNTIL_DEADLINE 2
+
+// The most worker threads a pool may have (`respool_config_set_workers`):
+// 4096, twice the hardware threads of the largest single-system-image
+// servers. Each worker reserves its stack as address space.
+#define RESPOOL_MAX_WORKERS 4096
+
+// The most tasks that may wait for resources
+// (`respool_config_set_max_waiting`): 2^32 - 1.
+#define RESPOOL_MAX_WAITING 4294967295
+
+// The smallest worker stack (`respool_config_set_stack_size`): 64 KiB.
+#define RESPOOL_MIN_STACK_SIZE 65536
+
+// The largest worker stack (`respool_config_set_stack_size`): 1 GiB.
+#define RESPOOL_MAX_STACK_SIZE 1073741824
 
 // What a call did. `RESPOOL_OK` is 0; every other value says why the call
 // failed (or, for a job's outcome, why its task did not complete).
@@ -391,7 +413,9 @@ respool_result respool_config_new(struct respool_config **config_out);
 // `config` is NULL or a live configuration, not used afterwards.
 void respool_config_free(struct respool_config *config);
 
-// Sets the number of worker threads (at least 1).
+// Sets the number of worker threads: 1 to `RESPOOL_MAX_WORKERS` (4096).
+// Anything else is `RESPOOL_INVALID_ARGUMENT`, with a last-error message
+// that states the limit, and leaves the configuration unchanged.
 //
 // Thread safety: any thread, but no other call on `config` may be in
 // progress (see `respool_config`).
@@ -461,7 +485,9 @@ respool_result respool_config_set_admission(struct respool_config *config,
                                             uint64_t max_wait_ms);
 
 // Sets the most tasks that may wait for resources (default 4096; 0 makes
-// every task that does not fit now fail with `RESPOOL_QUEUE_FULL`).
+// every task that does not fit now fail with `RESPOOL_QUEUE_FULL`). At most
+// `RESPOOL_MAX_WAITING` (2^32 - 1); more is `RESPOOL_INVALID_ARGUMENT`,
+// with a last-error message that states the limit.
 //
 // Thread safety: any thread, but no other call on `config` may be in
 // progress (see `respool_config`).
@@ -562,8 +588,11 @@ respool_result respool_config_set_learning_fallback(struct respool_config *confi
 respool_result respool_config_set_profile_path(struct respool_config *config, const char *path);
 
 // Sets the stack size of worker threads, in bytes (default: the Rust
-// default, 2 MiB). `respool_pool_new` fails with `RESPOOL_SPAWN_FAILED` if
-// the system cannot provide it.
+// default, 2 MiB): `RESPOOL_MIN_STACK_SIZE` (64 KiB) to
+// `RESPOOL_MAX_STACK_SIZE` (1 GiB). Anything else, 0 included, is
+// `RESPOOL_INVALID_ARGUMENT` with a last-error message that states the
+// limit. `respool_pool_new` fails with `RESPOOL_SPAWN_FAILED` if the system
+// cannot provide the stacks (an address-space limit, `ulimit -v`).
 //
 // Thread safety: any thread, but no other call on `config` may be in
 // progress (see `respool_config`).
@@ -677,7 +706,9 @@ void respool_job_free(struct respool_job *job);
 //
 // Errors: `RESPOOL_INVALID_ARGUMENT` (a headroom or critical reserve that
 // does not fit the capacity), `RESPOOL_SPAWN_FAILED`, `RESPOOL_STORE_*`
-// (the profile file cannot be loaded).
+// (the profile file cannot be loaded). Sizes were checked when they were
+// set (see "Limits" above): a configuration is never reported as
+// `RESPOOL_PANICKED`.
 //
 // Thread safety: may be called from any thread.
 //

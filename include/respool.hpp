@@ -138,6 +138,7 @@ public:
         p_.reset(p);
     }
 
+    /// 1 to RESPOOL_MAX_WORKERS.
     Config &workers(std::size_t n) {
         detail::check(respool_config_set_workers(p_.get(), n));
         return *this;
@@ -170,6 +171,7 @@ public:
             respool_config_set_placement(p_.get(), static_cast<std::uint32_t>(algorithm)));
         return *this;
     }
+    /// At most RESPOOL_MAX_WAITING.
     Config &max_waiting(std::size_t n) {
         detail::check(respool_config_set_max_waiting(p_.get(), n));
         return *this;
@@ -199,6 +201,7 @@ public:
         detail::check(respool_config_set_profile_path(p_.get(), path.c_str()));
         return *this;
     }
+    /// RESPOOL_MIN_STACK_SIZE to RESPOOL_MAX_STACK_SIZE bytes.
     Config &stack_size(std::size_t bytes) {
         detail::check(respool_config_set_stack_size(p_.get(), bytes));
         return *this;

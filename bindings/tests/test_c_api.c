@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -221,6 +222,7 @@ static void test_invalid_arguments(void) {
     CHECK_RC(respool_config_set_admission(cfg, RESPOOL_POLICY_DEFER, 5), RESPOOL_INVALID_ARGUMENT);
     CHECK_RC(respool_config_set_learning_confidence(cfg, 1000001), RESPOOL_INVALID_ARGUMENT);
     CHECK_RC(respool_config_set_stack_size(cfg, 0), RESPOOL_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "RESPOOL_MIN_STACK_SIZE") != NULL);
     CHECK_RC(respool_config_set_profile_path(cfg, ""), RESPOOL_INVALID_ARGUMENT);
     CHECK(strstr(last_error(), "empty path") != NULL);
     /* Unix paths are bytes, not necessarily UTF-8. */
@@ -1152,15 +1154,120 @@ static void test_profiles(void) {
     unlink(saved);
 }
 
-/* The system cannot give a worker an impossible stack. */
+/* This process's address space in use, in bytes (VmSize), or 0. */
+static size_t address_space_in_use(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL) {
+        return 0;
+    }
+    char line[256];
+    size_t kib = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "VmSize: %zu kB", &kib) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return kib * 1024;
+}
+
+/* The system cannot give a worker its stack: the largest stack the API
+ * accepts, under an address-space limit (`ulimit -v`) of what is in use
+ * plus 256 MiB, lifted again at once. */
 static void test_spawn_failed(void) {
     respool_config *cfg = test_config(1, "64MiB");
-    CHECK_RC(respool_config_set_stack_size(cfg, (size_t)1 << 50), RESPOOL_OK);
+    CHECK_RC(respool_config_set_stack_size(cfg, RESPOOL_MAX_STACK_SIZE), RESPOOL_OK);
+    struct rlimit old;
+    CHECK(getrlimit(RLIMIT_AS, &old) == 0);
+    size_t in_use = address_space_in_use();
+    CHECK(in_use > 0);
+    struct rlimit tight = {(rlim_t)in_use + 256 * MiB, old.rlim_max};
+    CHECK(old.rlim_max == RLIM_INFINITY || tight.rlim_cur <= old.rlim_max);
     respool_pool *pool = NULL;
-    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_SPAWN_FAILED);
+    respool_result rc = RESPOOL_INTERNAL;
+    if (setrlimit(RLIMIT_AS, &tight) == 0) {
+        rc = respool_pool_new(cfg, &pool);
+        CHECK(setrlimit(RLIMIT_AS, &old) == 0);
+    }
+    CHECK_RC(rc, RESPOOL_SPAWN_FAILED);
     CHECK(strstr(last_error(), "could not start a worker thread") != NULL);
     CHECK(pool == NULL);
+    respool_pool_free(pool);
     respool_config_free(cfg);
+}
+
+/* Issue 14, defect 2: every size is checked where it is set. A size outside
+ * its limits is refused with RESPOOL_INVALID_ARGUMENT and a message that
+ * states the limit, and the configuration keeps its earlier value. Before,
+ * set_workers(SIZE_MAX) was accepted and respool_pool_new returned
+ * RESPOOL_PANICKED (with a backtrace on stderr); set_workers(1 << 40) was
+ * accepted and respool_pool_new aborted the program. */
+static void test_limits(void) {
+    CHECK(RESPOOL_MAX_WORKERS == 4096);
+    CHECK(RESPOOL_MIN_STACK_SIZE == 64 * 1024);
+    CHECK(RESPOOL_MAX_STACK_SIZE == 1024 * MiB);
+    respool_config *cfg = test_config(2, "64MiB");
+    const size_t workers[] = {(size_t)RESPOOL_MAX_WORKERS + 1, SIZE_MAX, (size_t)1 << 40};
+    for (size_t i = 0; i < sizeof workers / sizeof workers[0]; i++) {
+        CHECK_RC(respool_config_set_workers(cfg, workers[i]), RESPOOL_INVALID_ARGUMENT);
+        CHECK(strstr(last_error(), "above the limit of 4096") != NULL);
+        CHECK(strstr(last_error(), "RESPOOL_MAX_WORKERS") != NULL);
+    }
+    /* The configuration still has its 2 workers. */
+    respool_pool *pool = NULL;
+    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_OK);
+    respool_stats s;
+    if (pool != NULL) {
+        CHECK_RC(respool_pool_stats(pool, &s), RESPOOL_OK);
+        CHECK(s.workers == 2);
+        respool_pool_free(pool);
+        pool = NULL;
+    }
+    CHECK_RC(respool_config_set_max_waiting(cfg, SIZE_MAX), RESPOOL_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "above the limit of 4294967295") != NULL);
+    CHECK(strstr(last_error(), "RESPOOL_MAX_WAITING") != NULL);
+#if SIZE_MAX > 0xffffffffu
+    CHECK_RC(respool_config_set_max_waiting(cfg, (size_t)RESPOOL_MAX_WAITING + 1),
+             RESPOOL_INVALID_ARGUMENT);
+#endif
+    /* At the limit it is accepted (not built here: the wait queue is still
+     * allocated whole when the pool is built). */
+    CHECK_RC(respool_config_set_max_waiting(cfg, (size_t)RESPOOL_MAX_WAITING), RESPOOL_OK);
+    CHECK_RC(respool_config_set_max_waiting(cfg, 16), RESPOOL_OK);
+    const size_t small_stacks[] = {0, 1, (size_t)RESPOOL_MIN_STACK_SIZE - 1};
+    for (size_t i = 0; i < sizeof small_stacks / sizeof small_stacks[0]; i++) {
+        CHECK_RC(respool_config_set_stack_size(cfg, small_stacks[i]), RESPOOL_INVALID_ARGUMENT);
+        CHECK(strstr(last_error(), "below the minimum of 65536") != NULL);
+        CHECK(strstr(last_error(), "RESPOOL_MIN_STACK_SIZE") != NULL);
+    }
+    const size_t large_stacks[] = {(size_t)RESPOOL_MAX_STACK_SIZE + 1, (size_t)1 << 50, SIZE_MAX};
+    for (size_t i = 0; i < sizeof large_stacks / sizeof large_stacks[0]; i++) {
+        CHECK_RC(respool_config_set_stack_size(cfg, large_stacks[i]), RESPOOL_INVALID_ARGUMENT);
+        CHECK(strstr(last_error(), "above the limit of 1073741824") != NULL);
+        CHECK(strstr(last_error(), "RESPOOL_MAX_STACK_SIZE") != NULL);
+    }
+    CHECK_RC(respool_config_set_stack_size(cfg, RESPOOL_MAX_STACK_SIZE), RESPOOL_OK);
+    CHECK_RC(respool_config_set_workers(cfg, RESPOOL_MAX_WORKERS), RESPOOL_OK);
+    /* The smallest stack runs tasks. */
+    CHECK_RC(respool_config_set_stack_size(cfg, RESPOOL_MIN_STACK_SIZE), RESPOOL_OK);
+    CHECK_RC(respool_config_set_workers(cfg, 2), RESPOOL_OK);
+    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_OK);
+    respool_config_free(cfg);
+    if (pool == NULL) {
+        return;
+    }
+    respool_task_desc *desc = memory_desc("1MiB");
+    task_rec r;
+    rec_init(&r);
+    respool_job *job = NULL;
+    CHECK_RC(respool_pool_submit(pool, desc, rec_run, &r, rec_destroy, &job), RESPOOL_OK);
+    respool_result outcome = RESPOOL_INTERNAL;
+    CHECK_RC(respool_job_wait(job, &outcome), RESPOOL_OK);
+    CHECK_OUTCOME(outcome, RESPOOL_OK);
+    CHECK(atomic_load(&r.runs) == 1 && atomic_load(&r.destroys) == 1);
+    respool_job_free(job);
+    respool_task_desc_free(desc);
+    respool_pool_free(pool);
 }
 
 /* Critical tasks may use the reserve that normal tasks may not. */
@@ -1222,6 +1329,7 @@ int main(void) {
     test_profiles();
     test_spawn_failed();
     test_critical_reserve();
+    test_limits();
     rmdir(tmpdir);
 
     /* Every code C can reach was produced, except PANICKED (test_panic.c)
