@@ -276,6 +276,47 @@ static void test_parse_error(void) {
     respool_task_desc_free(desc);
 }
 
+/* The length of the last error message (without the NUL). */
+static size_t last_error_length(void) {
+    size_t needed = 0;
+    CHECK_RC(respool_last_error_message(NULL, 0, &needed), RESPOOL_OK);
+    return needed;
+}
+
+/* Issue 14, defect 6: a message quotes at most 256 bytes of the text it was
+ * given, then an ellipsis and the text's length. A 1 MiB bad amount gave a
+ * 1,048,706-byte message. */
+static void test_long_input_is_cut(void) {
+    const size_t n = (size_t)1 << 20;
+    char *big = malloc(n + 8);
+    CHECK(big != NULL);
+    if (big == NULL) {
+        return;
+    }
+    memset(big, '9', n);
+    strcpy(big + n, "parsecs");
+    respool_config *cfg = test_config(1, "64MiB");
+    CHECK_RC(respool_config_set_capacity_str(cfg, RESPOOL_DIM_MEMORY, big), RESPOOL_PARSE_ERROR);
+    CHECK(last_error_length() < 512);
+    CHECK(strstr(last_error(), "\xe2\x80\xa6 (1048583 bytes in all)") != NULL);
+    respool_task_desc *desc = NULL;
+    CHECK_RC(respool_task_desc_new(&desc), RESPOOL_OK);
+    CHECK_RC(respool_task_desc_set_requirement_str(desc, RESPOOL_DIM_CPU, big),
+             RESPOOL_PARSE_ERROR);
+    CHECK(last_error_length() < 512);
+    respool_task_desc_free(desc);
+    /* A profile path too long for the system: the I/O error quotes its start. */
+    memset(big, 'p', n + 7);
+    big[0] = '/';
+    CHECK_RC(respool_config_set_profile_path(cfg, big), RESPOOL_OK);
+    respool_pool *pool = NULL;
+    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_STORE_IO);
+    CHECK(pool == NULL);
+    CHECK(last_error_length() < 512);
+    respool_config_free(cfg);
+    free(big);
+}
+
 /* Every placement algorithm builds a pool that runs tasks; an unknown
  * number and a NULL config are refused. */
 static void test_placement(void) {
@@ -1307,6 +1348,7 @@ int main(void) {
     test_null_arguments();
     test_invalid_arguments();
     test_parse_error();
+    test_long_input_is_cut();
     test_placement();
     test_normal_use();
     test_never_fits();

@@ -465,3 +465,50 @@ fn sizes_at_their_limits_work() {
     let got: Vec<_> = hs.into_iter().map(|h| join(h).unwrap()).collect();
     assert_eq!(got, [0, 1, 2, 3]);
 }
+
+/// Issue 14, defect 6: an error message quotes at most `limits::MAX_ECHO`
+/// bytes of the text it was given, then an ellipsis and the text's length
+/// (a 1 MiB bad amount used to give a message of over a megabyte). The
+/// error itself keeps the whole input.
+#[test]
+fn a_long_bad_text_is_cut_in_the_message() {
+    let long = format!("{}parsecs", "9".repeat(1 << 20));
+    let bound = 512;
+    let e = respool::units::parse_bytes(&long).unwrap_err();
+    assert_eq!(e.input, long);
+    let msg = e.to_string();
+    assert!(msg.len() < bound, "{} bytes", msg.len());
+    assert!(
+        msg.contains(&format!("… ({} bytes in all)", long.len())),
+        "{msg}"
+    );
+    let msg = Pool::builder()
+        .memory(&long)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(msg.len() < bound, "{} bytes", msg.len());
+    let pool = pool(1, GIB);
+    let msg = pool
+        .task()
+        .cpu(&long)
+        .spawn(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.len() < bound, "{} bytes", msg.len());
+    // A profile file at a path too long for the system: the I/O error
+    // quotes the start of the path.
+    let path = std::env::temp_dir().join("x".repeat(1 << 20));
+    let e = Pool::builder()
+        .workers(1)
+        .memory("1GiB")
+        .profile_store(respool::FileStore::new(path))
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, BuildError::Store(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.len() < bound, "{} bytes", msg.len());
+    // Short text is quoted whole, as before.
+    let msg = respool::units::parse_cpu("lots").unwrap_err().to_string();
+    assert!(msg.contains("\"lots\""), "{msg}");
+}
