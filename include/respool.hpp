@@ -153,6 +153,7 @@ public:
         detail::check(respool_config_set_capacity_str(p_.get(), dim, amount.c_str()));
         return *this;
     }
+    /// Held back from every task in `dim`; 0 undoes an earlier headroom.
     Config &headroom(respool_dim dim, std::uint64_t amount) {
         detail::check(respool_config_set_headroom(p_.get(), dim, amount));
         return *this;

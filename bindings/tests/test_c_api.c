@@ -1311,6 +1311,36 @@ static void test_limits(void) {
     respool_pool_free(pool);
 }
 
+/* Issue 14, defect 6: a headroom set back to 0 is undone; a headroom of 0
+ * holds nothing back and needs no capacity (a headroom of 1, then 0, on an
+ * untracked dimension used to fail respool_pool_new). */
+static void test_headroom_undone(void) {
+    respool_config *cfg = test_config(1, "64MiB");
+    CHECK_RC(respool_config_set_headroom(cfg, RESPOOL_DIM_USER3, 1), RESPOOL_OK);
+    respool_pool *pool = NULL;
+    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "headroom") != NULL);
+    CHECK_RC(respool_config_set_headroom(cfg, RESPOOL_DIM_USER3, 0), RESPOOL_OK);
+    CHECK_RC(respool_config_set_headroom(cfg, RESPOOL_DIM_MEMORY, 0), RESPOOL_OK);
+    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_OK);
+    respool_config_free(cfg);
+    if (pool == NULL) {
+        return;
+    }
+    /* Nothing is held back: a task may take the whole 64 MiB. */
+    respool_task_desc *desc = memory_desc("64MiB");
+    task_rec r;
+    rec_init(&r);
+    respool_job *job = NULL;
+    CHECK_RC(respool_pool_submit(pool, desc, rec_run, &r, rec_destroy, &job), RESPOOL_OK);
+    respool_result outcome = RESPOOL_INTERNAL;
+    CHECK_RC(respool_job_wait(job, &outcome), RESPOOL_OK);
+    CHECK_OUTCOME(outcome, RESPOOL_OK);
+    respool_job_free(job);
+    respool_task_desc_free(desc);
+    respool_pool_free(pool);
+}
+
 /* Critical tasks may use the reserve that normal tasks may not. */
 static void test_critical_reserve(void) {
     respool_config *cfg = test_config(1, "100MiB");
@@ -1371,6 +1401,7 @@ int main(void) {
     test_profiles();
     test_spawn_failed();
     test_critical_reserve();
+    test_headroom_undone();
     test_limits();
     rmdir(tmpdir);
 

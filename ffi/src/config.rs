@@ -451,9 +451,11 @@ pub unsafe extern "C" fn respool_config_set_capacity_str(
 
 /// Sets the capacity held back from every task in one dimension (a safety
 /// margin). The first call replaces the default headroom (10% of detected
-/// memory, at least 64 MiB) for every dimension. `respool_pool_new` fails
-/// with `RESPOOL_INVALID_ARGUMENT` if a headroom exceeds its capacity or
-/// names an untracked dimension.
+/// memory, at least 64 MiB) for every dimension. A headroom of 0 holds
+/// nothing back and needs no capacity: setting a dimension back to 0 undoes
+/// an earlier call for it (the default headroom stays replaced).
+/// `respool_pool_new` fails with `RESPOOL_INVALID_ARGUMENT` if a headroom
+/// exceeds its capacity or a non-zero one names an untracked dimension.
 ///
 /// Thread safety: any thread, but no other call on `config` may be in
 /// progress (see `respool_config`).
@@ -551,7 +553,8 @@ pub unsafe extern "C" fn respool_config_set_max_waiting(
 }
 
 /// Sets the capacity of one dimension that only critical tasks may use
-/// (see `respool_task_desc_set_critical`).
+/// (see `respool_task_desc_set_critical`). 0 reserves nothing (and undoes an
+/// earlier call for the dimension).
 ///
 /// Thread safety: any thread, but no other call on `config` may be in
 /// progress (see `respool_config`).

@@ -180,6 +180,8 @@ impl Builder {
     }
 
     /// Capacity held back from every task (a safety margin), per dimension.
+    /// It replaces the default headroom in every dimension. A dimension set
+    /// to 0 holds nothing back and needs no capacity.
     pub fn headroom(mut self, headroom: Resources) -> Self {
         self.headroom = Some(headroom);
         self
@@ -218,7 +220,8 @@ impl Builder {
         self
     }
 
-    /// Capacity that only [critical](crate::TaskBuilder::critical) tasks may use.
+    /// Capacity that only [critical](crate::TaskBuilder::critical) tasks may
+    /// use. A dimension set to 0 reserves nothing and needs no capacity.
     ///
     /// # Examples
     ///
@@ -492,7 +495,9 @@ impl Builder {
             .max(1);
         let capacity = self.capacity.or(&detected.limit);
         let headroom = match self.headroom {
-            Some(h) => h,
+            // A zero headroom holds nothing back: it needs no capacity (so
+            // setting a dimension's headroom to 0 undoes an earlier one).
+            Some(h) => without_zeros(h),
             None => {
                 // Headroom only for what was detected, not for what the user set.
                 let mut h = Resources::NONE;
@@ -557,7 +562,10 @@ impl Builder {
             }
         }
         let after_headroom = capacity.saturating_sub(&headroom);
-        for (dim, amount) in self.admission.critical_reserve.iter() {
+        // As for the headroom: a zero reserve needs no capacity.
+        let mut admission = self.admission;
+        admission.critical_reserve = without_zeros(admission.critical_reserve);
+        for (dim, amount) in admission.critical_reserve.iter() {
             match after_headroom.get(dim) {
                 None => {
                     return Err(BuildError::Untracked {
@@ -575,7 +583,7 @@ impl Builder {
             workers,
             capacity,
             headroom,
-            admission: self.admission,
+            admission,
             queue_capacity: self.queue_capacity,
             thread_name: self.thread_name,
             stack_size: self.stack_size,
@@ -595,6 +603,15 @@ impl Builder {
             pin_workers,
         })
     }
+}
+
+/// `r` without the dimensions set to zero.
+fn without_zeros(mut r: Resources) -> Resources {
+    let zeros: Vec<Dim> = r.iter().filter(|&(_, a)| a == 0).map(|(d, _)| d).collect();
+    for dim in zeros {
+        r.clear(dim);
+    }
+    r
 }
 
 /// The placement domains of this machine: NUMA nodes (hwloc) or the machine,

@@ -512,3 +512,39 @@ fn a_long_bad_text_is_cut_in_the_message() {
     let msg = respool::units::parse_cpu("lots").unwrap_err().to_string();
     assert!(msg.contains("\"lots\""), "{msg}");
 }
+
+/// Issue 14, defect 6: a headroom (or critical reserve) of 0 holds nothing
+/// back, so it needs no capacity: setting a dimension's headroom back to 0
+/// undoes it (the C API sets one dimension at a time, and a headroom of 1
+/// then 0 on an untracked dimension still failed the build). A non-zero
+/// headroom on an untracked dimension is still refused.
+#[test]
+fn a_zero_headroom_or_reserve_needs_no_capacity() {
+    let zero = Resources::new()
+        .with(Dim::User3, 0)
+        .unwrap()
+        .with(Dim::Memory, 0)
+        .unwrap();
+    let pool = Pool::builder()
+        .workers(1)
+        .memory("1GiB")
+        .headroom(zero)
+        .critical_reserve(Resources::new().with(Dim::User2, 0).unwrap())
+        .build()
+        .unwrap();
+    // Nothing is held back: a task may take the whole gigabyte.
+    join(pool.task().memory("1GiB").spawn(|_| ()).unwrap()).unwrap();
+    let one = Resources::new().with(Dim::User3, 1).unwrap();
+    match Pool::builder()
+        .workers(1)
+        .memory("1GiB")
+        .headroom(one)
+        .build()
+    {
+        Err(BuildError::Untracked {
+            setting: "headroom",
+            dim: Dim::User3,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
