@@ -960,7 +960,8 @@ respool_result respool_task_desc_set_deadline_ms(struct respool_task_desc *desc,
 
 // Sets a timeout counted from the task's start: when it runs longer, it
 // is asked to stop (`respool_task_is_cancelled` returns true inside its
-// callback) and its outcome is `RESPOOL_TASK_TIMED_OUT`.
+// callback) and its outcome is `RESPOOL_TASK_TIMED_OUT`. 0 means no
+// timeout (the default), and removes one set earlier on this description.
 //
 // Thread safety: any thread, but no other call on `desc` may be in
 // progress, `respool_pool_submit` with it included (see

@@ -247,7 +247,7 @@ public:
             p_.get(), static_cast<std::uint64_t>(after_submit.count())));
         return *this;
     }
-    /// A timeout counted from the task's start.
+    /// A timeout counted from the task's start; 0 means none.
     TaskDesc &timeout(std::chrono::milliseconds t) {
         detail::check(
             respool_task_desc_set_timeout_ms(p_.get(), static_cast<std::uint64_t>(t.count())));

@@ -738,6 +738,59 @@ static void test_task_timeout(void) {
     respool_pool_free(pool);
 }
 
+static atomic_int slow_runs_cancelled;
+
+/* Sleeps 50 ms, then records whether it was asked to stop. */
+static void slow_run(void *user) {
+    rec_run(user);
+    sleep_us(50000);
+    if (respool_task_is_cancelled()) {
+        atomic_fetch_add(&slow_runs_cancelled, 1);
+    }
+}
+
+/* Issue 14, defect 6: a timeout of 0 ms means no timeout, every time (it
+ * gave RESPOOL_TASK_TIMED_OUT in one run and RESPOOL_OK in another), and
+ * setting 0 removes an earlier timeout from a reused description. */
+static void test_zero_timeout(void) {
+    respool_pool *pool = test_pool(2, "64MiB");
+    respool_task_desc *desc = memory_desc("1MiB");
+    CHECK_RC(respool_task_desc_set_timeout_ms(desc, 0), RESPOOL_OK);
+    enum { ROUNDS = 300 };
+    int ok = 0;
+    task_rec r;
+    rec_init(&r);
+    for (int i = 0; i < ROUNDS; i++) {
+        respool_job *job = NULL;
+        CHECK_RC(respool_pool_submit(pool, desc, rec_run, &r, rec_destroy, &job), RESPOOL_OK);
+        respool_result outcome = RESPOOL_INTERNAL;
+        CHECK_RC(respool_job_wait(job, &outcome), RESPOOL_OK);
+        ok += outcome == RESPOOL_OK;
+        respool_job_free(job);
+    }
+    CHECK(ok == ROUNDS);
+    CHECK(atomic_load(&r.runs) == ROUNDS && atomic_load(&r.destroys) == ROUNDS);
+    /* 20 ms, then 0: the 50 ms task runs to the end without being stopped. */
+    CHECK_RC(respool_task_desc_set_timeout_ms(desc, 20), RESPOOL_OK);
+    CHECK_RC(respool_task_desc_set_timeout_ms(desc, 0), RESPOOL_OK);
+    task_rec slow;
+    rec_init(&slow);
+    atomic_init(&slow_runs_cancelled, 0);
+    respool_job *job = NULL;
+    CHECK_RC(respool_pool_submit(pool, desc, slow_run, &slow, rec_destroy, &job), RESPOOL_OK);
+    respool_result outcome = RESPOOL_INTERNAL;
+    CHECK_RC(respool_job_wait(job, &outcome), RESPOOL_OK);
+    CHECK_OUTCOME(outcome, RESPOOL_OK);
+    CHECK(atomic_load(&slow.runs) == 1 && atomic_load(&slow_runs_cancelled) == 0);
+    respool_job_free(job);
+    CHECK_RC(respool_pool_shutdown(pool), RESPOOL_OK);
+    respool_stats s;
+    CHECK_RC(respool_pool_stats(pool, &s), RESPOOL_OK);
+    CHECK(s.timed_out == 0);
+    respool_task_desc_free(desc);
+    respool_pool_free(pool);
+}
+
 /* Cancel after the start only raises the flag the task polls. */
 static void test_cancel_running(void) {
     respool_pool *pool = test_pool(1, "64MiB");
@@ -1390,6 +1443,7 @@ int main(void) {
     test_detach();
     test_wait_timeout();
     test_task_timeout();
+    test_zero_timeout();
     test_cancel_running();
     test_deadline_missed();
     test_rejected_while_waiting();

@@ -548,3 +548,38 @@ fn a_zero_headroom_or_reserve_needs_no_capacity() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Issue 14, defect 6: a timeout of zero has run out when the task would
+/// start: the task never runs and its handle resolves with `TimedOut`,
+/// every time (it used to race the timer thread against the task, so the
+/// outcome changed from run to run). Repeated to show it does not vary.
+#[test]
+fn a_zero_timeout_times_out_before_the_start_every_time() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    let pool = pool(2, GIB);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let rounds = 300;
+    for _ in 0..rounds {
+        let r = ran.clone();
+        let h = pool
+            .task()
+            .memory("1MiB")
+            .timeout(Duration::ZERO)
+            .spawn(move |_| r.fetch_add(1, Ordering::SeqCst))
+            .unwrap();
+        assert_eq!(join(h), Err(respool::TaskError::TimedOut));
+    }
+    // Without a handle too: not run, counted as timed out.
+    let r = ran.clone();
+    pool.task()
+        .memory("1MiB")
+        .timeout(Duration::ZERO)
+        .execute(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    pool.shutdown();
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert_eq!(pool.snapshot().timed_out, rounds + 1);
+}
