@@ -3,8 +3,9 @@
 # stages it as librespool.a / librespool.so (bindings/stage.sh), and compiles
 # and runs against those real artifacts: the C tests (static and shared),
 # the panic test (a test build with feature "test-panic"), the C++ tests
-# (two translation units), the example (the documented cc lines, and CMake
-# through the install script and pkg-config); then the C and C++ tests again
+# (two translation units), the example (the README's lines as written,
+# which example.c's comment repeats, and CMake through the install script
+# and pkg-config); then the C and C++ tests again
 # under AddressSanitizer (C side; and the Rust side too with nightly
 # -Zsanitizer=address when available) and under valgrind memcheck.
 # Exits non-zero on any failure.
@@ -51,11 +52,10 @@ gcc "${cflags[@]}" bindings/tests/test_c_api.c "${static_lib[@]}" -o "$out/test_
 gcc "${cflags[@]}" bindings/tests/test_c_api.c "${shared_lib[@]}" -o "$out/test_c_api_shared"
 gcc "${cflags[@]}" bindings/tests/test_panic.c "${panic_lib[@]}" -o "$out/test_panic"
 g++ "${cxxflags[@]}" "${cpp_sources[@]}" "${static_lib[@]}" -o "$out/test_cpp"
-# The example, with the lines its comment and the README give.
+# The example without a warning (the README's lines below build it as a
+# newcomer would, without warning flags).
 cc -std=c11 -Wall -Wextra -Werror bindings/c/example.c -Iinclude "$stage/lib/librespool.a" \
     $native -o "$out/example_static"
-cc -std=c11 -Wall -Wextra -Werror bindings/c/example.c -Iinclude -L"$stage/lib" -lrespool \
-    -lpthread -ldl -lm -o "$out/example_shared"
 # The shared library exports the C API and nothing else.
 if nm -D --defined-only "$stage/lib/librespool.so" | awk '$2 == "T" && $3 !~ /^respool_/' | grep .; then
     echo "librespool.so exports symbols outside the respool_ prefix" >&2
@@ -80,8 +80,35 @@ fi
 ldd "$out/test_c_api_shared" | grep "librespool.so.0 => $root/$stage/lib/librespool.so.0" >/dev/null
 (cd "$out" && ./test_panic)
 (cd "$out" && ./test_cpp)
-(cd "$out" && ./example_static >/dev/null)
-(cd "$out" && LD_LIBRARY_PATH="$root/$stage/lib" ./example_shared >/dev/null)
+
+step "the README's C lines, as written (the same as example.c's comment)"
+# Between the c-build markers: the README's sh block, and the comment's
+# lines (after " *   "). They must agree, and they run as they are, from the
+# repository root, without LD_LIBRARY_PATH, writing nothing outside target/.
+readme_lines="$(sed -n '/^<!-- c-build:begin -->$/,/^<!-- c-build:end -->$/p' README.md | sed '1,2d;$d' | sed '$d')"
+comment_lines="$(sed -n '/^ \* c-build:begin$/,/^ \* c-build:end$/p' bindings/c/example.c | sed '1d;$d' | sed -e 's/^ \*   //' -e 's/^ \*$//')"
+if [ -z "$readme_lines" ] || [ "$readme_lines" != "$comment_lines" ]; then
+    diff <(printf '%s\n' "$readme_lines") <(printf '%s\n' "$comment_lines") >&2 || true
+    echo "README.md's C lines (c-build markers) and bindings/c/example.c's comment differ (above)" >&2
+    exit 1
+fi
+# (Outside a git checkout there is nothing to compare: both are empty.)
+untracked() { git status --porcelain --untracked-files=all 2>/dev/null || true; }
+untracked_before="$(untracked)"
+log="$out/readme-lines.log"
+if ! env -u LD_LIBRARY_PATH bash -euo pipefail -c "$readme_lines" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "README.md's C lines failed (above)" >&2
+    exit 1
+fi
+ldd target/c/example-shared | grep "librespool.so.0 => $root/target/c/lib/librespool.so.0" >/dev/null
+untracked_after="$(untracked)"
+if [ "$untracked_before" != "$untracked_after" ]; then
+    echo "README.md's C lines left files outside target/:" >&2
+    diff <(printf '%s\n' "$untracked_before") <(printf '%s\n' "$untracked_after") >&2 || true
+    exit 1
+fi
+echo "ran the README's C lines (static and shared example)"
 
 step "install (DESTDIR) and build the CMake example through pkg-config"
 dest="$root/$out/destdir"
