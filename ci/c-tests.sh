@@ -23,6 +23,12 @@ export RUST_BACKTRACE=0
 
 start=$SECONDS
 step() { printf '\n== [%3ds] %s\n' "$((SECONDS - start))" "$*"; }
+# A part skipped: reported by ci/all.sh with the step (see its convention).
+note() {
+    if [ -n "${CI_STEP_NOTES:-}" ]; then
+        echo "$*" >>"$CI_STEP_NOTES"
+    fi
+}
 
 step "build and stage the release library (and the test-panic variant)"
 # The test variant first, so that target/release ends with the release one.
@@ -177,6 +183,7 @@ if [ "${RESPOOL_RUST_ASAN:-1}" != 0 ] && cargo +nightly --version >/dev/null 2>&
     expect_failure "heap-use-after-free" "$out/canary_asan_rust" use-after-free
 else
     step "AddressSanitizer on the Rust side: skipped (no nightly, or RESPOOL_RUST_ASAN=0)"
+    note "AddressSanitizer on the Rust side (no nightly, or RESPOOL_RUST_ASAN=0)"
 fi
 unset ASAN_OPTIONS
 
@@ -194,6 +201,9 @@ if [ "${RESPOOL_VALGRIND:-1}" != 0 ]; then
     gcc "${cflags[@]}" bindings/tests/canary.c "${static_lib[@]}" -o "$out/canary"
     expect_failure "Invalid free" "${vg[@]}" "$out/canary" double-free
     expect_failure "definitely lost" "${vg[@]}" "$out/canary" leak
+else
+    step "valgrind: skipped (RESPOOL_VALGRIND=0)"
+    note "valgrind (RESPOOL_VALGRIND=0)"
 fi
 
 step "all C/C++ checks passed"
