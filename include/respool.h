@@ -34,12 +34,13 @@
  *   respool_last_error_message() the details of the last failure on the
  *   calling thread.
  *
- * Limits: every size is checked where it is set, so that no setting makes
- *   respool_pool_new allocate without bound: workers 1 to RESPOOL_MAX_WORKERS
- *   (4096), waiting tasks up to RESPOOL_MAX_WAITING (2^32 - 1), worker stacks
- *   RESPOOL_MIN_STACK_SIZE (64 KiB) to RESPOOL_MAX_STACK_SIZE (1 GiB). A size
- *   outside its bounds gives RESPOOL_INVALID_ARGUMENT, a last-error message
- *   that states the limit, and no change.
+ * Limits: every size is checked where it is set, so that no setting
+ *   overflows an allocation of respool_pool_new: workers 1 to
+ *   RESPOOL_MAX_WORKERS (4096), waiting tasks up to RESPOOL_MAX_WAITING
+ *   (2^32 - 1), worker stacks RESPOOL_MIN_STACK_SIZE (64 KiB) to
+ *   RESPOOL_MAX_STACK_SIZE (1 GiB). A size outside its bounds gives
+ *   RESPOOL_INVALID_ARGUMENT, a last-error message that states the limit,
+ *   and no change.
  *
  * Panics: a Rust panic inside respool is caught at the boundary and
  *   returned as RESPOOL_PANICKED; it never unwinds into C and never aborts
@@ -489,7 +490,9 @@ respool_result respool_config_set_admission(struct respool_config *config,
 // Sets the most tasks that may wait for resources (default 4096; 0 makes
 // every task that does not fit now fail with `RESPOOL_QUEUE_FULL`). At most
 // `RESPOOL_MAX_WAITING` (2^32 - 1); more is `RESPOOL_INVALID_ARGUMENT`,
-// with a last-error message that states the limit.
+// with a last-error message that states the limit. The wait queue's slots
+// are allocated by `respool_pool_new`, 384 bytes each on x86_64: size it
+// for the memory it takes.
 //
 // Thread safety: any thread, but no other call on `config` may be in
 // progress (see `respool_config`).

@@ -528,7 +528,9 @@ pub unsafe extern "C" fn respool_config_set_admission(
 /// Sets the most tasks that may wait for resources (default 4096; 0 makes
 /// every task that does not fit now fail with `RESPOOL_QUEUE_FULL`). At most
 /// `RESPOOL_MAX_WAITING` (2^32 - 1); more is `RESPOOL_INVALID_ARGUMENT`,
-/// with a last-error message that states the limit.
+/// with a last-error message that states the limit. The wait queue's slots
+/// are allocated by `respool_pool_new`, 384 bytes each on x86_64: size it
+/// for the memory it takes.
 ///
 /// Thread safety: any thread, but no other call on `config` may be in
 /// progress (see `respool_config`).
