@@ -3,8 +3,9 @@
 # stages it as librespool.a / librespool.so (bindings/stage.sh), and compiles
 # and runs against those real artifacts: the C tests (static and shared),
 # the panic test (a test build with feature "test-panic"), the C++ tests
-# (two translation units), the example (the documented cc lines, and CMake
-# through the install script and pkg-config); then the C and C++ tests again
+# (two translation units), the example (the README's lines as written,
+# which example.c's comment repeats, and CMake through the install script
+# and pkg-config); then the C and C++ tests again
 # under AddressSanitizer (C side; and the Rust side too with nightly
 # -Zsanitizer=address when available) and under valgrind memcheck.
 # Exits non-zero on any failure.
@@ -22,6 +23,12 @@ export RUST_BACKTRACE=0
 
 start=$SECONDS
 step() { printf '\n== [%3ds] %s\n' "$((SECONDS - start))" "$*"; }
+# A part skipped: reported by ci/all.sh with the step (see its convention).
+note() {
+    if [ -n "${CI_STEP_NOTES:-}" ]; then
+        echo "$*" >>"$CI_STEP_NOTES"
+    fi
+}
 
 step "build and stage the release library (and the test-panic variant)"
 # The test variant first, so that target/release ends with the release one.
@@ -51,11 +58,10 @@ gcc "${cflags[@]}" bindings/tests/test_c_api.c "${static_lib[@]}" -o "$out/test_
 gcc "${cflags[@]}" bindings/tests/test_c_api.c "${shared_lib[@]}" -o "$out/test_c_api_shared"
 gcc "${cflags[@]}" bindings/tests/test_panic.c "${panic_lib[@]}" -o "$out/test_panic"
 g++ "${cxxflags[@]}" "${cpp_sources[@]}" "${static_lib[@]}" -o "$out/test_cpp"
-# The example, with the lines its comment and the README give.
+# The example without a warning (the README's lines below build it as a
+# newcomer would, without warning flags).
 cc -std=c11 -Wall -Wextra -Werror bindings/c/example.c -Iinclude "$stage/lib/librespool.a" \
     $native -o "$out/example_static"
-cc -std=c11 -Wall -Wextra -Werror bindings/c/example.c -Iinclude -L"$stage/lib" -lrespool \
-    -lpthread -ldl -lm -o "$out/example_shared"
 # The shared library exports the C API and nothing else.
 if nm -D --defined-only "$stage/lib/librespool.so" | awk '$2 == "T" && $3 !~ /^respool_/' | grep .; then
     echo "librespool.so exports symbols outside the respool_ prefix" >&2
@@ -66,13 +72,49 @@ fi
 readelf -d "$stage/lib/librespool.so" | grep 'SONAME.*\[librespool\.so\.0\]' >/dev/null
 
 step "run"
-(cd "$out" && ./test_c_api)
+# A configuration error is an error code, never a panic: the C API tests
+# leave stderr free of Rust panic messages (test_panic.c provokes its own).
+if ! (cd "$out" && ./test_c_api 2>test_c_api.stderr); then
+    cat "$out/test_c_api.stderr" >&2
+    exit 1
+fi
+if grep -E "panicked at|stack backtrace" "$out/test_c_api.stderr" >&2; then
+    echo "test_c_api printed a Rust panic on stderr (above)" >&2
+    exit 1
+fi
 (cd "$out" && ./test_c_api_shared)
 ldd "$out/test_c_api_shared" | grep "librespool.so.0 => $root/$stage/lib/librespool.so.0" >/dev/null
 (cd "$out" && ./test_panic)
 (cd "$out" && ./test_cpp)
-(cd "$out" && ./example_static >/dev/null)
-(cd "$out" && LD_LIBRARY_PATH="$root/$stage/lib" ./example_shared >/dev/null)
+
+step "the README's C lines, as written (the same as example.c's comment)"
+# Between the c-build markers: the README's sh block, and the comment's
+# lines (after " *   "). They must agree, and they run as they are, from the
+# repository root, without LD_LIBRARY_PATH, writing nothing outside target/.
+readme_lines="$(sed -n '/^<!-- c-build:begin -->$/,/^<!-- c-build:end -->$/p' README.md | sed '1,2d;$d' | sed '$d')"
+comment_lines="$(sed -n '/^ \* c-build:begin$/,/^ \* c-build:end$/p' bindings/c/example.c | sed '1d;$d' | sed -e 's/^ \*   //' -e 's/^ \*$//')"
+if [ -z "$readme_lines" ] || [ "$readme_lines" != "$comment_lines" ]; then
+    diff <(printf '%s\n' "$readme_lines") <(printf '%s\n' "$comment_lines") >&2 || true
+    echo "README.md's C lines (c-build markers) and bindings/c/example.c's comment differ (above)" >&2
+    exit 1
+fi
+# (Outside a git checkout there is nothing to compare: both are empty.)
+untracked() { git status --porcelain --untracked-files=all 2>/dev/null || true; }
+untracked_before="$(untracked)"
+log="$out/readme-lines.log"
+if ! env -u LD_LIBRARY_PATH bash -euo pipefail -c "$readme_lines" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "README.md's C lines failed (above)" >&2
+    exit 1
+fi
+ldd target/c/example-shared | grep "librespool.so.0 => $root/target/c/lib/librespool.so.0" >/dev/null
+untracked_after="$(untracked)"
+if [ "$untracked_before" != "$untracked_after" ]; then
+    echo "README.md's C lines left files outside target/:" >&2
+    diff <(printf '%s\n' "$untracked_before") <(printf '%s\n' "$untracked_after") >&2 || true
+    exit 1
+fi
+echo "ran the README's C lines (static and shared example)"
 
 step "install (DESTDIR) and build the CMake example through pkg-config"
 dest="$root/$out/destdir"
@@ -141,6 +183,7 @@ if [ "${RESPOOL_RUST_ASAN:-1}" != 0 ] && cargo +nightly --version >/dev/null 2>&
     expect_failure "heap-use-after-free" "$out/canary_asan_rust" use-after-free
 else
     step "AddressSanitizer on the Rust side: skipped (no nightly, or RESPOOL_RUST_ASAN=0)"
+    note "AddressSanitizer on the Rust side (no nightly, or RESPOOL_RUST_ASAN=0)"
 fi
 unset ASAN_OPTIONS
 
@@ -158,6 +201,9 @@ if [ "${RESPOOL_VALGRIND:-1}" != 0 ]; then
     gcc "${cflags[@]}" bindings/tests/canary.c "${static_lib[@]}" -o "$out/canary"
     expect_failure "Invalid free" "${vg[@]}" "$out/canary" double-free
     expect_failure "definitely lost" "${vg[@]}" "$out/canary" leak
+else
+    step "valgrind: skipped (RESPOOL_VALGRIND=0)"
+    note "valgrind (RESPOOL_VALGRIND=0)"
 fi
 
 step "all C/C++ checks passed"

@@ -34,6 +34,14 @@
  *   respool_last_error_message() the details of the last failure on the
  *   calling thread.
  *
+ * Limits: every size is checked where it is set, so that no setting
+ *   overflows an allocation of respool_pool_new: workers 1 to
+ *   RESPOOL_MAX_WORKERS (4096), waiting tasks up to RESPOOL_MAX_WAITING
+ *   (2^32 - 1), worker stacks RESPOOL_MIN_STACK_SIZE (64 KiB) to
+ *   RESPOOL_MAX_STACK_SIZE (1 GiB). A size outside its bounds gives
+ *   RESPOOL_INVALID_ARGUMENT, a last-error message that states the limit,
+ *   and no change.
+ *
  * Panics: a Rust panic inside respool is caught at the boundary and
  *   returned as RESPOOL_PANICKED; it never unwinds into C and never aborts
  *   the program (the library is built with panic=unwind). Callbacks must not
@@ -117,6 +125,21 @@
 // Queue it, and make `respool_pool_submit` block until it is admitted, or
 // fail with `RESPOOL_DEADLINE_EXPIRED` after the maximum wait.
 #define RESPOOL_POLICY_BLOCK_UNTIL_DEADLINE 2
+
+// The most worker threads a pool may have (`respool_config_set_workers`):
+// 4096, twice the hardware threads of the largest single-system-image
+// servers. Each worker reserves its stack as address space.
+#define RESPOOL_MAX_WORKERS 4096
+
+// The most tasks that may wait for resources
+// (`respool_config_set_max_waiting`): 2^32 - 1.
+#define RESPOOL_MAX_WAITING 4294967295
+
+// The smallest worker stack (`respool_config_set_stack_size`): 64 KiB.
+#define RESPOOL_MIN_STACK_SIZE 65536
+
+// The largest worker stack (`respool_config_set_stack_size`): 1 GiB.
+#define RESPOOL_MAX_STACK_SIZE 1073741824
 
 // What a call did. `RESPOOL_OK` is 0; every other value says why the call
 // failed (or, for a job's outcome, why its task did not complete).
@@ -391,7 +414,9 @@ respool_result respool_config_new(struct respool_config **config_out);
 // `config` is NULL or a live configuration, not used afterwards.
 void respool_config_free(struct respool_config *config);
 
-// Sets the number of worker threads (at least 1).
+// Sets the number of worker threads: 1 to `RESPOOL_MAX_WORKERS` (4096).
+// Anything else is `RESPOOL_INVALID_ARGUMENT`, with a last-error message
+// that states the limit, and leaves the configuration unchanged.
 //
 // Thread safety: any thread, but no other call on `config` may be in
 // progress (see `respool_config`).
@@ -432,9 +457,11 @@ respool_result respool_config_set_capacity_str(struct respool_config *config,
 
 // Sets the capacity held back from every task in one dimension (a safety
 // margin). The first call replaces the default headroom (10% of detected
-// memory, at least 64 MiB) for every dimension. `respool_pool_new` fails
-// with `RESPOOL_INVALID_ARGUMENT` if a headroom exceeds its capacity or
-// names an untracked dimension.
+// memory, at least 64 MiB) for every dimension. A headroom of 0 holds
+// nothing back and needs no capacity: setting a dimension back to 0 undoes
+// an earlier call for it (the default headroom stays replaced).
+// `respool_pool_new` fails with `RESPOOL_INVALID_ARGUMENT` if a headroom
+// exceeds its capacity or a non-zero one names an untracked dimension.
 //
 // Thread safety: any thread, but no other call on `config` may be in
 // progress (see `respool_config`).
@@ -460,8 +487,15 @@ respool_result respool_config_set_admission(struct respool_config *config,
                                             respool_policy policy,
                                             uint64_t max_wait_ms);
 
-// Sets the most tasks that may wait for resources (default 4096; 0 makes
-// every task that does not fit now fail with `RESPOOL_QUEUE_FULL`).
+// Bounds the wait queue: at most `max_waiting` tasks wait for resources,
+// and one that would have to wait beyond it fails with
+// `RESPOOL_QUEUE_FULL` (0: every task that does not fit now). Not set
+// (the default), a full queue fails nothing: once 4096 tasks wait, a
+// submitter from outside the pool waits for room (backpressure), and the
+// pool's own tasks queue beyond that. At most `RESPOOL_MAX_WAITING`
+// (2^32 - 1); more is `RESPOOL_INVALID_ARGUMENT`, with a last-error
+// message that states the limit. The queue is allocated as it fills, not
+// by `respool_pool_new`.
 //
 // Thread safety: any thread, but no other call on `config` may be in
 // progress (see `respool_config`).
@@ -472,7 +506,8 @@ respool_result respool_config_set_admission(struct respool_config *config,
 respool_result respool_config_set_max_waiting(struct respool_config *config, size_t max_waiting);
 
 // Sets the capacity of one dimension that only critical tasks may use
-// (see `respool_task_desc_set_critical`).
+// (see `respool_task_desc_set_critical`). 0 reserves nothing (and undoes an
+// earlier call for the dimension).
 //
 // Thread safety: any thread, but no other call on `config` may be in
 // progress (see `respool_config`).
@@ -562,8 +597,11 @@ respool_result respool_config_set_learning_fallback(struct respool_config *confi
 respool_result respool_config_set_profile_path(struct respool_config *config, const char *path);
 
 // Sets the stack size of worker threads, in bytes (default: the Rust
-// default, 2 MiB). `respool_pool_new` fails with `RESPOOL_SPAWN_FAILED` if
-// the system cannot provide it.
+// default, 2 MiB): `RESPOOL_MIN_STACK_SIZE` (64 KiB) to
+// `RESPOOL_MAX_STACK_SIZE` (1 GiB). Anything else, 0 included, is
+// `RESPOOL_INVALID_ARGUMENT` with a last-error message that states the
+// limit. `respool_pool_new` fails with `RESPOOL_SPAWN_FAILED` if the system
+// cannot provide the stacks (an address-space limit, `ulimit -v`).
 //
 // Thread safety: any thread, but no other call on `config` may be in
 // progress (see `respool_config`).
@@ -589,7 +627,9 @@ const char *respool_result_message(uint32_t result);
 // returned `RESPOOL_OK`, except that `respool_job_wait`,
 // `respool_job_wait_timeout` and `respool_job_status` store the details of
 // an outcome other than `RESPOOL_OK`. This function (unless it fails) and
-// `respool_result_message` do not change it.
+// `respool_result_message` do not change it. A message quotes at most 256
+// bytes of any text the call was given (an amount that did not parse, a
+// path), followed by "…" and the text's length in bytes.
 //
 // `buf` may be NULL only when `len` is 0. `needed_out` may be NULL; if
 // not, it receives the full length of the message (without the NUL): a
@@ -677,7 +717,9 @@ void respool_job_free(struct respool_job *job);
 //
 // Errors: `RESPOOL_INVALID_ARGUMENT` (a headroom or critical reserve that
 // does not fit the capacity), `RESPOOL_SPAWN_FAILED`, `RESPOOL_STORE_*`
-// (the profile file cannot be loaded).
+// (the profile file cannot be loaded). Sizes were checked when they were
+// set (see "Limits" above): a configuration is never reported as
+// `RESPOOL_PANICKED`.
 //
 // Thread safety: may be called from any thread.
 //
@@ -924,7 +966,8 @@ respool_result respool_task_desc_set_deadline_ms(struct respool_task_desc *desc,
 
 // Sets a timeout counted from the task's start: when it runs longer, it
 // is asked to stop (`respool_task_is_cancelled` returns true inside its
-// callback) and its outcome is `RESPOOL_TASK_TIMED_OUT`.
+// callback) and its outcome is `RESPOOL_TASK_TIMED_OUT`. 0 means no
+// timeout (the default), and removes one set earlier on this description.
 //
 // Thread safety: any thread, but no other call on `desc` may be in
 // progress, `respool_pool_submit` with it included (see

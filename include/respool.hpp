@@ -138,6 +138,7 @@ public:
         p_.reset(p);
     }
 
+    /// 1 to RESPOOL_MAX_WORKERS.
     Config &workers(std::size_t n) {
         detail::check(respool_config_set_workers(p_.get(), n));
         return *this;
@@ -152,6 +153,7 @@ public:
         detail::check(respool_config_set_capacity_str(p_.get(), dim, amount.c_str()));
         return *this;
     }
+    /// Held back from every task in `dim`; 0 undoes an earlier headroom.
     Config &headroom(respool_dim dim, std::uint64_t amount) {
         detail::check(respool_config_set_headroom(p_.get(), dim, amount));
         return *this;
@@ -170,6 +172,7 @@ public:
             respool_config_set_placement(p_.get(), static_cast<std::uint32_t>(algorithm)));
         return *this;
     }
+    /// At most RESPOOL_MAX_WAITING.
     Config &max_waiting(std::size_t n) {
         detail::check(respool_config_set_max_waiting(p_.get(), n));
         return *this;
@@ -199,6 +202,7 @@ public:
         detail::check(respool_config_set_profile_path(p_.get(), path.c_str()));
         return *this;
     }
+    /// RESPOOL_MIN_STACK_SIZE to RESPOOL_MAX_STACK_SIZE bytes.
     Config &stack_size(std::size_t bytes) {
         detail::check(respool_config_set_stack_size(p_.get(), bytes));
         return *this;
@@ -243,7 +247,7 @@ public:
             p_.get(), static_cast<std::uint64_t>(after_submit.count())));
         return *this;
     }
-    /// A timeout counted from the task's start.
+    /// A timeout counted from the task's start; 0 means none.
     TaskDesc &timeout(std::chrono::milliseconds t) {
         detail::check(
             respool_task_desc_set_timeout_ms(p_.get(), static_cast<std::uint64_t>(t.count())));

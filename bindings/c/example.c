@@ -3,11 +3,23 @@
  * declare what they need, waiting for them, statistics, and learned
  * profiles saved for the next run.
  *
- * Build (static):  cc -std=c11 bindings/c/example.c -Iinclude target/c/lib/librespool.a \
- *                     $(cat target/c/lib/native-static-libs.txt) -o example
- * Build (shared):  cc -std=c11 bindings/c/example.c -Iinclude -Ltarget/c/lib -lrespool \
- *                     -lpthread -ldl -lm -o example   (run with LD_LIBRARY_PATH=target/c/lib)
- * Installed:       cc -std=c11 example.c $(pkg-config --cflags --libs respool) -o example
+ * Build and run it from the repository root (README.md gives the same lines
+ * and ci/c-tests.sh runs them):
+ *
+ * c-build:begin
+ *   bindings/stage.sh
+ *   # static
+ *   cc -std=c11 bindings/c/example.c -Iinclude target/c/lib/librespool.a \
+ *      $(cat target/c/lib/native-static-libs.txt) -o target/c/example-static
+ *   target/c/example-static
+ *   # shared (the rpath finds librespool.so.0 where it was staged; installed,
+ *   # use `pkg-config --cflags --libs respool` instead)
+ *   cc -std=c11 bindings/c/example.c -Iinclude -Ltarget/c/lib -lrespool \
+ *      -Wl,-rpath,"$PWD/target/c/lib" -lpthread -ldl -lm -o target/c/example-shared
+ *   target/c/example-shared
+ * c-build:end
+ *
+ * Installed:  cc -std=c11 example.c $(pkg-config --cflags --libs respool) -o example
  */
 #include <stdio.h>
 #include <stdlib.h>

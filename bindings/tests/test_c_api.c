@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -221,6 +222,7 @@ static void test_invalid_arguments(void) {
     CHECK_RC(respool_config_set_admission(cfg, RESPOOL_POLICY_DEFER, 5), RESPOOL_INVALID_ARGUMENT);
     CHECK_RC(respool_config_set_learning_confidence(cfg, 1000001), RESPOOL_INVALID_ARGUMENT);
     CHECK_RC(respool_config_set_stack_size(cfg, 0), RESPOOL_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "RESPOOL_MIN_STACK_SIZE") != NULL);
     CHECK_RC(respool_config_set_profile_path(cfg, ""), RESPOOL_INVALID_ARGUMENT);
     CHECK(strstr(last_error(), "empty path") != NULL);
     /* Unix paths are bytes, not necessarily UTF-8. */
@@ -272,6 +274,47 @@ static void test_parse_error(void) {
     CHECK_RC(respool_task_desc_set_requirement_str(desc, RESPOOL_DIM_MEMORY, ""),
              RESPOOL_PARSE_ERROR);
     respool_task_desc_free(desc);
+}
+
+/* The length of the last error message (without the NUL). */
+static size_t last_error_length(void) {
+    size_t needed = 0;
+    CHECK_RC(respool_last_error_message(NULL, 0, &needed), RESPOOL_OK);
+    return needed;
+}
+
+/* Issue 14, defect 6: a message quotes at most 256 bytes of the text it was
+ * given, then an ellipsis and the text's length. A 1 MiB bad amount gave a
+ * 1,048,706-byte message. */
+static void test_long_input_is_cut(void) {
+    const size_t n = (size_t)1 << 20;
+    char *big = malloc(n + 8);
+    CHECK(big != NULL);
+    if (big == NULL) {
+        return;
+    }
+    memset(big, '9', n);
+    strcpy(big + n, "parsecs");
+    respool_config *cfg = test_config(1, "64MiB");
+    CHECK_RC(respool_config_set_capacity_str(cfg, RESPOOL_DIM_MEMORY, big), RESPOOL_PARSE_ERROR);
+    CHECK(last_error_length() < 512);
+    CHECK(strstr(last_error(), "\xe2\x80\xa6 (1048583 bytes in all)") != NULL);
+    respool_task_desc *desc = NULL;
+    CHECK_RC(respool_task_desc_new(&desc), RESPOOL_OK);
+    CHECK_RC(respool_task_desc_set_requirement_str(desc, RESPOOL_DIM_CPU, big),
+             RESPOOL_PARSE_ERROR);
+    CHECK(last_error_length() < 512);
+    respool_task_desc_free(desc);
+    /* A profile path too long for the system: the I/O error quotes its start. */
+    memset(big, 'p', n + 7);
+    big[0] = '/';
+    CHECK_RC(respool_config_set_profile_path(cfg, big), RESPOOL_OK);
+    respool_pool *pool = NULL;
+    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_STORE_IO);
+    CHECK(pool == NULL);
+    CHECK(last_error_length() < 512);
+    respool_config_free(cfg);
+    free(big);
 }
 
 /* Every placement algorithm builds a pool that runs tasks; an unknown
@@ -691,6 +734,59 @@ static void test_task_timeout(void) {
     CHECK_RC(respool_pool_stats(pool, &s), RESPOOL_OK);
     CHECK(s.timed_out == 1);
     respool_job_free(job);
+    respool_task_desc_free(desc);
+    respool_pool_free(pool);
+}
+
+static atomic_int slow_runs_cancelled;
+
+/* Sleeps 50 ms, then records whether it was asked to stop. */
+static void slow_run(void *user) {
+    rec_run(user);
+    sleep_us(50000);
+    if (respool_task_is_cancelled()) {
+        atomic_fetch_add(&slow_runs_cancelled, 1);
+    }
+}
+
+/* Issue 14, defect 6: a timeout of 0 ms means no timeout, every time (it
+ * gave RESPOOL_TASK_TIMED_OUT in one run and RESPOOL_OK in another), and
+ * setting 0 removes an earlier timeout from a reused description. */
+static void test_zero_timeout(void) {
+    respool_pool *pool = test_pool(2, "64MiB");
+    respool_task_desc *desc = memory_desc("1MiB");
+    CHECK_RC(respool_task_desc_set_timeout_ms(desc, 0), RESPOOL_OK);
+    enum { ROUNDS = 300 };
+    int ok = 0;
+    task_rec r;
+    rec_init(&r);
+    for (int i = 0; i < ROUNDS; i++) {
+        respool_job *job = NULL;
+        CHECK_RC(respool_pool_submit(pool, desc, rec_run, &r, rec_destroy, &job), RESPOOL_OK);
+        respool_result outcome = RESPOOL_INTERNAL;
+        CHECK_RC(respool_job_wait(job, &outcome), RESPOOL_OK);
+        ok += outcome == RESPOOL_OK;
+        respool_job_free(job);
+    }
+    CHECK(ok == ROUNDS);
+    CHECK(atomic_load(&r.runs) == ROUNDS && atomic_load(&r.destroys) == ROUNDS);
+    /* 20 ms, then 0: the 50 ms task runs to the end without being stopped. */
+    CHECK_RC(respool_task_desc_set_timeout_ms(desc, 20), RESPOOL_OK);
+    CHECK_RC(respool_task_desc_set_timeout_ms(desc, 0), RESPOOL_OK);
+    task_rec slow;
+    rec_init(&slow);
+    atomic_init(&slow_runs_cancelled, 0);
+    respool_job *job = NULL;
+    CHECK_RC(respool_pool_submit(pool, desc, slow_run, &slow, rec_destroy, &job), RESPOOL_OK);
+    respool_result outcome = RESPOOL_INTERNAL;
+    CHECK_RC(respool_job_wait(job, &outcome), RESPOOL_OK);
+    CHECK_OUTCOME(outcome, RESPOOL_OK);
+    CHECK(atomic_load(&slow.runs) == 1 && atomic_load(&slow_runs_cancelled) == 0);
+    respool_job_free(job);
+    CHECK_RC(respool_pool_shutdown(pool), RESPOOL_OK);
+    respool_stats s;
+    CHECK_RC(respool_pool_stats(pool, &s), RESPOOL_OK);
+    CHECK(s.timed_out == 0);
     respool_task_desc_free(desc);
     respool_pool_free(pool);
 }
@@ -1152,15 +1248,150 @@ static void test_profiles(void) {
     unlink(saved);
 }
 
-/* The system cannot give a worker an impossible stack. */
+/* This process's address space in use, in bytes (VmSize), or 0. */
+static size_t address_space_in_use(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL) {
+        return 0;
+    }
+    char line[256];
+    size_t kib = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "VmSize: %zu kB", &kib) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return kib * 1024;
+}
+
+/* The system cannot give a worker its stack: the largest stack the API
+ * accepts, under an address-space limit (`ulimit -v`) of what is in use
+ * plus 256 MiB, lifted again at once. */
 static void test_spawn_failed(void) {
     respool_config *cfg = test_config(1, "64MiB");
-    CHECK_RC(respool_config_set_stack_size(cfg, (size_t)1 << 50), RESPOOL_OK);
+    CHECK_RC(respool_config_set_stack_size(cfg, RESPOOL_MAX_STACK_SIZE), RESPOOL_OK);
+    struct rlimit old;
+    CHECK(getrlimit(RLIMIT_AS, &old) == 0);
+    size_t in_use = address_space_in_use();
+    CHECK(in_use > 0);
+    struct rlimit tight = {(rlim_t)in_use + 256 * MiB, old.rlim_max};
+    CHECK(old.rlim_max == RLIM_INFINITY || tight.rlim_cur <= old.rlim_max);
     respool_pool *pool = NULL;
-    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_SPAWN_FAILED);
+    respool_result rc = RESPOOL_INTERNAL;
+    if (setrlimit(RLIMIT_AS, &tight) == 0) {
+        rc = respool_pool_new(cfg, &pool);
+        CHECK(setrlimit(RLIMIT_AS, &old) == 0);
+    }
+    CHECK_RC(rc, RESPOOL_SPAWN_FAILED);
     CHECK(strstr(last_error(), "could not start a worker thread") != NULL);
     CHECK(pool == NULL);
+    respool_pool_free(pool);
     respool_config_free(cfg);
+}
+
+/* Issue 14, defect 2: every size is checked where it is set. A size outside
+ * its limits is refused with RESPOOL_INVALID_ARGUMENT and a message that
+ * states the limit, and the configuration keeps its earlier value. Before,
+ * set_workers(SIZE_MAX) was accepted and respool_pool_new returned
+ * RESPOOL_PANICKED (with a backtrace on stderr); set_workers(1 << 40) was
+ * accepted and respool_pool_new aborted the program. */
+static void test_limits(void) {
+    CHECK(RESPOOL_MAX_WORKERS == 4096);
+    CHECK(RESPOOL_MIN_STACK_SIZE == 64 * 1024);
+    CHECK(RESPOOL_MAX_STACK_SIZE == 1024 * MiB);
+    respool_config *cfg = test_config(2, "64MiB");
+    const size_t workers[] = {(size_t)RESPOOL_MAX_WORKERS + 1, SIZE_MAX, (size_t)1 << 40};
+    for (size_t i = 0; i < sizeof workers / sizeof workers[0]; i++) {
+        CHECK_RC(respool_config_set_workers(cfg, workers[i]), RESPOOL_INVALID_ARGUMENT);
+        CHECK(strstr(last_error(), "above the limit of 4096") != NULL);
+        CHECK(strstr(last_error(), "RESPOOL_MAX_WORKERS") != NULL);
+    }
+    /* The configuration still has its 2 workers. */
+    respool_pool *pool = NULL;
+    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_OK);
+    respool_stats s;
+    if (pool != NULL) {
+        CHECK_RC(respool_pool_stats(pool, &s), RESPOOL_OK);
+        CHECK(s.workers == 2);
+        respool_pool_free(pool);
+        pool = NULL;
+    }
+    CHECK_RC(respool_config_set_max_waiting(cfg, SIZE_MAX), RESPOOL_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "above the limit of 4294967295") != NULL);
+    CHECK(strstr(last_error(), "RESPOOL_MAX_WAITING") != NULL);
+#if SIZE_MAX > 0xffffffffu
+    CHECK_RC(respool_config_set_max_waiting(cfg, (size_t)RESPOOL_MAX_WAITING + 1),
+             RESPOOL_INVALID_ARGUMENT);
+#endif
+    /* At the limit it is accepted (not built here: the wait queue is still
+     * allocated whole when the pool is built). */
+    CHECK_RC(respool_config_set_max_waiting(cfg, (size_t)RESPOOL_MAX_WAITING), RESPOOL_OK);
+    CHECK_RC(respool_config_set_max_waiting(cfg, 16), RESPOOL_OK);
+    const size_t small_stacks[] = {0, 1, (size_t)RESPOOL_MIN_STACK_SIZE - 1};
+    for (size_t i = 0; i < sizeof small_stacks / sizeof small_stacks[0]; i++) {
+        CHECK_RC(respool_config_set_stack_size(cfg, small_stacks[i]), RESPOOL_INVALID_ARGUMENT);
+        CHECK(strstr(last_error(), "below the minimum of 65536") != NULL);
+        CHECK(strstr(last_error(), "RESPOOL_MIN_STACK_SIZE") != NULL);
+    }
+    const size_t large_stacks[] = {(size_t)RESPOOL_MAX_STACK_SIZE + 1, (size_t)1 << 50, SIZE_MAX};
+    for (size_t i = 0; i < sizeof large_stacks / sizeof large_stacks[0]; i++) {
+        CHECK_RC(respool_config_set_stack_size(cfg, large_stacks[i]), RESPOOL_INVALID_ARGUMENT);
+        CHECK(strstr(last_error(), "above the limit of 1073741824") != NULL);
+        CHECK(strstr(last_error(), "RESPOOL_MAX_STACK_SIZE") != NULL);
+    }
+    CHECK_RC(respool_config_set_stack_size(cfg, RESPOOL_MAX_STACK_SIZE), RESPOOL_OK);
+    CHECK_RC(respool_config_set_workers(cfg, RESPOOL_MAX_WORKERS), RESPOOL_OK);
+    /* The smallest stack runs tasks. */
+    CHECK_RC(respool_config_set_stack_size(cfg, RESPOOL_MIN_STACK_SIZE), RESPOOL_OK);
+    CHECK_RC(respool_config_set_workers(cfg, 2), RESPOOL_OK);
+    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_OK);
+    respool_config_free(cfg);
+    if (pool == NULL) {
+        return;
+    }
+    respool_task_desc *desc = memory_desc("1MiB");
+    task_rec r;
+    rec_init(&r);
+    respool_job *job = NULL;
+    CHECK_RC(respool_pool_submit(pool, desc, rec_run, &r, rec_destroy, &job), RESPOOL_OK);
+    respool_result outcome = RESPOOL_INTERNAL;
+    CHECK_RC(respool_job_wait(job, &outcome), RESPOOL_OK);
+    CHECK_OUTCOME(outcome, RESPOOL_OK);
+    CHECK(atomic_load(&r.runs) == 1 && atomic_load(&r.destroys) == 1);
+    respool_job_free(job);
+    respool_task_desc_free(desc);
+    respool_pool_free(pool);
+}
+
+/* Issue 14, defect 6: a headroom set back to 0 is undone; a headroom of 0
+ * holds nothing back and needs no capacity (a headroom of 1, then 0, on an
+ * untracked dimension used to fail respool_pool_new). */
+static void test_headroom_undone(void) {
+    respool_config *cfg = test_config(1, "64MiB");
+    CHECK_RC(respool_config_set_headroom(cfg, RESPOOL_DIM_USER3, 1), RESPOOL_OK);
+    respool_pool *pool = NULL;
+    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "headroom") != NULL);
+    CHECK_RC(respool_config_set_headroom(cfg, RESPOOL_DIM_USER3, 0), RESPOOL_OK);
+    CHECK_RC(respool_config_set_headroom(cfg, RESPOOL_DIM_MEMORY, 0), RESPOOL_OK);
+    CHECK_RC(respool_pool_new(cfg, &pool), RESPOOL_OK);
+    respool_config_free(cfg);
+    if (pool == NULL) {
+        return;
+    }
+    /* Nothing is held back: a task may take the whole 64 MiB. */
+    respool_task_desc *desc = memory_desc("64MiB");
+    task_rec r;
+    rec_init(&r);
+    respool_job *job = NULL;
+    CHECK_RC(respool_pool_submit(pool, desc, rec_run, &r, rec_destroy, &job), RESPOOL_OK);
+    respool_result outcome = RESPOOL_INTERNAL;
+    CHECK_RC(respool_job_wait(job, &outcome), RESPOOL_OK);
+    CHECK_OUTCOME(outcome, RESPOOL_OK);
+    respool_job_free(job);
+    respool_task_desc_free(desc);
+    respool_pool_free(pool);
 }
 
 /* Critical tasks may use the reserve that normal tasks may not. */
@@ -1200,6 +1431,7 @@ int main(void) {
     test_null_arguments();
     test_invalid_arguments();
     test_parse_error();
+    test_long_input_is_cut();
     test_placement();
     test_normal_use();
     test_never_fits();
@@ -1211,6 +1443,7 @@ int main(void) {
     test_detach();
     test_wait_timeout();
     test_task_timeout();
+    test_zero_timeout();
     test_cancel_running();
     test_deadline_missed();
     test_rejected_while_waiting();
@@ -1222,6 +1455,8 @@ int main(void) {
     test_profiles();
     test_spawn_failed();
     test_critical_reserve();
+    test_headroom_undone();
+    test_limits();
     rmdir(tmpdir);
 
     /* Every code C can reach was produced, except PANICKED (test_panic.c)

@@ -110,6 +110,13 @@ void test_errors_are_exceptions() {
         CHECK(e.code() == RESPOOL_INVALID_ARGUMENT);
     }
     try {
+        respool::Config().workers(std::size_t(1) << 40);
+        CHECK(false);
+    } catch (const respool::Error &e) {
+        CHECK(e.code() == RESPOOL_INVALID_ARGUMENT);
+        CHECK(std::string(e.what()).find("limit of 4096") != std::string::npos);
+    }
+    try {
         respool::Config().placement(static_cast<respool_placement>(99));
         CHECK(false);
     } catch (const respool::Error &e) {

@@ -211,6 +211,33 @@ pub(crate) fn parse(dim: Dim, text: &str) -> Result<u64, Error> {
         .map_err(|e| Error::new(respool_result::RESPOOL_PARSE_ERROR, e.to_string()))
 }
 
+/// The most worker threads a pool may have (`respool_config_set_workers`):
+/// 4096, twice the hardware threads of the largest single-system-image
+/// servers. Each worker reserves its stack as address space.
+pub const RESPOOL_MAX_WORKERS: usize = 4096;
+/// The most tasks that may wait for resources
+/// (`respool_config_set_max_waiting`): 2^32 - 1.
+pub const RESPOOL_MAX_WAITING: usize = 4294967295;
+/// The smallest worker stack (`respool_config_set_stack_size`): 64 KiB.
+pub const RESPOOL_MIN_STACK_SIZE: usize = 65536;
+/// The largest worker stack (`respool_config_set_stack_size`): 1 GiB.
+pub const RESPOOL_MAX_STACK_SIZE: usize = 1073741824;
+
+// cbindgen copies only literals into the header: the literals above are
+// checked against the limits the Rust crate enforces.
+const _: () = {
+    assert!(RESPOOL_MAX_WORKERS == respool::limits::MAX_WORKERS);
+    assert!(RESPOOL_MAX_WAITING == respool::limits::MAX_WAITING);
+    assert!(RESPOOL_MIN_STACK_SIZE == respool::limits::MIN_STACK_SIZE);
+    assert!(RESPOOL_MAX_STACK_SIZE == respool::limits::MAX_STACK_SIZE);
+};
+
+/// A size outside its limits: `RESPOOL_INVALID_ARGUMENT`, with the limit and
+/// the header's name for it in the message.
+fn limit_error(e: &respool::BuildError, constant: &str) -> Error {
+    Error::invalid(format!("{e} (the limit is {constant} in respool.h)"))
+}
+
 /// A pool configuration (see `respool_pool_new`).
 ///
 /// Thread safety: not thread-safe for writing: the `respool_config_set_*`
@@ -339,7 +366,9 @@ unsafe fn with_config(
     })
 }
 
-/// Sets the number of worker threads (at least 1).
+/// Sets the number of worker threads: 1 to `RESPOOL_MAX_WORKERS` (4096).
+/// Anything else is `RESPOOL_INVALID_ARGUMENT`, with a last-error message
+/// that states the limit, and leaves the configuration unchanged.
 ///
 /// Thread safety: any thread, but no other call on `config` may be in
 /// progress (see `respool_config`).
@@ -358,6 +387,8 @@ pub unsafe extern "C" fn respool_config_set_workers(
             if workers == 0 {
                 return Err(Error::invalid("workers must be at least 1"));
             }
+            respool::limits::check_workers(workers)
+                .map_err(|e| limit_error(&e, "RESPOOL_MAX_WORKERS"))?;
             c.workers = Some(workers);
             Ok(())
         })
@@ -420,9 +451,11 @@ pub unsafe extern "C" fn respool_config_set_capacity_str(
 
 /// Sets the capacity held back from every task in one dimension (a safety
 /// margin). The first call replaces the default headroom (10% of detected
-/// memory, at least 64 MiB) for every dimension. `respool_pool_new` fails
-/// with `RESPOOL_INVALID_ARGUMENT` if a headroom exceeds its capacity or
-/// names an untracked dimension.
+/// memory, at least 64 MiB) for every dimension. A headroom of 0 holds
+/// nothing back and needs no capacity: setting a dimension back to 0 undoes
+/// an earlier call for it (the default headroom stays replaced).
+/// `respool_pool_new` fails with `RESPOOL_INVALID_ARGUMENT` if a headroom
+/// exceeds its capacity or a non-zero one names an untracked dimension.
 ///
 /// Thread safety: any thread, but no other call on `config` may be in
 /// progress (see `respool_config`).
@@ -492,8 +525,15 @@ pub unsafe extern "C" fn respool_config_set_admission(
     }
 }
 
-/// Sets the most tasks that may wait for resources (default 4096; 0 makes
-/// every task that does not fit now fail with `RESPOOL_QUEUE_FULL`).
+/// Bounds the wait queue: at most `max_waiting` tasks wait for resources,
+/// and one that would have to wait beyond it fails with
+/// `RESPOOL_QUEUE_FULL` (0: every task that does not fit now). Not set
+/// (the default), a full queue fails nothing: once 4096 tasks wait, a
+/// submitter from outside the pool waits for room (backpressure), and the
+/// pool's own tasks queue beyond that. At most `RESPOOL_MAX_WAITING`
+/// (2^32 - 1); more is `RESPOOL_INVALID_ARGUMENT`, with a last-error
+/// message that states the limit. The queue is allocated as it fills, not
+/// by `respool_pool_new`.
 ///
 /// Thread safety: any thread, but no other call on `config` may be in
 /// progress (see `respool_config`).
@@ -509,6 +549,8 @@ pub unsafe extern "C" fn respool_config_set_max_waiting(
     // SAFETY: forwarded contract.
     unsafe {
         with_config("respool_config_set_max_waiting", config, |c| {
+            respool::limits::check_max_waiting(max_waiting)
+                .map_err(|e| limit_error(&e, "RESPOOL_MAX_WAITING"))?;
             c.max_waiting = Some(max_waiting);
             Ok(())
         })
@@ -516,7 +558,8 @@ pub unsafe extern "C" fn respool_config_set_max_waiting(
 }
 
 /// Sets the capacity of one dimension that only critical tasks may use
-/// (see `respool_task_desc_set_critical`).
+/// (see `respool_task_desc_set_critical`). 0 reserves nothing (and undoes an
+/// earlier call for the dimension).
 ///
 /// Thread safety: any thread, but no other call on `config` may be in
 /// progress (see `respool_config`).
@@ -699,8 +742,11 @@ pub unsafe extern "C" fn respool_config_set_profile_path(
 }
 
 /// Sets the stack size of worker threads, in bytes (default: the Rust
-/// default, 2 MiB). `respool_pool_new` fails with `RESPOOL_SPAWN_FAILED` if
-/// the system cannot provide it.
+/// default, 2 MiB): `RESPOOL_MIN_STACK_SIZE` (64 KiB) to
+/// `RESPOOL_MAX_STACK_SIZE` (1 GiB). Anything else, 0 included, is
+/// `RESPOOL_INVALID_ARGUMENT` with a last-error message that states the
+/// limit. `respool_pool_new` fails with `RESPOOL_SPAWN_FAILED` if the system
+/// cannot provide the stacks (an address-space limit, `ulimit -v`).
 ///
 /// Thread safety: any thread, but no other call on `config` may be in
 /// progress (see `respool_config`).
@@ -716,9 +762,14 @@ pub unsafe extern "C" fn respool_config_set_stack_size(
     // SAFETY: forwarded contract.
     unsafe {
         with_config("respool_config_set_stack_size", config, |c| {
-            if bytes == 0 {
-                return Err(Error::invalid("the stack size is 0"));
-            }
+            respool::limits::check_stack_size(bytes).map_err(|e| {
+                let bound = if bytes < respool::limits::MIN_STACK_SIZE {
+                    "RESPOOL_MIN_STACK_SIZE"
+                } else {
+                    "RESPOOL_MAX_STACK_SIZE"
+                };
+                limit_error(&e, bound)
+            })?;
             c.stack_size = Some(bytes);
             Ok(())
         })

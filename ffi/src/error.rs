@@ -182,7 +182,9 @@ pub extern "C" fn respool_result_message(result: u32) -> *const c_char {
 /// returned `RESPOOL_OK`, except that `respool_job_wait`,
 /// `respool_job_wait_timeout` and `respool_job_status` store the details of
 /// an outcome other than `RESPOOL_OK`. This function (unless it fails) and
-/// `respool_result_message` do not change it.
+/// `respool_result_message` do not change it. A message quotes at most 256
+/// bytes of any text the call was given (an amount that did not parse, a
+/// path), followed by "…" and the text's length in bytes.
 ///
 /// `buf` may be NULL only when `len` is 0. `needed_out` may be NULL; if
 /// not, it receives the full length of the message (without the NUL): a
@@ -232,6 +234,8 @@ pub(crate) fn build_error(e: &BuildError) -> Error {
         | BuildError::HeadroomExceedsCapacity { .. }
         | BuildError::Untracked { .. }
         | BuildError::CriticalReserveTooLarge { .. }
+        | BuildError::TooLarge { .. }
+        | BuildError::TooSmall { .. }
         | BuildError::Invalid(_) => respool_result::RESPOOL_INVALID_ARGUMENT,
         _ => respool_result::RESPOOL_INTERNAL,
     };

@@ -115,7 +115,9 @@ fn per_dim(r: &Resources) -> [u64; RESPOOL_DIM_COUNT] {
 ///
 /// Errors: `RESPOOL_INVALID_ARGUMENT` (a headroom or critical reserve that
 /// does not fit the capacity), `RESPOOL_SPAWN_FAILED`, `RESPOOL_STORE_*`
-/// (the profile file cannot be loaded).
+/// (the profile file cannot be loaded). Sizes were checked when they were
+/// set (see "Limits" above): a configuration is never reported as
+/// `RESPOOL_PANICKED`.
 ///
 /// Thread safety: may be called from any thread.
 ///

@@ -257,7 +257,8 @@ pub unsafe extern "C" fn respool_task_desc_set_deadline_ms(
 
 /// Sets a timeout counted from the task's start: when it runs longer, it
 /// is asked to stop (`respool_task_is_cancelled` returns true inside its
-/// callback) and its outcome is `RESPOOL_TASK_TIMED_OUT`.
+/// callback) and its outcome is `RESPOOL_TASK_TIMED_OUT`. 0 means no
+/// timeout (the default), and removes one set earlier on this description.
 ///
 /// Thread safety: any thread, but no other call on `desc` may be in
 /// progress, `respool_pool_submit` with it included (see
@@ -274,7 +275,7 @@ pub unsafe extern "C" fn respool_task_desc_set_timeout_ms(
     // SAFETY: forwarded contract.
     unsafe {
         with_desc("respool_task_desc_set_timeout_ms", desc, |d| {
-            d.timeout_ms = Some(ms);
+            d.timeout_ms = (ms > 0).then_some(ms);
             Ok(())
         })
     }

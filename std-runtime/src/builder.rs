@@ -8,7 +8,7 @@ use respool_core::{Dim, DimSet, Resources};
 use crate::Pool;
 use crate::error::BuildError;
 use crate::pool::Config;
-use crate::units;
+use crate::{limits, units};
 
 /// Configures a [`Pool`]. Every setting has a default that works on the
 /// machine (or container) it runs on.
@@ -112,7 +112,9 @@ impl Builder {
         }
     }
 
-    /// Number of worker threads.
+    /// Number of worker threads: 1 to [`MAX_WORKERS`](crate::limits::MAX_WORKERS)
+    /// (4096); [`build`](Builder::build) refuses 0 with
+    /// [`BuildError::ZeroWorkers`] and more with [`BuildError::TooLarge`].
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = Some(workers);
         self
@@ -185,6 +187,8 @@ impl Builder {
     }
 
     /// Capacity held back from every task (a safety margin), per dimension.
+    /// It replaces the default headroom in every dimension. A dimension set
+    /// to 0 holds nothing back and needs no capacity.
     pub fn headroom(mut self, headroom: Resources) -> Self {
         self.headroom = Some(headroom);
         self
@@ -231,7 +235,9 @@ impl Builder {
     /// ends the wait with [`SubmitError::ShutDown`](crate::SubmitError::ShutDown).
     ///
     /// Either way the wait queue is allocated as it fills (doubling), not
-    /// up front: a large bound costs nothing until tasks wait.
+    /// up front: a large bound costs nothing until tasks wait. At most
+    /// [`MAX_WAITING`](crate::limits::MAX_WAITING) (2^32 - 1), else
+    /// [`build`](Builder::build) fails with [`BuildError::TooLarge`].
     ///
     /// # Examples
     ///
@@ -258,7 +264,8 @@ impl Builder {
     /// [`max_waiting`](Builder::max_waiting) is not set.
     pub const BACKPRESSURE: usize = 4096;
 
-    /// Capacity that only [critical](crate::TaskBuilder::critical) tasks may use.
+    /// Capacity that only [critical](crate::TaskBuilder::critical) tasks may
+    /// use. A dimension set to 0 reserves nothing and needs no capacity.
     ///
     /// # Examples
     ///
@@ -287,6 +294,9 @@ impl Builder {
     /// overflow list (default 4096). A slot takes about 100 bytes (a small
     /// closure is stored in it, and a task with requirements only carries
     /// its reservation there), so the default queue takes about 400 KiB.
+    /// 1 to [`MAX_QUEUE_CAPACITY`](crate::limits::MAX_QUEUE_CAPACITY) (2^20);
+    /// [`build`](Builder::build) refuses 0 with
+    /// [`BuildError::ZeroQueueCapacity`] and more with [`BuildError::TooLarge`].
     pub fn queue_capacity(mut self, slots: usize) -> Self {
         self.queue_capacity = slots;
         self
@@ -298,7 +308,11 @@ impl Builder {
         self
     }
 
-    /// Stack size of worker threads, in bytes.
+    /// Stack size of worker threads, in bytes (default: the Rust default,
+    /// 2 MiB): [`MIN_STACK_SIZE`](crate::limits::MIN_STACK_SIZE) (64 KiB) to
+    /// [`MAX_STACK_SIZE`](crate::limits::MAX_STACK_SIZE) (1 GiB), else
+    /// [`build`](Builder::build) fails with [`BuildError::TooSmall`] (0
+    /// included) or [`BuildError::TooLarge`].
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
@@ -460,7 +474,10 @@ impl Builder {
     /// The lookahead of the wait queue: when the best waiting task does not
     /// fit, start the first of the next `width - 1` that does, but pass over
     /// the best one at most `max_skips` times in a row (default 8 and 16;
-    /// `width = 1` is strict head-of-line admission).
+    /// `width = 1` is strict head-of-line admission; 0 counts as 1). The
+    /// width is at most [`MAX_LOOKAHEAD`](crate::limits::MAX_LOOKAHEAD)
+    /// (1024), else [`build`](Builder::build) fails with
+    /// [`BuildError::TooLarge`].
     pub fn lookahead(mut self, width: usize, max_skips: u32) -> Self {
         self.lookahead = (width.max(1), max_skips);
         self
@@ -527,7 +544,10 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] that says which setting to change.
+    /// A [`BuildError`] that says which setting to change; a size outside
+    /// its bounds in [`limits`](crate::limits) gives [`BuildError::TooLarge`]
+    /// or [`BuildError::TooSmall`], naming the setting, the value and the
+    /// limit.
     pub fn build(self) -> Result<Pool, BuildError> {
         if let Some(e) = self.error {
             return Err(e);
@@ -538,12 +558,34 @@ impl Builder {
         if self.queue_capacity == 0 {
             return Err(BuildError::ZeroQueueCapacity);
         }
+        // Every size that is allocated up front is bounded (crate::limits).
+        if let Some(w) = self.workers {
+            limits::check_workers(w)?;
+        }
+        limits::check(
+            "queue_capacity",
+            self.queue_capacity,
+            1,
+            limits::MAX_QUEUE_CAPACITY,
+        )?;
+        if let Some(m) = self.max_waiting {
+            limits::check_max_waiting(m)?;
+        }
+        if let Some(s) = self.stack_size {
+            limits::check_stack_size(s)?;
+        }
+        limits::check("lookahead", self.lookahead.0, 1, limits::MAX_LOOKAHEAD)?;
         let machine = crate::sys::MachineCapacity::detect_host();
         let detected = machine.default_capacity(&crate::sys::Headroom::DEFAULT);
-        let workers = self.workers.unwrap_or(detected.workers).max(1);
+        let workers = self
+            .workers
+            .unwrap_or(detected.workers.min(limits::MAX_WORKERS))
+            .max(1);
         let capacity = self.capacity.or(&detected.limit);
         let headroom = match self.headroom {
-            Some(h) => h,
+            // A zero headroom holds nothing back: it needs no capacity (so
+            // setting a dimension's headroom to 0 undoes an earlier one).
+            Some(h) => without_zeros(h),
             None => {
                 // Headroom only for what was detected, not for what the user set.
                 let mut h = Resources::NONE;
@@ -618,7 +660,10 @@ impl Builder {
             }
         }
         let after_headroom = capacity.saturating_sub(&headroom);
-        for (dim, amount) in self.admission.critical_reserve.iter() {
+        // As for the headroom: a zero reserve needs no capacity.
+        let mut admission = self.admission;
+        admission.critical_reserve = without_zeros(admission.critical_reserve);
+        for (dim, amount) in admission.critical_reserve.iter() {
             match after_headroom.get(dim) {
                 None => {
                     return Err(BuildError::Untracked {
@@ -666,6 +711,15 @@ impl Builder {
             hard: self.hard,
         })
     }
+}
+
+/// `r` without the dimensions set to zero.
+fn without_zeros(mut r: Resources) -> Resources {
+    let zeros: Vec<Dim> = r.iter().filter(|&(_, a)| a == 0).map(|(d, _)| d).collect();
+    for dim in zeros {
+        r.clear(dim);
+    }
+    r
 }
 
 /// The placement domains of this machine: NUMA nodes (hwloc) or the machine,

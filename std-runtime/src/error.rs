@@ -17,6 +17,27 @@ pub enum BuildError {
     ZeroWorkers,
     /// `queue_capacity(0)`.
     ZeroQueueCapacity,
+    /// A size (workers, queue capacity, waiting tasks, stack size, lookahead
+    /// width) above its limit in [`limits`](crate::limits).
+    TooLarge {
+        /// Which setting (`"workers"`, `"queue_capacity"`, `"max_waiting"`,
+        /// `"stack_size"`, `"lookahead"`).
+        setting: &'static str,
+        /// The value given.
+        value: usize,
+        /// The largest value accepted.
+        max: usize,
+    },
+    /// A size below its minimum in [`limits`](crate::limits) (a stack size
+    /// below [`MIN_STACK_SIZE`](crate::limits::MIN_STACK_SIZE)).
+    TooSmall {
+        /// Which setting.
+        setting: &'static str,
+        /// The value given.
+        value: usize,
+        /// The smallest value accepted.
+        min: usize,
+    },
     /// A headroom larger than the capacity it is taken from.
     HeadroomExceedsCapacity {
         /// The dimension.
@@ -57,6 +78,19 @@ impl fmt::Display for BuildError {
             BuildError::ZeroQueueCapacity => {
                 f.write_str("queue_capacity(0): the run queue needs at least one slot")
             }
+            BuildError::TooLarge {
+                setting,
+                value,
+                max,
+            } => write!(f, "{setting} {value} is above the limit of {max}: lower it"),
+            BuildError::TooSmall {
+                setting,
+                value,
+                min,
+            } => write!(
+                f,
+                "{setting} {value} is below the minimum of {min}: raise it"
+            ),
             BuildError::HeadroomExceedsCapacity {
                 dim,
                 headroom,

@@ -42,6 +42,7 @@ mod extcache;
 mod handle;
 mod job;
 pub mod learn;
+pub mod limits;
 pub mod measure;
 mod metrics;
 mod place;

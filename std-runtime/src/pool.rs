@@ -1328,6 +1328,22 @@ impl Shared {
                 return;
             }
         }
+        if ext.timeout == Some(Duration::ZERO) {
+            // A zero timeout has run out when the task would start: it is
+            // not started (arming the timer would race it against the task).
+            if ext
+                .cancel
+                .as_ref()
+                .is_none_or(|c| c.fail(TaskError::TimedOut))
+            {
+                self.metrics.timed_out.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(target: "respool::task", class = ?ext.class, "zero timeout: not started");
+            drop(job);
+            self.finish_ext(&mut ext, None, counters, batch.as_deref_mut());
+            self.recycle(ext);
+            return;
+        }
         // Mark the start here, before the timeout is armed: a timeout counts
         // from a start that really happened. A task cancelled before this
         // point was already resolved by its canceller.

@@ -56,6 +56,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use respool_core::{Dim, Resources};
 use serde::{Deserialize, Serialize};
 
+use crate::limits::Excerpt;
 use crate::runq::lock;
 
 /// The format version this build writes and the newest it reads.
@@ -207,8 +208,8 @@ impl Profiles {
                 line: 1,
                 column: 1,
                 message: format!(
-                    "\"format\" is {:?}, expected {FORMAT_NAME:?}: not a respool profile file",
-                    header.format
+                    "not a respool profile file: \"format\" is {}, expected {FORMAT_NAME:?}",
+                    Excerpt::quoted(&header.format)
                 ),
             });
         }
@@ -259,9 +260,11 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Io { path, error } => {
-                write!(f, "profile store {}: {error}", path.display())
-            }
+            StoreError::Io { path, error } => write!(
+                f,
+                "profile store {}: {error}",
+                Excerpt::plain(&path.to_string_lossy())
+            ),
             StoreError::Corrupt {
                 source,
                 line,
@@ -269,8 +272,10 @@ impl fmt::Display for StoreError {
                 message,
             } => write!(
                 f,
-                "profile store {source} is corrupt at line {line}, column {column}: {message} \
-                 (the file was left as it is; move it away to start fresh)"
+                "profile store {} is corrupt at line {line}, column {column}: {} \
+                 (the file was left as it is; move it away to start fresh)",
+                Excerpt::plain(source),
+                Excerpt::plain(message)
             ),
             StoreError::UnsupportedVersion {
                 source,
@@ -278,8 +283,9 @@ impl fmt::Display for StoreError {
                 supported,
             } => write!(
                 f,
-                "profile store {source} has format version {found}, newer than the {supported} \
-                 this respool reads (the file was left as it is; upgrade respool or use another path)"
+                "profile store {} has format version {found}, newer than the {supported} \
+                 this respool reads (the file was left as it is; upgrade respool or use another path)",
+                Excerpt::plain(source)
             ),
         }
     }

@@ -337,6 +337,13 @@ impl<'p> TaskBuilder<'p> {
     /// A timeout for the whole task, counted from its start: when it runs
     /// longer, its handle resolves with [`TaskError::TimedOut`] and its
     /// cancellation flag is raised (the closure should poll it and return).
+    ///
+    /// [`Duration::ZERO`] has run out when the task would start: the task
+    /// is not started and its handle resolves with [`TaskError::TimedOut`],
+    /// every time (a timeout that fires while a worker picks the task up
+    /// also means it is never started). For no timeout, do not set one. (The
+    /// C API, whose timeout is a number of milliseconds, takes 0 as "no
+    /// timeout".)
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

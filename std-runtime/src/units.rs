@@ -27,7 +27,8 @@ use respool_core::{Dim, MAX_AMOUNT};
 pub struct ParseError {
     /// What was being parsed ("CPU", "memory", ...).
     pub what: &'static str,
-    /// The text that was given.
+    /// The text that was given (all of it; the message quotes at most
+    /// [`MAX_ECHO`](crate::limits::MAX_ECHO) bytes of it).
     pub input: String,
     /// What was wrong with it.
     pub kind: ParseErrorKind,
@@ -51,7 +52,12 @@ pub enum ParseErrorKind {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {} amount {:?}: ", self.what, self.input)?;
+        write!(
+            f,
+            "invalid {} amount {}: ",
+            self.what,
+            crate::limits::Excerpt::quoted(&self.input)
+        )?;
         match &self.kind {
             ParseErrorKind::Empty => f.write_str("it is empty"),
             ParseErrorKind::InvalidNumber => {

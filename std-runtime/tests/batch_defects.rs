@@ -932,3 +932,60 @@ fn run_inside_a_task_of_a_one_worker_pool_completes() {
         Err(_) => panic!("hung: run() on the pool's only worker"),
     }
 }
+
+/// Issue 14, defect 2: more lanes than `limits::MAX_WORKERS` is a
+/// configuration error, refused by `validate()` (and so by `with_config`)
+/// with `TooLarge`, naming the field, the value and the limit. Before, `1 <<
+/// 40` lanes passed and `run()` aborted the process allocating per-lane
+/// state, and `usize::MAX` came back as `StrategyPanicked("capacity
+/// overflow")`. At the limit, a run completes.
+#[test]
+fn lanes_above_the_limit_are_a_config_error() {
+    use respool::limits::MAX_WORKERS;
+    let pool = pool(2);
+    for workers in [MAX_WORKERS + 1, 1 << 40, usize::MAX] {
+        let c = BatchConfig {
+            workers: Some(workers),
+            ..config(StrategyKind::RoundRobin)
+        };
+        for e in [
+            c.validate().unwrap_err(),
+            Batch::<usize, usize>::with_config(&pool, c.clone())
+                .err()
+                .unwrap(),
+        ] {
+            match &e {
+                BatchError::TooLarge { field, value, max } => {
+                    assert_eq!((*field, *value, *max), ("workers", workers, MAX_WORKERS));
+                }
+                other => panic!("{workers}: {other:?}"),
+            }
+            let msg = e.to_string();
+            assert!(
+                msg.contains("workers") && msg.contains(&format!("limit of {MAX_WORKERS}")),
+                "{msg}"
+            );
+        }
+    }
+    within(move || {
+        let batch = Batch::with_config(
+            &pool,
+            BatchConfig {
+                workers: Some(MAX_WORKERS),
+                ..config(StrategyKind::Chunked)
+            },
+        )
+        .unwrap()
+        .with_processor(|_, j: &Job<usize>| Ok::<_, String>(j.data + 1));
+        batch.add_jobs(jobs(10));
+        let mut values: Vec<usize> = batch
+            .run()
+            .unwrap()
+            .results
+            .into_iter()
+            .map(|r| r.data.unwrap())
+            .collect();
+        values.sort_unstable();
+        assert_eq!(values, (1..=10).collect::<Vec<_>>());
+    });
+}

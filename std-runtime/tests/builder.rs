@@ -10,7 +10,7 @@ use common::*;
 use respool::core::packer::{Fit, Score};
 use respool::core::queue::Weights;
 use respool::units::ParseErrorKind;
-use respool::{Dim, DomainSpec, Pool, Resources, SubmitError};
+use respool::{BuildError, Dim, DomainSpec, Pool, Resources, SubmitError};
 
 /// A gate tasks wait at until the test opens it: the test holds the write
 /// lock, tasks take a read lock.
@@ -352,4 +352,234 @@ fn default_pool_sizes_itself_from_the_detected_machine() {
     let new = Pool::new().unwrap();
     assert_eq!(new.workers(), detected.workers);
     assert_eq!(new.capacity(), pool.capacity());
+}
+
+/// Issue 14, defect 2: every size the pool allocates by is bounded, and a
+/// value above its bound is refused by `build()` with `TooLarge`, naming the
+/// setting, the value and the limit; nothing is allocated or started. (It
+/// used to abort the process: `workers(1 << 40)` asked for a 26 TB vector.)
+#[test]
+fn sizes_above_their_limits_are_refused_with_the_limit() {
+    use respool::limits::{
+        MAX_LOOKAHEAD, MAX_QUEUE_CAPACITY, MAX_STACK_SIZE, MAX_WAITING, MAX_WORKERS,
+    };
+    type Set = fn(respool::Builder, usize) -> respool::Builder;
+    let settings: [(&str, usize, Set); 5] = [
+        ("workers", MAX_WORKERS, |b, v| b.workers(v)),
+        ("queue_capacity", MAX_QUEUE_CAPACITY, |b, v| {
+            b.queue_capacity(v)
+        }),
+        ("max_waiting", MAX_WAITING, |b, v| b.max_waiting(v)),
+        ("stack_size", MAX_STACK_SIZE, |b, v| b.stack_size(v)),
+        ("lookahead", MAX_LOOKAHEAD, |b, v| b.lookahead(v, 16)),
+    ];
+    for (name, max, set) in settings {
+        let mut values = vec![max.saturating_add(1), usize::MAX];
+        if max < 1 << 40 {
+            values.push(1 << 40);
+        }
+        for value in values {
+            if value <= max {
+                continue; // max_waiting on a 32-bit target: nothing above it
+            }
+            let b = set(Pool::builder().memory("1GiB"), value);
+            match b.build() {
+                Err(e @ BuildError::TooLarge { .. }) => {
+                    let BuildError::TooLarge {
+                        setting,
+                        value: v,
+                        max: m,
+                    } = &e
+                    else {
+                        unreachable!()
+                    };
+                    assert_eq!((*setting, *v, *m), (name, value, max));
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains(name) && msg.contains(&format!("limit of {max}")),
+                        "{msg}"
+                    );
+                }
+                other => panic!("{name} = {value}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The smallest stack is `MIN_STACK_SIZE`; 0 and anything below are refused
+/// with `TooSmall` (0 used to start threads with the platform's minimum).
+/// At the minimum, a worker runs tasks, measures them and catches their
+/// panics (with the default panic hook, which may print a backtrace); the
+/// largest stack and the widest lookahead and queue build and run.
+#[test]
+fn sizes_at_their_limits_work() {
+    use respool::limits::{MAX_LOOKAHEAD, MAX_QUEUE_CAPACITY, MAX_STACK_SIZE, MIN_STACK_SIZE};
+    for small in [0, 1, MIN_STACK_SIZE - 1] {
+        match Pool::builder().stack_size(small).build() {
+            Err(e @ BuildError::TooSmall { .. }) => {
+                assert!(
+                    matches!(e, BuildError::TooSmall { setting: "stack_size", value, min }
+                        if value == small && min == MIN_STACK_SIZE)
+                );
+                assert!(
+                    e.to_string()
+                        .contains(&format!("minimum of {MIN_STACK_SIZE}")),
+                    "{e}"
+                );
+            }
+            other => panic!("stack_size({small}): {other:?}"),
+        }
+    }
+    let pool = Pool::builder()
+        .workers(1)
+        .memory("1GiB")
+        .stack_size(MIN_STACK_SIZE)
+        .build()
+        .unwrap();
+    let h = pool
+        .task()
+        .class("small stack")
+        .memory("1MiB")
+        .spawn(|_| -> u32 { panic!("a panic on the smallest stack") })
+        .unwrap();
+    assert_eq!(
+        join(h),
+        Err(respool::TaskError::Panicked(
+            "a panic on the smallest stack".into()
+        ))
+    );
+    let h = pool.task().class("small stack").spawn(|_| 7).unwrap();
+    assert_eq!(join(h), Ok(7));
+    drop(pool);
+    let pool = Pool::builder()
+        .workers(2)
+        .memory("1GiB")
+        .stack_size(MAX_STACK_SIZE)
+        .queue_capacity(MAX_QUEUE_CAPACITY)
+        .lookahead(MAX_LOOKAHEAD, 16)
+        .build()
+        .unwrap();
+    let hs: Vec<_> = (0..4)
+        .map(|i| pool.task().memory("1MiB").spawn(move |_| i).unwrap())
+        .collect();
+    let got: Vec<_> = hs.into_iter().map(|h| join(h).unwrap()).collect();
+    assert_eq!(got, [0, 1, 2, 3]);
+}
+
+/// Issue 14, defect 6: an error message quotes at most `limits::MAX_ECHO`
+/// bytes of the text it was given, then an ellipsis and the text's length
+/// (a 1 MiB bad amount used to give a message of over a megabyte). The
+/// error itself keeps the whole input.
+#[test]
+fn a_long_bad_text_is_cut_in_the_message() {
+    let long = format!("{}parsecs", "9".repeat(1 << 20));
+    let bound = 512;
+    let e = respool::units::parse_bytes(&long).unwrap_err();
+    assert_eq!(e.input, long);
+    let msg = e.to_string();
+    assert!(msg.len() < bound, "{} bytes", msg.len());
+    assert!(
+        msg.contains(&format!("… ({} bytes in all)", long.len())),
+        "{msg}"
+    );
+    let msg = Pool::builder()
+        .memory(&long)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(msg.len() < bound, "{} bytes", msg.len());
+    let pool = pool(1, GIB);
+    let msg = pool
+        .task()
+        .cpu(&long)
+        .spawn(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.len() < bound, "{} bytes", msg.len());
+    // A profile file at a path too long for the system: the I/O error
+    // quotes the start of the path.
+    let path = std::env::temp_dir().join("x".repeat(1 << 20));
+    let e = Pool::builder()
+        .workers(1)
+        .memory("1GiB")
+        .profile_store(respool::FileStore::new(path))
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, BuildError::Store(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.len() < bound, "{} bytes", msg.len());
+    // Short text is quoted whole, as before.
+    let msg = respool::units::parse_cpu("lots").unwrap_err().to_string();
+    assert!(msg.contains("\"lots\""), "{msg}");
+}
+
+/// Issue 14, defect 6: a headroom (or critical reserve) of 0 holds nothing
+/// back, so it needs no capacity: setting a dimension's headroom back to 0
+/// undoes it (the C API sets one dimension at a time, and a headroom of 1
+/// then 0 on an untracked dimension still failed the build). A non-zero
+/// headroom on an untracked dimension is still refused.
+#[test]
+fn a_zero_headroom_or_reserve_needs_no_capacity() {
+    let zero = Resources::new()
+        .with(Dim::User3, 0)
+        .unwrap()
+        .with(Dim::Memory, 0)
+        .unwrap();
+    let pool = Pool::builder()
+        .workers(1)
+        .memory("1GiB")
+        .headroom(zero)
+        .critical_reserve(Resources::new().with(Dim::User2, 0).unwrap())
+        .build()
+        .unwrap();
+    // Nothing is held back: a task may take the whole gigabyte.
+    join(pool.task().memory("1GiB").spawn(|_| ()).unwrap()).unwrap();
+    let one = Resources::new().with(Dim::User3, 1).unwrap();
+    match Pool::builder()
+        .workers(1)
+        .memory("1GiB")
+        .headroom(one)
+        .build()
+    {
+        Err(BuildError::Untracked {
+            setting: "headroom",
+            dim: Dim::User3,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Issue 14, defect 6: a timeout of zero has run out when the task would
+/// start: the task never runs and its handle resolves with `TimedOut`,
+/// every time (it used to race the timer thread against the task, so the
+/// outcome changed from run to run). Repeated to show it does not vary.
+#[test]
+fn a_zero_timeout_times_out_before_the_start_every_time() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    let pool = pool(2, GIB);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let rounds = 300;
+    for _ in 0..rounds {
+        let r = ran.clone();
+        let h = pool
+            .task()
+            .memory("1MiB")
+            .timeout(Duration::ZERO)
+            .spawn(move |_| r.fetch_add(1, Ordering::SeqCst))
+            .unwrap();
+        assert_eq!(join(h), Err(respool::TaskError::TimedOut));
+    }
+    // Without a handle too: not run, counted as timed out.
+    let r = ran.clone();
+    pool.task()
+        .memory("1MiB")
+        .timeout(Duration::ZERO)
+        .execute(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    pool.shutdown();
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert_eq!(pool.snapshot().timed_out, rounds + 1);
 }

@@ -32,7 +32,9 @@ pub struct BatchConfig {
     /// Lanes (Go: `NumWorkers`): how many jobs run at once. `None` (the
     /// default) uses the pool's worker count. `Some(0)` is an error (Go
     /// silently made it 1). More lanes than pool workers is allowed: the
-    /// extra lanes start as pool workers free up.
+    /// extra lanes start as pool workers free up. At most
+    /// [`MAX_WORKERS`](crate::limits::MAX_WORKERS) (4096): more is
+    /// [`BatchError::TooLarge`].
     pub workers: Option<usize>,
     /// Most jobs in flight at once, counting from when a lane takes a job to
     /// when `run()` has collected its result (default 100). A lane that would
@@ -90,7 +92,9 @@ impl BatchConfig {
     ///
     /// # Errors
     ///
-    /// [`BatchError::InvalidConfig`] naming the field and what to change.
+    /// [`BatchError::InvalidConfig`] naming the field and what to change;
+    /// [`BatchError::TooLarge`] for more lanes than
+    /// [`MAX_WORKERS`](crate::limits::MAX_WORKERS).
     pub fn validate(&self) -> Result<(), BatchError> {
         let invalid = |field, reason| Err(BatchError::InvalidConfig { field, reason });
         if self.workers == Some(0) {
@@ -98,6 +102,15 @@ impl BatchConfig {
                 "workers",
                 "a batch needs at least one worker: use Some(n) with n >= 1, or None for the pool's worker count",
             );
+        }
+        if let Some(workers) = self.workers {
+            if workers > crate::limits::MAX_WORKERS {
+                return Err(BatchError::TooLarge {
+                    field: "workers",
+                    value: workers,
+                    max: crate::limits::MAX_WORKERS,
+                });
+            }
         }
         if self.buffer_size == 0 {
             return invalid(
@@ -137,6 +150,16 @@ pub enum BatchError {
         /// What is wrong and what to change.
         reason: &'static str,
     },
+    /// A configuration field is above its limit (see
+    /// [`limits`](crate::limits)).
+    TooLarge {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: usize,
+        /// The largest value accepted.
+        max: usize,
+    },
     /// The pool is shut down: no lane could be started.
     PoolShutDown,
     /// The strategy's `plan` panicked (the panic message).
@@ -155,6 +178,10 @@ impl fmt::Display for BatchError {
             BatchError::InvalidConfig { field, reason } => {
                 write!(f, "invalid batch config: {field}: {reason}")
             }
+            BatchError::TooLarge { field, value, max } => write!(
+                f,
+                "invalid batch config: {field}: {value} is above the limit of {max}: lower it"
+            ),
             BatchError::PoolShutDown => {
                 f.write_str("the pool is shut down: run the batch on a live pool")
             }

@@ -174,7 +174,8 @@ where
     ///
     /// # Errors
     ///
-    /// [`BatchError::InvalidConfig`] from [`BatchConfig::validate`].
+    /// [`BatchError::InvalidConfig`] or [`BatchError::TooLarge`] from
+    /// [`BatchConfig::validate`].
     pub fn with_config(pool: &'p Pool, config: BatchConfig) -> Result<Self, BatchError> {
         config.validate()?;
         let mut b = Batch::new(pool);

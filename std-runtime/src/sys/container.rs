@@ -51,6 +51,8 @@ use std::path::PathBuf;
 
 use respool_core::{Dim, Ppm, Resources};
 
+use crate::limits::Excerpt;
+
 use super::cgroup::{CgroupFinding, CgroupLayout, CgroupLimits, CgroupVersion};
 use super::parse::{self, parse_u64};
 use super::procfs::{self, MemInfoParser, StatParser};
@@ -395,11 +397,12 @@ impl MachineCapacity {
                         *slot = Some(Figure {
                             value: v,
                             source: Source::Override,
-                            detail: format!("env {var}={raw:?}"),
+                            detail: format!("env {var}={}", Excerpt::quoted(&raw)),
                         });
                     }
                     None => notes.push(format!(
-                        "env {var}={raw:?} is not a quantity (examples: {}): ignored",
+                        "env {var}={} is not a quantity (examples: {}): ignored",
+                        Excerpt::quoted(&raw),
                         if is_cpu {
                             "\"2\", \"2.5\", \"250m\""
                         } else {
@@ -735,10 +738,11 @@ fn read_downward(
                     Some(v) => found.push(Figure {
                         value: v,
                         source: Source::DownwardApi,
-                        detail: format!("env {env}={raw:?}"),
+                        detail: format!("env {env}={}", Excerpt::quoted(&raw)),
                     }),
                     None => notes.push(format!(
-                        "env {env}={raw:?} is not a Kubernetes quantity: ignored"
+                        "env {env}={} is not a Kubernetes quantity: ignored",
+                        Excerpt::quoted(&raw)
                     )),
                 }
             }
