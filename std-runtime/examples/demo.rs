@@ -27,22 +27,34 @@ static ALLOC: TrackingAllocator = TrackingAllocator::system();
 
 const MIB: u64 = 1 << 20;
 
-struct Options {
-    budget: u64,
-    workers: usize,
-    runs: usize,
-    dir: std::path::PathBuf,
-    fresh: bool,
+/// The demo's settings (its command line).
+pub struct Options {
+    /// The memory budget, bytes.
+    pub budget: u64,
+    /// Workers of every pool.
+    pub workers: usize,
+    /// Respool runs after the count-only one.
+    pub runs: usize,
+    /// Where the learned profiles are kept.
+    pub dir: std::path::PathBuf,
+    /// Forget what was learned before.
+    pub fresh: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            budget: 600 * MIB,
+            workers: 8,
+            runs: 4,
+            dir: std::env::temp_dir().join("respool-demo"),
+            fresh: false,
+        }
+    }
 }
 
 fn options() -> Result<Options, String> {
-    let mut o = Options {
-        budget: 600 * MIB,
-        workers: 8,
-        runs: 4,
-        dir: std::env::temp_dir().join("respool-demo"),
-        fresh: false,
-    };
+    let mut o = Options::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
@@ -151,43 +163,52 @@ fn workload() -> Vec<Job> {
     jobs
 }
 
-struct RunResult {
-    label: String,
-    peak: i64,
-    makespan: Duration,
-    predicted: usize,
-    within: usize,
-    reserved_over_used: Option<f64>,
+/// What one run measured.
+pub struct RunResult {
+    /// The table's first column.
+    pub label: String,
+    /// Peak heap over the run, bytes.
+    pub peak: i64,
+    /// Submission of the first task to the end of the last.
+    pub makespan: Duration,
+    /// Tasks admitted on a memory prediction.
+    pub predicted: usize,
+    /// Of those, predicted within 10% of what they used.
+    pub within: usize,
+    /// Memory reserved over memory used, by the decodes.
+    pub reserved_over_used: Option<f64>,
 }
 
-fn count_only(o: &Options, jobs: &[Job]) -> RunResult {
+fn count_only(o: &Options, jobs: &[Job]) -> Result<RunResult, String> {
     let pool = Pool::builder()
         .workers(o.workers)
         .capacity(Resources::NONE)
         .headroom(Resources::NONE)
         .build()
-        .expect("pool");
+        .map_err(|e| format!("cannot build the count-only pool: {e}"))?;
     let base = alloc::global().live;
     alloc::reset_global_peak();
     let t0 = Instant::now();
-    let handles: Vec<_> = jobs
+    let handles = jobs
         .iter()
-        .map(|&j| pool.submit(move || j.run()).expect("submit"))
-        .collect();
+        .map(|&j| pool.submit(move || j.run()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("count-only pool: a submission failed: {e}"))?;
     for h in handles {
-        h.join().expect("task");
+        h.join()
+            .map_err(|e| format!("count-only pool: a task failed: {e}"))?;
     }
-    RunResult {
+    Ok(RunResult {
         label: format!("count-only pool, {} workers", o.workers),
         peak: alloc::global().peak - base,
         makespan: t0.elapsed(),
         predicted: 0,
         within: 0,
         reserved_over_used: None,
-    }
+    })
 }
 
-fn respool_run(o: &Options, jobs: &[Job], n: usize) -> Result<RunResult, respool::BuildError> {
+fn respool_run(o: &Options, jobs: &[Job], n: usize) -> Result<RunResult, String> {
     let reports = Arc::new(Mutex::new(Vec::<TaskReport>::new()));
     let r2 = reports.clone();
     let pool = Pool::builder()
@@ -203,28 +224,49 @@ fn respool_run(o: &Options, jobs: &[Job], n: usize) -> Result<RunResult, respool
             ..LearningConfig::default()
         })
         .profile_store(FileStore::in_dir(&o.dir))
-        .on_task_end(move |r| r2.lock().expect("reports").push(r.clone()))
-        .build()?;
+        .on_task_end(move |r| {
+            r2.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(r.clone());
+        })
+        .build()
+        .map_err(|e| match e {
+            respool::BuildError::Store(e) => format!(
+                "cannot use the learned profiles in {}: {e}\n\
+                 (run with --fresh to forget them, or --dir to keep them elsewhere)",
+                o.dir.display()
+            ),
+            e => format!("cannot build the pool: {e}"),
+        })?;
     let base = alloc::global().live;
     alloc::reset_global_peak();
     let t0 = Instant::now();
-    let handles: Vec<_> = jobs
+    let handles = jobs
         .iter()
         .map(|&j| {
             let mut t = pool.task().class(j.class());
             if let Some(s) = j.size() {
                 t = t.size_hint(s);
             }
-            t.spawn(move |_| j.run()).expect("submit")
+            t.spawn(move |_| j.run())
+                .map_err(|e| format!("respool run {n}: a {} task was refused: {e}", j.class()))
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     for h in handles {
-        h.join().expect("task");
+        h.join()
+            .map_err(|e| format!("respool run {n}: a task failed: {e}"))?;
     }
     let makespan = t0.elapsed();
     let peak = alloc::global().peak - base;
-    pool.save_profiles().map_err(respool::BuildError::Store)?;
-    let reports = reports.lock().expect("reports");
+    pool.save_profiles().map_err(|e| {
+        format!(
+            "respool run {n}: cannot save the profiles in {}: {e}",
+            o.dir.display()
+        )
+    })?;
+    let reports = reports
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut predicted = 0;
     let mut within = 0;
     let (mut reserved, mut used) = (0u128, 0u128);
@@ -259,14 +301,31 @@ fn main() {
             std::process::exit(2);
         }
     };
+    match run(&o) {
+        // Respool went over the budget in some run.
+        Ok(over) if over > 0 => std::process::exit(1),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("demo: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs the demonstration and prints its table; returns how many respool
+/// runs went over the budget.
+///
+/// # Errors
+///
+/// What it could not do (build a pool, read or save the profiles, a
+/// submission refused), said in a sentence.
+pub fn run(o: &Options) -> Result<usize, String> {
     alloc::track_global(true);
     if o.fresh {
         let _ = std::fs::remove_file(FileStore::in_dir(&o.dir).path());
     }
-    if let Err(e) = std::fs::create_dir_all(&o.dir) {
-        eprintln!("cannot create {}: {e}", o.dir.display());
-        std::process::exit(1);
-    }
+    std::fs::create_dir_all(&o.dir)
+        .map_err(|e| format!("cannot create {}: {e}", o.dir.display()))?;
     let warm = FileStore::in_dir(&o.dir).path().exists();
     let machine = respool::sys::MachineCapacity::detect_host();
     let jobs = workload();
@@ -306,15 +365,9 @@ fn main() {
         }
     );
 
-    let mut results = vec![count_only(&o, &jobs)];
+    let mut results = vec![count_only(o, &jobs)?];
     for n in 1..=o.runs {
-        match respool_run(&o, &jobs, n) {
-            Ok(r) => results.push(r),
-            Err(e) => {
-                eprintln!("respool run {n} failed: {e}");
-                std::process::exit(1);
-            }
-        }
+        results.push(respool_run(o, &jobs, n)?);
     }
 
     println!(
@@ -373,7 +426,5 @@ fn main() {
         "Learned profiles are in {}: run the demo again and the first respool run starts warm.",
         FileStore::in_dir(&o.dir).path().display()
     );
-    if respool_over > 0 {
-        std::process::exit(1);
-    }
+    Ok(respool_over)
 }

@@ -217,6 +217,22 @@ impl ClassAccuracy {
     }
 }
 
+/// The part of a measured usage that is learned: rates (CPU, IOPS) only
+/// from runs long enough to time (see
+/// [`TaskUsage::MIN_RATE_WALL`](crate::TaskUsage::MIN_RATE_WALL)). Applied
+/// to live samples and to stored ones alike, so that a profile written
+/// before this rule (a 12 us task once recorded 13 cores) cannot teach a
+/// class a rate that was never measured.
+fn learnable(usage: &Resources, wall: Duration) -> Resources {
+    if wall >= crate::TaskUsage::MIN_RATE_WALL {
+        return *usage;
+    }
+    let mut u = *usage;
+    u.clear(Dim::Cpu);
+    u.clear(Dim::Iops);
+    u
+}
+
 /// Per-dimension counts of `accuracy`, for the dimensions with predictions.
 fn by_dim(accuracy: &PerDim<Accuracy>) -> Vec<DimAccuracy> {
     Dim::ALL
@@ -357,6 +373,7 @@ impl Learner {
         if !self.config.enabled {
             return;
         }
+        let usage = &learnable(usage, wall);
         let profile = self.class(class);
         let mut p = lock(&profile);
         for (dim, predicted) in expected.iter() {
@@ -531,11 +548,23 @@ impl Learner {
                         p.predictor
                             .observe_oom(&cfg, Dim::Memory, bytes, s.at_unix_ns());
                     }
-                    None => p
-                        .predictor
-                        .observe(&cfg, &s.usage(), s.size, s.at_unix_ns()),
+                    None => p.predictor.observe(
+                        &cfg,
+                        &learnable(&s.usage(), Duration::from_nanos(s.wall_ns)),
+                        s.size,
+                        s.at_unix_ns(),
+                    ),
                 }
-                p.history.push_back(s.clone());
+                // Kept as learned, so that saving it back drops what was
+                // never measured.
+                let mut kept = s.clone();
+                if Duration::from_nanos(s.wall_ns) < crate::TaskUsage::MIN_RATE_WALL
+                    && s.oom_bytes().is_none()
+                {
+                    kept.usage.remove(Dim::Cpu.name());
+                    kept.usage.remove(Dim::Iops.name());
+                }
+                p.history.push_back(kept);
             }
             classes.insert(Arc::from(record.class.as_str()), Arc::new(Mutex::new(p)));
         }
@@ -752,6 +781,57 @@ mod tests {
         );
         assert_eq!((a.reserve, a.expected), (b.reserve, b.expected));
         assert!(a.expected.get(Dim::Memory).is_some(), "learned: {a:?}");
+    }
+
+    /// Issue 15: a stored profile held `cpu: 13409` for a 12 us task. Rates
+    /// of runs too short to time are not learned, live or from a store.
+    #[test]
+    fn rates_of_runs_too_short_to_time_are_not_learned() {
+        let cpu = |milli: u64| Resources::NONE.with_saturating(Dim::Cpu, milli);
+        let short = Duration::from_micros(12);
+        let timed = Duration::from_millis(5);
+        let stored: Vec<Sample> = (0..10)
+            .map(|i| Sample::new(NOW - (10 - i) * MINUTE, None, short, &cpu(13_409), None))
+            .collect();
+        let l = Learner::new(LearningConfig::default());
+        l.import_at(&record("small", 10, stored), NOW);
+        let est = l.estimate(&key("small"), None);
+        assert_eq!(est.expected.get(Dim::Cpu), None, "{est:?}");
+        assert_eq!(est.reserve, fallback(), "the fallback, not 13 cores");
+        // Live: a short run adds no CPU sample either; timed runs do.
+        for i in 0..10 {
+            l.observe_at(
+                &key("small"),
+                None,
+                &cpu(13_409),
+                short,
+                &Resources::NONE,
+                NOW + i,
+            );
+        }
+        assert_eq!(l.estimate(&key("small"), None).expected.get(Dim::Cpu), None);
+        let saved = l.export();
+        assert!(
+            saved.classes[0]
+                .samples
+                .iter()
+                .all(|s| s.usage().get(Dim::Cpu).is_none()),
+            "what is saved holds no untimed rate"
+        );
+        for i in 0..10 {
+            l.observe_at(
+                &key("small"),
+                None,
+                &cpu(800),
+                timed,
+                &Resources::NONE,
+                NOW + 100 + i,
+            );
+        }
+        let est = l.estimate(&key("small"), None);
+        assert_eq!(est.expected.get(Dim::Cpu), Some(800));
+        // CPU is soft: the reserve is the expected usage, no margin.
+        assert_eq!(est.reserve.get(Dim::Cpu), Some(800));
     }
 
     #[test]
