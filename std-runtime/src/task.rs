@@ -205,7 +205,7 @@ impl Default for Backoff {
 /// ```
 #[must_use = "a task builder does nothing until spawn() or execute()"]
 pub struct TaskBuilder<'p> {
-    pool: &'p Pool,
+    shared: &'p Arc<Shared>,
     request: Resources,
     error: Option<SubmitError>,
     class: Option<Arc<str>>,
@@ -231,8 +231,15 @@ impl fmt::Debug for TaskBuilder<'_> {
 impl<'p> TaskBuilder<'p> {
     #[inline]
     pub(crate) fn new(pool: &'p Pool) -> TaskBuilder<'p> {
+        TaskBuilder::on(pool.shared())
+    }
+
+    /// A builder for a task of the pool whose shared state is `shared` (for
+    /// the pool's own parts that hold no `Pool`, such as a batch run).
+    #[inline]
+    pub(crate) fn on(shared: &'p Arc<Shared>) -> TaskBuilder<'p> {
         TaskBuilder {
-            pool,
+            shared,
             request: Resources::NONE,
             error: None,
             class: None,
@@ -396,7 +403,7 @@ impl<'p> TaskBuilder<'p> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let shared = self.pool.shared();
+        let shared = self.shared;
         let timed = crate::metrics::sample();
         if self.is_lite(shared) {
             let job = move |packed: bool| {
@@ -448,7 +455,7 @@ impl<'p> TaskBuilder<'p> {
             return Err(e);
         }
         let packet = Packet::<T>::new();
-        let shared = self.pool.shared();
+        let shared = self.shared;
         let timed = crate::metrics::sample();
         if self.is_lite(shared) {
             // Packed, the task has no description to publish its result
@@ -532,7 +539,7 @@ impl<'p> TaskBuilder<'p> {
             return Err(e);
         }
         let packet = Packet::<T>::new();
-        let shared = self.pool.shared();
+        let shared = self.shared;
         let attempt = Retrying {
             f,
             packet: CompleteOnDrop(Some(packet.clone())),

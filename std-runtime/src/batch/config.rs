@@ -1,7 +1,10 @@
 //! The batch configuration (Go: `Config`) and the errors of a run.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use respool_core::Resources;
 
 use super::strategy::StrategyKind;
 use crate::Backoff;
@@ -70,6 +73,14 @@ pub struct BatchConfig {
     /// duration, wall time and lane utilisation are always reported (they
     /// cost a few additions per job).
     pub enable_metrics: bool,
+    /// What every job needs, unless it declares its own in a dimension (see
+    /// [`Job::with_requirements`](super::Job::with_requirements)). Default:
+    /// none. With any requirement or a class, jobs go through the pool's
+    /// admission and learning; without, they run on their lanes as in Go.
+    pub requirements: Resources,
+    /// The class of jobs that set none: their attempts are measured and
+    /// the class's needs learned (default: none).
+    pub class: Option<Arc<str>>,
 }
 
 impl Default for BatchConfig {
@@ -83,6 +94,8 @@ impl Default for BatchConfig {
             max_retries: 3,
             backoff: Backoff::Linear(Duration::from_millis(100)),
             enable_metrics: true,
+            requirements: Resources::NONE,
+            class: None,
         }
     }
 }

@@ -5,7 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use respool_core::Resources;
+
 use super::run::Control;
+use crate::SubmitError;
 
 /// One unit of work of a batch (Go: `Job[T]`).
 #[derive(Clone, Debug)]
@@ -20,16 +23,31 @@ pub struct Job<T> {
     pub priority: i32,
     /// When the job was made.
     pub created: Instant,
+    /// What each attempt needs (declared), on top of the batch's
+    /// [`BatchConfig::requirements`](super::BatchConfig::requirements):
+    /// with any requirement or a class, the job goes through the pool's
+    /// admission (see [`Job::with_requirements`]).
+    pub requirements: Resources,
+    /// Its class key: respool measures each attempt and learns what the
+    /// class needs (default: the batch's
+    /// [`BatchConfig::class`](super::BatchConfig::class)).
+    pub class: Option<Arc<str>>,
+    /// A size feature (input bytes, items) that the class's learned needs
+    /// grow with.
+    pub size_hint: Option<u64>,
 }
 
 impl<T> Job<T> {
-    /// A job of priority 0, created now.
+    /// A job of priority 0, created now, with no requirements.
     pub fn new(id: impl Into<String>, data: T) -> Job<T> {
         Job {
             id: id.into(),
             data,
             priority: 0,
             created: Instant::now(),
+            requirements: Resources::NONE,
+            class: None,
+            size_hint: None,
         }
     }
 
@@ -37,6 +55,61 @@ impl<T> Job<T> {
     #[must_use]
     pub fn with_priority(mut self, priority: i32) -> Job<T> {
         self.priority = priority;
+        self
+    }
+
+    /// The same job with declared requirements (they win over the batch's
+    /// in each dimension they set).
+    ///
+    /// A job with requirements or a class (its own or the batch's) is
+    /// resource-aware: each attempt is submitted to the pool as a task with
+    /// those requirements, class and size hint, so it starts only when the
+    /// pool can afford it ([`Pool::task`](crate::Pool::task)), is measured,
+    /// and teaches its class; the lane that holds the job waits for it
+    /// without idling its worker (the worker runs queued pool tasks
+    /// meanwhile). A job without either runs on its lane, exactly as
+    /// without this API.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use respool::batch::{Batch, Job};
+    /// use respool::{Dim, Pool, Resources};
+    /// let pool = Pool::builder().workers(2).memory("1GiB").build()?;
+    /// let mem = |mib: u64| Resources::new().with(Dim::Memory, mib << 20);
+    /// let batch = Batch::new(&pool)
+    ///     .with_processor(|_ctx, job: &Job<usize>| Ok::<_, String>(vec![0u8; job.data].len()));
+    /// batch.add_jobs((1..=4).map(|i| {
+    ///     Job::new(format!("decode-{i}"), i << 20)
+    ///         .with_requirements(mem(600).unwrap()) // one at a time on 1 GiB
+    ///         .with_class("decode")
+    ///         .with_size_hint(i as u64)
+    /// }));
+    /// let report = batch.run()?;
+    /// assert_eq!(report.metrics.processed, 4);
+    /// // Requirements beyond the pool are a job error, not a run error.
+    /// batch.add_jobs([Job::new("huge", 1).with_requirements(mem(2048)?)]);
+    /// let report = batch.run()?;
+    /// assert!(report.results[0].error.as_ref().unwrap().to_string().contains("never"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_requirements(mut self, requirements: Resources) -> Job<T> {
+        self.requirements = requirements;
+        self
+    }
+
+    /// The same job with a class key (see [`Job::with_requirements`]).
+    #[must_use]
+    pub fn with_class(mut self, class: impl Into<Arc<str>>) -> Job<T> {
+        self.class = Some(class.into());
+        self
+    }
+
+    /// The same job with a size hint (see [`Job::with_requirements`]).
+    #[must_use]
+    pub fn with_size_hint(mut self, size: u64) -> Job<T> {
+        self.size_hint = Some(size);
         self
     }
 }
@@ -88,6 +161,11 @@ pub enum JobError {
     Cancelled(CancelReason),
     /// The job never started.
     NotStarted(CancelReason),
+    /// The pool refused the job's last attempt (a resource-aware job, see
+    /// [`Job::with_requirements`]): it can never fit
+    /// ([`SubmitError::NeverFits`], not retried), or the policy refused it
+    /// (busy, full queue, deadline: retried like a failure).
+    Refused(SubmitError),
 }
 
 impl JobError {
@@ -107,6 +185,7 @@ impl PartialEq for JobError {
             (JobError::TimedOut(a), JobError::TimedOut(b)) => a == b,
             (JobError::Cancelled(a), JobError::Cancelled(b))
             | (JobError::NotStarted(a), JobError::NotStarted(b)) => a == b,
+            (JobError::Refused(a), JobError::Refused(b)) => a == b,
             _ => false,
         }
     }
@@ -120,6 +199,7 @@ impl fmt::Display for JobError {
             JobError::TimedOut(d) => write!(f, "job attempt ran past its timeout of {d:?}"),
             JobError::Cancelled(r) => write!(f, "job cancelled while running: {r}"),
             JobError::NotStarted(r) => write!(f, "job never started: {r}"),
+            JobError::Refused(e) => write!(f, "job refused by the pool: {e}"),
         }
     }
 }

@@ -54,6 +54,21 @@
 //! | `Result[R]{JobID, Data, Error, Worker, Started, Completed, Duration}` | [`JobResult<R>`](JobResult) `{job_id, data: Option<R>, error: Option<JobError>, worker: Option<usize>, started: Option<Instant>, completed, duration}` plus `attempts`, `index`, `thread` |
 //! | `Strategy` interface (never called) | the [`Strategy`] trait, through which the five built-ins run too |
 //! | `NewWorkStealingDeque`, `NewPriorityQueue` | [`WorkStealingDeque`], [`PriorityQueue`] |
+//! | (none: Go admits nothing) | [`Job::with_requirements`], [`Job::with_class`], [`Job::with_size_hint`]; [`BatchConfig::requirements`], [`BatchConfig::class`] for the whole batch |
+//!
+//! # Resource-aware jobs (opt-in)
+//!
+//! A job that carries requirements or a class (its own, or the batch's
+//! [`BatchConfig::requirements`] / [`BatchConfig::class`]) goes through the
+//! pool's admission: each attempt is a pool task with those requirements,
+//! class and size hint, so it starts only when the pool can afford it
+//! (memory is never over-committed), is measured, and teaches its class, as
+//! a task from [`Pool::task`](crate::Pool::task) does. Its lane waits for the
+//! attempt without idling its worker (it runs queued pool tasks meanwhile).
+//! A refusal is the job's [`JobError::Refused`]: what can never fit is not
+//! retried, a busy pool under [`Policy::Reject`](crate::Policy::Reject) is
+//! retried like a failure. Jobs with neither run on their lanes exactly as
+//! without this API.
 //!
 //! Differences on purpose: a job that never started has `worker`, `started`
 //! as `None` and [`JobError::NotStarted`] (Go dropped it); a job's duration

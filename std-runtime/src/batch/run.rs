@@ -36,7 +36,8 @@ use super::metrics::{BatchMetrics, Measured};
 use super::strategy::{Dispatch, JobMeta};
 use crate::error::panic_message;
 use crate::runq::lock;
-use crate::{Backoff, Pool};
+use crate::{Backoff, Pool, SubmitError, TaskError};
+use respool_core::Resources;
 
 /// A processor's error, shared so that results can be cloned.
 pub(super) type SharedError = Arc<dyn Error + Send + Sync>;
@@ -212,6 +213,9 @@ struct RunState<T, R> {
     max_retries: u32,
     backoff: Backoff,
     histogram: bool,
+    /// The batch's requirements and class, for jobs that set none.
+    requirements: Resources,
+    class: Option<Arc<str>>,
     /// The pool's thread name prefix (workers are `<prefix>-<index>`).
     /// The pool, to ask which of its workers runs a lane.
     pool: std::sync::Arc<crate::pool::Shared>,
@@ -321,46 +325,93 @@ where
 {
     let job = &*st.jobs[index];
     let first = Instant::now();
-    let finish =
-        |data: Option<R>, error: Option<JobError>, attempts: u32, end: Instant| JobResult {
-            job_id: job.id.clone(),
-            index,
-            data,
-            error,
-            worker: Some(lane),
-            thread,
-            attempts,
-            started: Some(first),
-            completed: end,
-            duration: end.saturating_duration_since(first),
-        };
+    let mut thread = thread;
+    let finish = |data: Option<R>,
+                  error: Option<JobError>,
+                  attempts: u32,
+                  end: Instant,
+                  thread: Option<usize>| JobResult {
+        job_id: job.id.clone(),
+        index,
+        data,
+        error,
+        worker: Some(lane),
+        thread,
+        attempts,
+        started: Some(first),
+        completed: end,
+        duration: end.saturating_duration_since(first),
+    };
     let cancelled = |st: &RunState<T, R>| {
         JobError::Cancelled(st.control.reason().unwrap_or(CancelReason::Stopped))
     };
+    // A job with requirements or a class (its own or the batch's) goes
+    // through the pool's admission and learning, one task per attempt.
+    let requirements = job.requirements.or(&st.requirements);
+    let class = job.class.clone().or_else(|| st.class.clone());
+    let aware = !requirements.is_empty() || class.is_some();
     let mut attempt = 0u32;
-    let mut start = first;
     loop {
-        let deadline = start.checked_add(st.attempt_timeout);
-        let ctx = JobContext {
-            control: st.control.clone(),
-            attempt,
-            worker: lane,
-            deadline,
+        let ran = if aware {
+            attempt_as_task(st, index, lane, attempt, requirements, class.clone())
+        } else {
+            // The first attempt starts when the job does (a lane's busy
+            // time is then exactly its jobs' durations).
+            let start = if attempt == 0 { first } else { Instant::now() };
+            let ctx = JobContext {
+                control: st.control.clone(),
+                attempt,
+                worker: lane,
+                deadline: start.checked_add(st.attempt_timeout),
+            };
+            let out = catch_unwind(AssertUnwindSafe(|| (st.processor)(&ctx, job)))
+                .map_err(|payload| panic_message(&*payload));
+            Attempt::Ran { out, start, thread }
         };
-        let out = catch_unwind(AssertUnwindSafe(|| (st.processor)(&ctx, job)));
-        drop(ctx);
-        let end = Instant::now();
-        g.busy += end.saturating_duration_since(start);
-        let timed_out = deadline.is_some_and(|d| end >= d);
-        if timed_out {
-            g.timed_out += 1;
-        }
         let attempts = attempt + 1;
-        let error = match out {
-            Err(payload) => JobError::Panicked(panic_message(&*payload)),
-            Ok(_) if timed_out => JobError::TimedOut(st.attempt_timeout),
-            Ok(Ok(v)) => return finish(Some(v), None, attempts, end),
-            Ok(Err(e)) => JobError::Failed(e),
+        let mut end = Instant::now();
+        let error = match ran {
+            Attempt::Ran {
+                out,
+                start,
+                thread: ran_on,
+            } => {
+                thread = ran_on;
+                end = Instant::now();
+                g.busy += end.saturating_duration_since(start);
+                let timed_out = start
+                    .checked_add(st.attempt_timeout)
+                    .is_some_and(|d| end >= d);
+                if timed_out {
+                    g.timed_out += 1;
+                }
+                match out {
+                    Err(message) => JobError::Panicked(message),
+                    Ok(_) if timed_out => JobError::TimedOut(st.attempt_timeout),
+                    Ok(Ok(v)) => return finish(Some(v), None, attempts, end, thread),
+                    Ok(Err(e)) => JobError::Failed(e),
+                }
+            }
+            // What can never fit, or a pool that is gone, does not change
+            // with a retry.
+            Attempt::Refused(
+                e @ (SubmitError::NeverFits(_)
+                | SubmitError::ShutDown
+                | SubmitError::InvalidRequirement(_)
+                | SubmitError::InvalidAmount(_)),
+            ) => {
+                return finish(
+                    None,
+                    Some(JobError::Refused(e)),
+                    attempts,
+                    Instant::now(),
+                    thread,
+                );
+            }
+            Attempt::Refused(e) => JobError::Refused(e),
+            Attempt::NotRun => {
+                return finish(None, Some(cancelled(st)), attempt, Instant::now(), thread);
+            }
         };
         if st.control.is_cancelled() {
             // No retry. A panic is still reported as one: it is a bug, not
@@ -369,17 +420,126 @@ where
                 JobError::Panicked(_) => error,
                 _ => cancelled(st),
             };
-            return finish(None, Some(error), attempts, end);
+            return finish(None, Some(error), attempts, end, thread);
         }
         if attempt >= st.max_retries {
-            return finish(None, Some(error), attempts, end);
+            return finish(None, Some(error), attempts, end, thread);
         }
         let until = Instant::now().checked_add(st.backoff.delay(attempt));
         if !st.control.sleep_until(until) {
-            return finish(None, Some(cancelled(st)), attempts, Instant::now());
+            return finish(None, Some(cancelled(st)), attempts, Instant::now(), thread);
         }
         attempt += 1;
-        start = Instant::now();
+    }
+}
+
+/// How one attempt of a job went.
+enum Attempt<R> {
+    /// It ran from `start` on worker `thread`: its value or error, or its
+    /// panic's message.
+    Ran {
+        out: Result<Result<R, SharedError>, String>,
+        start: Instant,
+        thread: Option<usize>,
+    },
+    /// The pool refused it.
+    Refused(SubmitError),
+    /// It never started: the run was cancelled (or the pool shut down)
+    /// while it waited for resources.
+    NotRun,
+}
+
+/// What an attempt's task returns: its outcome, its start, its worker.
+type Ran<R> = (
+    Result<Result<R, SharedError>, String>,
+    Instant,
+    Option<usize>,
+);
+
+impl<R> Attempt<R> {
+    /// The attempt whose task ended with `r`.
+    fn of(r: Result<Ran<R>, TaskError>) -> Attempt<R> {
+        match r {
+            Ok((out, start, thread)) => Attempt::Ran { out, start, thread },
+            Err(TaskError::Rejected(e)) => Attempt::Refused(e),
+            // The processor's panics are caught inside the task; this is
+            // one of the pool's own, reported as the job's.
+            Err(TaskError::Panicked(message)) => Attempt::Ran {
+                out: Err(message),
+                start: Instant::now(),
+                thread: None,
+            },
+            // Cancelled while waiting for resources, or the pool shut down.
+            Err(_) => Attempt::NotRun,
+        }
+    }
+}
+
+/// Runs attempt `attempt` of job `index` as a pool task with the job's
+/// `requirements`, `class` and size hint, so that it starts only when the
+/// pool can afford it and is measured. The lane waits for it without
+/// idling its worker: it runs queued pool tasks meanwhile (the attempt
+/// itself, often). Its attempt timeout counts from its own start.
+fn attempt_as_task<T, R>(
+    st: &RunState<T, R>,
+    index: usize,
+    lane: usize,
+    attempt: u32,
+    requirements: Resources,
+    class: Option<Arc<str>>,
+) -> Attempt<R>
+where
+    T: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let (processor, job, control) = (
+        st.processor.clone(),
+        st.jobs[index].clone(),
+        st.control.clone(),
+    );
+    let (timeout, shared) = (st.attempt_timeout, st.pool.clone());
+    let mut task = crate::TaskBuilder::on(&st.pool).requirements(requirements);
+    if let Some(c) = class {
+        task = task.class(c);
+    }
+    if let Some(s) = job.size_hint {
+        task = task.size_hint(s);
+    }
+    let spawned = task.spawn(move |_| {
+        let start = Instant::now();
+        let ctx = JobContext {
+            control,
+            attempt,
+            worker: lane,
+            deadline: start.checked_add(timeout),
+        };
+        let out = catch_unwind(AssertUnwindSafe(|| processor(&ctx, &job)))
+            .map_err(|payload| panic_message(&*payload));
+        (out, start, shared.current_worker())
+    });
+    let mut handle = match spawned {
+        Ok(h) => h,
+        Err(e) => return Attempt::Refused(e),
+    };
+    let mut nap = Duration::from_millis(1);
+    loop {
+        if let Some(r) = handle.try_join() {
+            return Attempt::of(r);
+        }
+        if st.control.is_cancelled() {
+            // Not started yet: it never will. Started: its processor sees
+            // the cancellation through its context.
+            handle.cancel();
+        }
+        if st.pool.help_once() {
+            nap = Duration::from_millis(1);
+            continue;
+        }
+        handle = match handle.join_timeout(nap) {
+            Ok(r) => return Attempt::of(r),
+            Err(h) => h,
+        };
+        nap = (nap * 2).min(Duration::from_millis(50));
     }
 }
 
@@ -450,6 +610,8 @@ where
         max_retries: config.max_retries,
         backoff: config.backoff,
         histogram: config.enable_metrics,
+        requirements: config.requirements,
+        class: config.class.clone(),
         pool: pool_shared,
         collector: thread::current().id(),
         depth: AtomicUsize::new(0),
