@@ -269,6 +269,7 @@ mod tests {
         Task {
             arrival,
             cpu,
+            used_cpu: cpu,
             memory,
             duration,
         }

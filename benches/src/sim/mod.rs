@@ -13,6 +13,12 @@
 //! For reference the report also shows the baseline lowered until it never
 //! oversubscribes the CPU either.
 //!
+//! The learned-CPU traces (issue 15) run the same single-threaded tasks
+//! with CPU requests made three ways (a class's mean usage, as respool's
+//! soft CPU reserves it; its p95 plus 15%, as respool reserved it before;
+//! one core each) through the headline scheduler, against a plain pool of
+//! one thread per core; their utilisation counts the CPU the tasks use.
+//!
 //! [`report`] computes, per trace and scheduler: the utilisation of the
 //! bottleneck dimension, the makespan against a lower bound (the largest of
 //! total work / capacity in the bottleneck dimension, the longest task, and
@@ -182,11 +188,67 @@ pub fn run(tasks: usize, seed: u64) -> Report {
             rows,
         });
     }
+    // Requests learned rather than declared (issue 15): the same tasks
+    // through the headline scheduler with soft, margined and one-core CPU
+    // requests; the utilisation counts the CPU they use.
+    for request in [
+        trace::CpuRequest::Soft,
+        trace::CpuRequest::HardWithMargin,
+        trace::CpuRequest::OneCore,
+    ] {
+        let t = trace::learned_cpu(&machine, seed.wrapping_add(4), tasks, request);
+        let bounds = Bounds::of(&machine, &t.tasks);
+        // The baseline: a plain pool of one thread per core (the count-only
+        // FIFO of the other traces would oversubscribe the CPU, which the
+        // simulator does not slow down).
+        let workers = usize::try_from(machine.total(respool_core::Dim::Cpu) / 1_000).unwrap_or(1);
+        let fifo = engine::run_fifo(&t.tasks, workers);
+        let fifo_makespan = fifo.makespan(&t.tasks);
+        let out = run_packer(&machine, &t.tasks, HEADLINE);
+        let name = schedulers
+            .iter()
+            .find(|(_, s)| *s == HEADLINE)
+            .map_or_else(String::new, |(n, _)| n.clone());
+        let row = Row::of(name, &t.tasks, &out, &bounds, fifo_makespan);
+        if request == trace::CpuRequest::Soft {
+            checks.push(Check {
+                met: row.utilisation > LEARNED_CPU_MIN_UTILISATION,
+                enforced: true,
+                what: format!(
+                    "{}: CPU utilisation {:.1}% (target > {:.0}%, issue 15)",
+                    t.name,
+                    row.utilisation * 100.0,
+                    LEARNED_CPU_MIN_UTILISATION * 100.0
+                ),
+            });
+        }
+        reports.push(TraceReport {
+            name: t.name,
+            about: t.about,
+            tasks: t.tasks.len(),
+            bounds,
+            fifo_workers: workers,
+            rows: vec![
+                row,
+                Row::of(
+                    format!("count-only FIFO, {workers} workers (one per core: the baseline)"),
+                    &t.tasks,
+                    &fifo,
+                    &bounds,
+                    fifo_makespan,
+                ),
+            ],
+        });
+    }
     Report {
         traces: reports,
         checks,
     }
 }
+
+/// CPU utilisation the headline scheduler must reach on the learned-CPU
+/// trace with soft requests (issue 15).
+pub const LEARNED_CPU_MIN_UTILISATION: f64 = 0.90;
 
 /// The target checks for the headline scheduler's row on trace `trace`.
 fn check(trace: &str, row: &Row) -> Vec<Check> {
@@ -266,9 +328,14 @@ mod tests {
         // A short run of every trace: the engine asserts the packer never
         // over-commits; every task is started; the headline beats FIFO.
         let r = run(400, 7);
-        assert_eq!(r.traces.len(), 4);
+        assert_eq!(r.traces.len(), 7);
         for t in &r.traces {
-            assert_eq!(t.rows.len(), schedulers().len() + 2);
+            let rows = if t.name.starts_with("learned-cpu") {
+                2 // the headline and one plain pool
+            } else {
+                schedulers().len() + 2
+            };
+            assert_eq!(t.rows.len(), rows, "{}", t.name);
             for row in &t.rows {
                 assert!(row.vs_lower_bound >= 1.0 - 1e-9, "{}: {row:?}", t.name);
                 assert!(row.utilisation <= 1.0 + 1e-9, "{}: {row:?}", t.name);
@@ -278,5 +345,15 @@ mod tests {
         let headline = &bimodal.rows[2];
         assert!(headline.name.starts_with("best-fit(dot), window"));
         assert!(headline.vs_fifo < 1.0, "{headline:?}");
+        // Learned CPU: soft requests use more of the CPU than requests with
+        // a margin on top of a percentile (issue 15).
+        let util = |name: &str| {
+            r.traces
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| t.rows[0].utilisation)
+                .unwrap()
+        };
+        assert!(util("learned-cpu, soft") > util("learned-cpu, p95 + 15%"));
     }
 }

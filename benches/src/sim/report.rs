@@ -12,7 +12,8 @@ use super::trace::{Machine, Millis, Task};
 pub struct Bounds {
     /// The dimension with the most work per unit of capacity.
     pub bottleneck: Dim,
-    /// Total work in the bottleneck dimension divided by its capacity (ms).
+    /// Total work in the bottleneck dimension divided by its capacity (ms):
+    /// for CPU, what the tasks use (`used_cpu`), not what they ask for.
     pub work: f64,
     /// The longest task (ms).
     pub longest: Millis,
@@ -32,7 +33,10 @@ impl Bounds {
                 .sum::<f64>()
                 / machine.total(dim) as f64
         };
-        let (cpu, memory) = (work(Dim::Cpu, |t| t.cpu), work(Dim::Memory, |t| t.memory));
+        let (cpu, memory) = (
+            work(Dim::Cpu, |t| t.used_cpu),
+            work(Dim::Memory, |t| t.memory),
+        );
         let (bottleneck, work) = if cpu >= memory {
             (Dim::Cpu, cpu)
         } else {
@@ -203,6 +207,7 @@ mod tests {
         let t = |arrival, duration| Task {
             arrival,
             cpu: 1,
+            used_cpu: 1,
             memory: 6,
             duration,
         };

@@ -26,8 +26,12 @@ pub const OFFERED_LOAD: f64 = 1.2;
 pub struct Task {
     /// When it is submitted.
     pub arrival: Millis,
-    /// CPU it needs while it runs, in millicores.
+    /// CPU it asks for (what the scheduler reserves), in millicores.
     pub cpu: u64,
+    /// CPU it really uses while it runs, in millicores: `cpu` for a task
+    /// that declared what it needs; around it for one whose request was
+    /// learned ([`learned_cpu`]). The utilisation counts this.
+    pub used_cpu: u64,
     /// Memory it needs while it runs, in bytes.
     pub memory: u64,
     /// How long it runs once started.
@@ -95,6 +99,7 @@ fn with_arrivals(
             Task {
                 arrival: 0,
                 cpu,
+                used_cpu: cpu,
                 memory,
                 duration,
             }
@@ -204,6 +209,77 @@ pub fn heavy_tailed(machine: &Machine, seed: u64, n: usize) -> Trace {
     }
 }
 
+/// How a [`learned_cpu`] trace's requests were made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuRequest {
+    /// The class's expected usage, no margin (respool: CPU is soft).
+    Soft,
+    /// The class's p95 plus 15% (respool before CPU was compressible: the
+    /// VPA margin on an already safe percentile).
+    HardWithMargin,
+    /// One core each, as a user who declares it would (or a plain pool of
+    /// one thread per core).
+    OneCore,
+}
+
+/// Single-threaded tasks of 12 classes whose CPU is learned, noisy around
+/// one core: each class uses 0.8 to 1 core on average, each task up to 15%
+/// either side of its class (never above one core); memory 64-512 MiB, so
+/// CPU is the bottleneck; 1-20 s. The scheduler sees what `request` makes
+/// of each class (its 30 samples' mean, or their p95 plus 15%, or one
+/// core); the utilisation counts what the tasks use. The simulator has no
+/// worker count: packing by learned CPU runs more tasks than cores when
+/// they use less than a core each, as a pool with more workers than cores
+/// does.
+#[must_use]
+pub fn learned_cpu(machine: &Machine, seed: u64, n: usize, request: CpuRequest) -> Trace {
+    const CLASSES: usize = 12;
+    let mut rng = Rng::new(seed);
+    let means: Vec<u64> = (0..CLASSES).map(|_| rng.range(800, 1_000)).collect();
+    let use_of = |rng: &mut Rng, mean: u64| {
+        let spread = mean * 15 / 100;
+        rng.range(mean.saturating_sub(spread), mean + spread)
+            .min(1_000)
+    };
+    // What each class learned from 30 earlier runs.
+    let learned: Vec<u64> = means
+        .iter()
+        .map(|&m| {
+            let mut samples: Vec<u64> = (0..30).map(|_| use_of(&mut rng, m)).collect();
+            samples.sort_unstable();
+            match request {
+                CpuRequest::Soft => samples.iter().sum::<u64>() / 30,
+                CpuRequest::HardWithMargin => samples[28] * 115 / 100,
+                CpuRequest::OneCore => 1_000,
+            }
+        })
+        .collect();
+    let mut class_of = Vec::with_capacity(n);
+    let mut tasks = with_arrivals(machine, &mut rng, n, |r| {
+        let class = r.range(0, CLASSES as u64 - 1) as usize;
+        class_of.push(class);
+        (
+            use_of(r, means[class]),
+            r.range(64 * MIB, 512 * MIB),
+            r.range(SECOND, 20 * SECOND),
+        )
+    });
+    for (t, &class) in tasks.iter_mut().zip(&class_of) {
+        t.cpu = learned[class];
+    }
+    Trace {
+        name: match request {
+            CpuRequest::Soft => "learned-cpu, soft",
+            CpuRequest::HardWithMargin => "learned-cpu, p95 + 15%",
+            CpuRequest::OneCore => "learned-cpu, one core each",
+        },
+        about: "single-threaded tasks of 12 classes using 0.8-1 core (each within 15% \
+                of its class, at most one core), 64-512 MiB, 1-20 s; requests learned \
+                from 30 runs; the packer has no worker limit, the baseline one thread per core",
+        tasks,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +297,26 @@ mod tests {
                 assert!(t.duration > 0);
             }
         }
+        for request in [
+            CpuRequest::Soft,
+            CpuRequest::HardWithMargin,
+            CpuRequest::OneCore,
+        ] {
+            let a = learned_cpu(&m, 42, 500, request);
+            assert_eq!(a.tasks, learned_cpu(&m, 42, 500, request).tasks);
+            for t in &a.tasks {
+                assert!(t.used_cpu <= 1_000, "single-threaded: {t:?}");
+                assert!(t.request().fits_within(&m.domains[0]), "{t:?}");
+            }
+        }
+        // The same tasks whatever the request: only `cpu` differs.
+        let soft = learned_cpu(&m, 7, 300, CpuRequest::Soft).tasks;
+        let hard = learned_cpu(&m, 7, 300, CpuRequest::HardWithMargin).tasks;
+        assert!(soft.iter().zip(&hard).all(|(a, b)| {
+            (a.arrival, a.used_cpu, a.memory, a.duration)
+                == (b.arrival, b.used_cpu, b.memory, b.duration)
+                && a.cpu < b.cpu
+        }));
         let b = bimodal(&m, 1, 2_000);
         let large = b.tasks.iter().filter(|t| t.memory >= 4 * GIB).count();
         assert!((300..500).contains(&large), "about 20% links: {large}");
