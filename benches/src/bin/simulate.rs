@@ -43,6 +43,25 @@ fn main() -> ExitCode {
     );
     print!("{}", report::markdown(&r.traces, &header));
     println!(
+        "\nReservation at admission (respool: an admitted task may wait for a worker while it \
+         holds its reservation) against at pick-up (admission only while a worker is idle), \
+         `{HEADLINE:?}` with a fixed number of workers on the 32 cores:\n"
+    );
+    println!(
+        "| trace | workers | utilisation, at admission | at pick-up | makespan, pick-up / admission |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for r in &r.reserve_timing {
+        println!(
+            "| {} | {} | {:.1}% | {:.1}% | {:.3} |",
+            r.trace,
+            r.workers,
+            r.at_admission * 100.0,
+            r.at_pickup * 100.0,
+            r.makespan_ratio
+        );
+    }
+    println!(
         "\nTargets for `{HEADLINE:?}`: those of issue 3 (enforced on the {} trace where \
          the issue sets them) and issue 15's (CPU utilisation with learned soft requests). \
          CI fails only on those marked enforced.\n",

@@ -220,6 +220,102 @@ pub fn run_packer(machine: &Machine, tasks: &[Task], scheduler: Scheduler) -> Ou
     out
 }
 
+/// When a task's reservation is taken, on a pool with a fixed number of
+/// workers (see [`run_workers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserve {
+    /// When it is admitted (at submission, or when a release lets it in),
+    /// as respool does: an admitted task may then wait for a worker while
+    /// it holds its reservation.
+    AtAdmission,
+    /// When a worker is free to run it: admission picks among the waiting
+    /// tasks only while a worker is idle, so nothing holds capacity without
+    /// running.
+    AtPickup,
+}
+
+/// Runs `tasks` on `machine` with the headline window scheduler (best fit by
+/// dot product, window `width`, bound `max_skips`) and `workers` workers,
+/// taking reservations as `reserve` says. The outcome's start times are
+/// when tasks start running (not when they were admitted).
+///
+/// # Panics
+///
+/// If the packer's books ever put a domain over capacity, or tasks are left
+/// waiting with nothing running.
+#[must_use]
+pub fn run_workers(
+    machine: &Machine,
+    tasks: &[Task],
+    width: usize,
+    max_skips: u32,
+    workers: usize,
+    reserve: Reserve,
+) -> Outcome {
+    let domains: Vec<Domain> = machine.domains.iter().map(|&c| Domain::new(c)).collect();
+    let mut packer = Packer::new(domains, Fit::Best(respool_core::packer::Score::DotProduct));
+    let mut lookahead = Lookahead::new(width, max_skips);
+    let mut held: Vec<Option<Placement>> = tasks.iter().map(|_| None).collect();
+    let mut out = Outcome {
+        start: vec![None; tasks.len()],
+        ..Outcome::default()
+    };
+    let (mut waiting, mut admitted) = (VecDeque::new(), VecDeque::new());
+    let mut running = Running::default();
+    let mut window: Vec<Resources> = Vec::new();
+    let (mut next, mut t) = (0usize, 0 as Millis);
+    loop {
+        running.finish(t, tasks, |i| {
+            let p = held[i].take().expect("a running task holds a placement");
+            packer
+                .release(p)
+                .expect("the placement belongs to this packer");
+        });
+        while next < tasks.len() && tasks[next].arrival <= t {
+            waiting.push_back(next);
+            next += 1;
+        }
+        loop {
+            let idle = workers.saturating_sub(running.ends.len() + admitted.len());
+            if reserve == Reserve::AtPickup && idle == 0 {
+                break;
+            }
+            window.clear();
+            window.extend(waiting.iter().take(width).map(|&i| tasks[i].request()));
+            match packer.place_from(&window, &mut lookahead) {
+                Ok(Some((k, placement))) => {
+                    let i = waiting.remove(k).expect("index from the window");
+                    held[i] = Some(placement);
+                    admitted.push_back(i);
+                }
+                Ok(None) | Err(PlaceError::NoRoom { .. }) => break,
+                Err(_) => {
+                    waiting.pop_front();
+                    lookahead.head_left();
+                }
+            }
+        }
+        while running.ends.len() < workers {
+            let Some(i) = admitted.pop_front() else { break };
+            running.start(&mut out, t, i, &tasks[i]);
+        }
+        for d in packer.domains() {
+            assert!(!d.is_over_capacity(), "the packer over-committed a domain");
+        }
+        let next_arrival = tasks.get(next).map(|x| x.arrival);
+        t = match (running.next_end(), next_arrival) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => break,
+        };
+    }
+    assert!(
+        waiting.is_empty() && admitted.is_empty(),
+        "tasks left waiting with nothing running"
+    );
+    out
+}
+
 /// Runs `tasks` on a count-only pool of `workers`: tasks start in arrival
 /// order whenever a worker is free, whatever they need.
 #[must_use]
@@ -282,6 +378,24 @@ mod tests {
                     .with_saturating(Dim::Cpu, 4)
                     .with_saturating(Dim::Memory, 10),
             ],
+        }
+    }
+
+    /// With workers to spare the moment of the reservation changes nothing;
+    /// with one worker nothing ever runs two at once, in either mode.
+    #[test]
+    fn reservation_timing_matters_only_when_workers_are_short() {
+        let m = Machine::two_sockets();
+        let t = super::super::trace::bimodal(&m, 3, 300);
+        let run = |w, r| run_workers(&m, &t.tasks, 16, 64, w, r);
+        assert_eq!(
+            run(10_000, Reserve::AtAdmission).start,
+            run(10_000, Reserve::AtPickup).start
+        );
+        for r in [Reserve::AtAdmission, Reserve::AtPickup] {
+            let one = run(1, r);
+            assert_eq!(one.peak_running, 1, "{r:?}");
+            assert!(one.start.iter().all(Option::is_some), "{r:?}");
         }
     }
 

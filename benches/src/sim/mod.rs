@@ -136,7 +136,29 @@ pub struct Report {
     pub traces: Vec<TraceReport>,
     /// Every target on every trace, for [`HEADLINE`].
     pub checks: Vec<Check>,
+    /// Reservation at admission against at pick-up (issue 14).
+    pub reserve_timing: Vec<ReserveTiming>,
 }
+
+/// One trace on a pool of `workers`, with reservations taken at admission
+/// (as respool does) and when a worker picks the task up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReserveTiming {
+    /// The trace.
+    pub trace: &'static str,
+    /// Workers of the pool.
+    pub workers: usize,
+    /// Bottleneck utilisation, reserving at admission.
+    pub at_admission: f64,
+    /// Bottleneck utilisation, reserving at pick-up.
+    pub at_pickup: f64,
+    /// Makespan at pick-up over makespan at admission.
+    pub makespan_ratio: f64,
+}
+
+/// The worker counts [`ReserveTiming`] is measured at (the machine has 32
+/// cores).
+pub const RESERVE_TIMING_WORKERS: [usize; 4] = [8, 16, 32, 64];
 
 /// Runs every trace of `tasks` tasks (seed `seed`) through every scheduler.
 #[must_use]
@@ -151,6 +173,28 @@ pub fn run(tasks: usize, seed: u64) -> Report {
     let schedulers = schedulers();
     let mut reports = Vec::new();
     let mut checks = Vec::new();
+    let mut reserve_timing = Vec::new();
+    for t in &traces {
+        let bounds = Bounds::of(&machine, &t.tasks);
+        for workers in RESERVE_TIMING_WORKERS {
+            let run = |reserve| {
+                let out =
+                    engine::run_workers(&machine, &t.tasks, WIDTH, MAX_SKIPS, workers, reserve);
+                out.makespan(&t.tasks) as f64
+            };
+            let (a, p) = (
+                run(engine::Reserve::AtAdmission),
+                run(engine::Reserve::AtPickup),
+            );
+            reserve_timing.push(ReserveTiming {
+                trace: t.name,
+                workers,
+                at_admission: bounds.work / a,
+                at_pickup: bounds.work / p,
+                makespan_ratio: p / a,
+            });
+        }
+    }
     for t in &traces {
         let bounds = Bounds::of(&machine, &t.tasks);
         let (workers, fifo) = safe_fifo(&machine, &t.tasks, MAX_WORKERS, false);
@@ -243,6 +287,7 @@ pub fn run(tasks: usize, seed: u64) -> Report {
     Report {
         traces: reports,
         checks,
+        reserve_timing,
     }
 }
 
