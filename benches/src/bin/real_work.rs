@@ -300,7 +300,15 @@ fn child(args: &[String], scale: f64) -> Result<(), String> {
             if let Ok(w) = args[1].parse() {
                 b = b.workers(w);
             }
-            let pool = b.build().map_err(|e| e.to_string())?;
+            let pool = std::sync::Arc::new(b.build().map_err(|e| e.to_string())?);
+            if std::env::var_os("RW_DEBUG").is_some() {
+                let p = pool.clone();
+                std::thread::spawn(move || loop {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let s = p.snapshot();
+                    eprintln!("waiting {} queued {} reserved {} completed {}", s.waiting, s.queued, s.reserved, s.completed);
+                });
+            }
             let handles = jobs
                 .iter()
                 .map(|&j| {
