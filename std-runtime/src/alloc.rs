@@ -316,8 +316,14 @@ pub(crate) struct Session {
 }
 
 /// Starts charging this thread's allocations to a fresh account. `None`
-/// when every account is in use (the caller then runs unmeasured).
+/// when no [`TrackingAllocator`] is installed (nothing would be counted: a
+/// session would report a heap of zero bytes, and a class would learn that
+/// it needs no memory) or every account is in use (the caller then runs
+/// unmeasured).
 pub(crate) fn begin() -> Option<Session> {
+    if !is_installed() {
+        return None;
+    }
     let slot = acquire_slot()?;
     let a = TABLE.get(slot)?;
     a.allocated.store(0, Ordering::Relaxed);

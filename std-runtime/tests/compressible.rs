@@ -139,7 +139,8 @@ fn a_class_learned_above_capacity_runs_under_block_until_deadline() {
         let h = t.join().expect("submitter");
         assert_eq!(join(h), Ok(i));
     }
-    assert_eq!(pool.snapshot().classes[0].clamped, 2);
+    let s = pool.snapshot();
+    assert_eq!(s.classes[0].clamped, 2, "{s} {:?}", s.classes);
 }
 
 /// Soft CPU: four workers on a pool of two cores run four one-core tasks
@@ -230,4 +231,32 @@ fn hard_cpu_admits_exactly_the_capacity() {
     for h in handles.into_iter().chain(held) {
         assert_eq!(join(h), Ok(()));
     }
+}
+
+/// Without the tracking allocator nothing measures the heap: a classified
+/// task reports no memory figure, and its class learns none (a session
+/// used to report zero bytes, teaching the class that it needs no memory
+/// and making the BlockUntilDeadline test above flaky).
+#[test]
+fn without_the_tracking_allocator_no_memory_is_learned() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pool = Pool::builder()
+        .workers(1)
+        .memory("1GiB")
+        .on_task_end(move |r| drop(tx.send(r.usage.heap)))
+        .build()
+        .expect("pool");
+    for _ in 0..10 {
+        join(
+            pool.task()
+                .class("plain")
+                .spawn(|_| vec![0u8; 1 << 20].len())
+                .expect("runs"),
+        )
+        .expect("ran");
+        assert_eq!(rx.recv_timeout(SAFETY).expect("report"), None);
+    }
+    pool.shutdown();
+    let class = &pool.snapshot().classes[0];
+    assert_eq!(class.expected.get(Dim::Memory), None, "{class:?}");
 }
