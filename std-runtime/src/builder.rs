@@ -6,8 +6,8 @@ use respool_core::admission::{AdmissionConfig, Policy};
 use respool_core::{Dim, DimSet, Resources};
 
 use crate::Pool;
+use crate::config::Config;
 use crate::error::BuildError;
-use crate::pool::Config;
 use crate::{limits, units};
 
 /// Configures a [`Pool`]. Every setting has a default that works on the
@@ -52,7 +52,7 @@ pub struct Builder {
     measure_all: bool,
     learning: crate::learn::LearningConfig,
     store: Option<std::sync::Arc<dyn crate::store::ProfileStore>>,
-    on_task_end: Option<crate::pool::TaskEndHook>,
+    on_task_end: Option<crate::config::TaskEndHook>,
     monitor: Option<bool>,
     monitor_config: crate::sys::MonitorConfig,
     monitor_source: Option<Box<dyn crate::sys::SystemMonitor>>,

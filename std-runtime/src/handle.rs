@@ -134,7 +134,7 @@ impl Header {
         if prev & WAITING != 0 {
             // The joiner stored its thread before setting `WAITING`; it may
             // since have moved to another thread, which stored itself too.
-            if let Some(t) = crate::runq::lock(&self.waiter).as_ref() {
+            if let Some(t) = crate::sync::lock(&self.waiter).as_ref() {
                 t.unpark();
             }
         }
@@ -360,7 +360,7 @@ impl<T: Send> JoinHandle<T> {
         if !h.is_done() {
             // Register this thread (again: a handle may be waited on from
             // another thread after a timed wait), then announce the waiter.
-            *crate::runq::lock(&h.waiter) = Some(thread::current());
+            *crate::sync::lock(&h.waiter) = Some(thread::current());
             h.state.fetch_or(WAITING, Ordering::AcqRel);
             while !h.is_done() {
                 match deadline {

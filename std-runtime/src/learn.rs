@@ -23,8 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use respool_core::predict::{Accuracy, PredictConfig, ResourcePredictor};
 use respool_core::{Dim, DimSet, PerDim, Ppm, Resources};
 
-use crate::runq::lock;
 use crate::store::{ClassRecord, Profiles, Sample};
+use crate::sync::lock;
 
 /// How respool learns task requirements; given to
 /// [`Builder::learning`](crate::Builder::learning).

@@ -37,8 +37,9 @@
 pub mod alloc;
 mod barrier;
 mod builder;
+mod config;
+mod engine;
 mod error;
-mod extcache;
 mod handle;
 mod job;
 pub mod learn;
@@ -52,8 +53,11 @@ mod sched;
 mod scope;
 mod snapshot;
 pub mod store;
+mod sync;
 mod task;
 mod timer;
+mod work;
+mod worker;
 
 pub mod batch;
 pub mod sys;
@@ -66,7 +70,7 @@ pub use learn::{ClassAccuracy, DimAccuracy, LearningConfig};
 pub use measure::{TaskReport, TaskUsage};
 pub use metrics::LatencySummary;
 pub use place::{DomainKind, DomainSpec};
-pub use pool::{Pool, Unstarted};
+pub use pool::Pool;
 pub use respool_core as core;
 pub use respool_core::admission::{Policy, Urgency};
 pub use respool_core::{Dim, Ppm, Resources, Shortfall};
@@ -74,6 +78,7 @@ pub use scope::Scope;
 pub use snapshot::PoolSnapshot;
 pub use store::{FileStore, MemoryStore, ProfileStore, Profiles, StoreError};
 pub use task::{Backoff, TaskBuilder};
+pub use work::Unstarted;
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -168,7 +168,7 @@ pub(crate) struct Submitted {
     /// Tasks submitted, except those below.
     pub(crate) other: AtomicU64,
     /// Tasks admitted at once with their reservation packed
-    /// (`Shared::submit_lite`): submitted and accepted, counted once here
+    /// (`Shared::submit_packed`): submitted and accepted, counted once here
     /// rather than once as a submission and again in admission's counters.
     pub(crate) packed: AtomicU64,
 }

@@ -25,16 +25,12 @@
 //! transitions, never per task while workers are busy.
 
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
-/// Locks a mutex, ignoring poisoning: the data guarded in this crate stays
-/// consistent even if a holder panicked (no invariants span a panic point).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 pub(crate) struct RunQueue<T> {
     fast: ArrayQueue<T>,

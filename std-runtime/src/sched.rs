@@ -6,7 +6,7 @@
 //! domain and no GPU (the common case), and nobody waiting, that is a
 //! lock-free reservation and nothing else. A task that declares
 //! requirements and nothing more (no class, priority, deadline, timeout or
-//! handle) goes further ([`Shared::submit_lite`]): its reservation is taken
+//! handle) goes further ([`Shared::submit_packed`]): its reservation is taken
 //! straight into a [`PackedReservation`](respool_core::PackedReservation)
 //! that travels in the run-queue slot, so no task description is filled,
 //! recycled or read on the worker, and the worker merges it into its batch
@@ -42,11 +42,13 @@ use respool_core::packer::Lookahead;
 use respool_core::queue::{Availability, QueueConfig, Ranked, ScoredQueue, Slot, Ticket};
 use respool_core::{Reservation, Resources, Tracker};
 
+use crate::config::Config;
+use crate::engine::{GateGuard, Shared};
 use crate::error::{BuildError, SubmitError, TaskError};
 use crate::place::Placer;
-use crate::pool::{Config, GateGuard, Shared, Task};
-use crate::runq::lock;
-use crate::task::Ext;
+use crate::sync::lock;
+use crate::work::Description;
+use crate::work::Work;
 
 /// Resource accounting, admission, waiting and placement.
 pub(crate) struct Resourcing {
@@ -107,8 +109,8 @@ pub(crate) struct Sched {
 
 impl Sched {
     /// Whether a task may start as far as cold-start probing goes.
-    fn probe_allows(&self, ext: Option<&Ext>) -> bool {
-        match ext {
+    fn probe_allows(&self, desc: Option<&Description>) -> bool {
+        match desc {
             Some(e) if e.probe => e
                 .class
                 .as_ref()
@@ -117,8 +119,8 @@ impl Sched {
         }
     }
 
-    fn probe_started(&mut self, ext: Option<&Ext>) {
-        if let Some(c) = ext.filter(|e| e.probe).and_then(|e| e.class.as_ref()) {
+    fn probe_started(&mut self, desc: Option<&Description>) {
+        if let Some(c) = desc.filter(|e| e.probe).and_then(|e| e.class.as_ref()) {
             *self.probes.entry(c.clone()).or_insert(0) += 1;
         }
     }
@@ -135,7 +137,7 @@ impl Sched {
 
 /// A task waiting for resources.
 pub(crate) struct Pending {
-    pub(crate) task: Task,
+    pub(crate) task: Work,
     /// Set for a submitter blocked until admission.
     ticket: Option<u64>,
     /// The admission deadline (`BlockUntilDeadline`), pool clock.
@@ -206,21 +208,21 @@ impl Resourcing {
 
 /// The queue priority of a waiter: critical tasks wait ahead of every normal
 /// task of priority below 2^20.
-fn queue_priority(ext: &Ext) -> i32 {
-    match ext.urgency {
-        Urgency::Critical => ext.priority.saturating_add(1 << 20),
-        Urgency::Normal => ext.priority,
+fn queue_priority(desc: &Description) -> i32 {
+    match desc.urgency {
+        Urgency::Critical => desc.priority.saturating_add(1 << 20),
+        Urgency::Normal => desc.priority,
     }
 }
 
 impl Shared {
     /// The resource-aware path (see the [module documentation](self)).
-    pub(crate) fn submit_ext(
+    pub(crate) fn submit_described(
         &self,
         job: crate::job::Job,
-        ext: Box<Ext>,
+        desc: Box<Description>,
     ) -> Result<(), SubmitError> {
-        self.submit_ext_as(job, ext, false)
+        self.submit_described_as(job, desc, false)
     }
 
     /// The next attempt of a retrying task, from the pool's timer. It is
@@ -228,14 +230,18 @@ impl Shared {
     /// gracefully, and it never blocks the timer thread (which drives every
     /// deadline and timeout) under `BlockUntilDeadline`: it waits like a
     /// deferred task, and its handle is refused at the admission deadline.
-    pub(crate) fn resubmit(&self, job: crate::job::Job, ext: Box<Ext>) -> Result<(), SubmitError> {
-        self.submit_ext_as(job, ext, true)
-    }
-
-    fn submit_ext_as(
+    pub(crate) fn resubmit(
         &self,
         job: crate::job::Job,
-        ext: Box<Ext>,
+        desc: Box<Description>,
+    ) -> Result<(), SubmitError> {
+        self.submit_described_as(job, desc, true)
+    }
+
+    fn submit_described_as(
+        &self,
+        job: crate::job::Job,
+        desc: Box<Description>,
         internal: bool,
     ) -> Result<(), SubmitError> {
         if !self.gate.enter(|| internal || self.on_own_worker()) {
@@ -243,15 +249,15 @@ impl Shared {
         }
         let _g = GateGuard(&self.gate);
         self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
-        tracing::trace!(target: "respool::task", class = ?ext.class, request = %ext.request, "queued");
+        tracing::trace!(target: "respool::task", class = ?desc.class, request = %desc.request, "queued");
         let started = crate::metrics::sample();
-        self.submit_entered(job, ext, started, !internal)
+        self.submit_entered(job, desc, started, !internal)
     }
 
     /// A task that declared requirements and nothing else (see
-    /// `TaskBuilder::is_lite`). When placement is trivial, nobody waits and
+    /// `TaskBuilder::travels_packed`). When placement is trivial, nobody waits and
     /// it fits, it is admitted and queued with its reservation packed in the
-    /// queue slot: no `Ext` is filled, recycled or touched on the worker.
+    /// queue slot: no `Description` is filled, recycled or touched on the worker.
     /// Otherwise (it must wait, is refused, holds more dimensions than a
     /// pack does, or placement must be decided) `make` builds its
     /// description and it takes the general path, with the same decision.
@@ -261,14 +267,14 @@ impl Shared {
     /// see `Publish::Stashed`); `handle`: a handle waits for its result;
     /// `started`: the timing sample's clock read when this submission is in
     /// it (it also starts the schedule-time sample).
-    pub(crate) fn submit_lite(
+    pub(crate) fn submit_packed(
         &self,
         job: impl FnOnce(bool) -> crate::job::Job,
         request: &Resources,
         urgency: Urgency,
         started: Option<Instant>,
         handle: bool,
-        make: impl FnOnce() -> Box<Ext>,
+        make: impl FnOnce() -> Box<Description>,
     ) -> Result<(), SubmitError> {
         if !self.gate.enter(|| self.on_own_worker()) {
             return Err(SubmitError::ShutDown);
@@ -302,10 +308,10 @@ impl Shared {
             tracing::trace!(target: "respool::task", "scheduled");
             // No domain, no priority lane: straight into the run queue
             // (what `enqueue` does with a task without a description).
-            self.push_shared(Task {
+            self.push_shared(Work {
                 job: job(true),
-                ext: None,
-                held: Some(crate::pool::Lite::new(packed, submitted_ns, handle)),
+                desc: None,
+                packed: Some(crate::work::Packed::new(packed, submitted_ns, handle)),
             });
             return Ok(());
         }
@@ -321,24 +327,24 @@ impl Shared {
             }
             Decision::Rejected(reason) => Err(self.refused_at_submit(reason, None)),
             Decision::Deferred(d) => {
-                let ext = make();
+                let desc = make();
                 let g = lock(&res.sched);
-                self.defer_locked(g, job(false), ext, d.deadline_ns, started, true)
+                self.defer_locked(g, job(false), desc, d.deadline_ns, started, true)
             }
         }
     }
 
-    /// `submit_ext` once the gate is entered and the submission counted.
+    /// `submit_described` once the gate is entered and the submission counted.
     /// `block`: a submitter deferred under `BlockUntilDeadline` waits for
     /// the outcome (else its handle hears of it).
     fn submit_entered(
         &self,
         job: crate::job::Job,
-        mut ext: Box<Ext>,
+        mut desc: Box<Description>,
         started: Option<Instant>,
         block: bool,
     ) -> Result<(), SubmitError> {
-        let request = ext.request;
+        let request = desc.request;
         let res = &self.res;
         if request
             .dims()
@@ -347,28 +353,28 @@ impl Shared {
             && res.trivial
         {
             // Nothing to account or place: no admission needed.
-            self.enqueue(Task {
+            self.enqueue(Work {
                 job,
-                ext: Some(ext),
-                held: None,
+                desc: Some(desc),
+                packed: None,
             });
             return Ok(());
         }
-        if res.trivial && !ext.probe && res.waiting.load(Ordering::SeqCst) == 0 {
+        if res.trivial && !desc.probe && res.waiting.load(Ordering::SeqCst) == 0 {
             match res
                 .admission
-                .decide(&res.tracker, &request, ext.urgency, 0, self.decision_now())
+                .decide(&res.tracker, &request, desc.urgency, 0, self.decision_now())
             {
                 Decision::Accepted(r) => {
-                    self.start_accepted(job, ext, r.detach().1, started);
+                    self.start_accepted(job, desc, r.detach().1, started);
                     return Ok(());
                 }
                 Decision::Rejected(reason) => {
-                    return Err(self.refused_at_submit(reason, ext.class.as_ref()));
+                    return Err(self.refused_at_submit(reason, desc.class.as_ref()));
                 }
                 Decision::Deferred(d) => {
                     let g = lock(&res.sched);
-                    return self.defer_locked(g, job, ext, d.deadline_ns, started, block);
+                    return self.defer_locked(g, job, desc, d.deadline_ns, started, block);
                 }
             }
         }
@@ -376,11 +382,11 @@ impl Shared {
         let mut g = lock(&res.sched);
         if let Some(s) = g.placer.never_fits(&request) {
             res.admission.record_rejected();
-            return Err(self.refused_at_submit(RejectReason::NeverFits(s), ext.class.as_ref()));
+            return Err(self.refused_at_submit(RejectReason::NeverFits(s), desc.class.as_ref()));
         }
         let blocked = g.placer.shortfall(&request).or_else(|| {
             // A cold-start probe of a class that already runs one waits.
-            (!g.probe_allows(Some(&ext))).then(|| respool_core::Shortfall {
+            (!g.probe_allows(Some(&desc))).then(|| respool_core::Shortfall {
                 dim: respool_core::Dim::Memory,
                 requested: request.amount(respool_core::Dim::Memory),
                 available: 0,
@@ -390,7 +396,7 @@ impl Shared {
         let decision = res.admission.decide_blocked(
             &res.tracker,
             &request,
-            ext.urgency,
+            desc.urgency,
             g.waitq.len(),
             self.decision_now(),
             blocked,
@@ -398,25 +404,25 @@ impl Shared {
         match decision {
             Decision::Accepted(r) => match g.placer.place(&request) {
                 Ok(placed) => {
-                    g.probe_started(Some(&ext));
-                    ext.gpu = placed
+                    g.probe_started(Some(&desc));
+                    desc.gpu = placed
                         .gpu
                         .as_ref()
                         .and_then(|p| g.placer.device(p.domain()));
                     drop(g);
-                    ext.placed = Some(Box::new(placed));
-                    self.start_accepted(job, ext, r.detach().1, started);
+                    desc.placed = Some(Box::new(placed));
+                    self.start_accepted(job, desc, r.detach().1, started);
                     Ok(())
                 }
                 Err(_) => {
                     // `shortfall` said it fits under this lock; should the
                     // packer still refuse, wait rather than fail.
                     drop(r);
-                    self.defer_locked(g, job, ext, None, started, block)
+                    self.defer_locked(g, job, desc, None, started, block)
                 }
             },
-            Decision::Rejected(reason) => Err(self.refused_at_submit(reason, ext.class.as_ref())),
-            Decision::Deferred(d) => self.defer_locked(g, job, ext, d.deadline_ns, started, block),
+            Decision::Rejected(reason) => Err(self.refused_at_submit(reason, desc.class.as_ref())),
+            Decision::Deferred(d) => self.defer_locked(g, job, desc, d.deadline_ns, started, block),
         }
     }
 
@@ -438,19 +444,19 @@ impl Shared {
     fn start_accepted(
         &self,
         job: crate::job::Job,
-        mut ext: Box<Ext>,
+        mut desc: Box<Description>,
         held: respool_core::DetachedReservation,
         started: Option<Instant>,
     ) {
-        ext.held = Some(held);
+        desc.held = Some(held);
         if let Some(t) = started {
             self.metrics.schedule.record(t.elapsed());
         }
-        tracing::trace!(target: "respool::task", class = ?ext.class, "scheduled");
-        self.enqueue(Task {
+        tracing::trace!(target: "respool::task", class = ?desc.class, "scheduled");
+        self.enqueue(Work {
             job,
-            ext: Some(ext),
-            held: None,
+            desc: Some(desc),
+            packed: None,
         });
     }
 
@@ -472,7 +478,7 @@ impl Shared {
         &'a self,
         mut g: std::sync::MutexGuard<'a, Sched>,
         job: crate::job::Job,
-        ext: Box<Ext>,
+        desc: Box<Description>,
         admit_by: Option<u64>,
         started: Option<Instant>,
         block: bool,
@@ -485,23 +491,23 @@ impl Shared {
                     Err(e) => {
                         // Refused while waiting for room: the job is
                         // dropped (outside the lock) before returning.
-                        drop((job, ext));
+                        drop((job, desc));
                         return Err(e);
                     }
                 };
             }
         }
         let now = self.now_ns();
-        let request = ext.request;
-        let deadline = ext.deadline.map(|d| self.instant_ns(d));
-        let priority = queue_priority(&ext);
-        let urgency = ext.urgency;
+        let request = desc.request;
+        let deadline = desc.deadline.map(|d| self.instant_ns(d));
+        let priority = queue_priority(&desc);
+        let urgency = desc.urgency;
         let blocking = block && admit_by.is_some();
         let ticket = blocking.then(|| {
             g.next_ticket += 1;
             g.next_ticket
         });
-        let class = ext.class.clone();
+        let class = desc.class.clone();
         let stop_by = match (deadline, admit_by) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -522,10 +528,10 @@ impl Shared {
             )
         });
         let pending = Pending {
-            task: Task {
+            task: Work {
                 job,
-                ext: Some(ext),
-                held: None,
+                desc: Some(desc),
+                packed: None,
             },
             ticket,
             admit_by,
@@ -757,7 +763,7 @@ impl Shared {
         if res.purge.swap(false, Ordering::SeqCst) {
             g.waitq.remove_where(
                 |t| {
-                    let c = t.item.task.ext.as_ref().and_then(|e| e.cancel.as_ref());
+                    let c = t.item.task.desc.as_ref().and_then(|e| e.cancel.as_ref());
                     c.is_some_and(|c| c.is_cancelled())
                 },
                 |_, t| refused.push((t.item, RefusalKind::Cancelled)),
@@ -824,7 +830,7 @@ impl Shared {
                     continue;
                 }
                 // A cold-start probe of a class that already runs its share waits.
-                let probing = t.item.task.ext.as_deref().filter(|e| e.probe);
+                let probing = t.item.task.desc.as_deref().filter(|e| e.probe);
                 if probing
                     .and_then(|e| e.class.as_ref())
                     .is_some_and(|c| probes.get(c).copied().unwrap_or(0) >= *probe_limit)
@@ -858,7 +864,7 @@ impl Shared {
             if let Some(c) = t
                 .item
                 .task
-                .ext
+                .desc
                 .as_deref()
                 .filter(|e| e.probe)
                 .and_then(|e| e.class.as_ref())
@@ -866,10 +872,10 @@ impl Shared {
                 *probes.entry(c.clone()).or_insert(0) += 1;
             }
             let mut p = t.item;
-            if let Some(ext) = p.task.ext.as_mut() {
-                ext.held = Some(held);
-                ext.gpu = placed.gpu.as_ref().and_then(|x| placer.device(x.domain()));
-                ext.placed = Some(Box::new(placed));
+            if let Some(desc) = p.task.desc.as_mut() {
+                desc.held = Some(held);
+                desc.gpu = placed.gpu.as_ref().and_then(|x| placer.device(x.domain()));
+                desc.placed = Some(Box::new(placed));
             } else {
                 let _ = held.release(&res.tracker);
                 placer.release(placed);
@@ -924,7 +930,7 @@ impl Shared {
                 }
                 _ => TaskError::DeadlineMissed,
             };
-            match p.task.ext.as_ref().and_then(|e| e.cancel.as_ref()) {
+            match p.task.desc.as_ref().and_then(|e| e.cancel.as_ref()) {
                 Some(c) => {
                     c.fail(error);
                 }
@@ -994,20 +1000,20 @@ impl Shared {
 
     /// Releases a task's reservation and placement (exactly once: the tokens
     /// are taken out of the task).
-    pub(crate) fn release(&self, ext: &mut Ext) {
+    pub(crate) fn release(&self, desc: &mut Description) {
         // Both were taken on this tracker, so releasing cannot fail; if it
         // ever did, leaking capacity is safer than a panic here.
-        if let Some(held) = ext.held.take() {
+        if let Some(held) = desc.held.take() {
             let _ = held.release(&self.res.tracker);
         }
-        if ext.placed.is_some() || ext.probe {
+        if desc.placed.is_some() || desc.probe {
             let mut g = lock(&self.res.sched);
-            if let Some(placed) = ext.placed.take() {
+            if let Some(placed) = desc.placed.take() {
                 g.placer.release(*placed);
             }
-            if ext.probe {
-                ext.probe = false;
-                if let Some(c) = &ext.class {
+            if desc.probe {
+                desc.probe = false;
+                if let Some(c) = &desc.class {
                     g.probe_finished(c);
                 }
             }
@@ -1037,7 +1043,7 @@ impl Shared {
     /// blocked submitters' tasks: those submissions have not succeeded, so
     /// their tasks go back to their submitters with `ShutDown` (never to
     /// the caller, who could run a task whose submission failed).
-    pub(crate) fn drain_waiting(&self) -> Vec<Task> {
+    pub(crate) fn drain_waiting(&self) -> Vec<Work> {
         let res = &self.res;
         let mut g = lock(&res.sched);
         let mut out = Vec::new();
@@ -1073,7 +1079,7 @@ impl Shared {
 #[derive(Default)]
 pub(crate) struct Dispatched {
     admitted: Vec<Pending>,
-    dropped: Vec<Task>,
+    dropped: Vec<Work>,
 }
 
 impl Dispatched {
@@ -1090,7 +1096,7 @@ enum Resolved {
     /// task's `destroy` has run) before returning the error. Dropping it on
     /// the refusing thread instead (the timer, a worker, `shutdown_now`)
     /// would let the submitter return first.
-    Refused(SubmitError, Task),
+    Refused(SubmitError, Work),
 }
 
 /// Why a waiter left the queue without being admitted.

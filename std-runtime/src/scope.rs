@@ -23,7 +23,7 @@ use respool_core::Resources;
 use crate::Pool;
 use crate::error::SubmitError;
 use crate::job::Job;
-use crate::runq::lock;
+use crate::sync::lock;
 
 struct State {
     pending: AtomicUsize,
@@ -122,11 +122,11 @@ impl<'scope> Scope<'scope, '_> {
     {
         let job = self.wrap(f);
         let shared = self.pool.shared();
-        let mut ext = shared.new_ext();
-        ext.request = requirements;
-        ext.submitted = None;
+        let mut desc = crate::work::cache::take();
+        desc.request = requirements;
+        desc.submitted = None;
         // Refused: the job is dropped unrun, which its `Done` guard counts.
-        shared.submit_ext(job, ext)
+        shared.submit_described(job, desc)
     }
 }
 

@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use respool_core::admission::AdmissionStats;
 use respool_core::{Dim, Ppm, Resources};
 
+use crate::engine::Shared;
 use crate::learn::ClassAccuracy;
 use crate::metrics::LatencySummary;
-use crate::pool::Shared;
 use crate::units::{format_bytes, format_cpu};
 
 /// Counters, utilisation and latencies of a pool. Each figure is read

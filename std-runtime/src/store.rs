@@ -57,7 +57,7 @@ use respool_core::{Dim, Resources};
 use serde::{Deserialize, Serialize};
 
 use crate::limits::Excerpt;
-use crate::runq::lock;
+use crate::sync::lock;
 
 /// The format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;

@@ -6,124 +6,15 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use respool_core::admission::Urgency;
-use respool_core::{DetachedReservation, Dim, Resources};
+use respool_core::{Dim, Resources};
 
 use crate::Pool;
+use crate::engine::Shared;
 use crate::error::{SubmitError, TaskError, panic_message};
 use crate::handle::{Cancel, JoinHandle, Packet, TaskContext, with_current};
 use crate::job::Job;
-use crate::pool::{CompleteOnDrop, Publish, Shared};
 use crate::units;
-
-/// What the pool keeps about a resource-aware task besides its closure.
-pub(crate) struct Ext {
-    /// The reservation, while admitted and not finished.
-    pub(crate) held: Option<DetachedReservation>,
-    /// What it needs (declared, else predicted, else the default).
-    pub(crate) request: Resources,
-    pub(crate) class: Option<Arc<str>>,
-    pub(crate) priority: i32,
-    pub(crate) urgency: Urgency,
-    pub(crate) deadline: Option<Instant>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) size: Option<u64>,
-    /// When it was submitted, for tasks whose timing is measured (classified
-    /// tasks, `measure_all`, and a sample of the others); `None` otherwise,
-    /// which spares the worker every clock read.
-    pub(crate) submitted: Option<Instant>,
-    /// The handle's packet, for cancellation checks and refusals.
-    pub(crate) cancel: Option<Arc<dyn Cancel>>,
-    /// Expected usage in the dimensions that came from learning (compared
-    /// with what the task then used, for the accuracy figures); boxed, as
-    /// only classified tasks have it (it keeps `Ext` small for the others).
-    pub(crate) expected: Option<Box<Resources>>,
-    /// Where it was placed (CPU and GPU domains), when placement mattered
-    /// (more than one CPU domain, or GPUs).
-    pub(crate) placed: Option<Box<crate::place::Placed>>,
-    /// The GPU device it was given, if it was placed on a GPU domain.
-    pub(crate) gpu: Option<u32>,
-    /// A cold-start probe of its class (see `LearningConfig::probe_concurrency`).
-    pub(crate) probe: bool,
-}
-
-impl Ext {
-    /// An `Ext` with no requirement and default attributes.
-    pub(crate) fn empty() -> Ext {
-        Ext {
-            held: None,
-            request: Resources::NONE,
-            class: None,
-            priority: 0,
-            urgency: Urgency::Normal,
-            deadline: None,
-            timeout: None,
-            size: None,
-            submitted: None,
-            cancel: None,
-            expected: None,
-            placed: None,
-            gpu: None,
-            probe: false,
-        }
-    }
-
-    /// Clears the fields that hold references, for reuse.
-    pub(crate) fn reset(&mut self) {
-        // A reservation must have been released before; never keep one.
-        debug_assert!(self.held.is_none());
-        self.class = None;
-        self.cancel = None;
-        self.expected = None;
-        self.gpu = None;
-        self.probe = false;
-        debug_assert!(self.placed.is_none());
-    }
-}
-
-thread_local! {
-    /// The `Ext` of the resource-aware task running on this thread.
-    static CURRENT_EXT: std::cell::Cell<*const Ext> = const { std::cell::Cell::new(std::ptr::null()) };
-}
-
-/// Makes `ext` the current task's description while `f` runs (`None`: no
-/// description, as for a plain task run inside another one).
-pub(crate) fn with_ext<R>(ext: Option<&Ext>, f: impl FnOnce() -> R) -> R {
-    struct Restore(*const Ext);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CURRENT_EXT.with(|c| c.set(self.0));
-        }
-    }
-    let ptr = ext.map_or(std::ptr::null(), std::ptr::from_ref);
-    let _restore = Restore(CURRENT_EXT.with(|c| c.replace(ptr)));
-    f()
-}
-
-/// The context of a task that travelled without a description (packed in
-/// its queue slot, see `Shared::submit_lite`): no class, deadline or GPU,
-/// first attempt. What `with_context` would build for it, built once.
-static PACKED_CONTEXT: TaskContext = TaskContext {
-    deadline: None,
-    class: None,
-    attempt: 0,
-    gpu: None,
-};
-
-/// Calls `f` with the context of the running task (built from the `Ext` set
-/// by `with_ext`; a default context when run outside a worker).
-fn with_context<R>(attempt: u32, f: impl FnOnce(&TaskContext) -> R) -> R {
-    let ptr = CURRENT_EXT.with(std::cell::Cell::get);
-    // SAFETY: a non-null pointer was set by `with_ext` from a reference that
-    // outlives the call in which it is set, and is restored on return.
-    let ext = unsafe { ptr.as_ref() };
-    let ctx = TaskContext {
-        deadline: ext.and_then(|e| e.deadline),
-        class: ext.and_then(|e| e.class.clone()),
-        attempt,
-        gpu: ext.and_then(|e| e.gpu),
-    };
-    f(&ctx)
-}
+use crate::work::{CompleteOnDrop, Description, PACKED_CONTEXT, Publish, packet_job, with_context};
 
 /// How long to wait before a retry.
 ///
@@ -405,7 +296,7 @@ impl<'p> TaskBuilder<'p> {
         }
         let shared = self.shared;
         let timed = crate::metrics::sample();
-        if self.is_lite(shared) {
+        if self.travels_packed(shared) {
             let job = move |packed: bool| {
                 if packed {
                     Job::new(move || f(&PACKED_CONTEXT))
@@ -413,13 +304,13 @@ impl<'p> TaskBuilder<'p> {
                     Job::new(move || with_context(0, f))
                 }
             };
-            return shared.submit_lite(job, &self.request, self.urgency, timed, false, || {
-                self.template().make_ext(shared, None, timed)
+            return shared.submit_packed(job, &self.request, self.urgency, timed, false, || {
+                self.template().make_description(shared, None, timed)
             });
         }
         let job = Job::new(move || with_context(0, f));
-        let ext = self.template().make_ext(shared, None, timed);
-        shared.submit_ext(job, ext)
+        let desc = self.template().make_description(shared, None, timed);
+        shared.submit_described(job, desc)
     }
 
     /// Whether the task declares requirements and nothing that needs a
@@ -427,11 +318,11 @@ impl<'p> TaskBuilder<'p> {
     /// priority or deadline (the priority lane), no timeout, no heap
     /// following (the pool's allocator with a memory requirement). Such a
     /// task, when it fits at once, travels with its reservation packed in
-    /// the queue slot (see `Shared::submit_lite`); one with a handle
+    /// the queue slot (see `Shared::submit_packed`); one with a handle
     /// (`spawn`) too, its worker giving the reservation back before it
     /// publishes the result (`Publish::Stashed`).
     #[inline]
-    fn is_lite(&self, shared: &Shared) -> bool {
+    fn travels_packed(&self, shared: &Shared) -> bool {
         self.class.is_none()
             && self.priority == 0
             && self.deadline.is_none()
@@ -457,7 +348,7 @@ impl<'p> TaskBuilder<'p> {
         let packet = Packet::<T>::new();
         let shared = self.shared;
         let timed = crate::metrics::sample();
-        if self.is_lite(shared) {
+        if self.travels_packed(shared) {
             // Packed, the task has no description to publish its result
             // through: its job leaves it to the worker (`Publish::Stashed`).
             let p = packet.clone();
@@ -468,23 +359,23 @@ impl<'p> TaskBuilder<'p> {
                     Publish::ByWorker
                 };
                 if packed {
-                    crate::pool::packet_job(p, publish, move || f(&PACKED_CONTEXT))
+                    packet_job(p, publish, move || f(&PACKED_CONTEXT))
                 } else {
-                    crate::pool::packet_job(p, publish, move || with_context(0, f))
+                    packet_job(p, publish, move || with_context(0, f))
                 }
             };
-            shared.submit_lite(job, &self.request, self.urgency, timed, true, || {
+            shared.submit_packed(job, &self.request, self.urgency, timed, true, || {
                 self.template()
-                    .make_ext(shared, Some(packet.clone()), timed)
+                    .make_description(shared, Some(packet.clone()), timed)
             })?;
         } else {
-            let job = crate::pool::packet_job(packet.clone(), Publish::ByWorker, move || {
+            let job = packet_job(packet.clone(), Publish::ByWorker, move || {
                 with_context(0, f)
             });
-            let ext = self
+            let desc = self
                 .template()
-                .make_ext(shared, Some(packet.clone()), timed);
-            shared.submit_ext(job, ext)?;
+                .make_description(shared, Some(packet.clone()), timed);
+            shared.submit_described(job, desc)?;
         }
         Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
     }
@@ -550,10 +441,12 @@ impl<'p> TaskBuilder<'p> {
             template: self.template(),
             _error: std::marker::PhantomData,
         };
-        let ext = attempt
-            .template
-            .make_ext(shared, Some(packet.clone()), crate::metrics::sample());
-        shared.submit_ext(attempt.into_job(), ext)?;
+        let desc = attempt.template.make_description(
+            shared,
+            Some(packet.clone()),
+            crate::metrics::sample(),
+        );
+        shared.submit_described(attempt.into_job(), desc)?;
         Ok(JoinHandle::new(packet, Some(shared.on_cancel.clone())))
     }
 }
@@ -571,24 +464,24 @@ struct Template {
 }
 
 impl Template {
-    /// Fills a (recycled) `Ext` box from the template; a classified task's
+    /// Fills a (recycled) `Description` box from the template; a classified task's
     /// undeclared dimensions come from learning (or its fallback). `timed`:
     /// the timing sample's clock read, when the task is in the sample
     /// (classified tasks always are: they are measured).
-    fn make_ext(
+    fn make_description(
         &self,
         shared: &Shared,
         cancel: Option<Arc<dyn Cancel>>,
         timed: Option<Instant>,
-    ) -> Box<Ext> {
-        let mut ext = shared.new_ext();
-        ext.held = None;
-        ext.request = self.request;
-        ext.expected = None;
-        ext.probe = false;
+    ) -> Box<Description> {
+        let mut desc = crate::work::cache::take();
+        desc.held = None;
+        desc.request = self.request;
+        desc.expected = None;
+        desc.probe = false;
         if let Some(class) = &self.class {
             let est = shared.learner.estimate(class, self.size);
-            ext.probe = est.probe
+            desc.probe = est.probe
                 && self.request.get(respool_core::Dim::Memory).is_none()
                 && crate::alloc::is_installed()
                 && shared
@@ -612,7 +505,7 @@ impl Template {
             if clamped != own {
                 shared.learner.note_clamped(class, &own, &bound);
             }
-            ext.request = self.request.or(&clamped);
+            desc.request = self.request.or(&clamped);
             let mut expected = Resources::NONE;
             for (dim, amount) in est.expected.iter() {
                 if self.request.get(dim).is_none() {
@@ -620,19 +513,19 @@ impl Template {
                 }
             }
             if !expected.is_empty() {
-                ext.expected = Some(Box::new(expected));
+                desc.expected = Some(Box::new(expected));
             }
         }
-        ext.class.clone_from(&self.class);
-        ext.priority = self.priority;
-        ext.urgency = self.urgency;
-        ext.deadline = self.deadline;
-        ext.timeout = self.timeout;
-        ext.size = self.size;
-        ext.submitted = timed
+        desc.class.clone_from(&self.class);
+        desc.priority = self.priority;
+        desc.urgency = self.urgency;
+        desc.deadline = self.deadline;
+        desc.timeout = self.timeout;
+        desc.size = self.size;
+        desc.submitted = timed
             .or_else(|| (self.class.is_some() || shared.config.measure_all).then(Instant::now));
-        ext.cancel = cancel;
-        ext
+        desc.cancel = cancel;
+        desc
     }
 }
 
@@ -709,13 +602,13 @@ where
                 let Some(shared) = retry.pool.upgrade() else {
                     return;
                 };
-                let ext = retry.template.make_ext(
+                let desc = retry.template.make_description(
                     &shared,
                     retry.packet.0.clone().map(|p| p as Arc<dyn Cancel>),
                     crate::metrics::sample(),
                 );
                 let packet = retry.packet.0.clone();
-                if let Err(e) = shared.resubmit(retry.into_job(), ext) {
+                if let Err(e) = shared.resubmit(retry.into_job(), desc) {
                     if let Some(p) = packet {
                         p.complete(Err(TaskError::Rejected(e)));
                     }
@@ -758,16 +651,5 @@ mod tests {
             (e.delay(0), e.delay(2), e.delay(9), e.delay(40)),
             (ms(10), ms(40), ms(100), ms(100))
         );
-    }
-}
-
-#[cfg(test)]
-mod size {
-    /// The task description travels between threads with every resource-aware
-    /// task: keep it within a few cache lines.
-    #[test]
-    fn ext_stays_small() {
-        let size = std::mem::size_of::<super::Ext>();
-        assert!(size <= 320, "Ext is {size} bytes");
     }
 }

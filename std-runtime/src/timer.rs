@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::runq::lock;
+use crate::sync::lock;
 
 /// What to do when an entry fires.
 pub(crate) type Action = Box<dyn FnOnce() + Send>;

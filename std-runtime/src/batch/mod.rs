@@ -140,7 +140,7 @@ pub use strategy::{
 };
 
 use crate::Pool;
-use crate::runq::lock;
+use crate::sync::lock;
 use run::{Control, Processor, RunInput, SharedError};
 
 /// Runs jobs through a processor on a [`Pool`] (Go: `WorkerPool`).

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt;
 use std::sync::Mutex;
 
-use crate::runq::lock;
+use crate::sync::lock;
 
 /// A double-ended queue shared between its owner (which pushes and pops at
 /// one end) and thieves (which steal from the other end).

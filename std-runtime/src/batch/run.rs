@@ -35,7 +35,7 @@ use super::job::{CancelReason, Job, JobContext, JobError, JobResult};
 use super::metrics::{BatchMetrics, Measured};
 use super::strategy::{Dispatch, JobMeta};
 use crate::error::panic_message;
-use crate::runq::lock;
+use crate::sync::lock;
 use crate::{Backoff, Pool, SubmitError, TaskError};
 use respool_core::Resources;
 
@@ -218,7 +218,7 @@ struct RunState<T, R> {
     class: Option<Arc<str>>,
     /// The pool's thread name prefix (workers are `<prefix>-<index>`).
     /// The pool, to ask which of its workers runs a lane.
-    pool: std::sync::Arc<crate::pool::Shared>,
+    pool: std::sync::Arc<crate::engine::Shared>,
     /// The thread running `run()`.
     collector: ThreadId,
     depth: AtomicUsize,

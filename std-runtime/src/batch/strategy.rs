@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use super::job::Job;
 use super::queue::{PriorityQueue, WorkStealingDeque};
-use crate::runq::lock;
+use crate::sync::lock;
 
 /// What a strategy sees of a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

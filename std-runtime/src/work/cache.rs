@@ -1,4 +1,4 @@
-//! A process-wide cache of task descriptions (`Ext` boxes), so that
+//! A process-wide cache of task descriptions (`Description` boxes), so that
 //! resource-aware tasks allocate nothing in steady state.
 //!
 //! A box is taken by the submitting thread and given back by the worker that
@@ -13,8 +13,8 @@
 use std::cell::RefCell;
 use std::sync::Mutex;
 
-use crate::runq::lock;
-use crate::task::Ext;
+use super::Description;
+use crate::sync::lock;
 
 const BATCH: usize = 32;
 const LOCAL_MAX: usize = 2 * BATCH;
@@ -24,10 +24,10 @@ const MAGAZINE: usize = LOCAL_MAX + 1;
 /// Full magazines kept in the depot (more are freed), and as many empty ones.
 const DEPOT_MAX: usize = 64;
 
-// The boxes themselves are what is recycled (a task carries a `Box<Ext>`):
+// The boxes themselves are what is recycled (a task carries a `Box<Description>`):
 // storing them unboxed would copy every description in and out.
 #[allow(clippy::vec_box)]
-type Magazine = Vec<Box<Ext>>;
+type Magazine = Vec<Box<Description>>;
 
 struct Depot {
     full: Vec<Magazine>,
@@ -43,8 +43,8 @@ thread_local! {
     static LOCAL: RefCell<Magazine> = const { RefCell::new(Vec::new()) };
 }
 
-/// A cleared `Ext` box, recycled when one is available.
-pub(crate) fn take() -> Box<Ext> {
+/// A cleared `Description` box, recycled when one is available.
+pub(crate) fn take() -> Box<Description> {
     LOCAL
         .try_with(|local| {
             let mut local = local.try_borrow_mut().ok()?;
@@ -62,11 +62,18 @@ pub(crate) fn take() -> Box<Ext> {
         })
         .ok()
         .flatten()
-        .unwrap_or_else(|| Box::new(Ext::empty()))
+        .unwrap_or_else(|| Box::new(Description::empty()))
 }
 
 /// Gives a box back for reuse (its references must already be cleared).
-pub(crate) fn give(ext: Box<Ext>) {
+/// Clears a description and keeps it for reuse.
+pub(crate) fn recycle(mut desc: Box<Description>) {
+    desc.reset();
+    give(desc);
+}
+
+/// Keeps a cleared description for reuse.
+fn give(desc: Box<Description>) {
     let _ = LOCAL.try_with(|local| {
         let Ok(mut local) = local.try_borrow_mut() else {
             return;
@@ -75,7 +82,7 @@ pub(crate) fn give(ext: Box<Ext>) {
             let len = local.len();
             local.reserve_exact(MAGAZINE - len);
         }
-        local.push(ext);
+        local.push(desc);
         if local.len() > LOCAL_MAX {
             let at = local.len() - BATCH;
             let mut depot = lock(&DEPOT);
@@ -111,7 +118,9 @@ mod tests {
         give(again);
         // A worker gives back more than it keeps: batches reach the depot and
         // another thread takes them.
-        let boxes: Vec<Box<Ext>> = (0..3 * BATCH).map(|_| Box::new(Ext::empty())).collect();
+        let boxes: Vec<Box<Description>> = (0..3 * BATCH)
+            .map(|_| Box::new(Description::empty()))
+            .collect();
         std::thread::spawn(move || {
             for b in boxes {
                 give(b);

@@ -1,0 +1,409 @@
+//! The engine's shared state: the run queues, the priority lane, the
+//! submission gate, the idle-worker registry, the release logs, and the one
+//! place that puts an admitted task where a worker finds it (`enqueue`).
+//!
+//! Submissions go through the gate (`Gate`): it counts submissions in flight
+//! and closes the pool to new ones at shutdown. Every path into a queue ends
+//! in `Shared::enqueue`; workers take work with `Shared::next_task`. What
+//! is admitted, and when, is the scheduler's decision (`crate::scheduler`);
+//! running it is the worker's (`crate::worker`). This module names neither
+//! the worker nor the pool facade.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use respool_core::Resources;
+
+use crate::config::Config;
+use crate::job::Job;
+use crate::metrics::Metrics;
+use crate::runq::{RunQueue, Sleepers};
+use crate::sync::lock;
+use crate::timer::Timer;
+use crate::work::{Unstarted, Work};
+
+/// Failed memory readings in a row after which external usage is cleared.
+const STALE_SAMPLES: u32 = 3;
+
+thread_local! {
+    /// `(pool id, worker index)` of the pool worker running on this thread.
+    pub(crate) static WORKER: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// Counts submissions in flight and closes the pool to new ones.
+pub(crate) struct Gate(AtomicUsize);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate(AtomicUsize::new(0))
+    }
+}
+
+const CLOSED: usize = 1;
+
+impl Gate {
+    /// Enters unless closed (`internal` submissions, from the pool's own
+    /// workers and timer, are let in while shutting down gracefully).
+    /// `internal` is asked only when the gate is closed.
+    #[inline]
+    pub(crate) fn enter(&self, internal: impl FnOnce() -> bool) -> bool {
+        let prev = self.0.fetch_add(2, Ordering::SeqCst);
+        if prev & CLOSED != 0 && !internal() {
+            self.0.fetch_sub(2, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+    #[inline]
+    pub(crate) fn exit(&self) {
+        self.0.fetch_sub(2, Ordering::SeqCst);
+    }
+    pub(crate) fn close(&self) {
+        self.0.fetch_or(CLOSED, Ordering::SeqCst);
+    }
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.load(Ordering::SeqCst) & CLOSED != 0
+    }
+    pub(crate) fn in_flight(&self) -> usize {
+        self.0.load(Ordering::SeqCst) >> 1
+    }
+}
+
+pub(crate) struct GateGuard<'a>(pub(crate) &'a Gate);
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        self.0.exit();
+    }
+}
+
+/// Tasks that have a priority or deadline, admitted and waiting for a
+/// worker: the highest priority, then the earliest deadline, then the
+/// oldest first.
+pub(crate) struct PriorityLane {
+    heap: std::collections::BinaryHeap<LaneEntry>,
+    seq: u64,
+}
+
+struct LaneEntry {
+    key: (
+        i32,
+        std::cmp::Reverse<Option<Instant>>,
+        std::cmp::Reverse<u64>,
+    ),
+    task: Work,
+}
+
+impl PriorityLane {
+    pub(crate) fn new() -> PriorityLane {
+        PriorityLane {
+            heap: std::collections::BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl PartialEq for LaneEntry {
+    fn eq(&self, o: &Self) -> bool {
+        self.key == o.key
+    }
+}
+
+impl Eq for LaneEntry {}
+
+impl PartialOrd for LaneEntry {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for LaneEntry {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&o.key)
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) id: usize,
+    pub(crate) config: Config,
+    pub(crate) queue: RunQueue<Work>,
+    /// Run queues of the CPU domains (used when placement is not trivial).
+    pub(crate) domain_queues: Box<[RunQueue<Work>]>,
+    /// The CPU domain of each worker.
+    pub(crate) worker_domain: Box<[usize]>,
+    pub(crate) lane: Mutex<PriorityLane>,
+    pub(crate) lane_len: AtomicUsize,
+    pub(crate) sleepers: Sleepers,
+    pub(crate) gate: Gate,
+    /// Workers not parked.
+    pub(crate) active: AtomicUsize,
+    /// Workers must exit.
+    pub(crate) exit: AtomicBool,
+    /// `shutdown_now`: workers stop taking tasks (and submitters waiting for
+    /// room in the wait queue give up).
+    pub(crate) stop_now: AtomicBool,
+    pub(crate) res: crate::sched::Resourcing,
+    pub(crate) timer: Timer,
+    pub(crate) metrics: Metrics,
+    pub(crate) learner: crate::learn::Learner,
+    pub(crate) epoch: Instant,
+    /// Handed to join handles of resource-aware tasks: purges cancelled
+    /// waiters from the wait queue at once.
+    pub(crate) on_cancel: Arc<dyn Fn() + Send + Sync>,
+    /// Set when the pool was shut down from one of its own tasks: the last
+    /// worker to go idle with nothing left ends all workers.
+    pub(crate) exit_when_done: AtomicBool,
+    pub(crate) self_weak: Weak<Shared>,
+    /// Releases finished tasks have not yet given back to the tracker, per
+    /// worker (see `finish_described`).
+    /// Per worker, the reservations of its finished tasks not given back
+    /// yet (see `WorkerBatch`, `Shared::give_back`).
+    pub(crate) logs: Box<[crossbeam_utils::CachePadded<respool_core::ReleaseLog>]>,
+    /// Profiles were saved at shutdown (only the first shutdown saves).
+    pub(crate) saved: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn on_own_worker(&self) -> bool {
+        WORKER.with(|w| w.get().0 == self.id)
+    }
+
+    /// The index of the worker of this pool running on the calling thread.
+    pub(crate) fn current_worker(&self) -> Option<usize> {
+        let (pool, worker) = WORKER.with(Cell::get);
+        (pool == self.id).then_some(worker)
+    }
+
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.ns_at(Instant::now())
+    }
+
+    /// `at` on the pool clock.
+    pub(crate) fn ns_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant the pool clock counts from.
+    pub(crate) fn epoch_instant(&self) -> Instant {
+        self.epoch
+    }
+
+    /// Takes every task that has not started (timer actions are dropped,
+    /// which resolves their handles with `ShutDown`), for `shutdown_now`.
+    pub(crate) fn take_unstarted(&self, out: &mut Vec<Unstarted>) {
+        for action in self.timer.drain() {
+            // Retry and deadline actions: dropping them drops their tasks,
+            // which resolves the handles with `ShutDown`.
+            drop(action);
+        }
+        while let Some(t) = self.queue.pop() {
+            out.push(self.unstarted(t));
+        }
+        for q in self.domain_queues.iter() {
+            while let Some(t) = q.pop() {
+                out.push(self.unstarted(t));
+            }
+        }
+        {
+            let mut lane = lock(&self.lane);
+            while let Some(e) = lane.heap.pop() {
+                out.push(self.unstarted(e.task));
+            }
+            self.lane_len.store(0, Ordering::SeqCst);
+        }
+        for t in self.drain_waiting() {
+            out.push(self.unstarted(t));
+        }
+    }
+
+    pub(crate) fn unstarted(&self, mut t: Work) -> Unstarted {
+        let class = t.desc.as_ref().and_then(|e| e.class.clone());
+        if let Some(desc) = t.desc.as_mut() {
+            self.release(desc);
+        }
+        if let Some(packed) = t.packed.take() {
+            let _ = packed.reservation.unpack().release(&self.res.tracker);
+        }
+        Unstarted {
+            task: Some(t),
+            class,
+        }
+    }
+
+    /// Fast path: straight into the run queue. Hands the job back if the
+    /// pool is shutting down.
+    #[inline]
+    pub(crate) fn push_plain(&self, job: Job) -> Result<(), Job> {
+        if !self.gate.enter(|| self.on_own_worker()) {
+            return Err(job);
+        }
+        let _g = GateGuard(&self.gate);
+        self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(target: "respool::task", "queued");
+        self.push_shared(Work {
+            job,
+            desc: None,
+            packed: None,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn weak_self(&self) -> Weak<Shared> {
+        self.self_weak.clone()
+    }
+
+    /// Puts a task into the shared run queue and wakes a worker.
+    #[inline]
+    pub(crate) fn push_shared(&self, task: Work) {
+        self.queue.push(task);
+        self.sleepers.notify_one();
+    }
+
+    /// Puts an admitted task where a worker will find it: the run queue of
+    /// its CPU domain when it was placed on one, else the shared queues.
+    pub(crate) fn enqueue(&self, task: Work) {
+        let domain = task
+            .desc
+            .as_ref()
+            .and_then(|e| e.placed.as_deref())
+            .and_then(crate::place::Placed::cpu_domain);
+        if let Some(q) = domain.and_then(|d| self.domain_queues.get(d)) {
+            q.push(task);
+            let wd = &self.worker_domain;
+            self.sleepers
+                .notify_matching(|w| wd.get(w).copied() == domain);
+            return;
+        }
+        let lane_key = task.desc.as_ref().and_then(|e| {
+            (e.priority != 0 || e.deadline.is_some()).then_some((e.priority, e.deadline))
+        });
+        match lane_key {
+            None => return self.push_shared(task),
+            Some((priority, deadline)) => {
+                let mut lane = lock(&self.lane);
+                lane.seq += 1;
+                let seq = lane.seq;
+                lane.heap.push(LaneEntry {
+                    key: (
+                        priority,
+                        std::cmp::Reverse(deadline),
+                        std::cmp::Reverse(seq),
+                    ),
+                    task,
+                });
+                self.lane_len.store(lane.heap.len(), Ordering::SeqCst);
+            }
+        }
+        self.sleepers.notify_one();
+    }
+
+    /// The next task for worker `worker`: its domain's queue first (tasks
+    /// placed there), then the priority lane, then the shared queue.
+    #[inline]
+    pub(crate) fn next_task(&self, worker: usize) -> Option<Work> {
+        if !self.domain_queues.is_empty() {
+            let d = self.worker_domain.get(worker).copied().unwrap_or(0);
+            if let Some(t) = self.domain_queues.get(d).and_then(RunQueue::pop) {
+                return Some(t);
+            }
+        }
+        if self.lane_len.load(Ordering::Acquire) > 0 {
+            let mut lane = lock(&self.lane);
+            if let Some(e) = lane.heap.pop() {
+                self.lane_len.store(lane.heap.len(), Ordering::Release);
+                return Some(e.task);
+            }
+        }
+        self.queue.pop()
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+            + self.lane_len.load(Ordering::Relaxed)
+            + self.domain_queues.iter().map(RunQueue::len).sum::<usize>()
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.res.waiting.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn has_work(&self) -> bool {
+        !self.queue.is_empty()
+            || self.lane_len.load(Ordering::SeqCst) > 0
+            || self.domain_queues.iter().any(|q| !q.is_empty())
+    }
+
+    /// Whether worker `worker` has something to run.
+    pub(crate) fn has_work_for(&self, worker: usize) -> bool {
+        let d = self.worker_domain.get(worker).copied().unwrap_or(0);
+        !self.queue.is_empty()
+            || self.lane_len.load(Ordering::SeqCst) > 0
+            || self.domain_queues.get(d).is_some_and(|q| !q.is_empty())
+    }
+
+    /// Nothing accepted is left anywhere (used by graceful shutdown).
+    pub(crate) fn quiescent(&self) -> bool {
+        self.gate.is_closed()
+            && self.gate.in_flight() == 0
+            && !self.has_work()
+            && self.res.waiting.load(Ordering::SeqCst) == 0
+            && self.timer.pending() == 0
+            && self.active.load(Ordering::SeqCst) == 0
+    }
+
+    /// Gives back what every worker's log holds (before admitting waiters).
+    pub(crate) fn drain_pending(&self) {
+        for log in self.logs.iter() {
+            let _ = log.give_back(&self.res.tracker);
+        }
+    }
+
+    /// One monitor sample: memory in use but not reserved becomes external
+    /// usage (lowering the effective capacity), and a changed container
+    /// memory limit becomes the new capacity.
+    pub(crate) fn on_sample(&self, snap: &crate::sys::Snapshot) {
+        use respool_core::Dim;
+        let tracker = &self.res.tracker;
+        if !tracker.tracked().contains(Dim::Memory) {
+            return;
+        }
+        if self.config.follow_container_limit {
+            if let Some(limit) = snap.container_limits.and_then(|l| l.memory_bytes) {
+                if tracker.capacity().get(Dim::Memory) != Some(limit) {
+                    let _ =
+                        tracker.set_capacity(&Resources::NONE.with_saturating(Dim::Memory, limit));
+                    tracing::info!(target: "respool::sys", limit, "container memory limit changed");
+                }
+            }
+        }
+        use crate::sys::{Resource, ResourceStatus};
+        let source = if snap.container.is_some() {
+            Resource::Container
+        } else {
+            Resource::Memory
+        };
+        match snap.status(source) {
+            ResourceStatus::Ok => {
+                if let Some(used) = snap.measured_usage().get(Dim::Memory) {
+                    let reserved = tracker.reserved().amount(Dim::Memory);
+                    let external = used.saturating_sub(reserved);
+                    let _ = tracker
+                        .set_external(&Resources::NONE.with_saturating(Dim::Memory, external));
+                }
+            }
+            // A stale reading keeps lowering capacity for a few intervals
+            // (safe), then is dropped so that it cannot hold tasks back forever.
+            ResourceStatus::Failing { consecutive }
+                if consecutive >= STALE_SAMPLES && tracker.external().amount(Dim::Memory) != 0 =>
+            {
+                tracing::warn!(target: "respool::sys", ?source, consecutive,
+                    "memory readings keep failing: external usage is no longer followed");
+                let _ = tracker.set_external(&Resources::NONE.with_saturating(Dim::Memory, 0));
+            }
+            _ => {}
+        }
+        self.dispatch();
+    }
+}
