@@ -144,7 +144,12 @@ pub(crate) struct Shared {
     /// `shutdown_now`: workers stop taking tasks (and submitters waiting for
     /// room in the wait queue give up).
     pub(crate) stop_now: AtomicBool,
-    pub(crate) res: crate::sched::Resourcing,
+    /// Admission, the wait queue and placement.
+    pub(crate) sched: crate::scheduler::Scheduler,
+    /// Runs one queued task on this thread when it is a worker of this
+    /// pool (`crate::worker::help_once`), for a submitter of the pool's own
+    /// that waits: the engine calls it without depending on the worker.
+    pub(crate) help: fn(&Shared) -> bool,
     pub(crate) timer: Timer,
     pub(crate) metrics: Metrics,
     pub(crate) learner: crate::learn::Learner,
@@ -213,7 +218,7 @@ impl Shared {
             }
             self.lane_len.store(0, Ordering::SeqCst);
         }
-        for t in self.drain_waiting() {
+        for t in self.sched.drain_waiting() {
             out.push(self.unstarted(t));
         }
     }
@@ -221,10 +226,10 @@ impl Shared {
     pub(crate) fn unstarted(&self, mut t: Work) -> Unstarted {
         let class = t.desc.as_ref().and_then(|e| e.class.clone());
         if let Some(desc) = t.desc.as_mut() {
-            self.release(desc);
+            self.sched.release(desc);
         }
         if let Some(packed) = t.packed.take() {
-            let _ = packed.reservation.unpack().release(&self.res.tracker);
+            let _ = packed.reservation.unpack().release(&self.sched.tracker);
         }
         Unstarted {
             task: Some(t),
@@ -326,7 +331,7 @@ impl Shared {
     }
 
     pub(crate) fn waiting(&self) -> usize {
-        self.res.waiting.load(Ordering::Relaxed)
+        self.sched.waiting.load(Ordering::Relaxed)
     }
 
     pub(crate) fn has_work(&self) -> bool {
@@ -348,7 +353,7 @@ impl Shared {
         self.gate.is_closed()
             && self.gate.in_flight() == 0
             && !self.has_work()
-            && self.res.waiting.load(Ordering::SeqCst) == 0
+            && self.sched.waiting.load(Ordering::SeqCst) == 0
             && self.timer.pending() == 0
             && self.active.load(Ordering::SeqCst) == 0
     }
@@ -356,7 +361,7 @@ impl Shared {
     /// Gives back what every worker's log holds (before admitting waiters).
     pub(crate) fn drain_pending(&self) {
         for log in self.logs.iter() {
-            let _ = log.give_back(&self.res.tracker);
+            let _ = log.give_back(&self.sched.tracker);
         }
     }
 
@@ -365,7 +370,7 @@ impl Shared {
     /// memory limit becomes the new capacity.
     pub(crate) fn on_sample(&self, snap: &crate::sys::Snapshot) {
         use respool_core::Dim;
-        let tracker = &self.res.tracker;
+        let tracker = &self.sched.tracker;
         if !tracker.tracked().contains(Dim::Memory) {
             return;
         }

@@ -34,6 +34,7 @@
 //! what a task can declare, and [`units`] for the accepted amount syntax.
 #![warn(missing_docs)]
 
+mod admit;
 pub mod alloc;
 mod barrier;
 mod builder;
@@ -49,7 +50,7 @@ mod metrics;
 mod place;
 mod pool;
 mod runq;
-mod sched;
+mod scheduler;
 mod scope;
 mod snapshot;
 pub mod store;

@@ -6,7 +6,7 @@
 //!   straight into the lock-free run queue; no admission, no measurement. This
 //!   is the fast path, meant to cost no more than the fastest plain pool.
 //! - **With requirements** (or a class whose requirements are learned): the
-//!   core's [`Admission`] decides. Accepted tasks carry their reservation into
+//!   core's [`Admission`](respool_core::admission::Admission) decides. Accepted tasks carry their reservation into
 //!   the run queue (or the priority lane, when they have a priority or a
 //!   deadline); deferred ones wait in the admission wait queue (critical
 //!   first, then priority, then first come first served) and are admitted,
@@ -65,7 +65,7 @@ impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("workers", &self.shared.config.workers)
-            .field("capacity", &self.shared.res.tracker.capacity())
+            .field("capacity", &self.shared.sched.tracker.capacity())
             .finish()
     }
 }
@@ -111,7 +111,7 @@ impl Pool {
                 d.capacity = d.capacity.with_saturating(respool_core::Dim::Cpu, cpu);
             }
         }
-        let res = crate::sched::Resourcing::new(&config)?;
+        let sched = crate::scheduler::Scheduler::new(&config)?;
         // Before any worker starts: workers read the barrier mode.
         crate::barrier::init();
         let cpu_domains: Vec<&crate::place::DomainSpec> = config
@@ -119,7 +119,7 @@ impl Pool {
             .iter()
             .filter(|d| d.kind == crate::place::DomainKind::Cpu)
             .collect();
-        let domain_queues = if res.trivial {
+        let domain_queues = if sched.trivial {
             Vec::new()
         } else {
             cpu_domains
@@ -153,7 +153,8 @@ impl Pool {
             active: AtomicUsize::new(workers),
             exit: AtomicBool::new(false),
             stop_now: AtomicBool::new(false),
-            res,
+            sched,
+            help: crate::worker::help,
             timer: Timer::new(format!("{}-timer", config.thread_name)),
             learner: crate::learn::Learner::with_soft(
                 config.learning,
@@ -167,7 +168,7 @@ impl Pool {
                 let weak = weak.clone();
                 Arc::new(move || {
                     if let Some(s) = weak.upgrade() {
-                        s.res.purge.store(true, Ordering::SeqCst);
+                        s.sched.purge.store(true, Ordering::SeqCst);
                         s.dispatch();
                     }
                 })
@@ -411,14 +412,14 @@ impl Pool {
     /// The capacity the pool accounts against (per tracked dimension).
     #[must_use]
     pub fn capacity(&self) -> Resources {
-        self.shared.res.tracker.capacity()
+        self.shared.sched.tracker.capacity()
     }
 
     /// Changes the capacity at run time (for example when a container limit
     /// changes). Tasks already admitted keep their reservations; if the new
     /// capacity is below what is reserved, no new task is admitted in that
     /// dimension until enough finish. Waiting tasks that can no longer ever
-    /// fit are refused with [`TaskError::Rejected`].
+    /// fit are refused with [`TaskError::Rejected`](crate::error::TaskError::Rejected).
     ///
     /// # Errors
     ///
@@ -447,7 +448,7 @@ impl Pool {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_capacity(&self, capacity: &Resources) -> Result<(), respool_core::TrackerError> {
-        self.shared.res.tracker.set_capacity(capacity)?;
+        self.shared.sched.tracker.set_capacity(capacity)?;
         self.shared.dispatch();
         Ok(())
     }
@@ -460,7 +461,7 @@ impl Pool {
     ///
     /// As [`Pool::set_capacity`].
     pub fn set_external_usage(&self, usage: &Resources) -> Result<(), respool_core::TrackerError> {
-        self.shared.res.tracker.set_external(usage)?;
+        self.shared.sched.tracker.set_external(usage)?;
         self.shared.dispatch();
         Ok(())
     }
@@ -602,7 +603,7 @@ impl Pool {
 
     /// Stops accepting tasks, lets running tasks finish, and hands back every
     /// task that had not started. Their join handles resolve with
-    /// [`TaskError::ShutDown`] unless the caller runs them ([`Unstarted::run`]).
+    /// [`TaskError::ShutDown`](crate::error::TaskError::ShutDown) unless the caller runs them ([`Unstarted::run`]).
     ///
     /// A submitter blocked until admission
     /// ([`Policy::BlockUntilDeadline`](crate::Policy)) has not been told its
@@ -635,7 +636,7 @@ impl Pool {
         s.stop_now.store(true, Ordering::SeqCst);
         // Submitters waiting for room in the wait queue hold the gate: they
         // see `stop_now` and leave with `ShutDown`.
-        s.wake_waiters_for_room();
+        s.sched.wake_waiters_for_room();
         let mut backoff = Duration::from_micros(10);
         while s.gate.in_flight() > 0 {
             thread::sleep(backoff);

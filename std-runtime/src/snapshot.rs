@@ -71,9 +71,9 @@ pub struct PoolSnapshot {
 
 pub(crate) fn take(s: &Shared) -> PoolSnapshot {
     let (classes, learning) = s.learner.accuracy();
-    let (fragmentation, domains, peak_waiting) = s.placement_view();
-    let capacity = s.res.tracker.capacity();
-    let reserved = s.res.tracker.reserved();
+    let (fragmentation, domains, peak_waiting) = s.sched.placement_view(s.now_ns());
+    let capacity = s.sched.tracker.capacity();
+    let reserved = s.sched.tracker.reserved();
     PoolSnapshot {
         workers: s.config.workers,
         submitted: s.metrics.submitted.total(),
@@ -82,7 +82,7 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
         timed_out: s.metrics.timed_out.load(Ordering::Relaxed),
         admission: {
             // Packed acceptances are counted once, as submissions.
-            let mut a = s.res.admission.stats();
+            let mut a = s.sched.admission.stats();
             a.accepted = a
                 .accepted
                 .saturating_add(s.metrics.submitted.packed.load(Ordering::Relaxed));
@@ -93,7 +93,7 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
         waiting: s.waiting(),
         peak_waiting,
         held_for_room: s.metrics.held_for_room.load(Ordering::Relaxed),
-        effective_capacity: s.res.tracker.effective_capacity(),
+        effective_capacity: s.sched.tracker.effective_capacity(),
         utilisation: reserved.utilisation(&capacity),
         capacity,
         reserved,

@@ -485,7 +485,7 @@ impl Template {
                 && self.request.get(respool_core::Dim::Memory).is_none()
                 && crate::alloc::is_installed()
                 && shared
-                    .res
+                    .sched
                     .tracker
                     .tracked()
                     .contains(respool_core::Dim::Memory)
@@ -500,7 +500,7 @@ impl Template {
             // as never fitting.
             let undeclared = respool_core::DimSet::from_bits_truncate(!self.request.dims().bits());
             let own = est.reserve.restricted(undeclared);
-            let bound = shared.grantable(self.urgency);
+            let bound = shared.sched.grantable(self.urgency);
             let clamped = own.clamped_to(&bound);
             if clamped != own {
                 shared.learner.note_clamped(class, &own, &bound);

@@ -145,6 +145,13 @@ fn bump(counter: &std::sync::atomic::AtomicU64, by: u64) {
     );
 }
 
+/// Runs one queued task on this thread if it is a worker of `shared`'s
+/// pool: the engine's seam for a submitter of the pool's own that waits
+/// (`Shared::help`).
+pub(crate) fn help(shared: &Shared) -> bool {
+    shared.help_once()
+}
+
 pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
     WORKER.with(|w| w.set((shared.id, id)));
     // This thread is the only writer of its release log.
@@ -422,7 +429,7 @@ impl Shared {
             // Not measured, but it reserved memory: follow its heap so that
             // outgrowing the reservation grows it (accounting follows reality).
             let session = crate::alloc::begin();
-            let grow = GrowCtx::new(&self.res.tracker, &desc);
+            let grow = GrowCtx::new(&self.sched.tracker, &desc);
             if let Some(s) = &session {
                 self.install_growth(s, &desc, &grow);
             }
@@ -480,7 +487,7 @@ impl Shared {
         let start = start.unwrap_or_else(Instant::now);
         let probe = crate::measure::Probe::start(desc.class.is_some());
         let session = crate::alloc::begin();
-        let grow = GrowCtx::new(&self.res.tracker, desc);
+        let grow = GrowCtx::new(&self.sched.tracker, desc);
         if let Some(s) = &session {
             self.install_growth(s, desc, &grow);
         }
@@ -502,7 +509,7 @@ impl Shared {
 
     /// Whether the task holds a memory reservation on a pool that tracks memory.
     pub(crate) fn holds_memory(&self, desc: &Description) -> bool {
-        self.res
+        self.sched
             .tracker
             .tracked()
             .contains(respool_core::Dim::Memory)
@@ -521,7 +528,7 @@ impl Shared {
         grow: &GrowCtx<'_>,
     ) {
         if !self
-            .res
+            .sched
             .tracker
             .tracked()
             .contains(respool_core::Dim::Memory)
@@ -599,7 +606,7 @@ impl Shared {
             }
             return;
         }
-        self.release(desc);
+        self.sched.release(desc);
         // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
         fence(Ordering::SeqCst);
         self.dispatch();
@@ -618,7 +625,7 @@ impl Shared {
             n
         });
         if n % crate::metrics::HOLD_SAMPLE == 0 {
-            self.res
+            self.sched
                 .admission
                 .record_hold_time(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
         }
@@ -669,7 +676,7 @@ impl Shared {
         // waiter's give-back sees this addition, or this load sees the
         // waiter.
         crate::barrier::light();
-        if b.count >= RELEASE_BATCH || self.res.waiting.load(Ordering::SeqCst) > 0 {
+        if b.count >= RELEASE_BATCH || self.sched.waiting.load(Ordering::SeqCst) > 0 {
             self.flush_batch(b);
         }
     }
@@ -677,7 +684,7 @@ impl Shared {
     /// Gives a reservation back to the tracker at once, then admits
     /// waiters if any.
     pub(crate) fn release_now(&self, held: respool_core::DetachedReservation) {
-        let _ = held.release(&self.res.tracker);
+        let _ = held.release(&self.sched.tracker);
         // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
         fence(Ordering::SeqCst);
         self.dispatch();
@@ -687,7 +694,7 @@ impl Shared {
     /// when someone waits, before it idles), then admits waiters if any.
     pub(crate) fn flush_batch(&self, b: &mut WorkerBatch<'_>) {
         b.count = 0;
-        if b.log.give_back(&self.res.tracker) == Ok(true) {
+        if b.log.give_back(&self.sched.tracker) == Ok(true) {
             // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
             fence(Ordering::SeqCst);
             self.dispatch();

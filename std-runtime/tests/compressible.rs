@@ -243,7 +243,9 @@ fn without_the_tracking_allocator_no_memory_is_learned() {
     let pool = Pool::builder()
         .workers(1)
         .memory("1GiB")
-        .on_task_end(move |r| drop(tx.send(r.usage.heap)))
+        .on_task_end(move |r| {
+            let _ = tx.send(r.usage.heap);
+        })
         .build()
         .expect("pool");
     for _ in 0..10 {

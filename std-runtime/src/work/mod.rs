@@ -273,7 +273,7 @@ impl<T: Send> Drop for CompleteOnDrop<T> {
     }
 }
 
-/// A task handed back by [`Pool::shutdown_now`]: it never started.
+/// A task handed back by [`Pool::shutdown_now`](crate::pool::Pool::shutdown_now): it never started.
 pub struct Unstarted {
     pub(crate) task: Option<Work>,
     pub(crate) class: Option<Arc<str>>,

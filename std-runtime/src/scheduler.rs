@@ -1,0 +1,807 @@
+//! The scheduler: admission, the scored wait queue, placement. It decides
+//! whether a task runs now, waits, or is refused; it names neither the
+//! engine's shared state nor its gate, and puts nothing into a run queue
+//! (the engine does that with what it decides, see `crate::admit`).
+//!
+//! A task with requirements is admitted by the core's [`Admission`] against
+//! the pool's [`Tracker`] (machine or container capacity, minus headroom and
+//! external usage), then placed on a domain by the [`Placer`]. With one CPU
+//! domain and no GPU (the common case), and nobody waiting, that is a
+//! lock-free reservation and nothing else ([`Scheduler::decide`]). A task
+//! that declares requirements and nothing more can take its reservation
+//! packed ([`Scheduler::try_packed`]), to travel in its run-queue slot.
+//!
+//! A task that does not fit waits in a [`ScoredQueue`] (priority, aging and
+//! deadline slack, combined with the pool's [`Weights`](respool_core::queue::Weights)),
+//! which grows as it fills ([`Scheduler::push_waiter`]). Whenever resources
+//! are released, [`Scheduler::dispatch_locked`] admits waiters: it looks at
+//! the best `K` of them (the lookahead window) and starts the first that
+//! fits both the tracker and a domain; it may pass over the best one (the
+//! *head*) only `M` times in a row, after which only the head may start (the
+//! bound of [`respool_core::packer::lookahead`]: the head waits at most for
+//! `M` overtakings plus the release of what was running then). With
+//! `K = 1` this is strict head-of-line admission.
+//!
+//! Waiters are refused (their handles resolve with
+//! [`TaskError::Rejected`]) when their admission deadline passes
+//! ([`Policy::BlockUntilDeadline`](crate::Policy)), or when a capacity cut
+//! means they can never fit; a waiter whose own deadline passes resolves
+//! with [`TaskError::DeadlineMissed`]. A submitter blocked until admission
+//! ([`Policy::BlockUntilDeadline`](crate::Policy)) has no handle yet: its
+//! refusal, whatever the reason, is its submission's error, and its task
+//! comes back to it ([`Resolved::Refused`]) to be dropped before it returns
+//! (so "the submission failed" always means "the job was dropped and never
+//! ran").
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use respool_core::admission::{Admission, Decision as CoreDecision, RejectReason, Urgency};
+use respool_core::packer::Lookahead;
+use respool_core::queue::{Availability, QueueConfig, Ranked, ScoredQueue, Slot, Ticket};
+use respool_core::{DetachedReservation, PackedReservation, Reservation, Resources, Tracker};
+
+use crate::config::Config;
+use crate::error::{BuildError, SubmitError, TaskError};
+use crate::place::Placer;
+use crate::sync::lock;
+use crate::timer::TimerId;
+use crate::work::{Description, Work};
+
+/// Resource accounting, admission, waiting and placement: what decides
+/// when a task starts.
+pub(crate) struct Scheduler {
+    pub(crate) tracker: Tracker,
+    pub(crate) admission: Admission,
+    /// Mirror of the wait queue's length, read without the lock.
+    pub(crate) waiting: AtomicUsize,
+    pub(crate) state: Mutex<SchedState>,
+    /// Signalled when blocking submitters' tickets resolve.
+    pub(crate) resolved: Condvar,
+    /// Signalled when the wait queue has room again for submitters held
+    /// back by backpressure (see `Config::backpressure`), and at
+    /// `shutdown_now`.
+    room: Condvar,
+    /// Set when a waiting task was cancelled (purge before admitting).
+    pub(crate) purge: AtomicBool,
+    /// Placement never needs deciding: the fast path never locks.
+    pub(crate) trivial: bool,
+    /// The most any one placement domain holds, per dimension (CPU-domain
+    /// dimensions over the CPU domains, GPU ones over the GPU domains);
+    /// unset with trivial placement.
+    largest_domain: Resources,
+    /// Waiting tasks beyond which outside submitters wait for room
+    /// (`Config::backpressure`).
+    backpressure: Option<usize>,
+}
+
+type WaitStorage = Box<[Slot<Pending>]>;
+
+/// Slots of a new wait queue: it doubles as it fills, up to `max_waiting`.
+const INITIAL_WAIT_SLOTS: usize = 64;
+
+/// The most slots a wait queue may have (the core queue's limit).
+const MAX_WAIT_SLOTS: usize = u32::MAX as usize;
+
+fn wait_storage(slots: usize) -> WaitStorage {
+    (0..slots).map(|_| Slot::new()).collect()
+}
+
+/// What the scheduler keeps under its lock.
+pub(crate) struct SchedState {
+    pub(crate) waitq: ScoredQueue<Pending, WaitStorage>,
+    pub(crate) placer: Placer,
+    lookahead: Lookahead,
+    window: Box<[Ranked]>,
+    /// The head the lookahead counter belongs to.
+    head: Option<Ticket>,
+    /// Tracker settings epoch at the last never-fits scan.
+    epoch: Option<u64>,
+    next_ticket: u64,
+    /// Outcomes of blocking submitters' tasks, by ticket.
+    resolved: HashMap<u64, Resolved>,
+    /// Submitters waiting for room in the wait queue (backpressure).
+    room_waiters: usize,
+    /// The most slots the wait queue may grow to (`max_waiting`).
+    max_slots: usize,
+    /// Cold-start probes running, per class.
+    probes: HashMap<std::sync::Arc<str>, u32>,
+    /// The most probes of one class at once.
+    probe_limit: u32,
+}
+
+impl SchedState {
+    /// Whether a task may start as far as cold-start probing goes.
+    fn probe_allows(&self, desc: Option<&Description>) -> bool {
+        match desc {
+            Some(e) if e.probe => e
+                .class
+                .as_ref()
+                .is_none_or(|c| self.probes.get(c).copied().unwrap_or(0) < self.probe_limit),
+            _ => true,
+        }
+    }
+
+    fn probe_started(&mut self, desc: Option<&Description>) {
+        if let Some(c) = desc.filter(|e| e.probe).and_then(|e| e.class.as_ref()) {
+            *self.probes.entry(c.clone()).or_insert(0) += 1;
+        }
+    }
+
+    fn probe_finished(&mut self, class: &std::sync::Arc<str>) {
+        if let Some(n) = self.probes.get_mut(class) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.probes.remove(class);
+            }
+        }
+    }
+}
+
+/// A task waiting for resources.
+pub(crate) struct Pending {
+    pub(crate) work: Work,
+    /// Set for a submitter blocked until admission.
+    pub(crate) ticket: Option<u64>,
+    /// The admission deadline (`BlockUntilDeadline`), pool clock.
+    pub(crate) admit_by: Option<u64>,
+    pub(crate) urgency: Urgency,
+    /// The timer wake-up that refuses it at its deadline; cancelled when it
+    /// leaves the wait queue otherwise (admitted, cancelled, never fits).
+    pub(crate) wakeup: Option<TimerId>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(config: &Config) -> Result<Scheduler, BuildError> {
+        let tracker = Tracker::new(&config.capacity);
+        tracker
+            .set_headroom(&config.headroom)
+            .map_err(|e| match e {
+                respool_core::TrackerError::Untracked { dim } => BuildError::Untracked {
+                    setting: "headroom",
+                    dim,
+                },
+                _ => BuildError::Invalid(e.to_string()),
+            })?;
+        let max_slots = config.admission.max_waiting.min(MAX_WAIT_SLOTS);
+        let slots = wait_storage(max_slots.min(INITIAL_WAIT_SLOTS));
+        let placer = Placer::new(&config.domains, config.fit);
+        let (width, max_skips) = config.lookahead;
+        let largest_domain = if placer.is_trivial() {
+            Resources::NONE
+        } else {
+            config
+                .domains
+                .iter()
+                .fold(Resources::NONE, |acc, d| acc.max(&d.capacity))
+        };
+        Ok(Scheduler {
+            largest_domain,
+            trivial: placer.is_trivial(),
+            tracker,
+            admission: Admission::new(config.admission),
+            waiting: AtomicUsize::new(0),
+            state: Mutex::new(SchedState {
+                waitq: ScoredQueue::with_storage(slots, QueueConfig::with_weights(config.weights)),
+                placer,
+                lookahead: Lookahead::new(width, max_skips),
+                window: vec![Ranked::EMPTY; width.max(1)].into_boxed_slice(),
+                head: None,
+                epoch: None,
+                next_ticket: 0,
+                resolved: HashMap::new(),
+                room_waiters: 0,
+                max_slots,
+                probes: HashMap::new(),
+                probe_limit: config.learning.probe_concurrency.max(1),
+            }),
+            resolved: Condvar::new(),
+            room: Condvar::new(),
+            purge: AtomicBool::new(false),
+            backpressure: config.backpressure,
+        })
+    }
+
+    pub(crate) fn floor(&self, urgency: Urgency) -> Resources {
+        match urgency {
+            Urgency::Normal => self.admission.config().critical_reserve,
+            Urgency::Critical => Resources::NONE,
+        }
+    }
+
+    /// The mirror of the wait queue's length (read without the lock).
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Whether `request` needs the tracker at all (it sets a tracked
+    /// dimension).
+    pub(crate) fn tracks(&self, request: &Resources) -> bool {
+        !request
+            .dims()
+            .intersection(self.tracker.tracked())
+            .is_empty()
+    }
+
+    /// A reservation packed for the run-queue slot, for a task that
+    /// declared `request` and nothing else: `Some` when placement is
+    /// trivial, nobody waits and it fits now; `None` otherwise (the caller
+    /// then takes the general path, [`Scheduler::decide`], which decides
+    /// the same way and counts).
+    #[inline]
+    pub(crate) fn try_packed(
+        &self,
+        request: &Resources,
+        urgency: Urgency,
+    ) -> Option<PackedReservation> {
+        if !self.trivial || !self.tracks(request) || self.waiting.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
+        self.admission
+            .reserve_packed(&self.tracker, request, urgency)
+    }
+
+    /// The decision for a task of description `desc` (what it needs, its
+    /// urgency, whether it is a cold-start probe), at `now` on the pool
+    /// clock (used for a `BlockUntilDeadline` deferral's deadline only).
+    /// A task admitted on a placement domain has its placement (and GPU)
+    /// written into `desc`.
+    pub(crate) fn decide(&self, desc: &mut Description, now: u64) -> Decision<'_> {
+        let request = desc.request;
+        if !self.tracks(&request) && self.trivial {
+            // Nothing to account or place: no admission needed.
+            return Decision::Run(None);
+        }
+        if self.trivial && !desc.probe && self.waiting.load(Ordering::SeqCst) == 0 {
+            return match self
+                .admission
+                .decide(&self.tracker, &request, desc.urgency, 0, now)
+            {
+                CoreDecision::Accepted(r) => Decision::Run(Some(r.detach().1)),
+                CoreDecision::Rejected(reason) => Decision::Refuse(reason),
+                CoreDecision::Deferred(d) => Decision::Wait {
+                    state: lock(&self.state),
+                    admit_by: d.deadline_ns,
+                },
+            };
+        }
+        // Others wait, or a domain must be chosen: decide under the lock.
+        let mut g = lock(&self.state);
+        if let Some(s) = g.placer.never_fits(&request) {
+            self.admission.record_rejected();
+            return Decision::Refuse(RejectReason::NeverFits(s));
+        }
+        let blocked = g.placer.shortfall(&request).or_else(|| {
+            // A cold-start probe of a class that already runs one waits.
+            (!g.probe_allows(Some(desc))).then(|| respool_core::Shortfall {
+                dim: respool_core::Dim::Memory,
+                requested: request.amount(respool_core::Dim::Memory),
+                available: 0,
+                by: request.amount(respool_core::Dim::Memory),
+            })
+        });
+        let decision = self.admission.decide_blocked(
+            &self.tracker,
+            &request,
+            desc.urgency,
+            g.waitq.len(),
+            now,
+            blocked,
+        );
+        match decision {
+            CoreDecision::Accepted(r) => match g.placer.place(&request) {
+                Ok(placed) => {
+                    g.probe_started(Some(desc));
+                    desc.gpu = placed
+                        .gpu
+                        .as_ref()
+                        .and_then(|p| g.placer.device(p.domain()));
+                    drop(g);
+                    desc.placed = Some(Box::new(placed));
+                    Decision::Run(Some(r.detach().1))
+                }
+                Err(_) => {
+                    // `shortfall` said it fits under this lock; should the
+                    // packer still refuse, wait rather than fail.
+                    drop(r);
+                    Decision::Wait {
+                        state: g,
+                        admit_by: None,
+                    }
+                }
+            },
+            CoreDecision::Rejected(reason) => Decision::Refuse(reason),
+            CoreDecision::Deferred(d) => Decision::Wait {
+                state: g,
+                admit_by: d.deadline_ns,
+            },
+        }
+    }
+
+    /// The decision for a task that declared `request` and nothing else and
+    /// did not get a packed reservation (it does not fit now, or holds more
+    /// dimensions than a pack): placement is trivial here.
+    pub(crate) fn decide_request(
+        &self,
+        request: &Resources,
+        urgency: Urgency,
+        now: u64,
+    ) -> Decision<'_> {
+        match self
+            .admission
+            .decide(&self.tracker, request, urgency, 0, now)
+        {
+            CoreDecision::Accepted(r) => Decision::Run(Some(r.detach().1)),
+            CoreDecision::Rejected(reason) => Decision::Refuse(reason),
+            CoreDecision::Deferred(d) => Decision::Wait {
+                state: lock(&self.state),
+                admit_by: d.deadline_ns,
+            },
+        }
+    }
+
+    /// Whether a waiter of `request` and `urgency` fits now (without
+    /// reserving): only then can a new waiter change what a dispatch round
+    /// admits.
+    pub(crate) fn fits_now(&self, request: &Resources, urgency: Urgency) -> bool {
+        self.tracker.fits_above(request, &self.floor(urgency))
+    }
+
+    /// Puts `item` in the wait queue, growing its storage (doubling) while
+    /// `max_waiting` allows; hands it back when the queue is full. Updates
+    /// the mirror of the queue's length.
+    // The task comes back whole when the queue is full (the core cannot
+    // box it).
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn push_waiter(
+        &self,
+        g: &mut SchedState,
+        item: respool_core::queue::Task<Pending>,
+    ) -> Result<(), respool_core::queue::Task<Pending>> {
+        g.waitq
+            .push(item)
+            .or_else(|back| {
+                let cap = g.waitq.capacity();
+                let bigger = cap
+                    .saturating_mul(2)
+                    .max(INITIAL_WAIT_SLOTS)
+                    .min(g.max_slots);
+                if bigger > cap {
+                    let _ = g.waitq.grow(wait_storage(bigger));
+                }
+                g.waitq.push(back)
+            })
+            .map(|_| {
+                self.waiting.store(g.waitq.len(), Ordering::SeqCst);
+            })
+    }
+
+    /// Backpressure: holds a submitter from outside the pool while `high`
+    /// or more tasks wait, until one leaves the queue
+    /// ([`Scheduler::dispatch_locked`] signals it). `stop` ends the wait with
+    /// `ShutDown` (`shutdown_now` sets it, then calls
+    /// [`Scheduler::wake_waiters_for_room`]); under `BlockUntilDeadline` the
+    /// admission deadline `admit_by` (pool clock, read by `now`) ends it with
+    /// `DeadlineExpired`. `held` counts the submitters that waited (before
+    /// they wait). On an error the lock is released.
+    pub(crate) fn wait_for_room<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, SchedState>,
+        high: usize,
+        admit_by: Option<u64>,
+        stop: &AtomicBool,
+        held: &std::sync::atomic::AtomicU64,
+        now: impl Fn() -> u64,
+    ) -> Result<MutexGuard<'a, SchedState>, SubmitError> {
+        // The timed wake-up is a safety net only: leaving the queue, and
+        // `shutdown_now`, signal `room`.
+        let mut nap = Duration::from_millis(50);
+        if g.waitq.len() >= high {
+            held.fetch_add(1, Ordering::Relaxed);
+        }
+        while g.waitq.len() >= high {
+            if stop.load(Ordering::SeqCst) {
+                return Err(SubmitError::ShutDown);
+            }
+            if let Some(by) = admit_by {
+                let now = now();
+                if now >= by {
+                    self.admission.record_after_wait(false);
+                    return Err(SubmitError::DeadlineExpired);
+                }
+                nap = nap.min(Duration::from_nanos(by - now));
+            }
+            g.room_waiters += 1;
+            g = self
+                .room
+                .wait_timeout(g, nap)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+            g.room_waiters -= 1;
+        }
+        Ok(g)
+    }
+
+    /// Wakes every submitter waiting for room (for `shutdown_now`, after it
+    /// set the flag they check).
+    pub(crate) fn wake_waiters_for_room(&self) {
+        // Under the lock: a waiter checks the flag under it before it waits.
+        let _g = lock(&self.state);
+        self.room.notify_all();
+    }
+
+    /// A new ticket for a submitter that will block until its task is
+    /// admitted or refused.
+    pub(crate) fn new_ticket(g: &mut SchedState) -> u64 {
+        g.next_ticket += 1;
+        g.next_ticket
+    }
+
+    /// The outcome of a blocked submitter's ticket, once there is one.
+    pub(crate) fn take_resolved(g: &mut SchedState, ticket: u64) -> Option<Resolved> {
+        g.resolved.remove(&ticket)
+    }
+
+    /// Waits (at most `nap`) for a blocked submitter's outcome to be
+    /// resolved.
+    pub(crate) fn wait_resolved<'a>(
+        &'a self,
+        g: MutexGuard<'a, SchedState>,
+        nap: Duration,
+    ) -> MutexGuard<'a, SchedState> {
+        self.resolved
+            .wait_timeout(g, nap)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+    }
+
+    /// The most a task of `urgency` can ever be granted, per tracked
+    /// dimension: what admission can grant (capacity less headroom, less
+    /// the critical reserve for normal work), and what the largest
+    /// placement domain holds.
+    pub(crate) fn grantable(&self, urgency: Urgency) -> Resources {
+        self.admission
+            .grantable(&self.tracker, urgency)
+            .clamped_to(&self.largest_domain)
+    }
+
+    /// Admits waiting tasks that fit now, at `now` on the pool clock.
+    /// Returns them (enqueue them after releasing the lock), the refused
+    /// ones (drop them after releasing the lock: dropping a task runs user
+    /// code, such as a C destructor, which may call back into the pool) and
+    /// the deadline wake-ups of both, which have no purpose any more (cancel
+    /// them). Refused waiters' handles are resolved here.
+    pub(crate) fn dispatch_locked(&self, g: &mut SchedState, now: u64) -> Dispatched {
+        let res = self;
+        let mut refused: Vec<(Pending, RefusalKind)> = Vec::new();
+        // Deadlines: admission deadlines refuse, task deadlines miss.
+        g.waitq.expire(now, |_, t| {
+            let kind = if t.item.admit_by.is_some_and(|d| d <= now) {
+                RefusalKind::Admission(RejectReason::DeadlineExpired)
+            } else {
+                RefusalKind::DeadlineMissed
+            };
+            refused.push((t.item, kind));
+        });
+        if res.purge.swap(false, Ordering::SeqCst) {
+            g.waitq.remove_where(
+                |t| {
+                    let c = t.item.work.desc.as_ref().and_then(|e| e.cancel.as_ref());
+                    c.is_some_and(|c| c.is_cancelled())
+                },
+                |_, t| refused.push((t.item, RefusalKind::Cancelled)),
+            );
+        }
+        let epoch = res.tracker.settings_epoch();
+        if g.epoch != Some(epoch) {
+            g.epoch = Some(epoch);
+            let placer = &g.placer;
+            let mut never: Vec<(Pending, RefusalKind)> = Vec::new();
+            g.waitq.remove_where(
+                |t| {
+                    res.admission
+                        .check_ever_fits(&res.tracker, &t.request, t.item.urgency)
+                        .is_err()
+                        || placer.never_fits(&t.request).is_some()
+                },
+                |_, t| {
+                    let s = res
+                        .admission
+                        .check_ever_fits(&res.tracker, &t.request, t.item.urgency)
+                        .err()
+                        .or_else(|| placer.never_fits(&t.request));
+                    let kind = match s {
+                        Some(s) => RefusalKind::Admission(RejectReason::NeverFits(s)),
+                        None => RefusalKind::Cancelled,
+                    };
+                    never.push((t.item, kind));
+                },
+            );
+            refused.extend(never);
+        }
+        let mut admitted = Vec::new();
+        loop {
+            let avail = Availability::of(&res.tracker);
+            let SchedState {
+                waitq,
+                placer,
+                lookahead,
+                window,
+                head,
+                probes,
+                probe_limit,
+                ..
+            } = g;
+            let top = waitq.top_k(now, &avail, window);
+            let Some(first) = window.first().filter(|_| top.len > 0) else {
+                break;
+            };
+            if *head != Some(first.ticket) {
+                // A new head gets a full budget of overtakings.
+                lookahead.head_left();
+                *head = Some(first.ticket);
+            }
+            let mut chosen = None;
+            for (i, r) in window.iter().take(top.len).enumerate() {
+                if i > 0 && lookahead.head_only() {
+                    break;
+                }
+                let Some(t) = waitq.get(r.ticket) else {
+                    continue;
+                };
+                if !placer.fits(&t.request) {
+                    continue;
+                }
+                // A cold-start probe of a class that already runs its share waits.
+                let probing = t.item.work.desc.as_deref().filter(|e| e.probe);
+                if probing
+                    .and_then(|e| e.class.as_ref())
+                    .is_some_and(|c| probes.get(c).copied().unwrap_or(0) >= *probe_limit)
+                {
+                    continue;
+                }
+                let floor = res.floor(t.item.urgency);
+                if let Ok(reservation) = Reservation::try_new(&res.tracker, &t.request, &floor) {
+                    chosen = Some((i, r.ticket, reservation.detach().1));
+                    break;
+                }
+            }
+            let Some((i, ticket, held)) = chosen else {
+                break;
+            };
+            let Some(t) = waitq.take(ticket, now) else {
+                let _ = held.release(&res.tracker);
+                break;
+            };
+            let placed = match placer.place(&t.request) {
+                Ok(p) => p,
+                Err(_) => {
+                    // Checked under this lock just above: cannot happen; put
+                    // the resources back and stop rather than loop.
+                    let _ = held.release(&res.tracker);
+                    refused.push((t.item, RefusalKind::Cancelled));
+                    break;
+                }
+            };
+            lookahead.record(i == 0);
+            if let Some(c) = t
+                .item
+                .work
+                .desc
+                .as_deref()
+                .filter(|e| e.probe)
+                .and_then(|e| e.class.as_ref())
+            {
+                *probes.entry(c.clone()).or_insert(0) += 1;
+            }
+            let mut p = t.item;
+            if let Some(desc) = p.work.desc.as_mut() {
+                desc.held = Some(held);
+                desc.gpu = placed.gpu.as_ref().and_then(|x| placer.device(x.domain()));
+                desc.placed = Some(Box::new(placed));
+            } else {
+                let _ = held.release(&res.tracker);
+                placer.release(placed);
+            }
+            res.admission.record_after_wait(true);
+            admitted.push(p);
+        }
+        res.waiting.store(g.waitq.len(), Ordering::SeqCst);
+        // Their deadline wake-ups have no purpose any more (one that fired
+        // is gone already: cancelling it is a no-op).
+        let wakeups = admitted
+            .iter()
+            .chain(refused.iter().map(|(p, _)| p))
+            .filter_map(|p| p.wakeup)
+            .collect();
+        let mut notify = false;
+        for p in &admitted {
+            if let Some(t) = p.ticket {
+                g.resolved.insert(t, Resolved::Admitted);
+                notify = true;
+            }
+        }
+        let mut dropped = Vec::with_capacity(refused.len());
+        for (p, kind) in refused {
+            if let Some(t) = p.ticket {
+                // A blocked submitter has no handle yet: whatever the
+                // reason, the refusal is its error, and the task goes back
+                // to it. (The task's own deadline passing before the
+                // admission deadline is an expired wait as well.)
+                let error = match kind {
+                    RefusalKind::Admission(reason) => SubmitError::from_reject(reason),
+                    RefusalKind::DeadlineMissed | RefusalKind::Cancelled => {
+                        SubmitError::DeadlineExpired
+                    }
+                };
+                res.admission.record_after_wait(false);
+                g.resolved.insert(t, Resolved::Refused(error, p.work));
+                notify = true;
+                continue;
+            }
+            if matches!(kind, RefusalKind::Cancelled) {
+                // Cancelled by its handle (already resolved): just dropped.
+                dropped.push(p.work);
+                continue;
+            }
+            res.admission.record_after_wait(false);
+            let error = match kind {
+                RefusalKind::Admission(reason) => {
+                    TaskError::Rejected(SubmitError::from_reject(reason))
+                }
+                _ => TaskError::DeadlineMissed,
+            };
+            match p.work.desc.as_ref().and_then(|e| e.cancel.as_ref()) {
+                Some(c) => {
+                    c.fail(error);
+                }
+                None => {
+                    tracing::warn!(target: "respool::task", error = %error,
+                        "a task without a handle was refused while waiting");
+                }
+            }
+            // Dropping the task drops its job without running it.
+            dropped.push(p.work);
+        }
+        if notify {
+            res.resolved.notify_all();
+        }
+        if g.room_waiters > 0 && self.backpressure.is_some_and(|high| g.waitq.len() < high) {
+            res.room.notify_all();
+        }
+        Dispatched {
+            admitted,
+            dropped,
+            wakeups,
+        }
+    }
+
+    /// Releases a task's reservation and placement (exactly once: the tokens
+    /// are taken out of the task).
+    pub(crate) fn release(&self, desc: &mut Description) {
+        // Both were taken on this tracker, so releasing cannot fail; if it
+        // ever did, leaking capacity is safer than a panic here.
+        if let Some(held) = desc.held.take() {
+            let _ = held.release(&self.tracker);
+        }
+        if desc.placed.is_some() || desc.probe {
+            let mut g = lock(&self.state);
+            if let Some(placed) = desc.placed.take() {
+                g.placer.release(*placed);
+            }
+            if desc.probe {
+                desc.probe = false;
+                if let Some(c) = &desc.class {
+                    g.probe_finished(c);
+                }
+            }
+        }
+    }
+
+    /// Fragmentation of the CPU domains for the request at the head of the
+    /// wait queue, what each domain holds, and the most tasks that waited at
+    /// once (for the snapshot), at `now` on the pool clock.
+    pub(crate) fn placement_view(
+        &self,
+        now: u64,
+    ) -> (respool_core::Ppm, Vec<(Resources, Resources)>, usize) {
+        let g = lock(&self.state);
+        let typical = g
+            .waitq
+            .peek(now, &Availability::NONE)
+            .map(|p| p.task.request)
+            .unwrap_or(Resources::NONE);
+        let frag = if typical.is_empty() {
+            respool_core::Ppm::ZERO
+        } else {
+            g.placer.fragmentation(&typical)
+        };
+        (frag, g.placer.usage(), g.waitq.stats().max_depth)
+    }
+
+    /// Removes every waiting task (shutdown now) and returns them, except
+    /// blocked submitters' tasks: those submissions have not succeeded, so
+    /// their tasks go back to their submitters with `ShutDown` (never to
+    /// the caller, who could run a task whose submission failed).
+    pub(crate) fn drain_waiting(&self) -> Vec<Work> {
+        let res = self;
+        let mut g = lock(&res.state);
+        let mut out = Vec::new();
+        let mut blocked = Vec::new();
+        g.waitq.remove_where(
+            |_| true,
+            |_, t| match t.item.ticket {
+                Some(ticket) => blocked.push((ticket, t.item.work)),
+                None => out.push(t.item.work),
+            },
+        );
+        for (ticket, task) in blocked {
+            g.resolved
+                .insert(ticket, Resolved::Refused(SubmitError::ShutDown, task));
+        }
+        res.waiting.store(0, Ordering::SeqCst);
+        drop(g);
+        res.resolved.notify_all();
+        out
+    }
+}
+
+/// The queue priority of a waiter: critical tasks wait ahead of every normal
+/// task of priority below 2^20.
+pub(crate) fn queue_priority(desc: &Description) -> i32 {
+    match desc.urgency {
+        Urgency::Critical => desc.priority.saturating_add(1 << 20),
+        Urgency::Normal => desc.priority,
+    }
+}
+
+/// What the scheduler decided for a submission.
+pub(crate) enum Decision<'a> {
+    /// It runs: admitted, with its reservation (`None`: it needs nothing
+    /// the pool tracks).
+    Run(Option<DetachedReservation>),
+    /// It waits: the caller defers it under this lock (so that no dispatch
+    /// round runs between the decision and the deferral), refused at
+    /// `admit_by` (pool clock) under `BlockUntilDeadline`.
+    Wait {
+        state: MutexGuard<'a, SchedState>,
+        admit_by: Option<u64>,
+    },
+    /// It is refused at once.
+    Refuse(RejectReason),
+}
+
+/// The outcome of one dispatch round.
+#[derive(Default)]
+pub(crate) struct Dispatched {
+    pub(crate) admitted: Vec<Pending>,
+    pub(crate) dropped: Vec<Work>,
+    /// Deadline wake-ups of the waiters that left: to cancel.
+    pub(crate) wakeups: Vec<TimerId>,
+}
+
+impl Dispatched {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.admitted.is_empty() && self.dropped.is_empty()
+    }
+}
+
+/// How a blocking submitter's task left the wait queue.
+pub(crate) enum Resolved {
+    /// Admitted: it is in (or on its way to) a run queue.
+    Admitted,
+    /// Refused: the task comes back to the submitter, who drops it (so a C
+    /// task's `destroy` has run) before returning the error. Dropping it on
+    /// the refusing thread instead (the timer, a worker, `shutdown_now`)
+    /// would let the submitter return first.
+    Refused(SubmitError, Work),
+}
+
+/// Why a waiter left the queue without being admitted.
+enum RefusalKind {
+    Admission(RejectReason),
+    DeadlineMissed,
+    Cancelled,
+}
