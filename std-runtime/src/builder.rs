@@ -5,10 +5,11 @@ use std::fmt;
 use respool_core::admission::{AdmissionConfig, Policy};
 use respool_core::{Dim, DimSet, Resources};
 
-use crate::Pool;
 use crate::config::Config;
 use crate::error::BuildError;
-use crate::{limits, units};
+use crate::limits;
+use crate::pool::Pool;
+use crate::units;
 
 /// Configures a [`Pool`]. Every setting has a default that works on the
 /// machine (or container) it runs on.
@@ -56,7 +57,7 @@ pub struct Builder {
     monitor: Option<bool>,
     monitor_config: crate::sys::MonitorConfig,
     monitor_source: Option<Box<dyn crate::sys::SystemMonitor>>,
-    domains: Option<Vec<crate::DomainSpec>>,
+    domains: Option<Vec<crate::place::DomainSpec>>,
     fit: respool_core::packer::Fit,
     lookahead: (usize, u32),
     weights: respool_core::queue::Weights,
@@ -199,12 +200,12 @@ impl Builder {
     /// With [`Policy::BlockUntilDeadline`], the submitting thread waits
     /// (outside the pool's locks) until its task is admitted, refused at
     /// the maximum wait or at the task's own earlier deadline
-    /// ([`SubmitError::DeadlineExpired`](crate::SubmitError)), or refused by
-    /// [`Pool::shutdown_now`](crate::Pool::shutdown_now)
-    /// ([`SubmitError::ShutDown`](crate::SubmitError)); a refused job is
+    /// ([`SubmitError::DeadlineExpired`](crate::error::SubmitError)), or refused by
+    /// [`Pool::shutdown_now`](crate::pool::Pool::shutdown_now)
+    /// ([`SubmitError::ShutDown`](crate::error::SubmitError)); a refused job is
     /// dropped before the submission returns. A task running on this pool
     /// that submits does not idle its worker meanwhile: the worker runs
-    /// queued tasks (nested, as a [`scope`](crate::Pool::scope) does while
+    /// queued tasks (nested, as a [`scope`](crate::pool::Pool::scope) does while
     /// it waits), so admitted tasks waiting for a worker still run and give
     /// back what the blocked submission may need. As with a scope, a queued
     /// task that waits for something the submitting task does only after
@@ -219,7 +220,7 @@ impl Builder {
 
     /// Bounds the wait queue: at most `max` tasks wait for resources, and a
     /// task that would have to wait beyond that is refused with
-    /// [`SubmitError::QueueFull`](crate::SubmitError::QueueFull) and a
+    /// [`SubmitError::QueueFull`](crate::error::SubmitError::QueueFull) and a
     /// retry-after hint (`0`: no task ever waits, as with
     /// [`Policy::Reject`], but refused as `QueueFull`).
     ///
@@ -231,8 +232,8 @@ impl Builder {
     /// submissions that must not block (from the pool's own tasks, which
     /// could otherwise wait on each other; retries from its timer) join the
     /// queue beyond that mark. Under [`Policy::BlockUntilDeadline`] the wait
-    /// for room counts towards the deadline. [`Pool::shutdown_now`](crate::Pool::shutdown_now)
-    /// ends the wait with [`SubmitError::ShutDown`](crate::SubmitError::ShutDown).
+    /// for room counts towards the deadline. [`Pool::shutdown_now`](crate::pool::Pool::shutdown_now)
+    /// ends the wait with [`SubmitError::ShutDown`](crate::error::SubmitError::ShutDown).
     ///
     /// Either way the wait queue is allocated as it fills (doubling), not
     /// up front: a large bound costs nothing until tasks wait. At most
@@ -264,7 +265,7 @@ impl Builder {
     /// [`max_waiting`](Builder::max_waiting) is not set.
     pub const BACKPRESSURE: usize = 4096;
 
-    /// Capacity that only [critical](crate::TaskBuilder::critical) tasks may
+    /// Capacity that only [critical](crate::task::TaskBuilder::critical) tasks may
     /// use. A dimension set to 0 reserves nothing and needs no capacity.
     ///
     /// # Examples
@@ -325,14 +326,14 @@ impl Builder {
         self
     }
 
-    /// How classified tasks are learned (see [`LearningConfig`](crate::LearningConfig)).
+    /// How classified tasks are learned (see [`LearningConfig`](crate::learn::LearningConfig)).
     pub fn learning(mut self, config: crate::learn::LearningConfig) -> Self {
         self.learning = config;
         self
     }
 
     /// Where learned profiles are loaded from at build time and saved to by
-    /// [`Pool::save_profiles`](crate::Pool::save_profiles) and at graceful
+    /// [`Pool::save_profiles`](crate::pool::Pool::save_profiles) and at graceful
     /// shutdown.
     pub fn profile_store(mut self, store: impl crate::store::ProfileStore + 'static) -> Self {
         self.store = Some(std::sync::Arc::new(store));
@@ -342,7 +343,10 @@ impl Builder {
     /// Called on the worker after every measured task (classified tasks, or
     /// all with [`measure_all`](Builder::measure_all)) with what it was given
     /// and what it used. Keep it short: it runs on the worker.
-    pub fn on_task_end(mut self, f: impl Fn(&crate::TaskReport) + Send + Sync + 'static) -> Self {
+    pub fn on_task_end(
+        mut self,
+        f: impl Fn(&crate::measure::TaskReport) + Send + Sync + 'static,
+    ) -> Self {
         self.on_task_end = Some(std::sync::Arc::new(f));
         self
     }
@@ -458,7 +462,7 @@ impl Builder {
     /// ));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn domains(mut self, domains: Vec<crate::DomainSpec>) -> Self {
+    pub fn domains(mut self, domains: Vec<crate::place::DomainSpec>) -> Self {
         self.domains = Some(domains);
         self
     }
@@ -509,7 +513,7 @@ impl Builder {
     ///   (memory gets the margin of its own misses);
     /// - a measured CPU figure is at most one core per task (a task runs on
     ///   one worker thread), and runs shorter than
-    ///   [`TaskUsage::MIN_RATE_WALL`](crate::TaskUsage::MIN_RATE_WALL) are
+    ///   [`TaskUsage::MIN_RATE_WALL`](crate::measure::TaskUsage::MIN_RATE_WALL) are
     ///   not timed;
     /// - the CPU capacity tasks are admitted against is at least the
     ///   workers' cores (one core per worker): the worker count already
@@ -617,7 +621,7 @@ impl Builder {
         let capacity = capacity.or(&gpu_capacity);
         let cpu_domains = domains
             .iter()
-            .filter(|d| d.kind == crate::DomainKind::Cpu)
+            .filter(|d| d.kind == crate::place::DomainKind::Cpu)
             .count();
         if cpu_domains == 0 {
             return Err(BuildError::Invalid(
@@ -724,7 +728,7 @@ fn without_zeros(mut r: Resources) -> Resources {
 
 /// The placement domains of this machine: NUMA nodes (hwloc) or the machine,
 /// and GPUs (NVML); with the GPU capacity to add to the pool's.
-fn detect_domains(capacity: &Resources) -> (Vec<crate::DomainSpec>, Resources) {
+fn detect_domains(capacity: &Resources) -> (Vec<crate::place::DomainSpec>, Resources) {
     use crate::sys::{DomainKind as Kind, GpuInventory, Topology};
     let gpus = GpuInventory::detect();
     let topology = Topology::detect().with_gpus(&gpus);
@@ -736,7 +740,7 @@ fn detect_domains(capacity: &Resources) -> (Vec<crate::DomainSpec>, Resources) {
     if numa.len() > 1 {
         for d in numa {
             let memory = d.memory_bytes.unwrap_or(0);
-            out.push(crate::DomainSpec::numa(
+            out.push(crate::place::DomainSpec::numa(
                 d.name.clone(),
                 d.cpus.clone(),
                 memory,
@@ -744,7 +748,7 @@ fn detect_domains(capacity: &Resources) -> (Vec<crate::DomainSpec>, Resources) {
         }
     } else {
         let cpus = crate::sys::current_thread_cpus().unwrap_or_default();
-        out.push(crate::DomainSpec::numa(
+        out.push(crate::place::DomainSpec::numa(
             "machine",
             cpus,
             capacity.get(Dim::Memory).unwrap_or(0),
@@ -755,11 +759,30 @@ fn detect_domains(capacity: &Resources) -> (Vec<crate::DomainSpec>, Resources) {
             .os_index
             .and_then(|x| u32::try_from(x).ok())
             .unwrap_or(u32::try_from(i).unwrap_or(0));
-        out.push(crate::DomainSpec::gpu(
+        out.push(crate::place::DomainSpec::gpu(
             g.name.clone(),
             device,
             g.memory_bytes.unwrap_or(0),
         ));
     }
     (out, gpus.capacity())
+}
+
+// The pool's constructors live with the builder, so that the pool facade
+// (`crate::pool`) does not depend on the module that builds it.
+impl crate::pool::Pool {
+    /// A builder with defaults detected from the machine.
+    pub fn builder() -> crate::builder::Builder {
+        crate::builder::Builder::new()
+    }
+
+    /// A pool with every default: one worker per available core (container
+    /// aware), capacity from the machine or container minus a headroom.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::Spawn`] if the worker threads cannot be started.
+    pub fn new() -> Result<Pool, BuildError> {
+        crate::builder::Builder::new().build()
+    }
 }

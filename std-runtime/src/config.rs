@@ -8,14 +8,14 @@ use respool_core::Resources;
 use respool_core::admission::AdmissionConfig;
 
 /// The `on_task_end` callback.
-pub(crate) type TaskEndHook = Arc<dyn Fn(&crate::TaskReport) + Send + Sync>;
+pub(crate) type TaskEndHook = Arc<dyn Fn(&crate::measure::TaskReport) + Send + Sync>;
 
 /// A monitor source given to the builder. Behind a shared `Mutex<Option<_>>`
 /// so that [`Config`] stays `Clone`; the pool takes it once, when it starts
 /// its monitor.
 pub(crate) type MonitorSource = Arc<Mutex<Option<Box<dyn crate::sys::SystemMonitor>>>>;
 
-/// Configuration, validated by [`Builder::build`](crate::Builder::build).
+/// Configuration, validated by [`Builder::build`](crate::builder::Builder::build).
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) workers: usize,
@@ -35,7 +35,7 @@ pub(crate) struct Config {
     pub(crate) on_task_end: Option<TaskEndHook>,
     /// Start a monitor with this configuration.
     pub(crate) monitor: Option<crate::sys::MonitorConfig>,
-    /// The monitor's source from [`Builder::system_monitor`](crate::Builder::system_monitor)
+    /// The monitor's source from [`Builder::system_monitor`](crate::builder::Builder::system_monitor)
     /// (taken when the monitor starts); `None`: this platform's default.
     pub(crate) monitor_source: Option<MonitorSource>,
     /// Memory capacity follows the container's limit when it changes.

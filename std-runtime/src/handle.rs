@@ -1,7 +1,7 @@
 //! Join handles, cancellation and the task context.
 //!
-//! A task submitted with [`Pool::submit`](crate::Pool::submit) or a
-//! [`TaskBuilder`](crate::TaskBuilder) shares a *packet* with its
+//! A task submitted with [`Pool::submit`](crate::pool::Pool::submit) or a
+//! [`TaskBuilder`](crate::task::TaskBuilder) shares a *packet* with its
 //! [`JoinHandle`]: a state word, the waiting thread and the result slot. The
 //! state word makes every race explicit:
 //!

@@ -1,6 +1,6 @@
 //! Learning what each class of task needs.
 //!
-//! Tasks that carry a class key ([`TaskBuilder::class`](crate::TaskBuilder::class))
+//! Tasks that carry a class key ([`TaskBuilder::class`](crate::task::TaskBuilder::class))
 //! are measured (see [`crate::measure`]) and their usage is fed to a
 //! [`ResourcePredictor`] kept for the class, together with a bounded,
 //! time-limited history of the raw samples (the history is what profile
@@ -27,7 +27,7 @@ use crate::store::{ClassRecord, Profiles, Sample};
 use crate::sync::lock;
 
 /// How respool learns task requirements; given to
-/// [`Builder::learning`](crate::Builder::learning).
+/// [`Builder::learning`](crate::builder::Builder::learning).
 ///
 /// # Examples
 ///
@@ -52,7 +52,7 @@ use crate::sync::lock;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LearningConfig {
     /// Learn at all (default `true`). Disabled, nothing is learned (neither
-    /// measured runs nor [`Pool::report_oom`](crate::Pool::report_oom)
+    /// measured runs nor [`Pool::report_oom`](crate::pool::Pool::report_oom)
     /// events) and no prediction is used: classified tasks still run, on
     /// their declared requirements and the fallback. Profiles loaded from a
     /// store are kept as they are and saved back.
@@ -219,12 +219,12 @@ impl ClassAccuracy {
 
 /// The part of a measured usage that is learned: rates (CPU, IOPS) only
 /// from runs long enough to time (see
-/// [`TaskUsage::MIN_RATE_WALL`](crate::TaskUsage::MIN_RATE_WALL)). Applied
+/// [`TaskUsage::MIN_RATE_WALL`](crate::measure::TaskUsage::MIN_RATE_WALL)). Applied
 /// to live samples and to stored ones alike, so that a profile written
 /// before this rule (a 12 us task once recorded 13 cores) cannot teach a
 /// class a rate that was never measured.
 fn learnable(usage: &Resources, wall: Duration) -> Resources {
-    if wall >= crate::TaskUsage::MIN_RATE_WALL {
+    if wall >= crate::measure::TaskUsage::MIN_RATE_WALL {
         return *usage;
     }
     let mut u = *usage;
@@ -558,7 +558,7 @@ impl Learner {
                 // Kept as learned, so that saving it back drops what was
                 // never measured.
                 let mut kept = s.clone();
-                if Duration::from_nanos(s.wall_ns) < crate::TaskUsage::MIN_RATE_WALL
+                if Duration::from_nanos(s.wall_ns) < crate::measure::TaskUsage::MIN_RATE_WALL
                     && s.oom_bytes().is_none()
                 {
                     kept.usage.remove(Dim::Cpu.name());

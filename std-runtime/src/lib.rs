@@ -41,6 +41,7 @@ mod builder;
 mod config;
 mod engine;
 mod error;
+mod excerpt;
 mod handle;
 mod job;
 pub mod learn;

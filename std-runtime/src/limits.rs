@@ -6,7 +6,7 @@
 //! bounded here, so that no setting, however absurd, makes the pool ask for
 //! more memory than a machine has (which aborts the process instead of
 //! returning an error). A value outside its bounds is refused by
-//! [`Builder::build`](crate::Builder::build) (and by the batch API's
+//! [`Builder::build`](crate::builder::Builder::build) (and by the batch API's
 //! [`BatchConfig::validate`](crate::batch::BatchConfig::validate)) with
 //! [`BuildError::TooLarge`] or [`BuildError::TooSmall`], which name the
 //! setting, the value and the limit.
@@ -16,18 +16,18 @@
 //!
 //! | setting | bounds | default |
 //! |---|---|---|
-//! | [`workers`](crate::Builder::workers), batch [`workers`](crate::batch::BatchConfig::workers) | 1 to [`MAX_WORKERS`] (4096) | the CPUs available |
-//! | [`queue_capacity`](crate::Builder::queue_capacity) | 1 to [`MAX_QUEUE_CAPACITY`] (2^20) | 4096 |
-//! | [`max_waiting`](crate::Builder::max_waiting) | 0 to [`MAX_WAITING`] (2^32 - 1) | not set: backpressure at 4096 waiting tasks, never refused |
-//! | [`stack_size`](crate::Builder::stack_size) | [`MIN_STACK_SIZE`] (64 KiB) to [`MAX_STACK_SIZE`] (1 GiB) | the Rust default, 2 MiB |
-//! | [`lookahead`](crate::Builder::lookahead) width | 1 (0 counts as 1) to [`MAX_LOOKAHEAD`] (1024) | 8 |
+//! | [`workers`](crate::builder::Builder::workers), batch [`workers`](crate::batch::BatchConfig::workers) | 1 to [`MAX_WORKERS`] (4096) | the CPUs available |
+//! | [`queue_capacity`](crate::builder::Builder::queue_capacity) | 1 to [`MAX_QUEUE_CAPACITY`] (2^20) | 4096 |
+//! | [`max_waiting`](crate::builder::Builder::max_waiting) | 0 to [`MAX_WAITING`] (2^32 - 1) | not set: backpressure at 4096 waiting tasks, never refused |
+//! | [`stack_size`](crate::builder::Builder::stack_size) | [`MIN_STACK_SIZE`] (64 KiB) to [`MAX_STACK_SIZE`] (1 GiB) | the Rust default, 2 MiB |
+//! | [`lookahead`](crate::builder::Builder::lookahead) width | 1 (0 counts as 1) to [`MAX_LOOKAHEAD`] (1024) | 8 |
 //!
 //! Text that respool echoes in an error message (an amount that did not
 //! parse, a path) is cut to [`MAX_ECHO`] bytes ([`Excerpt`]).
 
-use std::fmt;
+use crate::error::BuildError;
 
-use crate::BuildError;
+pub use crate::excerpt::{Excerpt, MAX_ECHO};
 
 /// The most worker threads a pool (or lanes a batch run) may have: 4096.
 ///
@@ -74,11 +74,6 @@ pub const MAX_STACK_SIZE: usize = 1 << 30;
 /// admission round, so its width is paid on each release of resources; past
 /// a few dozen, a wider window finds nothing a narrower one would not.
 pub const MAX_LOOKAHEAD: usize = 1024;
-
-/// The most bytes of a text that respool echoes in an error message: 256.
-/// Longer text is cut on a character boundary and followed by an ellipsis
-/// and its total length (see [`Excerpt`]).
-pub const MAX_ECHO: usize = 256;
 
 /// Checks that `value` of `setting` lies in `min..=max`.
 pub(crate) fn check(
@@ -132,63 +127,6 @@ pub fn check_max_waiting(max_waiting: usize) -> Result<(), BuildError> {
 /// [`BuildError::TooLarge`] above [`MAX_STACK_SIZE`].
 pub fn check_stack_size(bytes: usize) -> Result<(), BuildError> {
     check("stack_size", bytes, MIN_STACK_SIZE, MAX_STACK_SIZE)
-}
-
-/// A text as respool quotes it in an error message: at most [`MAX_ECHO`]
-/// bytes of it (cut on a character boundary), then, when it was cut, an
-/// ellipsis and its total length. [`Excerpt::quoted`] writes it as a Rust
-/// string literal (`"12 parsecs"`), [`Excerpt::plain`] as it is.
-///
-/// # Examples
-///
-/// ```
-/// use respool::limits::{Excerpt, MAX_ECHO};
-/// assert_eq!(Excerpt::quoted("12 parsecs").to_string(), "\"12 parsecs\"");
-/// let long = "x".repeat(1 << 20);
-/// let shown = Excerpt::quoted(&long).to_string();
-/// assert!(shown.len() < MAX_ECHO + 40);
-/// assert!(shown.ends_with("\"… (1048576 bytes in all)"));
-/// ```
-#[derive(Clone, Copy, Debug)]
-pub struct Excerpt<'a> {
-    text: &'a str,
-    quoted: bool,
-}
-
-impl<'a> Excerpt<'a> {
-    /// `text` in quotes (Rust string literal syntax, as `{:?}`).
-    #[must_use]
-    pub fn quoted(text: &'a str) -> Excerpt<'a> {
-        Excerpt { text, quoted: true }
-    }
-
-    /// `text` as it is.
-    #[must_use]
-    pub fn plain(text: &'a str) -> Excerpt<'a> {
-        Excerpt {
-            text,
-            quoted: false,
-        }
-    }
-}
-
-impl fmt::Display for Excerpt<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut cut = self.text.len().min(MAX_ECHO);
-        while !self.text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let shown = self.text.get(..cut).unwrap_or_default();
-        if self.quoted {
-            write!(f, "{shown:?}")?;
-        } else {
-            f.write_str(shown)?;
-        }
-        if cut < self.text.len() {
-            write!(f, "… ({} bytes in all)", self.text.len())?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

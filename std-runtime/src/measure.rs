@@ -1,7 +1,7 @@
 //! Per-task measurement: what a task really used.
 //!
 //! For every measured task (a task with a class, or every task with
-//! [`Builder::measure_all`](crate::Builder::measure_all)) the worker records:
+//! [`Builder::measure_all`](crate::builder::Builder::measure_all)) the worker records:
 //!
 //! | figure | how |
 //! |---|---|
@@ -10,7 +10,7 @@
 //! | thread CPU time | `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` (Linux; elsewhere not measured) |
 //! | I/O | `/proc/thread-self/io` (Linux): bytes read and written through syscalls, read/write syscall counts, storage bytes |
 //! | heap | allocated bytes, peak live bytes, allocations, through the opt-in [`TrackingAllocator`](crate::alloc::TrackingAllocator) |
-//! | other dimensions | whatever the task reports with [`TaskContext::report_usage`](crate::TaskContext::report_usage) |
+//! | other dimensions | whatever the task reports with [`TaskContext::report_usage`](crate::handle::TaskContext::report_usage) |
 //!
 //! [`TaskUsage::as_resources`] turns these into the resource vector that is
 //! learned for the task's class: memory is the heap peak, CPU the average
@@ -252,7 +252,7 @@ impl TaskUsage {
 }
 
 /// What a measured task was given and what it used, passed to
-/// [`Builder::on_task_end`](crate::Builder::on_task_end).
+/// [`Builder::on_task_end`](crate::builder::Builder::on_task_end).
 ///
 /// # Examples
 ///

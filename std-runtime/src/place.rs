@@ -23,7 +23,7 @@ pub enum DomainKind {
     /// CPUs and memory (a NUMA node, or the whole machine): has workers.
     Cpu,
     /// One GPU: GPU devices and GPU memory; tasks placed there still run on
-    /// a CPU worker, and learn their device from [`TaskContext::gpu`](crate::TaskContext::gpu).
+    /// a CPU worker, and learn their device from [`TaskContext::gpu`](crate::handle::TaskContext::gpu).
     Gpu,
 }
 

@@ -47,7 +47,6 @@ use crate::metrics::Metrics;
 use crate::runq::{RunQueue, Sleepers};
 use crate::snapshot::PoolSnapshot;
 use crate::sync::lock;
-use crate::task::TaskBuilder;
 use crate::timer::Timer;
 use crate::work::{Publish, Unstarted, packet_job};
 
@@ -71,21 +70,6 @@ impl fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A builder with defaults detected from the machine.
-    pub fn builder() -> crate::Builder {
-        crate::Builder::new()
-    }
-
-    /// A pool with every default: one worker per available core (container
-    /// aware), capacity from the machine or container minus a headroom.
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError::Spawn`] if the worker threads cannot be started.
-    pub fn new() -> Result<Pool, BuildError> {
-        crate::Builder::new().build()
-    }
-
     pub(crate) fn start(mut config: Config) -> Result<Pool, BuildError> {
         let worker_domain = {
             let cpu_domains: Vec<&crate::place::DomainSpec> = config
@@ -328,56 +312,8 @@ impl Pool {
         Ok(JoinHandle::new(packet, None))
     }
 
-    /// A builder for a task with requirements, class, priority, deadline,
-    /// timeout or retries.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let pool = respool::Pool::builder().workers(2).memory("1GiB").build()?;
-    /// let h = pool.task().memory("256MiB").cpu("500m").spawn(|_ctx| vec![0u8; 1 << 20].len())?;
-    /// assert_eq!(h.join()?, 1 << 20);
-    /// // Asking for more than the pool has is refused at once, with the reason.
-    /// let err = pool.task().memory("2GiB").spawn(|_ctx| ()).unwrap_err();
-    /// assert!(err.to_string().contains("memory"));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[inline]
-    pub fn task(&self) -> TaskBuilder<'_> {
-        TaskBuilder::new(self)
-    }
-
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
-    }
-
-    /// Runs `f` with a scope in which tasks may borrow from the caller's
-    /// stack; returns when every task spawned in the scope has finished.
-    ///
-    /// Called on one of this pool's workers, it runs queued tasks while it
-    /// waits (nested on this thread), so that nested scopes cannot starve
-    /// the pool of workers. Any queued task may be the one it runs: a
-    /// queued task that waits for something the caller does only after the
-    /// scope returns would wait forever.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let pool = respool::Pool::builder().workers(2).build()?;
-    /// let mut parts = vec![0u64; 4];
-    /// pool.scope(|s| {
-    ///     for (i, p) in parts.iter_mut().enumerate() {
-    ///         s.spawn(move || *p = (i as u64 + 1) * 10);
-    ///     }
-    /// });
-    /// assert_eq!(parts, [10, 20, 30, 40]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn scope<'env, F, R>(&self, f: F) -> R
-    where
-        F: for<'scope> FnOnce(&'scope crate::Scope<'scope, 'env>) -> R,
-    {
-        crate::scope::run(self, f)
     }
 
     /// A cheap snapshot of counters, utilisation and latencies.
@@ -467,14 +403,14 @@ impl Pool {
     }
 
     /// Saves the learned profiles to the store given to
-    /// [`Builder::profile_store`](crate::Builder::profile_store); `Ok(false)`
+    /// [`Builder::profile_store`](crate::builder::Builder::profile_store); `Ok(false)`
     /// when there is none.
     ///
     /// # Errors
     ///
-    /// The store's [`StoreError`](crate::StoreError); its previous content
+    /// The store's [`StoreError`](crate::store::StoreError); its previous content
     /// is then intact.
-    pub fn save_profiles(&self) -> Result<bool, crate::StoreError> {
+    pub fn save_profiles(&self) -> Result<bool, crate::store::StoreError> {
         match &self.shared.config.store {
             Some(store) => store.save(&self.shared.learner.export()).map(|()| true),
             None => Ok(false),
@@ -485,11 +421,11 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// The store's [`StoreError`](crate::StoreError).
+    /// The store's [`StoreError`](crate::store::StoreError).
     pub fn export_profiles(
         &self,
-        store: &dyn crate::ProfileStore,
-    ) -> Result<(), crate::StoreError> {
+        store: &dyn crate::store::ProfileStore,
+    ) -> Result<(), crate::store::StoreError> {
         store.save(&self.shared.learner.export())
     }
 
@@ -498,18 +434,18 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// The store's [`StoreError`](crate::StoreError): a corrupt or newer
+    /// The store's [`StoreError`](crate::store::StoreError): a corrupt or newer
     /// document is reported and nothing is changed.
     pub fn import_profiles(
         &self,
-        store: &dyn crate::ProfileStore,
-    ) -> Result<usize, crate::StoreError> {
+        store: &dyn crate::store::ProfileStore,
+    ) -> Result<usize, crate::store::StoreError> {
         Ok(store.load()?.map_or(0, |p| self.shared.learner.import(&p)))
     }
 
     /// The learned profiles, as a store would save them.
     #[must_use]
-    pub fn profiles(&self) -> crate::Profiles {
+    pub fn profiles(&self) -> crate::store::Profiles {
         self.shared.learner.export()
     }
 
@@ -606,7 +542,7 @@ impl Pool {
     /// [`TaskError::ShutDown`](crate::error::TaskError::ShutDown) unless the caller runs them ([`Unstarted::run`]).
     ///
     /// A submitter blocked until admission
-    /// ([`Policy::BlockUntilDeadline`](crate::Policy)) has not been told its
+    /// ([`Policy::BlockUntilDeadline`](respool_core::admission::Policy)) has not been told its
     /// task was accepted: it is woken with [`SubmitError::ShutDown`] and its
     /// task is dropped there, never handed back here (so a failed submission
     /// never runs).
@@ -735,11 +671,11 @@ mod tests {
     #[test]
     fn admitted_waiters_leave_no_deadline_wakeups_behind() {
         use respool_core::Dim;
-        let pool = crate::Pool::builder()
+        let pool = crate::pool::Pool::builder()
             .workers(1)
             .capacity(Resources::NONE.with_saturating(Dim::Memory, 100))
             .headroom(Resources::NONE)
-            .admission(crate::Policy::Defer)
+            .admission(respool_core::admission::Policy::Defer)
             .build()
             .expect("pool");
         let (tx, rx) = std::sync::mpsc::channel::<()>();

@@ -24,10 +24,10 @@
 //!
 //! Waiters are refused (their handles resolve with
 //! [`TaskError::Rejected`]) when their admission deadline passes
-//! ([`Policy::BlockUntilDeadline`](crate::Policy)), or when a capacity cut
+//! ([`Policy::BlockUntilDeadline`](respool_core::admission::Policy)), or when a capacity cut
 //! means they can never fit; a waiter whose own deadline passes resolves
 //! with [`TaskError::DeadlineMissed`]. A submitter blocked until admission
-//! ([`Policy::BlockUntilDeadline`](crate::Policy)) has no handle yet: its
+//! ([`Policy::BlockUntilDeadline`](respool_core::admission::Policy)) has no handle yet: its
 //! refusal, whatever the reason, is its submission's error, and its task
 //! comes back to it ([`Resolved::Refused`]) to be dropped before it returns
 //! (so "the submission failed" always means "the job was dropped and never

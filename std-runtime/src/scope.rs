@@ -1,6 +1,6 @@
 //! Scoped tasks that may borrow from the caller's stack.
 //!
-//! [`Pool::scope`](crate::Pool::scope) counts the tasks spawned in the scope
+//! [`Pool::scope`](crate::pool::Pool::scope) counts the tasks spawned in the scope
 //! and does not return before the count is back to zero, even when the scope
 //! body panics, so no task can outlive the borrows it captured (the same
 //! argument as `std::thread::scope` and `rayon::scope`). A panic in a scoped
@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use respool_core::Resources;
 
-use crate::Pool;
 use crate::error::SubmitError;
 use crate::job::Job;
+use crate::pool::Pool;
 use crate::sync::lock;
 
 struct State {
@@ -157,5 +157,37 @@ where
     match result {
         Ok(r) => r,
         Err(p) => resume_unwind(p),
+    }
+}
+
+// `Pool::scope` lives with scopes (which the pool facade does not name).
+impl crate::pool::Pool {
+    /// Runs `f` with a scope in which tasks may borrow from the caller's
+    /// stack; returns when every task spawned in the scope has finished.
+    ///
+    /// Called on one of this pool's workers, it runs queued tasks while it
+    /// waits (nested on this thread), so that nested scopes cannot starve
+    /// the pool of workers. Any queued task may be the one it runs: a
+    /// queued task that waits for something the caller does only after the
+    /// scope returns would wait forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = respool::Pool::builder().workers(2).build()?;
+    /// let mut parts = vec![0u64; 4];
+    /// pool.scope(|s| {
+    ///     for (i, p) in parts.iter_mut().enumerate() {
+    ///         s.spawn(move || *p = (i as u64 + 1) * 10);
+    ///     }
+    /// });
+    /// assert_eq!(parts, [10, 20, 30, 40]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn scope<'env, F, R>(&self, f: F) -> R
+    where
+        F: for<'scope> FnOnce(&'scope crate::scope::Scope<'scope, 'env>) -> R,
+    {
+        crate::scope::run(self, f)
     }
 }

@@ -13,9 +13,9 @@ use crate::units::{format_bytes, format_cpu};
 
 /// Counters, utilisation and latencies of a pool. Each figure is read
 /// atomically; the set is not one atomic snapshot. Counters are updated by
-/// the worker as it finishes a task, so a plain [`Pool::submit`](crate::Pool::submit)
+/// the worker as it finishes a task, so a plain [`Pool::submit`](crate::pool::Pool::submit)
 /// handle (and a timed-out task's handle) may resolve a moment before the
-/// counters include it; after [`Pool::shutdown`](crate::Pool::shutdown) they
+/// counters include it; after [`Pool::shutdown`](crate::pool::Pool::shutdown) they
 /// are exact.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -42,7 +42,7 @@ pub struct PoolSnapshot {
     /// The most tasks that waited for resources at once.
     pub peak_waiting: usize,
     /// Submissions that waited for room in the wait queue before joining it
-    /// (backpressure, see [`Builder::max_waiting`](crate::Builder::max_waiting)).
+    /// (backpressure, see [`Builder::max_waiting`](crate::builder::Builder::max_waiting)).
     pub held_for_room: u64,
     /// Capacity per tracked dimension.
     pub capacity: Resources,

@@ -56,7 +56,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use respool_core::{Dim, Resources};
 use serde::{Deserialize, Serialize};
 
-use crate::limits::Excerpt;
+use crate::excerpt::Excerpt;
 use crate::sync::lock;
 
 /// The format version this build writes and the newest it reads.

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use respool_core::admission::Urgency;
 use respool_core::{Dim, Resources};
 
-use crate::Pool;
 use crate::engine::Shared;
 use crate::error::{SubmitError, TaskError, panic_message};
 use crate::handle::{Cancel, JoinHandle, Packet, TaskContext, with_current};
 use crate::job::Job;
+use crate::pool::Pool;
 use crate::units;
 use crate::work::{CompleteOnDrop, Description, PACKED_CONTEXT, Publish, packet_job, with_context};
 
@@ -632,6 +632,29 @@ impl fmt::Display for PanicError {
 }
 
 impl std::error::Error for PanicError {}
+
+// `Pool::task` lives with the task builder (which the pool facade does not
+// name).
+impl crate::pool::Pool {
+    /// A builder for a task with requirements, class, priority, deadline,
+    /// timeout or retries.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = respool::Pool::builder().workers(2).memory("1GiB").build()?;
+    /// let h = pool.task().memory("256MiB").cpu("500m").spawn(|_ctx| vec![0u8; 1 << 20].len())?;
+    /// assert_eq!(h.join()?, 1 << 20);
+    /// // Asking for more than the pool has is refused at once, with the reason.
+    /// let err = pool.task().memory("2GiB").spawn(|_ctx| ()).unwrap_err();
+    /// assert!(err.to_string().contains("memory"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn task(&self) -> TaskBuilder<'_> {
+        TaskBuilder::new(self)
+    }
+}
 
 #[cfg(test)]
 mod tests {

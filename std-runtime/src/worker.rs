@@ -565,7 +565,7 @@ impl Shared {
             }
         }
         if let Some(cb) = &self.config.on_task_end {
-            let report = crate::TaskReport {
+            let report = crate::measure::TaskReport {
                 class: desc.class.clone(),
                 size: desc.size,
                 requested: desc.request,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use respool_core::Resources;
 
 use super::strategy::StrategyKind;
-use crate::Backoff;
+use crate::task::Backoff;
 
 /// How a batch runs (Go: `Config`). `Default` gives Go's defaults, except
 /// for the number of workers, which defaults to the pool's.

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use respool_core::Resources;
 
-use super::run::Control;
-use crate::SubmitError;
+use super::control::{CancelReason, Control};
+use crate::error::SubmitError;
 
 /// One unit of work of a batch (Go: `Job[T]`).
 #[derive(Clone, Debug)]
@@ -64,7 +64,7 @@ impl<T> Job<T> {
     /// A job with requirements or a class (its own or the batch's) is
     /// resource-aware: each attempt is submitted to the pool as a task with
     /// those requirements, class and size hint, so it starts only when the
-    /// pool can afford it ([`Pool::task`](crate::Pool::task)), is measured,
+    /// pool can afford it ([`Pool::task`](crate::pool::Pool::task)), is measured,
     /// and teaches its class; the lane that holds the job waits for it
     /// without idling its worker (the worker runs queued pool tasks
     /// meanwhile). A job without either runs on its lane, exactly as
@@ -111,34 +111,6 @@ impl<T> Job<T> {
     pub fn with_size_hint(mut self, size: u64) -> Job<T> {
         self.size_hint = Some(size);
         self
-    }
-}
-
-/// Why a job was cut short or never run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CancelReason {
-    /// [`Batch::stop`](super::Batch::stop) (or a [`StopHandle`](super::StopHandle)).
-    Stopped,
-    /// The whole run went past [`BatchConfig::timeout`](super::BatchConfig::timeout).
-    RunTimedOut(Duration),
-    /// The pool was shut down before the lane holding the job could run.
-    PoolShutDown,
-    /// The strategy never handed the job to a lane (a bug in a custom
-    /// [`Strategy`](super::Strategy)).
-    NotDispatched,
-}
-
-impl fmt::Display for CancelReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CancelReason::Stopped => f.write_str("the batch was stopped"),
-            CancelReason::RunTimedOut(d) => write!(f, "the batch ran past its timeout of {d:?}"),
-            CancelReason::PoolShutDown => f.write_str("the pool was shut down"),
-            CancelReason::NotDispatched => {
-                f.write_str("the strategy never handed the job to a worker")
-            }
-        }
     }
 }
 

@@ -10,7 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::job::{CancelReason, JobResult, JobStatus};
+use super::control::CancelReason;
+use super::job::{JobResult, JobStatus};
 
 /// What one run did. See the [module documentation](super) for the
 /// definitions.

@@ -63,10 +63,10 @@
 //! pool's admission: each attempt is a pool task with those requirements,
 //! class and size hint, so it starts only when the pool can afford it
 //! (memory is never over-committed), is measured, and teaches its class, as
-//! a task from [`Pool::task`](crate::Pool::task) does. Its lane waits for the
+//! a task from [`Pool::task`](crate::pool::Pool::task) does. Its lane waits for the
 //! attempt without idling its worker (it runs queued pool tasks meanwhile).
 //! A refusal is the job's [`JobError::Refused`]: what can never fit is not
-//! retried, a busy pool under [`Policy::Reject`](crate::Policy::Reject) is
+//! retried, a busy pool under [`Policy::Reject`](respool_core::admission::Policy::Reject) is
 //! retried like a failure. Jobs with neither run on their lanes exactly as
 //! without this API.
 //!
@@ -120,6 +120,7 @@
 //! - [`JobResult::thread`] is the index of the pool worker that ran the job.
 
 mod config;
+mod control;
 mod job;
 mod metrics;
 mod queue;
@@ -131,7 +132,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 pub use config::{BatchConfig, BatchError};
-pub use job::{CancelReason, Job, JobContext, JobError, JobResult, JobStatus};
+pub use control::CancelReason;
+pub use job::{Job, JobContext, JobError, JobResult, JobStatus};
 pub use metrics::BatchMetrics;
 pub use queue::{PriorityQueue, WorkStealingDeque};
 pub use strategy::{
@@ -139,9 +141,10 @@ pub use strategy::{
     StrategyKind, WorkStealing,
 };
 
-use crate::Pool;
+use crate::pool::Pool;
 use crate::sync::lock;
-use run::{Control, Processor, RunInput, SharedError};
+use control::Control;
+use run::{Processor, RunInput, SharedError};
 
 /// Runs jobs through a processor on a [`Pool`] (Go: `WorkerPool`).
 ///

@@ -51,7 +51,7 @@ use std::path::PathBuf;
 
 use respool_core::{Dim, Ppm, Resources};
 
-use crate::limits::Excerpt;
+use crate::excerpt::Excerpt;
 
 use super::cgroup::{CgroupFinding, CgroupLayout, CgroupLimits, CgroupVersion};
 use super::parse::{self, parse_u64};
