@@ -9,7 +9,6 @@
 //! something else (a scope, a batch run, a blocked submission).
 
 use std::cell::Cell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 use std::thread;
@@ -21,7 +20,7 @@ use crate::engine::{Shared, WORKER};
 use crate::error::TaskError;
 use crate::handle::with_current;
 use crate::job::Job;
-use crate::work::{Description, Packed, STASH, Work, with_description};
+use crate::work::{Description, Packed, STASH, Work, run_guarded, with_description};
 
 /// Spins of an idle worker before it parks (each a `spin_loop` hint).
 const IDLE_SPINS: u32 = 256;
@@ -259,15 +258,8 @@ impl Shared {
         match desc {
             None if !self.config.measure_all => {
                 tracing::trace!(target: "respool::task", worker = id, "started");
-                let ok = catch_unwind(AssertUnwindSafe(|| job.run())).is_ok();
-                if let Some(c) = counters {
-                    count(c, ok, None);
-                }
-                if ok {
-                    tracing::trace!(target: "respool::task", worker = id, "completed");
-                } else {
-                    tracing::debug!(target: "respool::task", worker = id, "failed (panicked)");
-                }
+                let ok = run_guarded(job);
+                self.ended(counters, ok, None, None);
             }
             desc => self.run_described(job, desc, counters, batch),
         }
@@ -291,7 +283,7 @@ impl Shared {
                 .record(Duration::from_nanos(start.saturating_sub(submitted_ns)));
         }
         tracing::trace!(target: "respool::task", worker = id, "started");
-        let ok = catch_unwind(AssertUnwindSafe(|| job.run())).is_ok();
+        let ok = run_guarded(job);
         // A job with a handle leaves its packet in the stash when its body
         // ran (returned or panicked), and nothing when it was cancelled
         // before it could start: then there is nothing to count.
@@ -312,17 +304,10 @@ impl Shared {
                 Duration::from_nanos(end.saturating_sub(submitted_ns)),
             )
         });
-        if let Some(c) = counters {
-            count(c, ok, timing.map(|t| t.0));
-            if let Some((_, latency)) = timing {
-                c.latency.record(latency);
-            }
+        if let (Some(c), Some((_, latency))) = (counters, timing) {
+            c.latency.record(latency);
         }
-        if ok {
-            tracing::trace!(target: "respool::task", worker = id, "completed");
-        } else {
-            tracing::debug!(target: "respool::task", worker = id, "failed (panicked)");
-        }
+        self.ended(counters, ok, timing.map(|t| t.0), None);
         if let Some((elapsed, _)) = timing {
             self.record_hold(elapsed, counters);
         }
@@ -347,12 +332,12 @@ impl Shared {
         let Some(mut desc) = desc else {
             // `measure_all` for a plain task: time it, nothing else.
             let start = Instant::now();
-            let ok = catch_unwind(AssertUnwindSafe(|| job.run())).is_ok();
+            let ok = run_guarded(job);
+            let elapsed = start.elapsed();
             if let Some(c) = counters {
-                let elapsed = start.elapsed();
                 c.latency.record(elapsed);
-                count(c, ok, Some(elapsed));
             }
+            self.ended(counters, ok, Some(elapsed), None);
             return;
         };
         // Read the clock only when something needs it.
@@ -425,45 +410,23 @@ impl Shared {
         let (ok, report, grown) = if measure {
             let (ok, usage, grown) = self.run_probed(job, &desc, start);
             (ok, Some(usage), grown)
-        } else if crate::alloc::is_installed() && self.holds_memory(&desc) {
-            // Not measured, but it reserved memory: follow its heap so that
-            // outgrowing the reservation grows it (accounting follows reality).
-            let session = crate::alloc::begin();
-            let grow = GrowCtx::new(&self.sched.tracker, &desc);
-            if let Some(s) = &session {
-                self.install_growth(s, &desc, &grow);
-            }
-            let ok = with_description(Some(&desc), || {
-                with_current(desc.cancel.as_deref(), || {
-                    catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
-                })
-            });
-            drop(session);
-            (ok, None, grow.release())
         } else {
-            let ok = with_description(Some(&desc), || {
-                with_current(desc.cancel.as_deref(), || {
-                    catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
-                })
-            });
-            (ok, None, None)
+            // Not measured; if it reserved memory, its heap is followed so
+            // that outgrowing the reservation grows it (accounting follows
+            // reality).
+            let follow = crate::alloc::is_installed() && self.holds_memory(&desc);
+            let (ok, _, grown) = self.run_job(job, &desc, follow);
+            (ok, None, grown)
         };
         if let Some(id) = timer_id {
             self.timer.cancel(id);
         }
         let end = (desc.submitted.is_some() || report.is_some()).then(Instant::now);
         let elapsed = start.zip(end).map(|(s, e)| e.saturating_duration_since(s));
-        if let Some(c) = counters {
-            count(c, ok, elapsed);
-            if let (Some(submitted), Some(end)) = (desc.submitted, end) {
-                c.latency.record(end.saturating_duration_since(submitted));
-            }
+        if let (Some(c), Some(submitted), Some(end)) = (counters, desc.submitted, end) {
+            c.latency.record(end.saturating_duration_since(submitted));
         }
-        if ok {
-            tracing::trace!(target: "respool::task", class = ?desc.class, "completed");
-        } else {
-            tracing::debug!(target: "respool::task", class = ?desc.class, "failed (panicked)");
-        }
+        self.ended(counters, ok, elapsed, desc.class.as_ref());
         let grown = grown.unwrap_or(Resources::NONE);
         self.finish_described(&mut desc, elapsed, counters, batch);
         if let Some(usage) = report {
@@ -486,25 +449,53 @@ impl Shared {
     ) -> (bool, crate::measure::TaskUsage, Option<Resources>) {
         let start = start.unwrap_or_else(Instant::now);
         let probe = crate::measure::Probe::start(desc.class.is_some());
-        let session = crate::alloc::begin();
+        let (ok, heap, grown) = self.run_job(job, desc, true);
+        let wait = desc
+            .submitted
+            .map_or(Duration::ZERO, |s| start.saturating_duration_since(s));
+        (ok, probe.finish(start.elapsed(), wait, heap), grown)
+    }
+
+    /// Runs a described task's job, its description and handle current on
+    /// this thread, with its heap followed when `follow` (a session whose
+    /// hook grows the memory reservation when the task outgrows it; none
+    /// without the tracking allocator): whether it returned, its heap
+    /// usage, and what its reservation grew by.
+    pub(crate) fn run_job(
+        &self,
+        job: Job,
+        desc: &Description,
+        follow: bool,
+    ) -> (bool, Option<crate::alloc::HeapUsage>, Option<Resources>) {
+        let session = if follow { crate::alloc::begin() } else { None };
         let grow = GrowCtx::new(&self.sched.tracker, desc);
         if let Some(s) = &session {
             self.install_growth(s, desc, &grow);
         }
         let ok = with_description(Some(desc), || {
-            with_current(desc.cancel.as_deref(), || {
-                catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
-            })
+            with_current(desc.cancel.as_deref(), || run_guarded(job))
         });
         let heap = session.map(crate::alloc::Session::end);
-        let wait = desc
-            .submitted
-            .map_or(Duration::ZERO, |s| start.saturating_duration_since(s));
-        (
-            ok,
-            probe.finish(start.elapsed(), wait, heap),
-            grow.release(),
-        )
+        (ok, heap, grow.release())
+    }
+
+    /// A task ran on this worker: counts it (`elapsed`, when timed) and
+    /// says so on the `respool::task` target.
+    fn ended(
+        &self,
+        counters: Option<&crate::metrics::WorkerCounters>,
+        ok: bool,
+        elapsed: Option<Duration>,
+        class: Option<&Arc<str>>,
+    ) {
+        if let Some(c) = counters {
+            count(c, ok, elapsed);
+        }
+        if ok {
+            tracing::trace!(target: "respool::task", class = ?class, "completed");
+        } else {
+            tracing::debug!(target: "respool::task", class = ?class, "failed (panicked)");
+        }
     }
 
     /// Whether the task holds a memory reservation on a pool that tracks memory.
@@ -574,7 +565,7 @@ impl Shared {
                 grown,
                 panicked,
             };
-            let _ = catch_unwind(AssertUnwindSafe(|| cb(&report)));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&report)));
         }
     }
 

@@ -184,6 +184,14 @@ pub(crate) fn with_context<R>(attempt: u32, f: impl FnOnce(&TaskContext) -> R) -
     f(&ctx)
 }
 
+/// Runs a job inside `catch_unwind`: the one place where the pool runs a
+/// job. Returns whether it returned (`false`: it panicked; the panic hook
+/// reported it and the caller counts it).
+#[inline]
+pub(crate) fn run_guarded(job: Job) -> bool {
+    catch_unwind(AssertUnwindSafe(|| job.run())).is_ok()
+}
+
 /// Who publishes a task's result (makes it visible to its joiner).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Publish {
@@ -299,7 +307,7 @@ impl Unstarted {
     /// the task's handle, as on a worker.
     pub fn run(mut self) {
         if let Some(t) = self.task.take() {
-            let _ = catch_unwind(AssertUnwindSafe(|| t.job.run()));
+            let _ = run_guarded(t.job);
             if let Some(c) = t.desc.as_ref().and_then(|e| e.cancel.as_ref()) {
                 c.publish();
             }
