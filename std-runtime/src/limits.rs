@@ -25,9 +25,11 @@
 //! Text that respool echoes in an error message (an amount that did not
 //! parse, a path) is cut to [`MAX_ECHO`] bytes ([`Excerpt`]).
 
-use std::fmt;
-
 use crate::BuildError;
+
+// How every respool error message quotes text: defined in respool-sys, whose
+// errors quote what they read, and used by the crates above it.
+pub use respool_sys::{Excerpt, MAX_ECHO};
 
 /// The most worker threads a pool (or lanes a batch run) may have: 4096.
 ///
@@ -74,11 +76,6 @@ pub const MAX_STACK_SIZE: usize = 1 << 30;
 /// admission round, so its width is paid on each release of resources; past
 /// a few dozen, a wider window finds nothing a narrower one would not.
 pub const MAX_LOOKAHEAD: usize = 1024;
-
-/// The most bytes of a text that respool echoes in an error message: 256.
-/// Longer text is cut on a character boundary and followed by an ellipsis
-/// and its total length (see [`Excerpt`]).
-pub const MAX_ECHO: usize = 256;
 
 /// Checks that `value` of `setting` lies in `min..=max`.
 pub(crate) fn check(
@@ -134,63 +131,6 @@ pub fn check_stack_size(bytes: usize) -> Result<(), BuildError> {
     check("stack_size", bytes, MIN_STACK_SIZE, MAX_STACK_SIZE)
 }
 
-/// A text as respool quotes it in an error message: at most [`MAX_ECHO`]
-/// bytes of it (cut on a character boundary), then, when it was cut, an
-/// ellipsis and its total length. [`Excerpt::quoted`] writes it as a Rust
-/// string literal (`"12 parsecs"`), [`Excerpt::plain`] as it is.
-///
-/// # Examples
-///
-/// ```
-/// use respool::limits::{Excerpt, MAX_ECHO};
-/// assert_eq!(Excerpt::quoted("12 parsecs").to_string(), "\"12 parsecs\"");
-/// let long = "x".repeat(1 << 20);
-/// let shown = Excerpt::quoted(&long).to_string();
-/// assert!(shown.len() < MAX_ECHO + 40);
-/// assert!(shown.ends_with("\"… (1048576 bytes in all)"));
-/// ```
-#[derive(Clone, Copy, Debug)]
-pub struct Excerpt<'a> {
-    text: &'a str,
-    quoted: bool,
-}
-
-impl<'a> Excerpt<'a> {
-    /// `text` in quotes (Rust string literal syntax, as `{:?}`).
-    #[must_use]
-    pub fn quoted(text: &'a str) -> Excerpt<'a> {
-        Excerpt { text, quoted: true }
-    }
-
-    /// `text` as it is.
-    #[must_use]
-    pub fn plain(text: &'a str) -> Excerpt<'a> {
-        Excerpt {
-            text,
-            quoted: false,
-        }
-    }
-}
-
-impl fmt::Display for Excerpt<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut cut = self.text.len().min(MAX_ECHO);
-        while !self.text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let shown = self.text.get(..cut).unwrap_or_default();
-        if self.quoted {
-            write!(f, "{shown:?}")?;
-        } else {
-            f.write_str(shown)?;
-        }
-        if cut < self.text.len() {
-            write!(f, "… ({} bytes in all)", self.text.len())?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,28 +170,5 @@ mod tests {
         assert!(check_stack_size(MIN_STACK_SIZE - 1).is_err());
         assert!(check_stack_size(MAX_STACK_SIZE + 1).is_err());
         assert!(check_stack_size(0).is_err());
-    }
-
-    #[test]
-    fn excerpts_cut_on_a_character_boundary() {
-        assert_eq!(Excerpt::plain("abc").to_string(), "abc");
-        assert_eq!(Excerpt::quoted("a\"b").to_string(), "\"a\\\"b\"");
-        let exact = "y".repeat(MAX_ECHO);
-        assert_eq!(Excerpt::plain(&exact).to_string(), exact);
-        // 255 ASCII bytes, then a 3-byte character across the limit.
-        let text = format!("{}€€", "a".repeat(MAX_ECHO - 1));
-        let shown = Excerpt::plain(&text).to_string();
-        assert_eq!(
-            shown,
-            format!(
-                "{}… ({} bytes in all)",
-                "a".repeat(MAX_ECHO - 1),
-                text.len()
-            )
-        );
-        let big = "é".repeat(1 << 19);
-        let shown = Excerpt::quoted(&big).to_string();
-        assert!(shown.len() < MAX_ECHO + 40, "{}", shown.len());
-        assert!(shown.ends_with("… (1048576 bytes in all)"), "{shown}");
     }
 }

@@ -23,8 +23,8 @@ use std::ops::ControlFlow;
 
 use respool_core::Ppm;
 
-use super::SysError;
-use super::parse::{self, Line, ProcFile, fields, key_value, parse_fixed, parse_u64};
+use crate::SysError;
+use crate::parse::{self, Line, ProcFile, fields, key_value, parse_fixed, parse_u64};
 
 /// Consumes the lines of one file and produces a value.
 pub(crate) trait LineParser {

@@ -3,7 +3,7 @@
 //! # Pieces
 //!
 //! - [`SystemMonitor`]: a source of readings, one [`Resource`] at a time
-//!   ([`ProcfsMonitor`](super::ProcfsMonitor) on Linux, a `sysinfo`-based one
+//!   ([`ProcfsMonitor`](crate::ProcfsMonitor) on Linux, a `sysinfo`-based one
 //!   elsewhere, a mock in tests).
 //! - [`Sampler`]: drives a source. Each resource has a time-to-live (by
 //!   default: refreshed on every sample, container limits every 10 s) and its
@@ -44,8 +44,8 @@ use std::time::{Duration, Instant};
 
 use respool_core::{Dim, Ppm, Resources};
 
-use super::SysError;
-use super::procfs::{CpuTimes, DiskTotals, NetTotals, Psi};
+use crate::SysError;
+use crate::procfs::{CpuTimes, DiskTotals, NetTotals, Psi};
 
 /// What a [`SystemMonitor`] can read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -350,7 +350,7 @@ impl SystemMonitor for Box<dyn SystemMonitor> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use respool::sys::{MonitorConfig, Resource};
+/// use respool_sys::{MonitorConfig, Resource};
 /// let config = MonitorConfig::default()
 ///     .with_interval(Duration::from_millis(250))
 ///     .with_ttl(Resource::Disk, Duration::from_secs(5))
@@ -510,7 +510,7 @@ struct Slot {
 ///
 /// ```
 /// use std::time::Instant;
-/// use respool::sys::{MonitorConfig, Resource, Sampler, Snapshot, SysError, SystemMonitor};
+/// use respool_sys::{MonitorConfig, Resource, Sampler, Snapshot, SysError, SystemMonitor};
 ///
 /// struct Fixed;
 /// impl SystemMonitor for Fixed {
@@ -735,7 +735,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use respool::sys::{Monitor, MonitorConfig};
+/// use respool_sys::{Monitor, MonitorConfig};
 ///
 /// let monitor = Monitor::start(MonitorConfig::default().with_interval(Duration::from_millis(20)))?;
 /// let id = monitor.subscribe(|snapshot| {
@@ -746,7 +746,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// assert!(snapshot.seq >= 1);
 /// assert!(monitor.unsubscribe(id));
 /// monitor.stop();
-/// # Ok::<(), respool::sys::SysError>(())
+/// # Ok::<(), respool_sys::SysError>(())
 /// ```
 pub struct Monitor {
     shared: Arc<Shared>,
@@ -764,7 +764,7 @@ impl Monitor {
     /// [`SysError::InvalidConfig`] for a bad `config`, [`SysError::Spawn`]
     /// when the thread cannot be started.
     pub fn start(config: MonitorConfig) -> Result<Monitor, SysError> {
-        Monitor::with_source(super::platform_monitor(), config)
+        Monitor::with_source(crate::platform_monitor(), config)
     }
 
     /// Starts a monitor over `source`.
@@ -786,7 +786,7 @@ impl Monitor {
     ///
     /// As [`Monitor::start`].
     pub fn start_named(config: MonitorConfig, thread_name: String) -> Result<Monitor, SysError> {
-        Monitor::with_source_named(super::platform_monitor(), config, thread_name)
+        Monitor::with_source_named(crate::platform_monitor(), config, thread_name)
     }
 
     /// [`Monitor::with_source`] with a name for the sampling thread.
@@ -955,7 +955,7 @@ impl std::fmt::Debug for Monitor {
 
 /// The sampling thread.
 fn run<M: SystemMonitor>(mut sampler: Sampler<M>, shared: &Shared) {
-    if let Some(tid) = super::current_tid() {
+    if let Some(tid) = crate::current_tid() {
         shared.tid.store(tid, Ordering::Relaxed);
     }
     while !shared.stop.load(Ordering::Acquire) {
@@ -981,7 +981,7 @@ fn run<M: SystemMonitor>(mut sampler: Sampler<M>, shared: &Shared) {
                 ok
             });
         }
-        if let Some(cpu) = super::thread_cpu_time() {
+        if let Some(cpu) = crate::thread_cpu_time() {
             let ns = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX - 1);
             shared.cpu_ns.store(ns, Ordering::Relaxed);
         }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use respool::sys::{
+use respool_sys::{
     Monitor, MonitorConfig, ProcfsMonitor, Resource, ResourceStatus, Sampler, SysRoot,
 };
 

@@ -1,6 +1,13 @@
-//! What the machine and the container offer, and what is in use.
+//! # respool-sys
 //!
-//! This module measures the machine and the container respool runs in, so the
+//! What the machine and the container offer, and what is in use: the
+//! platform readings of [respool](https://github.com/respool/respool), a
+//! task pool that knows what its tasks cost. It depends on `respool-core`
+//! (the resource model) and nothing else of respool; the `respool` crate
+//! builds its pool on it and re-exports what a pool's user configures as
+//! `respool::sys`.
+//!
+//! This crate measures the machine and the container respool runs in, so the
 //! pool can size itself and follow reality (DESIGN, "Measurement"):
 //!
 //! - **Capacity** ([`MachineCapacity`], [`default_capacity`]): CPUs and memory
@@ -22,10 +29,10 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use respool::sys::{self, GpuInventory, Monitor, MonitorConfig, Topology};
+//! use respool_sys::{GpuInventory, Monitor, MonitorConfig, Topology};
 //!
 //! // Capacity and worker count.
-//! let defaults = sys::default_capacity();
+//! let defaults = respool_sys::default_capacity();
 //! let gpus = GpuInventory::detect();
 //! let capacity = defaults.capacity.or(&gpus.capacity());
 //! // Placement domains (NUMA nodes or the machine, then GPUs).
@@ -36,7 +43,7 @@
 //!     let _in_use = snapshot.measured_usage(); // -> tracker's external usage
 //! });
 //! # let _ = (capacity, topology, defaults.workers);
-//! # Ok::<(), sys::SysError>(())
+//! # Ok::<(), respool_sys::SysError>(())
 //! ```
 //!
 //! # Platforms
@@ -58,6 +65,8 @@ mod procfs_monitor;
 mod quantity;
 pub mod topology;
 
+mod echo;
+
 #[cfg(any(not(target_os = "linux"), test))]
 mod portable;
 
@@ -72,6 +81,7 @@ pub use container::{
     DefaultCapacity, DetectOptions, DownwardApiConfig, EnvSource, Environment, Figure, Headroom,
     MachineCapacity, MachineInfo, Overrides, Source, default_capacity,
 };
+pub use echo::{Excerpt, MAX_ECHO};
 pub use error::SysError;
 #[cfg(feature = "nvml")]
 pub use gpu::NvmlBackend;
@@ -100,7 +110,7 @@ pub use topology::{
 ///
 /// ```
 /// use std::path::Path;
-/// use respool::sys::SysRoot;
+/// use respool_sys::SysRoot;
 /// let root = SysRoot::at("tests/fixtures/cgroup/v2_leaf_limit");
 /// assert_eq!(root.proc(), Path::new("tests/fixtures/cgroup/v2_leaf_limit/proc"));
 /// assert_eq!(
@@ -164,8 +174,11 @@ impl SysRoot {
     }
 }
 
-/// This platform's default monitor source.
-pub(crate) fn platform_monitor() -> Box<dyn SystemMonitor> {
+/// This platform's default monitor source: a [`ProcfsMonitor`] over the host
+/// on Linux, a `SysinfoMonitor` elsewhere. [`Monitor::start`] samples it; a
+/// pool samples it unless given another source.
+#[must_use]
+pub fn platform_monitor() -> Box<dyn SystemMonitor> {
     #[cfg(target_os = "linux")]
     {
         Box::new(ProcfsMonitor::new(&SysRoot::host()))
@@ -203,7 +216,7 @@ pub(crate) fn fallback_machine() -> (usize, Option<u64>, String) {
 /// # Examples
 ///
 /// ```
-/// let t = respool::sys::thread_cpu_time();
+/// let t = respool_sys::thread_cpu_time();
 /// assert!(t.is_some() || !cfg!(target_os = "linux"));
 /// ```
 #[must_use]

@@ -17,7 +17,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use super::SysError;
+use crate::SysError;
 
 /// Size of the read buffer a sampler allocates once (8 KiB: `/proc/stat` of a
 /// 64-CPU machine without its `intr` line, or about 60 lines of diskstats).

@@ -1,10 +1,10 @@
 //! Placement domains on the machine the tests run on, with and without the
 //! `hwloc` feature, and pinning a thread to each domain.
 
-use respool::Dim;
+use respool_core::Dim;
 #[cfg(target_os = "linux")]
-use respool::sys::pin_current_thread;
-use respool::sys::{DomainKind, SysRoot, Topology, TopologySource, current_thread_cpus};
+use respool_sys::pin_current_thread;
+use respool_sys::{DomainKind, SysRoot, Topology, TopologySource, current_thread_cpus};
 
 #[test]
 fn domains_cover_the_allowed_cpus_once() {

@@ -48,10 +48,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::SysError;
-use super::SysRoot;
-use super::parse::{self, ProcFile, fields, parse_i64, parse_u64};
-use super::procfs::{self, KeyParser, Psi, PsiParser};
+use crate::SysError;
+use crate::SysRoot;
+use crate::parse::{self, ProcFile, fields, parse_i64, parse_u64};
+use crate::procfs::{self, KeyParser, Psi, PsiParser};
 
 /// Values from this one up (2^62 = 4 EiB) mean "no memory limit".
 pub const UNLIMITED_FROM: u64 = 1 << 62;
@@ -126,7 +126,7 @@ impl ControllerDir {
 /// # Examples
 ///
 /// ```
-/// use respool::sys::{CgroupLayout, SysRoot};
+/// use respool_sys::{CgroupLayout, SysRoot};
 /// let layout = CgroupLayout::discover(&SysRoot::host());
 /// if let Some(memory) = &layout.memory {
 ///     println!("memory group: {}", memory.leaf().display());
