@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use respool_sys::{Monitor, MonitorConfig, Resource, ResourceStatus, Sampler};
+use respool_sys::monitor::{Monitor, MonitorConfig, Resource, ResourceStatus, Sampler};
 
 fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
     std::env::args()
@@ -173,11 +173,11 @@ fn main() -> Result<(), respool_sys::SysError> {
 }
 
 #[cfg(target_os = "linux")]
-fn sys_default_source() -> respool_sys::ProcfsMonitor {
-    respool_sys::ProcfsMonitor::new(&respool_sys::SysRoot::host())
+fn sys_default_source() -> respool_sys::monitor::ProcfsMonitor {
+    respool_sys::monitor::ProcfsMonitor::new(&respool_sys::SysRoot::host())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn sys_default_source() -> respool_sys::SysinfoMonitor {
-    respool_sys::SysinfoMonitor::new()
+fn sys_default_source() -> respool_sys::monitor::SysinfoMonitor {
+    respool_sys::monitor::SysinfoMonitor::new()
 }

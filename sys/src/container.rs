@@ -6,7 +6,7 @@
 //! | source          | CPU                                              | memory                        |
 //! |-----------------|--------------------------------------------------|-------------------------------|
 //! | machine         | CPUs this process may run on (`Cpus_allowed_list` in `/proc/self/status`: affinity and cpuset), else CPUs online | `MemTotal` of `/proc/meminfo` |
-//! | cgroup v1 / v2  | tightest quota over the group and its ancestors ([`crate::CgroupLayout`]) | tightest `memory.max` / `memory.limit_in_bytes` |
+//! | cgroup v1 / v2  | tightest quota over the group and its ancestors ([`CgroupLayout`]) | tightest `memory.max` / `memory.limit_in_bytes` |
 //! | Downward API    | `<dir>/limits.cpu` or `<dir>/cpu_limit`; env `CPU_LIMIT` (Kubernetes only) | `<dir>/limits.memory`, `<dir>/mem_limit` or `<dir>/memory_limit`; env `MEMORY_LIMIT` (Kubernetes only) |
 //! | override        | [`Overrides::cpu_millicores`], else env `RESPOOL_CPU_LIMIT` | [`Overrides::memory_bytes`], else env `RESPOOL_MEMORY_LIMIT` |
 //!
@@ -38,7 +38,7 @@
 //! # Examples
 //!
 //! ```
-//! use respool_sys::{Headroom, MachineCapacity};
+//! use respool_sys::container::{Headroom, MachineCapacity};
 //! let detected = MachineCapacity::detect_host();
 //! println!("{}", detected.explain());
 //! let defaults = detected.default_capacity(&Headroom::DEFAULT);
@@ -493,7 +493,7 @@ impl MachineCapacity {
     ///
     /// ```
     /// use respool_core::Dim;
-    /// use respool_sys::{Headroom, MachineCapacity};
+    /// use respool_sys::container::{Headroom, MachineCapacity};
     /// let d = MachineCapacity::detect_host().default_capacity(&Headroom::DEFAULT);
     /// assert_eq!(d.headroom.get(Dim::Cpu), Some(0));
     /// assert!(d.capacity.get(Dim::Cpu).unwrap() >= 1000 || d.workers == 1);

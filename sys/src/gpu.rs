@@ -115,7 +115,7 @@ pub trait GpuBackend {
 ///
 /// ```
 /// use respool_core::Dim;
-/// use respool_sys::GpuInventory;
+/// use respool_sys::gpu::GpuInventory;
 /// let gpus = GpuInventory::detect();
 /// if gpus.devices.is_empty() {
 ///     // Zero GPU capacity, and the reason.

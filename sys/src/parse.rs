@@ -4,7 +4,7 @@
 //! caller-provided buffer (the sampler owns one buffer for all files), handing
 //! complete lines to a callback. Lines are parsed as byte slices with the
 //! helpers below; nothing allocates on the success path, which the
-//! `sys_alloc` integration test checks with a counting global allocator.
+//! `alloc` integration test checks with a counting global allocator.
 //!
 //! The reader works chunk by chunk, so a file may be larger than the buffer.
 //! A single line longer than the buffer (the `intr` line of `/proc/stat` on a

@@ -224,14 +224,14 @@ impl LineParser for StatParser {
 
 /// Memory figures from `/proc/meminfo`, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MemInfo {
+pub(crate) struct MemInfo {
     /// `MemTotal`: usable RAM.
-    pub total: u64,
+    pub(crate) total: u64,
     /// `MemAvailable`: memory available for new work without swapping
     /// (`MemFree` on kernels older than 3.14, which lack `MemAvailable`).
-    pub available: u64,
+    pub(crate) available: u64,
     /// `MemFree`.
-    pub free: u64,
+    pub(crate) free: u64,
 }
 
 /// Parser for `/proc/meminfo`.

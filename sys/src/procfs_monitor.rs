@@ -34,7 +34,8 @@ use crate::{SysError, SysRoot};
 ///
 /// ```
 /// use std::time::Instant;
-/// use respool_sys::{ProcfsMonitor, Resource, Snapshot, SysRoot, SystemMonitor};
+/// use respool_sys::SysRoot;
+/// use respool_sys::monitor::{ProcfsMonitor, Resource, Snapshot, SystemMonitor};
 ///
 /// let mut source = ProcfsMonitor::new(&SysRoot::host());
 /// let mut snapshot = Snapshot::default();

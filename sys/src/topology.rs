@@ -45,7 +45,7 @@ pub struct DomainInfo {
     /// Memory of the domain in bytes (node-local RAM, or GPU memory). For
     /// NUMA nodes this is what the node reports, which on some virtual
     /// machines is less than `MemTotal`; size the pool's memory from
-    /// [`crate::MachineCapacity`], not from the sum of the nodes.
+    /// [`MachineCapacity`](crate::container::MachineCapacity), not from the sum of the nodes.
     pub memory_bytes: Option<u64>,
     /// Whole GPUs in the domain (1 for a GPU domain, 0 otherwise).
     pub gpus: u64,
@@ -61,7 +61,7 @@ impl DomainInfo {
     ///
     /// ```
     /// use respool_core::Dim;
-    /// use respool_sys::Topology;
+    /// use respool_sys::topology::Topology;
     /// let topology = Topology::detect();
     /// let total: u64 = topology.domains.iter().map(|d| d.capacity().amount(Dim::Cpu)).sum();
     /// assert!(total >= 1000);
@@ -243,7 +243,7 @@ impl Topology {
 /// # Examples
 ///
 /// ```
-/// use respool_sys::{Topology, pin_current_thread};
+/// use respool_sys::topology::{Topology, pin_current_thread};
 /// let topology = Topology::detect();
 /// let domain = &topology.domains[0];
 /// std::thread::spawn({

@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 
 use respool_core::Dim;
-use respool_sys::{
-    CgroupMode, CgroupVersion, DetectOptions, DownwardApiConfig, EnvSource, Headroom,
-    MachineCapacity, Overrides, Source, SysRoot,
+use respool_sys::SysRoot;
+use respool_sys::cgroup::{CgroupMode, CgroupVersion};
+use respool_sys::container::{
+    DetectOptions, DownwardApiConfig, EnvSource, Headroom, MachineCapacity, Overrides, Source,
 };
 
 const GIB: u64 = 1 << 30;

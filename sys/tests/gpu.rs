@@ -4,7 +4,8 @@
 //! device the driver counts is listed with its memory.
 
 use respool_core::Dim;
-use respool_sys::{GpuInventory, Topology};
+use respool_sys::gpu::GpuInventory;
+use respool_sys::topology::Topology;
 
 #[test]
 fn inventory_is_consistent_and_explains_an_empty_one() {
@@ -27,7 +28,9 @@ fn inventory_is_consistent_and_explains_an_empty_one() {
     }
     // GPU domains follow the CPU domains.
     let t = Topology::detect().with_gpus(&inv);
-    let gpu_domains: Vec<_> = t.domains_of(respool_sys::DomainKind::Gpu).collect();
+    let gpu_domains: Vec<_> = t
+        .domains_of(respool_sys::topology::DomainKind::Gpu)
+        .collect();
     assert_eq!(gpu_domains.len(), inv.devices.len());
     if inv.devices.is_empty() {
         assert!(t.reason.as_deref().unwrap_or("").contains("no GPU domains"));
@@ -40,7 +43,7 @@ fn inventory_is_consistent_and_explains_an_empty_one() {
 #[cfg(feature = "nvml")]
 #[test]
 fn nvml_without_a_driver_fails_cleanly() {
-    use respool_sys::{GpuBackend, GpuError, NvmlBackend};
+    use respool_sys::gpu::{GpuBackend, GpuError, NvmlBackend};
     match NvmlBackend::new() {
         Err(e) => {
             println!("NvmlBackend::new(): {e}");

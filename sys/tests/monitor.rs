@@ -9,9 +9,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use respool_core::Dim;
-use respool_sys::{
-    Monitor, MonitorConfig, ProcfsMonitor, Resource, ResourceStatus, Sampler, SysError, SysRoot,
+use respool_sys::monitor::{
+    Monitor, MonitorConfig, ProcfsMonitor, Resource, ResourceStatus, Sampler,
 };
+use respool_sys::{SysError, SysRoot};
 
 /// A fixture tree in a fresh temporary directory, removed on drop.
 struct Tree(PathBuf);

@@ -2,9 +2,10 @@
 //! `hwloc` feature, and pinning a thread to each domain.
 
 use respool_core::Dim;
+use respool_sys::SysRoot;
 #[cfg(target_os = "linux")]
-use respool_sys::pin_current_thread;
-use respool_sys::{DomainKind, SysRoot, Topology, TopologySource, current_thread_cpus};
+use respool_sys::topology::pin_current_thread;
+use respool_sys::topology::{DomainKind, Topology, TopologySource, current_thread_cpus};
 
 #[test]
 fn domains_cover_the_allowed_cpus_once() {
