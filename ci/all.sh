@@ -40,7 +40,7 @@ steps=(
     accuracy      # learning accuracy on real work
     demo          # README's first command (and its other example) run as written
     monitor-overhead # monitoring under 0.1% of one CPU
-    coverage      # line coverage of core and runtime above 80%
+    coverage      # line coverage of core, sys and runtime above 80%
 )
 
 notes="$(mktemp)"

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 cargo bench -p respool-benches --no-run
 cargo build --release -p respool-benches --bins
 cargo build --release -p respool --examples
+cargo build --release -p respool-sys --examples
 # One short round of each (no `--bench` argument: criterion's test mode).
 cargo test --release -p respool-benches \
     --bench scheduling_overhead --bench bin_packing \

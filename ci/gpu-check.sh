@@ -4,7 +4,7 @@
 #
 #   ci/gpu-check.sh
 #
-# It builds respool with the `nvml` feature (NVML is loaded at run time, so
+# It builds respool-sys with the `nvml` feature (NVML is loaded at run time, so
 # no CUDA toolkit is needed, only the driver) and runs the GPU tests with
 # their output: device count, names, memory, live utilisation and memory in
 # use, and the placement domains. On a machine without a driver it shows the
@@ -23,9 +23,9 @@ else
 fi
 
 echo
-echo "== respool (--features nvml)"
+echo "== respool-sys (--features nvml)"
 features=nvml
 if pkg-config --exists hwloc 2>/dev/null; then
     features=nvml,hwloc # NUMA domains too, when libhwloc-dev is installed
 fi
-cargo test -p respool --features "$features" --test sys_gpu -- --nocapture --test-threads 1
+cargo test -p respool-sys --features "$features" --test gpu -- --nocapture --test-threads 1

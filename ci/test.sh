@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 cargo test --workspace --exclude respool-benches
 cargo test -p respool-benches --lib
 cargo test -p respool --features hwloc,nvml
+cargo test -p respool-sys --features hwloc,nvml

@@ -41,7 +41,6 @@ mod builder;
 mod config;
 mod engine;
 mod error;
-mod excerpt;
 mod handle;
 mod job;
 pub mod learn;

@@ -27,7 +27,9 @@
 
 use crate::error::BuildError;
 
-pub use crate::excerpt::{Excerpt, MAX_ECHO};
+// How every respool error message quotes text: defined in respool-sys, whose
+// errors quote what they read, and used by the crates above it.
+pub use respool_sys::{Excerpt, MAX_ECHO};
 
 /// The most worker threads a pool (or lanes a batch run) may have: 4096.
 ///
@@ -168,28 +170,5 @@ mod tests {
         assert!(check_stack_size(MIN_STACK_SIZE - 1).is_err());
         assert!(check_stack_size(MAX_STACK_SIZE + 1).is_err());
         assert!(check_stack_size(0).is_err());
-    }
-
-    #[test]
-    fn excerpts_cut_on_a_character_boundary() {
-        assert_eq!(Excerpt::plain("abc").to_string(), "abc");
-        assert_eq!(Excerpt::quoted("a\"b").to_string(), "\"a\\\"b\"");
-        let exact = "y".repeat(MAX_ECHO);
-        assert_eq!(Excerpt::plain(&exact).to_string(), exact);
-        // 255 ASCII bytes, then a 3-byte character across the limit.
-        let text = format!("{}€€", "a".repeat(MAX_ECHO - 1));
-        let shown = Excerpt::plain(&text).to_string();
-        assert_eq!(
-            shown,
-            format!(
-                "{}… ({} bytes in all)",
-                "a".repeat(MAX_ECHO - 1),
-                text.len()
-            )
-        );
-        let big = "é".repeat(1 << 19);
-        let shown = Excerpt::quoted(&big).to_string();
-        assert!(shown.len() < MAX_ECHO + 40, "{}", shown.len());
-        assert!(shown.ends_with("… (1048576 bytes in all)"), "{shown}");
     }
 }

@@ -56,8 +56,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use respool_core::{Dim, Resources};
 use serde::{Deserialize, Serialize};
 
-use crate::excerpt::Excerpt;
 use crate::sync::lock;
+use respool_sys::Excerpt;
 
 /// The format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;

@@ -56,7 +56,7 @@ impl fmt::Display for ParseError {
             f,
             "invalid {} amount {}: ",
             self.what,
-            crate::excerpt::Excerpt::quoted(&self.input)
+            respool_sys::Excerpt::quoted(&self.input)
         )?;
         match &self.kind {
             ParseErrorKind::Empty => f.write_str("it is empty"),

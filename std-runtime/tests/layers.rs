@@ -17,7 +17,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     // Leaves: no module of the crate.
     &[
-        "sync", "excerpt", "barrier", "job", "alloc", "metrics", "place",
+        "sync", "barrier", "job", "alloc", "metrics", "place",
     ],
     // Utilities over the leaves.
     &["measure", "runq", "timer", "units", "store", "sys"],

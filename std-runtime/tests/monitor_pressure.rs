@@ -13,8 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use respool::sys::{CgroupLayout, CgroupVersion, MachineCapacity, MonitorConfig, SysRoot};
+use respool::sys::{MachineCapacity, MonitorConfig, SysRoot};
 use respool::{Dim, Pool};
+// The process's own cgroup directory, to make a child group: a reading
+// respool does not re-export, so it comes from the crate that makes it.
+use respool_sys::cgroup::{CgroupLayout, CgroupVersion};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;

@@ -3,8 +3,9 @@
 //! GPU capacity is zero, and the reason says why; on a GPU machine every
 //! device the driver counts is listed with its memory.
 
-use respool::Dim;
-use respool::sys::{GpuInventory, Topology};
+use respool_core::Dim;
+use respool_sys::gpu::GpuInventory;
+use respool_sys::topology::Topology;
 
 #[test]
 fn inventory_is_consistent_and_explains_an_empty_one() {
@@ -27,7 +28,9 @@ fn inventory_is_consistent_and_explains_an_empty_one() {
     }
     // GPU domains follow the CPU domains.
     let t = Topology::detect().with_gpus(&inv);
-    let gpu_domains: Vec<_> = t.domains_of(respool::sys::DomainKind::Gpu).collect();
+    let gpu_domains: Vec<_> = t
+        .domains_of(respool_sys::topology::DomainKind::Gpu)
+        .collect();
     assert_eq!(gpu_domains.len(), inv.devices.len());
     if inv.devices.is_empty() {
         assert!(t.reason.as_deref().unwrap_or("").contains("no GPU domains"));
@@ -40,7 +43,7 @@ fn inventory_is_consistent_and_explains_an_empty_one() {
 #[cfg(feature = "nvml")]
 #[test]
 fn nvml_without_a_driver_fails_cleanly() {
-    use respool::sys::{GpuBackend, GpuError, NvmlBackend};
+    use respool_sys::gpu::{GpuBackend, GpuError, NvmlBackend};
     match NvmlBackend::new() {
         Err(e) => {
             println!("NvmlBackend::new(): {e}");
@@ -79,7 +82,7 @@ fn nvml_without_a_driver_fails_cleanly() {
                     u.memory_used_bytes >> 20,
                     u.memory_total_bytes >> 20
                 );
-                assert!(u.utilisation <= respool::Ppm::ONE);
+                assert!(u.utilisation <= respool_core::Ppm::ONE);
                 assert!(u.memory_used_bytes <= u.memory_total_bytes);
             }
             println!("capacity: {}", inv.capacity());

@@ -58,7 +58,7 @@ fn scaled(num: &str, unit: u128) -> Option<u128> {
     if num.is_empty() || num.starts_with('-') || num.starts_with('+') {
         return None;
     }
-    let nano = super::parse::parse_fixed(num.as_bytes(), 9)?;
+    let nano = crate::parse::parse_fixed(num.as_bytes(), 9)?;
     u128::from(nano)
         .checked_mul(unit)
         .map(|v| v / 1_000_000_000)

@@ -3,8 +3,8 @@
 //! # Pieces
 //!
 //! - [`SystemMonitor`]: a source of readings, one [`Resource`] at a time
-//!   ([`ProcfsMonitor`](super::ProcfsMonitor) on Linux, a `sysinfo`-based one
-//!   elsewhere, a mock in tests).
+//!   ([`ProcfsMonitor`] on Linux, a `sysinfo`-based one elsewhere, a mock in
+//!   tests; [`platform_monitor`] is this platform's).
 //! - [`Sampler`]: drives a source. Each resource has a time-to-live (by
 //!   default: refreshed on every sample, container limits every 10 s) and its
 //!   own exponential backoff after failed reads (interval x 2, x 4, ... capped
@@ -33,7 +33,7 @@
 //! After the first sample, sampling does not allocate on the success path:
 //! sources read into a buffer allocated once, readings are `Copy`, and the
 //! subscriber list is only changed by [`Monitor::subscribe`]. Errors allocate
-//! (they carry the path). `tests/sys_alloc.rs` checks this with a counting
+//! (they carry the path). `tests/alloc.rs` checks this with a counting
 //! global allocator.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -44,8 +44,17 @@ use std::time::{Duration, Instant};
 
 use respool_core::{Dim, Ppm, Resources};
 
-use super::SysError;
-use super::procfs::{CpuTimes, DiskTotals, NetTotals, Psi};
+use crate::{SysError, SysRoot};
+
+// The raw counters that the readings carry (`CpuReading::times`,
+// `PressureReading::cpu`, ...): a `SystemMonitor` of one's own builds them,
+// and whoever reads a snapshot reads them (the PSI averages above all). They
+// are defined beside their procfs parsers, which stay private.
+pub use crate::procfs::{CpuTimes, DiskTotals, NetTotals, Psi, PsiLine};
+// The sources: procfs on Linux, sysinfo elsewhere.
+#[cfg(not(target_os = "linux"))]
+pub use crate::portable::SysinfoMonitor;
+pub use crate::procfs_monitor::ProcfsMonitor;
 
 /// What a [`SystemMonitor`] can read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -344,13 +353,28 @@ impl SystemMonitor for Box<dyn SystemMonitor> {
     }
 }
 
+/// This platform's default monitor source: a [`ProcfsMonitor`] over the host
+/// on Linux, a `SysinfoMonitor` elsewhere. [`Monitor::start`] samples it; a
+/// pool samples it unless given another source.
+#[must_use]
+pub fn platform_monitor() -> Box<dyn SystemMonitor> {
+    #[cfg(target_os = "linux")]
+    {
+        Box::new(ProcfsMonitor::new(&SysRoot::host()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Box::new(SysinfoMonitor::new())
+    }
+}
+
 /// Sampling settings.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use respool::sys::{MonitorConfig, Resource};
+/// use respool_sys::monitor::{MonitorConfig, Resource};
 /// let config = MonitorConfig::default()
 ///     .with_interval(Duration::from_millis(250))
 ///     .with_ttl(Resource::Disk, Duration::from_secs(5))
@@ -510,7 +534,8 @@ struct Slot {
 ///
 /// ```
 /// use std::time::Instant;
-/// use respool::sys::{MonitorConfig, Resource, Sampler, Snapshot, SysError, SystemMonitor};
+/// use respool_sys::SysError;
+/// use respool_sys::monitor::{MonitorConfig, Resource, Sampler, Snapshot, SystemMonitor};
 ///
 /// struct Fixed;
 /// impl SystemMonitor for Fixed {
@@ -721,6 +746,10 @@ struct Shared {
     callback_panics: AtomicU64,
 }
 
+/// Locks a mutex, ignoring poisoning: a panicking subscriber is caught and
+/// removed, and no guarded state is left half-updated across a panic point.
+/// (respool has the same two-line helper for its own locks; the crates share
+/// no private code, and it is not worth a public item.)
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -735,7 +764,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use respool::sys::{Monitor, MonitorConfig};
+/// use respool_sys::monitor::{Monitor, MonitorConfig};
 ///
 /// let monitor = Monitor::start(MonitorConfig::default().with_interval(Duration::from_millis(20)))?;
 /// let id = monitor.subscribe(|snapshot| {
@@ -746,7 +775,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// assert!(snapshot.seq >= 1);
 /// assert!(monitor.unsubscribe(id));
 /// monitor.stop();
-/// # Ok::<(), respool::sys::SysError>(())
+/// # Ok::<(), respool_sys::SysError>(())
 /// ```
 pub struct Monitor {
     shared: Arc<Shared>,
@@ -764,7 +793,7 @@ impl Monitor {
     /// [`SysError::InvalidConfig`] for a bad `config`, [`SysError::Spawn`]
     /// when the thread cannot be started.
     pub fn start(config: MonitorConfig) -> Result<Monitor, SysError> {
-        Monitor::with_source(super::platform_monitor(), config)
+        Monitor::with_source(platform_monitor(), config)
     }
 
     /// Starts a monitor over `source`.
@@ -786,7 +815,7 @@ impl Monitor {
     ///
     /// As [`Monitor::start`].
     pub fn start_named(config: MonitorConfig, thread_name: String) -> Result<Monitor, SysError> {
-        Monitor::with_source_named(super::platform_monitor(), config, thread_name)
+        Monitor::with_source_named(platform_monitor(), config, thread_name)
     }
 
     /// [`Monitor::with_source`] with a name for the sampling thread.
@@ -955,7 +984,7 @@ impl std::fmt::Debug for Monitor {
 
 /// The sampling thread.
 fn run<M: SystemMonitor>(mut sampler: Sampler<M>, shared: &Shared) {
-    if let Some(tid) = super::current_tid() {
+    if let Some(tid) = crate::current_tid() {
         shared.tid.store(tid, Ordering::Relaxed);
     }
     while !shared.stop.load(Ordering::Acquire) {
@@ -981,7 +1010,7 @@ fn run<M: SystemMonitor>(mut sampler: Sampler<M>, shared: &Shared) {
                 ok
             });
         }
-        if let Some(cpu) = super::thread_cpu_time() {
+        if let Some(cpu) = crate::thread_cpu_time() {
             let ns = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX - 1);
             shared.cpu_ns.store(ns, Ordering::Relaxed);
         }

@@ -23,8 +23,8 @@ use std::ops::ControlFlow;
 
 use respool_core::Ppm;
 
-use super::SysError;
-use super::parse::{self, Line, ProcFile, fields, key_value, parse_fixed, parse_u64};
+use crate::SysError;
+use crate::parse::{self, Line, ProcFile, fields, key_value, parse_fixed, parse_u64};
 
 /// Consumes the lines of one file and produces a value.
 pub(crate) trait LineParser {
@@ -224,14 +224,14 @@ impl LineParser for StatParser {
 
 /// Memory figures from `/proc/meminfo`, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MemInfo {
+pub(crate) struct MemInfo {
     /// `MemTotal`: usable RAM.
-    pub total: u64,
+    pub(crate) total: u64,
     /// `MemAvailable`: memory available for new work without swapping
     /// (`MemFree` on kernels older than 3.14, which lack `MemAvailable`).
-    pub available: u64,
+    pub(crate) available: u64,
     /// `MemFree`.
-    pub free: u64,
+    pub(crate) free: u64,
 }
 
 /// Parser for `/proc/meminfo`.

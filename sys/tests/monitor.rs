@@ -1,17 +1,18 @@
 //! The procfs monitor: exact rates against a fixture tree written by the
 //! test (counters moved by known amounts, time given to the sampler), limit
-//! changes seen through the sampling thread and followed by a pool, and the
-//! real machine.
+//! changes seen through the sampling thread, and the real machine. (A pool
+//! following a changed limit is tested in respool's
+//! `tests/monitor_limits.rs`.)
 
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use respool::sys::{
-    ContainerLimitsReading, Monitor, MonitorConfig, ProcfsMonitor, Resource, ResourceStatus,
-    Sampler, Snapshot, SysError, SysRoot, SystemMonitor,
+use respool_core::Dim;
+use respool_sys::monitor::{
+    Monitor, MonitorConfig, ProcfsMonitor, Resource, ResourceStatus, Sampler,
 };
-use respool::{Dim, Pool, Resources};
+use respool_sys::{SysError, SysRoot};
 
 /// A fixture tree in a fresh temporary directory, removed on drop.
 struct Tree(PathBuf);
@@ -139,7 +140,10 @@ fn rates_between_samples_are_exact() {
     );
     let p = snap.pressure.unwrap();
     assert_eq!(p.memory.unwrap().some.total_us, 200);
-    assert_eq!(p.cpu.unwrap().some.avg10, respool::Ppm::from_ppm(25_000));
+    assert_eq!(
+        p.cpu.unwrap().some.avg10,
+        respool_core::Ppm::from_ppm(25_000)
+    );
     let disk = snap.disk.unwrap();
     assert_eq!(
         disk.totals.devices, 1,
@@ -180,7 +184,7 @@ fn rates_between_samples_are_exact() {
     let snap = *s.snapshot();
     let cpu = snap.cpu.unwrap();
     assert_eq!(cpu.busy_millicores, Some(1000), "200/800 ticks of 4 CPUs");
-    assert_eq!(cpu.utilisation, Some(respool::Ppm::from_percent(25)));
+    assert_eq!(cpu.utilisation, Some(respool_core::Ppm::from_percent(25)));
     let disk = snap.disk.unwrap();
     assert_eq!(disk.ops_per_sec, Some((300 + 100) / 2));
     assert_eq!(disk.read_bytes_per_sec, Some(4000 * 512 / 2));
@@ -362,154 +366,4 @@ fn real_machine_readings() {
     let stats = monitor.stats();
     assert!(stats.sampler_tid.is_some() && stats.sampler_cpu.is_some());
     drop(monitor);
-}
-
-/// The container memory limit of a [`LimitSource`], set by the test.
-#[derive(Default)]
-struct LimitScript {
-    limit: std::sync::Mutex<Option<u64>>,
-    reads: std::sync::atomic::AtomicU64,
-}
-
-impl LimitScript {
-    fn reads(&self) -> u64 {
-        self.reads.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Sets the limit and returns once the pool has handled a sample that
-    /// read it: the third read after the change started after it, and the
-    /// pool handles a sample before the next read starts.
-    fn set(&self, limit: Option<u64>) {
-        *self.limit.lock().unwrap() = limit;
-        let seen = self.reads();
-        let start = Instant::now();
-        while self.reads() < seen + 3 {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "timed out waiting for samples"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-/// A monitor source with container limits only, from a [`LimitScript`].
-struct LimitSource(std::sync::Arc<LimitScript>);
-
-impl SystemMonitor for LimitSource {
-    fn name(&self) -> &'static str {
-        "limits"
-    }
-    fn read(&mut self, r: Resource, now: Instant, s: &mut Snapshot) -> Result<(), SysError> {
-        if r != Resource::ContainerLimits {
-            return Err(SysError::Unsupported {
-                what: "anything but container limits",
-                why: "a test source",
-            });
-        }
-        s.container_limits = Some(ContainerLimitsReading {
-            at: now,
-            cpu_millicores: None,
-            memory_bytes: *self.0.limit.lock().unwrap(),
-        });
-        self.0
-            .reads
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-/// Container limits read on every sample, every 5 ms.
-fn limits_every_sample() -> MonitorConfig {
-    MonitorConfig::default()
-        .only(&[Resource::ContainerLimits])
-        .with_interval(Duration::from_millis(5))
-        .with_ttl(Resource::ContainerLimits, Duration::from_millis(1))
-}
-
-/// Guards the pool's container-limit branch (`on_sample` with
-/// `follow_container_limit`, on when the memory capacity is detected): a
-/// changed container memory limit becomes the pool's memory capacity within
-/// a sample, an unlimited one leaves the last; with a memory capacity set by
-/// the user, the pool's capacity stays what was set.
-#[test]
-fn the_pool_follows_a_changed_container_limit_only_when_memory_was_detected() {
-    const MIB: u64 = 1 << 20;
-    let memory = |p: &Pool| p.snapshot().capacity.get(Dim::Memory);
-
-    // Memory detected: followed.
-    let script = std::sync::Arc::new(LimitScript::default());
-    let pool = Pool::builder()
-        .workers(1)
-        .headroom(Resources::NONE)
-        .system_monitor(LimitSource(script.clone()))
-        .monitor_config(limits_every_sample())
-        .build()
-        .unwrap();
-    let detected = memory(&pool).expect("memory capacity detected");
-    let (half, quarter) = (detected / 2, detected / 4);
-    script.set(Some(half));
-    assert_eq!(memory(&pool), Some(half), "detected {detected}");
-    script.set(Some(quarter));
-    assert_eq!(memory(&pool), Some(quarter));
-    script.set(None);
-    assert_eq!(memory(&pool), Some(quarter), "no limit: the last one stays");
-    // Tasks are admitted against it.
-    let h = pool
-        .task()
-        .require(Dim::Memory, quarter)
-        .spawn(|_| 7)
-        .unwrap();
-    assert_eq!(h.join_timeout(Duration::from_secs(60)).unwrap(), Ok(7));
-    assert!(
-        pool.task()
-            .require(Dim::Memory, quarter + 1)
-            .spawn(|_| ())
-            .is_err()
-    );
-    drop(pool);
-
-    // Memory set: not followed.
-    let script = std::sync::Arc::new(LimitScript::default());
-    let pool = Pool::builder()
-        .workers(1)
-        .memory("1GiB")
-        .system_monitor(LimitSource(script.clone()))
-        .monitor_config(limits_every_sample())
-        .build()
-        .unwrap();
-    for limit in [512 * MIB, 2048 * MIB] {
-        script.set(Some(limit));
-        assert_eq!(memory(&pool), Some(1024 * MIB), "limit {limit}");
-    }
-}
-
-/// Guards the validation of `Builder::system_monitor`: it switches the
-/// monitor on (so a bad monitor configuration is refused), and contradicts
-/// `monitor(false)`.
-#[test]
-fn a_system_monitor_is_validated_with_the_pool() {
-    let source = || LimitSource(std::sync::Arc::new(LimitScript::default()));
-    let e = Pool::builder()
-        .memory("1GiB")
-        .monitor(false)
-        .system_monitor(source())
-        .build()
-        .unwrap_err();
-    assert!(e.to_string().contains("monitor(false)"), "{e}");
-    let e = Pool::builder()
-        .memory("1GiB")
-        .system_monitor(source())
-        .monitor_config(MonitorConfig::default().with_interval(Duration::ZERO))
-        .build()
-        .unwrap_err();
-    assert!(e.to_string().contains("interval"), "{e}");
-    // Off without a source: the monitor configuration is not used.
-    assert!(
-        Pool::builder()
-            .memory("1GiB")
-            .monitor_config(MonitorConfig::default().with_interval(Duration::ZERO))
-            .build()
-            .is_ok()
-    );
 }

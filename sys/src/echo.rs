@@ -1,7 +1,12 @@
-//! Cutting a text that an error message quotes (an amount that did not
-//! parse, a path, a file's header) to a bounded length. Re-exported as
-//! `respool::limits::{Excerpt, MAX_ECHO}`; it imports nothing of the crate,
-//! so the error types and the stores can all use it.
+//! How respool quotes text in an error message: at most [`MAX_ECHO`] bytes.
+//!
+//! An error that echoes its input (an amount that did not parse, an
+//! environment variable, a path) cuts it to a bounded excerpt, on a
+//! character boundary, followed by an ellipsis and the total length, so that
+//! a megabyte of garbage read from a file or an environment variable never
+//! becomes a megabyte of log line. It lives in the lowest std crate that
+//! echoes input (respool-sys: container limits from the environment);
+//! `respool::limits` re-exports it for the runtime's own errors.
 
 use std::fmt;
 
@@ -18,7 +23,7 @@ pub const MAX_ECHO: usize = 256;
 /// # Examples
 ///
 /// ```
-/// use respool::limits::{Excerpt, MAX_ECHO};
+/// use respool_sys::{Excerpt, MAX_ECHO};
 /// assert_eq!(Excerpt::quoted("12 parsecs").to_string(), "\"12 parsecs\"");
 /// let long = "x".repeat(1 << 20);
 /// let shown = Excerpt::quoted(&long).to_string();
@@ -64,5 +69,33 @@ impl fmt::Display for Excerpt<'_> {
             write!(f, "… ({} bytes in all)", self.text.len())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_cut_on_a_character_boundary() {
+        assert_eq!(Excerpt::plain("abc").to_string(), "abc");
+        assert_eq!(Excerpt::quoted("a\"b").to_string(), "\"a\\\"b\"");
+        let exact = "y".repeat(MAX_ECHO);
+        assert_eq!(Excerpt::plain(&exact).to_string(), exact);
+        // 255 ASCII bytes, then a 3-byte character across the limit.
+        let text = format!("{}€€", "a".repeat(MAX_ECHO - 1));
+        let shown = Excerpt::plain(&text).to_string();
+        assert_eq!(
+            shown,
+            format!(
+                "{}… ({} bytes in all)",
+                "a".repeat(MAX_ECHO - 1),
+                text.len()
+            )
+        );
+        let big = "é".repeat(1 << 19);
+        let shown = Excerpt::quoted(&big).to_string();
+        assert!(shown.len() < MAX_ECHO + 40, "{}", shown.len());
+        assert!(shown.ends_with("… (1048576 bytes in all)"), "{shown}");
     }
 }

@@ -1,4 +1,4 @@
-//! The error type of [`crate::sys`]: what went wrong, and where.
+//! The error type of this crate: what went wrong, and where.
 
 use std::fmt;
 use std::io;

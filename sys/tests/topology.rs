@@ -1,10 +1,11 @@
 //! Placement domains on the machine the tests run on, with and without the
 //! `hwloc` feature, and pinning a thread to each domain.
 
-use respool::Dim;
+use respool_core::Dim;
+use respool_sys::SysRoot;
 #[cfg(target_os = "linux")]
-use respool::sys::pin_current_thread;
-use respool::sys::{DomainKind, SysRoot, Topology, TopologySource, current_thread_cpus};
+use respool_sys::topology::pin_current_thread;
+use respool_sys::topology::{DomainKind, Topology, TopologySource, current_thread_cpus};
 
 #[test]
 fn domains_cover_the_allowed_cpus_once() {

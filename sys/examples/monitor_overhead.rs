@@ -1,7 +1,7 @@
 //! The system monitor's own cost (DESIGN: under 0.1% of one CPU).
 //!
 //! ```text
-//! cargo run --release -p respool --example monitor_overhead -- [seconds] [interval_ms] [ticks]
+//! cargo run --release -p respool-sys --example monitor_overhead -- [seconds] [interval_ms] [ticks]
 //! ```
 //!
 //! 1. Runs the monitor (the platform's default source, every resource) at the
@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use respool::sys::{self, Monitor, MonitorConfig, Resource, ResourceStatus, Sampler};
+use respool_sys::monitor::{Monitor, MonitorConfig, Resource, ResourceStatus, Sampler};
 
 fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
     std::env::args()
@@ -51,7 +51,7 @@ fn percent(part: Duration, whole: Duration) -> f64 {
     part.as_secs_f64() / whole.as_secs_f64() * 100.0
 }
 
-fn main() -> Result<(), sys::SysError> {
+fn main() -> Result<(), respool_sys::SysError> {
     let seconds: u64 = arg(1, 15);
     let interval_ms: u64 = arg(2, 1000);
     let ticks: u32 = arg(3, 2000);
@@ -117,13 +117,13 @@ fn main() -> Result<(), sys::SysError> {
         .iter()
         .filter(|r| sampler.snapshot().status(**r) == ResourceStatus::Ok)
         .count();
-    let before = sys::thread_cpu_time();
+    let before = respool_sys::thread_cpu_time();
     let wall_before = Instant::now();
     for k in 1..=ticks {
         sampler.tick(t0 + interval * k);
     }
     let wall_loop = wall_before.elapsed();
-    if let (Some(b), Some(a)) = (before, sys::thread_cpu_time()) {
+    if let (Some(b), Some(a)) = (before, respool_sys::thread_cpu_time()) {
         let per = (a - b) / ticks;
         println!(
             "{ticks} back-to-back samples ({active} resources each): {:.1} us CPU per sample ({:.1} us wall)",
@@ -156,11 +156,11 @@ fn main() -> Result<(), sys::SysError> {
             continue;
         }
         let n = (ticks / 4).max(1);
-        if let Some(b) = sys::thread_cpu_time() {
+        if let Some(b) = respool_sys::thread_cpu_time() {
             for k in 1..=n {
                 sampler.tick(t0 + interval * k);
             }
-            if let Some(a) = sys::thread_cpu_time() {
+            if let Some(a) = respool_sys::thread_cpu_time() {
                 println!(
                     "  {:<17} {:.1} us CPU per reading",
                     r.name(),
@@ -173,11 +173,11 @@ fn main() -> Result<(), sys::SysError> {
 }
 
 #[cfg(target_os = "linux")]
-fn sys_default_source() -> sys::ProcfsMonitor {
-    sys::ProcfsMonitor::new(&sys::SysRoot::host())
+fn sys_default_source() -> respool_sys::monitor::ProcfsMonitor {
+    respool_sys::monitor::ProcfsMonitor::new(&respool_sys::SysRoot::host())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn sys_default_source() -> sys::SysinfoMonitor {
-    sys::SysinfoMonitor::new()
+fn sys_default_source() -> respool_sys::monitor::SysinfoMonitor {
+    respool_sys::monitor::SysinfoMonitor::new()
 }

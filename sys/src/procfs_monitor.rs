@@ -5,17 +5,17 @@ use std::time::Instant;
 
 use respool_core::Ppm;
 
-use super::cgroup::{CgroupFiles, CgroupLayout};
-use super::monitor::{
+use crate::cgroup::{CgroupFiles, CgroupLayout};
+use crate::monitor::{
     ContainerLimitsReading, ContainerReading, CpuReading, DiskReading, MemoryReading,
     NetworkReading, PressureReading, Resource, Snapshot, SystemMonitor,
 };
-use super::parse::{ProcFile, READ_BUF};
-use super::procfs::{
+use crate::parse::{ProcFile, READ_BUF};
+use crate::procfs::{
     self, CpuTimes, DiskStatsParser, DiskTotals, MemInfoParser, NetDevParser, NetTotals, Psi,
     PsiParser, StatParser,
 };
-use super::{SysError, SysRoot};
+use crate::{SysError, SysRoot};
 
 /// Reads `/proc/stat`, `/proc/meminfo`, `/proc/pressure/*`,
 /// `/proc/diskstats`, `/proc/net/dev` and the process's cgroup files.
@@ -34,7 +34,8 @@ use super::{SysError, SysRoot};
 ///
 /// ```
 /// use std::time::Instant;
-/// use respool::sys::{ProcfsMonitor, Resource, Snapshot, SysRoot, SystemMonitor};
+/// use respool_sys::SysRoot;
+/// use respool_sys::monitor::{ProcfsMonitor, Resource, Snapshot, SystemMonitor};
 ///
 /// let mut source = ProcfsMonitor::new(&SysRoot::host());
 /// let mut snapshot = Snapshot::default();

@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use respool::sys::{
-    Monitor, MonitorConfig, ProcfsMonitor, Resource, ResourceStatus, Sampler, SysRoot,
+use respool_sys::SysRoot;
+use respool_sys::monitor::{
+    Monitor, MonitorConfig, ProcfsMonitor, Resource, ResourceStatus, Sampler,
 };
 
 struct Counting;

@@ -17,7 +17,7 @@ use std::fmt;
 
 use respool_core::{Dim, Ppm, Resources};
 
-use super::topology::{DomainInfo, DomainKind};
+use crate::topology::{DomainInfo, DomainKind};
 
 /// One GPU.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,8 +114,8 @@ pub trait GpuBackend {
 /// # Examples
 ///
 /// ```
-/// use respool::Dim;
-/// use respool::sys::GpuInventory;
+/// use respool_core::Dim;
+/// use respool_sys::gpu::GpuInventory;
 /// let gpus = GpuInventory::detect();
 /// if gpus.devices.is_empty() {
 ///     // Zero GPU capacity, and the reason.

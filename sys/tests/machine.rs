@@ -7,8 +7,11 @@
 
 use std::path::Path;
 
-use respool::Dim;
-use respool::sys::{self, CgroupVersion, Headroom, MachineCapacity, Source, SysRoot, Topology};
+use respool_core::Dim;
+use respool_sys::SysRoot;
+use respool_sys::cgroup::CgroupVersion;
+use respool_sys::container::{Headroom, MachineCapacity, Source};
+use respool_sys::topology::Topology;
 
 fn read(path: &Path) -> Option<String> {
     std::fs::read_to_string(path)
@@ -110,7 +113,7 @@ fn compare_with_std_and_raw_files() {
             }
         }
     }
-    let threads_cpus = sys::current_thread_cpus().unwrap();
+    let threads_cpus = respool_sys::topology::current_thread_cpus().unwrap();
     println!("sched_getaffinity (this thread): {threads_cpus:?}");
     let d = cap.default_capacity(&Headroom::DEFAULT);
     println!(
@@ -154,7 +157,7 @@ fn compare_with_std_and_raw_files() {
 
 #[test]
 fn layout_matches_proc_self_cgroup() {
-    let layout = respool::sys::CgroupLayout::discover(&SysRoot::host());
+    let layout = respool_sys::cgroup::CgroupLayout::discover(&SysRoot::host());
     let text = read(Path::new("/proc/self/cgroup")).unwrap_or_default();
     for dir in [&layout.cpu, &layout.memory].into_iter().flatten() {
         // The group path respool uses is one of the lines of the file, and

@@ -1,31 +1,46 @@
-//! What the machine and the container offer, and what is in use.
+//! # respool-sys
 //!
-//! This module measures the machine and the container respool runs in, so the
+//! What the machine and the container offer, and what is in use: the
+//! platform readings of [respool](https://github.com/respool/respool), a
+//! task pool that knows what its tasks cost. It depends on `respool-core`
+//! (the resource model) and nothing else of respool; the `respool` crate
+//! builds its pool on it and re-exports what a pool's user configures as
+//! `respool::sys`.
+//!
+//! This crate measures the machine and the container respool runs in, so the
 //! pool can size itself and follow reality (DESIGN, "Measurement"):
 //!
-//! - **Capacity** ([`MachineCapacity`], [`default_capacity`]): CPUs and memory
-//!   of the machine, cgroup v1/v2 limits taken as the tightest over every
-//!   ancestor group ([`CgroupLayout`]), the Kubernetes Downward API, and
-//!   manual overrides; each figure says where it came from. The pool's
-//!   default capacity is `min(machine, container, override) - headroom`, with
-//!   a container-aware worker count.
-//! - **Live readings** ([`Monitor`]): one background thread samples CPU,
+//! - **Capacity** ([`container`]: [`MachineCapacity`](container::MachineCapacity),
+//!   [`default_capacity`](container::default_capacity)): CPUs and memory of
+//!   the machine, cgroup v1/v2 limits taken as the tightest over every
+//!   ancestor group ([`cgroup`]), the Kubernetes Downward API, and manual
+//!   overrides; each figure says where it came from. The pool's default
+//!   capacity is `min(machine, container, override) - headroom`, with a
+//!   container-aware worker count.
+//! - **Live readings** ([`monitor`]): one background thread samples CPU,
 //!   memory, pressure (PSI), disk, network and the cgroup's usage and limits
 //!   at a fixed interval (1 s by default), caches them per resource, backs off
 //!   after failures, and calls subscribers after every sample. Parsing does
 //!   not allocate.
-//! - **Placement domains** ([`Topology`]): NUMA nodes through hwloc (feature
+//! - **Placement domains** ([`topology`]): NUMA nodes through hwloc (feature
 //!   `hwloc`), else the machine as one domain; GPUs through NVML (feature
-//!   `nvml`, [`GpuInventory`]), else zero GPU capacity with a reason.
+//!   `nvml`, [`gpu`]), else zero GPU capacity with a reason.
+//!
+//! Each item has one path: the areas are modules, and only what they share
+//! ([`SysRoot`], [`SysError`], [`thread_cpu_time`], [`Excerpt`]) is at the
+//! root. The parsers of procfs and cgroup files are private.
 //!
 //! # What the pool calls
 //!
 //! ```
 //! use std::time::Duration;
-//! use respool::sys::{self, GpuInventory, Monitor, MonitorConfig, Topology};
+//! use respool_sys::container::default_capacity;
+//! use respool_sys::gpu::GpuInventory;
+//! use respool_sys::monitor::{Monitor, MonitorConfig};
+//! use respool_sys::topology::Topology;
 //!
 //! // Capacity and worker count.
-//! let defaults = sys::default_capacity();
+//! let defaults = default_capacity();
 //! let gpus = GpuInventory::detect();
 //! let capacity = defaults.capacity.or(&gpus.capacity());
 //! // Placement domains (NUMA nodes or the machine, then GPUs).
@@ -36,7 +51,7 @@
 //!     let _in_use = snapshot.measured_usage(); // -> tracker's external usage
 //! });
 //! # let _ = (capacity, topology, defaults.workers);
-//! # Ok::<(), sys::SysError>(())
+//! # Ok::<(), respool_sys::SysError>(())
 //! ```
 //!
 //! # Platforms
@@ -49,14 +64,16 @@
 
 pub mod cgroup;
 pub mod container;
-mod error;
 pub mod gpu;
 pub mod monitor;
+pub mod topology;
+
+mod echo;
+mod error;
 mod parse;
-pub mod procfs;
+mod procfs;
 mod procfs_monitor;
 mod quantity;
-pub mod topology;
 
 #[cfg(any(not(target_os = "linux"), test))]
 mod portable;
@@ -64,30 +81,8 @@ mod portable;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use cgroup::{
-    CgroupFinding, CgroupLayout, CgroupLimits, CgroupMode, CgroupVersion, ControllerDir,
-    UNLIMITED_FROM, quota_to_millicores,
-};
-pub use container::{
-    DefaultCapacity, DetectOptions, DownwardApiConfig, EnvSource, Environment, Figure, Headroom,
-    MachineCapacity, MachineInfo, Overrides, Source, default_capacity,
-};
+pub use echo::{Excerpt, MAX_ECHO};
 pub use error::SysError;
-#[cfg(feature = "nvml")]
-pub use gpu::NvmlBackend;
-pub use gpu::{GpuBackend, GpuDevice, GpuError, GpuInventory, GpuUsage};
-pub use monitor::{
-    ContainerLimitsReading, ContainerReading, CpuReading, DiskReading, MemoryReading, Monitor,
-    MonitorConfig, MonitorStats, NetworkReading, PressureReading, Resource, ResourceStatus,
-    Sampler, Snapshot, SubscriptionId, SystemMonitor, Tick,
-};
-#[cfg(not(target_os = "linux"))]
-pub use portable::SysinfoMonitor;
-pub use procfs::{CpuTimes, DiskTotals, MemInfo, NetTotals, Psi, PsiLine};
-pub use procfs_monitor::ProcfsMonitor;
-pub use topology::{
-    DomainInfo, DomainKind, Topology, TopologySource, current_thread_cpus, pin_current_thread,
-};
 
 /// Where the files respool reads are: a file-system root and a `/proc`.
 ///
@@ -100,7 +95,7 @@ pub use topology::{
 ///
 /// ```
 /// use std::path::Path;
-/// use respool::sys::SysRoot;
+/// use respool_sys::SysRoot;
 /// let root = SysRoot::at("tests/fixtures/cgroup/v2_leaf_limit");
 /// assert_eq!(root.proc(), Path::new("tests/fixtures/cgroup/v2_leaf_limit/proc"));
 /// assert_eq!(
@@ -164,18 +159,6 @@ impl SysRoot {
     }
 }
 
-/// This platform's default monitor source.
-pub(crate) fn platform_monitor() -> Box<dyn SystemMonitor> {
-    #[cfg(target_os = "linux")]
-    {
-        Box::new(ProcfsMonitor::new(&SysRoot::host()))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        Box::new(portable::SysinfoMonitor::new())
-    }
-}
-
 /// Machine CPUs and memory when procfs cannot be read: `sysinfo` on other
 /// platforms, `available_parallelism` alone on Linux. Returns the figures and
 /// a note saying what was used.
@@ -203,7 +186,7 @@ pub(crate) fn fallback_machine() -> (usize, Option<u64>, String) {
 /// # Examples
 ///
 /// ```
-/// let t = respool::sys::thread_cpu_time();
+/// let t = respool_sys::thread_cpu_time();
 /// assert!(t.is_some() || !cfg!(target_os = "linux"));
 /// ```
 #[must_use]

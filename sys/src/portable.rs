@@ -13,11 +13,11 @@ use std::time::Instant;
 
 use respool_core::Ppm;
 
-use super::SysError;
-use super::monitor::{
+use crate::SysError;
+use crate::monitor::{
     CpuReading, MemoryReading, NetworkReading, Resource, Snapshot, SystemMonitor,
 };
-use super::procfs::{CpuTimes, NetTotals};
+use crate::procfs::{CpuTimes, NetTotals};
 
 /// A [`SystemMonitor`] backed by `sysinfo`.
 pub struct SysinfoMonitor {

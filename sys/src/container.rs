@@ -6,7 +6,7 @@
 //! | source          | CPU                                              | memory                        |
 //! |-----------------|--------------------------------------------------|-------------------------------|
 //! | machine         | CPUs this process may run on (`Cpus_allowed_list` in `/proc/self/status`: affinity and cpuset), else CPUs online | `MemTotal` of `/proc/meminfo` |
-//! | cgroup v1 / v2  | tightest quota over the group and its ancestors ([`crate::sys::CgroupLayout`]) | tightest `memory.max` / `memory.limit_in_bytes` |
+//! | cgroup v1 / v2  | tightest quota over the group and its ancestors ([`CgroupLayout`]) | tightest `memory.max` / `memory.limit_in_bytes` |
 //! | Downward API    | `<dir>/limits.cpu` or `<dir>/cpu_limit`; env `CPU_LIMIT` (Kubernetes only) | `<dir>/limits.memory`, `<dir>/mem_limit` or `<dir>/memory_limit`; env `MEMORY_LIMIT` (Kubernetes only) |
 //! | override        | [`Overrides::cpu_millicores`], else env `RESPOOL_CPU_LIMIT` | [`Overrides::memory_bytes`], else env `RESPOOL_MEMORY_LIMIT` |
 //!
@@ -38,7 +38,7 @@
 //! # Examples
 //!
 //! ```
-//! use respool::sys::{Headroom, MachineCapacity};
+//! use respool_sys::container::{Headroom, MachineCapacity};
 //! let detected = MachineCapacity::detect_host();
 //! println!("{}", detected.explain());
 //! let defaults = detected.default_capacity(&Headroom::DEFAULT);
@@ -51,13 +51,13 @@ use std::path::PathBuf;
 
 use respool_core::{Dim, Ppm, Resources};
 
-use crate::excerpt::Excerpt;
+use crate::Excerpt;
 
-use super::cgroup::{CgroupFinding, CgroupLayout, CgroupLimits, CgroupVersion};
-use super::parse::{self, parse_u64};
-use super::procfs::{self, MemInfoParser, StatParser};
-use super::quantity::{parse_cpu_millicores, parse_memory_bytes};
-use super::{SysError, SysRoot};
+use crate::cgroup::{CgroupFinding, CgroupLayout, CgroupLimits, CgroupVersion};
+use crate::parse::{self, parse_u64};
+use crate::procfs::{self, MemInfoParser, StatParser};
+use crate::quantity::{parse_cpu_millicores, parse_memory_bytes};
+use crate::{SysError, SysRoot};
 
 /// Where a figure comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -492,8 +492,8 @@ impl MachineCapacity {
     /// # Examples
     ///
     /// ```
-    /// use respool::Dim;
-    /// use respool::sys::{Headroom, MachineCapacity};
+    /// use respool_core::Dim;
+    /// use respool_sys::container::{Headroom, MachineCapacity};
     /// let d = MachineCapacity::detect_host().default_capacity(&Headroom::DEFAULT);
     /// assert_eq!(d.headroom.get(Dim::Cpu), Some(0));
     /// assert!(d.capacity.get(Dim::Cpu).unwrap() >= 1000 || d.workers == 1);
@@ -638,7 +638,7 @@ pub(crate) fn machine_info(root: &SysRoot, notes: &mut Vec<String>) -> MachineIn
         }
     };
     let (fallback_cpus, fallback_memory) = if online.is_none() || memory.is_none() {
-        let (c, m, note) = super::fallback_machine();
+        let (c, m, note) = crate::fallback_machine();
         notes.push(note);
         (c, m)
     } else {

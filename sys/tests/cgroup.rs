@@ -6,10 +6,11 @@
 
 use std::path::PathBuf;
 
-use respool::Dim;
-use respool::sys::{
-    CgroupMode, CgroupVersion, DetectOptions, DownwardApiConfig, EnvSource, Headroom,
-    MachineCapacity, Overrides, Source, SysRoot,
+use respool_core::Dim;
+use respool_sys::SysRoot;
+use respool_sys::cgroup::{CgroupMode, CgroupVersion};
+use respool_sys::container::{
+    DetectOptions, DownwardApiConfig, EnvSource, Headroom, MachineCapacity, Overrides, Source,
 };
 
 const GIB: u64 = 1 << 30;
@@ -438,7 +439,7 @@ fn default_capacity_applies_headroom() {
     // more than half a dimension.
     let h = Headroom {
         cpu_millicores: 1000,
-        memory_fraction: respool::Ppm::from_percent(90),
+        memory_fraction: respool_core::Ppm::from_percent(90),
         memory_min_bytes: 0,
     };
     let d = cap.default_capacity(&h);

@@ -4,7 +4,7 @@
 //! caller-provided buffer (the sampler owns one buffer for all files), handing
 //! complete lines to a callback. Lines are parsed as byte slices with the
 //! helpers below; nothing allocates on the success path, which the
-//! `sys_alloc` integration test checks with a counting global allocator.
+//! `alloc` integration test checks with a counting global allocator.
 //!
 //! The reader works chunk by chunk, so a file may be larger than the buffer.
 //! A single line longer than the buffer (the `intr` line of `/proc/stat` on a
@@ -17,7 +17,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use super::SysError;
+use crate::SysError;
 
 /// Size of the read buffer a sampler allocates once (8 KiB: `/proc/stat` of a
 /// 64-CPU machine without its `intr` line, or about 60 lines of diskstats).

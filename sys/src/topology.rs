@@ -1,5 +1,5 @@
 //! Placement domains: NUMA nodes (through hwloc, cargo feature `hwloc`), the
-//! whole machine as one domain otherwise, and GPUs (see [`crate::sys::gpu`]).
+//! whole machine as one domain otherwise, and GPUs (see [`crate::gpu`]).
 //!
 //! [`Topology`] is plain data, available with or without the feature, so the
 //! pool can consume it unconditionally. With the feature, [`Topology::detect`]
@@ -15,9 +15,9 @@
 
 use respool_core::{Dim, Resources};
 
-use super::container::MachineInfo;
-use super::gpu::GpuInventory;
-use super::{SysError, SysRoot};
+use crate::container::MachineInfo;
+use crate::gpu::GpuInventory;
+use crate::{SysError, SysRoot};
 
 /// What a placement domain is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,7 +45,7 @@ pub struct DomainInfo {
     /// Memory of the domain in bytes (node-local RAM, or GPU memory). For
     /// NUMA nodes this is what the node reports, which on some virtual
     /// machines is less than `MemTotal`; size the pool's memory from
-    /// [`crate::sys::MachineCapacity`], not from the sum of the nodes.
+    /// [`MachineCapacity`](crate::container::MachineCapacity), not from the sum of the nodes.
     pub memory_bytes: Option<u64>,
     /// Whole GPUs in the domain (1 for a GPU domain, 0 otherwise).
     pub gpus: u64,
@@ -60,8 +60,8 @@ impl DomainInfo {
     /// # Examples
     ///
     /// ```
-    /// use respool::Dim;
-    /// use respool::sys::Topology;
+    /// use respool_core::Dim;
+    /// use respool_sys::topology::Topology;
     /// let topology = Topology::detect();
     /// let total: u64 = topology.domains.iter().map(|d| d.capacity().amount(Dim::Cpu)).sum();
     /// assert!(total >= 1000);
@@ -135,7 +135,7 @@ impl Topology {
     #[must_use]
     pub fn fallback(root: &SysRoot, reason: impl Into<String>) -> Topology {
         let mut notes = Vec::new();
-        let m: MachineInfo = super::container::machine_info(root, &mut notes);
+        let m: MachineInfo = crate::container::machine_info(root, &mut notes);
         let mut reason = reason.into();
         for n in notes {
             reason.push_str("; ");
@@ -243,7 +243,7 @@ impl Topology {
 /// # Examples
 ///
 /// ```
-/// use respool::sys::{Topology, pin_current_thread};
+/// use respool_sys::topology::{Topology, pin_current_thread};
 /// let topology = Topology::detect();
 /// let domain = &topology.domains[0];
 /// std::thread::spawn({

@@ -48,13 +48,13 @@
 
 use std::path::{Path, PathBuf};
 
-use super::SysError;
-use super::SysRoot;
-use super::parse::{self, ProcFile, fields, parse_i64, parse_u64};
-use super::procfs::{self, KeyParser, Psi, PsiParser};
+use crate::SysError;
+use crate::SysRoot;
+use crate::parse::{self, ProcFile, fields, parse_i64, parse_u64};
+use crate::procfs::{self, KeyParser, Psi, PsiParser};
 
 /// Values from this one up (2^62 = 4 EiB) mean "no memory limit".
-pub const UNLIMITED_FROM: u64 = 1 << 62;
+pub(crate) const UNLIMITED_FROM: u64 = 1 << 62;
 
 /// A cgroup hierarchy version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,7 +126,8 @@ impl ControllerDir {
 /// # Examples
 ///
 /// ```
-/// use respool::sys::{CgroupLayout, SysRoot};
+/// use respool_sys::SysRoot;
+/// use respool_sys::cgroup::CgroupLayout;
 /// let layout = CgroupLayout::discover(&SysRoot::host());
 /// if let Some(memory) = &layout.memory {
 ///     println!("memory group: {}", memory.leaf().display());
@@ -517,7 +518,7 @@ fn tightest(
 /// CPU quota in microseconds per period to millicores, rounded down but at
 /// least 1 for a positive quota. `None` for a zero period.
 #[must_use]
-pub fn quota_to_millicores(quota_us: u64, period_us: u64) -> Option<u64> {
+pub(crate) fn quota_to_millicores(quota_us: u64, period_us: u64) -> Option<u64> {
     if period_us == 0 {
         return None;
     }
