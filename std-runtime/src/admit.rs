@@ -17,11 +17,25 @@ use respool_core::admission::{Policy, RejectReason, Urgency};
 use crate::engine::{GateGuard, Shared};
 use crate::error::SubmitError;
 use crate::job::Job;
+use crate::observe::EventKind;
 use crate::scheduler::{
     Decision, Dispatched, Pending, Resolved, SchedState, Scheduler, queue_priority,
 };
+use crate::scheduler::{Ending, Wait};
 use crate::sync::lock;
 use crate::work::{Description, Work};
+
+/// Failed memory readings in a row after which external usage is cleared.
+const STALE_SAMPLES: u32 = 3;
+
+/// Sends the refused tasks' terminal events, then drops them (outside every
+/// lock: dropping a task runs user code).
+fn drop_refused(dropped: Vec<(Work, Ending)>) {
+    for (work, ending) in dropped {
+        ending.report(&work);
+        drop(work);
+    }
+}
 
 impl Shared {
     /// The resource-aware path (see the [module documentation](self)).
@@ -48,8 +62,18 @@ impl Shared {
         desc: Box<Description>,
         internal: bool,
     ) -> Result<(), SubmitError> {
+        // An attempt of a retrying task (internal) was submitted once.
+        if let Some(o) = desc.observed.as_ref().filter(|_| !internal) {
+            o.emit(EventKind::Submitted {
+                requirements: &desc.request,
+            });
+        }
         if !self.gate.enter(|| internal || self.on_own_worker()) {
-            return Err(SubmitError::ShutDown);
+            let error = SubmitError::ShutDown;
+            if let Some(o) = &desc.observed {
+                o.end(EventKind::Refused { error: &error });
+            }
+            return Err(error);
         }
         let _g = GateGuard(&self.gate);
         self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
@@ -124,8 +148,8 @@ impl Shared {
                 Ok(())
             }
             Decision::Refuse(reason) => Err(self.refused_at_submit(reason, None)),
-            Decision::Wait { state, admit_by } => {
-                self.defer(state, job(false), make(), admit_by, started, true)
+            Decision::Wait { state, wait } => {
+                self.defer(state, job(false), make(), wait, started, true)
             }
         }
     }
@@ -145,10 +169,14 @@ impl Shared {
                 self.admit(job, desc, held, started);
                 Ok(())
             }
-            Decision::Refuse(reason) => Err(self.refused_at_submit(reason, desc.class.as_ref())),
-            Decision::Wait { state, admit_by } => {
-                self.defer(state, job, desc, admit_by, started, block)
+            Decision::Refuse(reason) => {
+                let error = self.refused_at_submit(reason, desc.class.as_ref());
+                if let Some(o) = &desc.observed {
+                    o.end(EventKind::Refused { error: &error });
+                }
+                Err(error)
             }
+            Decision::Wait { state, wait } => self.defer(state, job, desc, wait, started, block),
         }
     }
 
@@ -175,6 +203,12 @@ impl Shared {
         started: Option<Instant>,
     ) {
         desc.held = held;
+        if let Some(o) = &desc.observed {
+            let reservation = desc.held.as_ref().map_or(Resources::NONE, |h| *h.held());
+            o.emit(EventKind::Admitted {
+                reservation: &reservation,
+            });
+        }
         if let Some(t) = started {
             self.metrics.schedule.record(t.elapsed());
         }
@@ -205,11 +239,23 @@ impl Shared {
         mut g: MutexGuard<'a, SchedState>,
         job: crate::job::Job,
         desc: Box<Description>,
-        admit_by: Option<u64>,
+        wait: Wait,
         started: Option<Instant>,
         block: bool,
     ) -> Result<(), SubmitError> {
+        let Wait {
+            admit_by,
+            shortfall,
+        } = wait;
         let res = &self.sched;
+        if let Some(o) = desc.observed.clone() {
+            // The observer is called outside the lock; the state is looked
+            // at again below (room, fits now), so nothing decided under it
+            // goes stale.
+            drop(g);
+            o.emit(EventKind::Deferred { shortfall });
+            g = lock(&res.state);
+        }
         if let Some(high) = self.config.backpressure.filter(|_| block) {
             if g.waitq.len() >= high && !self.on_own_worker() {
                 let waited = res.wait_for_room(
@@ -225,6 +271,9 @@ impl Shared {
                     Err(e) => {
                         // Refused while waiting for room: the job is
                         // dropped (outside the lock) before returning.
+                        if let Some(o) = &desc.observed {
+                            o.end(EventKind::Refused { error: &e });
+                        }
                         drop((job, desc));
                         return Err(e);
                     }
@@ -285,10 +334,20 @@ impl Shared {
             // The job is dropped (running user code, such as a C `destroy`,
             // which may call back into the pool) outside the lock.
             drop(g);
-            drop(refused);
-            return Err(SubmitError::QueueFull {
+            let error = SubmitError::QueueFull {
                 retry_after: res.admission.retry_after_ns().map(Duration::from_nanos),
-            });
+            };
+            if let Some(o) = refused
+                .item
+                .work
+                .desc
+                .as_ref()
+                .and_then(|d| d.observed.as_ref())
+            {
+                o.end(EventKind::Refused { error: &error });
+            }
+            drop(refused);
+            return Err(error);
         }
         tracing::debug!(target: "respool::task", class = ?class, "deferred");
         let first = g.waitq.len() == 1;
@@ -386,6 +445,9 @@ impl Shared {
             Resolved::Refused(error, task) => {
                 // The job is dropped (a C task's `destroy` runs) before the
                 // error is returned.
+                if let Some(o) = task.desc.as_ref().and_then(|d| d.observed.as_ref()) {
+                    o.end(EventKind::Refused { error: &error });
+                }
                 drop(task);
                 Err(error)
             }
@@ -399,9 +461,17 @@ impl Shared {
             self.timer.cancel(id);
         }
         for p in d.admitted {
+            if let Some(desc) = p.work.desc.as_ref() {
+                if let Some(o) = &desc.observed {
+                    let reservation = desc.held.as_ref().map_or(Resources::NONE, |h| *h.held());
+                    o.emit(EventKind::Admitted {
+                        reservation: &reservation,
+                    });
+                }
+            }
             self.enqueue(p.work);
         }
-        drop(d.dropped);
+        drop_refused(d.dropped);
     }
 
     /// Admits waiting tasks that fit now.
@@ -437,7 +507,55 @@ impl Shared {
             // dispatch in the gate and gone to sleep: let it look again.
             self.sleepers.notify_all();
         }
-        drop(dropped);
+        drop_refused(dropped);
+    }
+
+    /// One monitor sample: memory in use but not reserved becomes external
+    /// usage (lowering the effective capacity), and a changed container
+    /// memory limit becomes the new capacity.
+    pub(crate) fn on_sample(&self, snap: &crate::sys::Snapshot) {
+        use respool_core::Dim;
+        let tracker = &self.sched.tracker;
+        if !tracker.tracked().contains(Dim::Memory) {
+            return;
+        }
+        if self.config.follow_container_limit {
+            if let Some(limit) = snap.container_limits.and_then(|l| l.memory_bytes) {
+                if tracker.capacity().get(Dim::Memory) != Some(limit) {
+                    let _ =
+                        tracker.set_capacity(&Resources::NONE.with_saturating(Dim::Memory, limit));
+                    tracing::info!(target: "respool::sys", limit, "container memory limit changed");
+                    self.capacity_changed();
+                }
+            }
+        }
+        use crate::sys::{Resource, ResourceStatus};
+        let source = if snap.container.is_some() {
+            Resource::Container
+        } else {
+            Resource::Memory
+        };
+        match snap.status(source) {
+            ResourceStatus::Ok => {
+                if let Some(used) = snap.measured_usage().get(Dim::Memory) {
+                    let reserved = tracker.reserved().amount(Dim::Memory);
+                    let external = used.saturating_sub(reserved);
+                    let _ = tracker
+                        .set_external(&Resources::NONE.with_saturating(Dim::Memory, external));
+                }
+            }
+            // A stale reading keeps lowering capacity for a few intervals
+            // (safe), then is dropped so that it cannot hold tasks back forever.
+            ResourceStatus::Failing { consecutive }
+                if consecutive >= STALE_SAMPLES && tracker.external().amount(Dim::Memory) != 0 =>
+            {
+                tracing::warn!(target: "respool::sys", ?source, consecutive,
+                    "memory readings keep failing: external usage is no longer followed");
+                let _ = tracker.set_external(&Resources::NONE.with_saturating(Dim::Memory, 0));
+            }
+            _ => {}
+        }
+        self.dispatch();
     }
 
     /// Nanoseconds of the pool clock at `at`.

@@ -64,6 +64,7 @@ pub struct Builder {
     pin_workers: Option<bool>,
     /// Dimensions admitted as hard reservations.
     hard: DimSet,
+    observer: Option<std::sync::Arc<dyn crate::observe::Observer>>,
     error: Option<BuildError>,
 }
 
@@ -109,6 +110,7 @@ impl Builder {
             weights: respool_core::queue::Weights::default(),
             pin_workers: None,
             hard: DimSet::INCOMPRESSIBLE,
+            observer: None,
             error: None,
         }
     }
@@ -502,6 +504,42 @@ impl Builder {
         self
     }
 
+    /// Sends every task's lifecycle events, and the pool's capacity
+    /// changes, to `observer` (see [`crate::observe`]): submitted, deferred
+    /// (with the dimension that blocks and by how much), admitted, refused,
+    /// started, finished, panicked, cancelled, timed out, retried,
+    /// reservation grown, profile updated, capacity changed. Without one
+    /// (the default) no event is built. With one, every task takes the
+    /// described path, so that it has an id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use respool::observe::{Event, Observer};
+    /// use respool::Pool;
+    ///
+    /// /// Keeps the name of every event.
+    /// #[derive(Default)]
+    /// struct Log(Mutex<Vec<&'static str>>);
+    /// impl Observer for Log {
+    ///     fn on_event(&self, e: &Event<'_>) {
+    ///         self.0.lock().unwrap().push(e.kind.name());
+    ///     }
+    /// }
+    ///
+    /// let log = Arc::new(Log::default());
+    /// let pool = Pool::builder().workers(1).memory("1GiB").observer(log.clone()).build()?;
+    /// pool.task().memory("1MiB").spawn(|_| ())?.join()?;
+    /// pool.shutdown();
+    /// assert_eq!(*log.0.lock().unwrap(), ["submitted", "admitted", "started", "finished"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn observer(mut self, observer: impl crate::observe::Observer) -> Self {
+        self.observer = Some(std::sync::Arc::new(observer));
+        self
+    }
+
     /// Admits `dim` as a hard reservation, like memory.
     ///
     /// By default only the incompressible dimensions are hard (memory, GPU
@@ -713,6 +751,7 @@ impl Builder {
             weights: self.weights,
             pin_workers,
             hard: self.hard,
+            observer: self.observer,
         })
     }
 }

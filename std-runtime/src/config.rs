@@ -53,6 +53,8 @@ pub(crate) struct Config {
     /// Dimensions admitted as hard reservations (see `Builder::hard`); the
     /// others are soft.
     pub(crate) hard: respool_core::DimSet,
+    /// Receives every task's events (see `crate::observe`).
+    pub(crate) observer: Option<Arc<dyn crate::observe::Observer>>,
 }
 
 impl fmt::Debug for Config {

@@ -24,9 +24,6 @@ use crate::sync::lock;
 use crate::timer::Timer;
 use crate::work::{Unstarted, Work};
 
-/// Failed memory readings in a row after which external usage is cleared.
-const STALE_SAMPLES: u32 = 3;
-
 thread_local! {
     /// `(pool id, worker index)` of the pool worker running on this thread.
     pub(crate) static WORKER: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
@@ -168,6 +165,8 @@ pub(crate) struct Shared {
     pub(crate) logs: Box<[crossbeam_utils::CachePadded<respool_core::ReleaseLog>]>,
     /// Profiles were saved at shutdown (only the first shutdown saves).
     pub(crate) saved: AtomicBool,
+    /// The last task id handed out (only with an observer).
+    pub(crate) task_ids: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -227,6 +226,9 @@ impl Shared {
         let class = t.desc.as_ref().and_then(|e| e.class.clone());
         if let Some(desc) = t.desc.as_mut() {
             self.sched.release(desc);
+            if let Some(o) = &desc.observed {
+                o.end(crate::observe::EventKind::NotRun);
+            }
         }
         if let Some(packed) = t.packed.take() {
             let _ = packed.reservation.unpack().release(&self.sched.tracker);
@@ -247,12 +249,73 @@ impl Shared {
         let _g = GateGuard(&self.gate);
         self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "respool::task", "queued");
+        // With an observer a plain task carries a description, for its id.
+        let desc = self
+            .config
+            .observer
+            .is_some()
+            .then(|| self.observed_plain());
         self.push_shared(Work {
             job,
-            desc: None,
+            desc,
             packed: None,
         });
         Ok(())
+    }
+
+    /// The description of an observed plain task (no requirement), its
+    /// submission and admission sent.
+    #[cold]
+    fn observed_plain(&self) -> Box<crate::work::Description> {
+        let mut desc = crate::work::cache::take();
+        desc.request = Resources::NONE;
+        desc.submitted = None;
+        desc.observed = self.observed(None);
+        if let Some(o) = &desc.observed {
+            o.emit(crate::observe::EventKind::Submitted {
+                requirements: &Resources::NONE,
+            });
+            o.emit(crate::observe::EventKind::Admitted {
+                reservation: &Resources::NONE,
+            });
+        }
+        desc
+    }
+
+    /// A new task's id and observer bookkeeping; `None` without an
+    /// observer (nothing is counted then).
+    #[inline]
+    pub(crate) fn observed(
+        &self,
+        class: Option<&Arc<str>>,
+    ) -> Option<Arc<crate::observe::Observed>> {
+        let observer = self.config.observer.as_ref()?;
+        let id = self.task_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        Some(Arc::new(crate::observe::Observed::new(
+            id,
+            class.cloned(),
+            observer.clone(),
+            self.epoch,
+        )))
+    }
+
+    /// Sends an event of the pool itself to the observer, if there is one.
+    pub(crate) fn pool_event(&self, kind: crate::observe::EventKind<'_>) {
+        if let Some(o) = &self.config.observer {
+            crate::observe::pool_event(o, self.epoch, kind);
+        }
+    }
+
+    /// Sends `CapacityChanged` with the tracker's capacities now.
+    pub(crate) fn capacity_changed(&self) {
+        if self.config.observer.is_some() {
+            let capacity = self.sched.tracker.capacity();
+            let effective = self.sched.tracker.effective_capacity();
+            self.pool_event(crate::observe::EventKind::CapacityChanged {
+                capacity: &capacity,
+                effective: &effective,
+            });
+        }
     }
 
     pub(crate) fn weak_self(&self) -> Weak<Shared> {
@@ -363,52 +426,5 @@ impl Shared {
         for log in self.logs.iter() {
             let _ = log.give_back(&self.sched.tracker);
         }
-    }
-
-    /// One monitor sample: memory in use but not reserved becomes external
-    /// usage (lowering the effective capacity), and a changed container
-    /// memory limit becomes the new capacity.
-    pub(crate) fn on_sample(&self, snap: &crate::sys::Snapshot) {
-        use respool_core::Dim;
-        let tracker = &self.sched.tracker;
-        if !tracker.tracked().contains(Dim::Memory) {
-            return;
-        }
-        if self.config.follow_container_limit {
-            if let Some(limit) = snap.container_limits.and_then(|l| l.memory_bytes) {
-                if tracker.capacity().get(Dim::Memory) != Some(limit) {
-                    let _ =
-                        tracker.set_capacity(&Resources::NONE.with_saturating(Dim::Memory, limit));
-                    tracing::info!(target: "respool::sys", limit, "container memory limit changed");
-                }
-            }
-        }
-        use crate::sys::{Resource, ResourceStatus};
-        let source = if snap.container.is_some() {
-            Resource::Container
-        } else {
-            Resource::Memory
-        };
-        match snap.status(source) {
-            ResourceStatus::Ok => {
-                if let Some(used) = snap.measured_usage().get(Dim::Memory) {
-                    let reserved = tracker.reserved().amount(Dim::Memory);
-                    let external = used.saturating_sub(reserved);
-                    let _ = tracker
-                        .set_external(&Resources::NONE.with_saturating(Dim::Memory, external));
-                }
-            }
-            // A stale reading keeps lowering capacity for a few intervals
-            // (safe), then is dropped so that it cannot hold tasks back forever.
-            ResourceStatus::Failing { consecutive }
-                if consecutive >= STALE_SAMPLES && tracker.external().amount(Dim::Memory) != 0 =>
-            {
-                tracing::warn!(target: "respool::sys", ?source, consecutive,
-                    "memory readings keep failing: external usage is no longer followed");
-                let _ = tracker.set_external(&Resources::NONE.with_saturating(Dim::Memory, 0));
-            }
-            _ => {}
-        }
-        self.dispatch();
     }
 }

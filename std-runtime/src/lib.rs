@@ -47,6 +47,7 @@ pub mod learn;
 pub mod limits;
 pub mod measure;
 mod metrics;
+pub mod observe;
 mod place;
 mod pool;
 mod runq;

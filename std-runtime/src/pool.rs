@@ -163,6 +163,7 @@ impl Pool {
                 .map(|_| crossbeam_utils::CachePadded::new(respool_core::ReleaseLog::new()))
                 .collect(),
             saved: AtomicBool::new(false),
+            task_ids: std::sync::atomic::AtomicU64::new(0),
             config,
         });
         if let Some(store) = &shared.config.store {
@@ -385,6 +386,7 @@ impl Pool {
     /// ```
     pub fn set_capacity(&self, capacity: &Resources) -> Result<(), respool_core::TrackerError> {
         self.shared.sched.tracker.set_capacity(capacity)?;
+        self.shared.capacity_changed();
         self.shared.dispatch();
         Ok(())
     }
@@ -398,6 +400,7 @@ impl Pool {
     /// As [`Pool::set_capacity`].
     pub fn set_external_usage(&self, usage: &Resources) -> Result<(), respool_core::TrackerError> {
         self.shared.sched.tracker.set_external(usage)?;
+        self.shared.capacity_changed();
         self.shared.dispatch();
         Ok(())
     }

@@ -263,7 +263,7 @@ impl Scheduler {
                 CoreDecision::Rejected(reason) => Decision::Refuse(reason),
                 CoreDecision::Deferred(d) => Decision::Wait {
                     state: lock(&self.state),
-                    admit_by: d.deadline_ns,
+                    wait: Wait::of(&d),
                 },
             };
         }
@@ -308,14 +308,14 @@ impl Scheduler {
                     drop(r);
                     Decision::Wait {
                         state: g,
-                        admit_by: None,
+                        wait: Wait::default(),
                     }
                 }
             },
             CoreDecision::Rejected(reason) => Decision::Refuse(reason),
             CoreDecision::Deferred(d) => Decision::Wait {
                 state: g,
-                admit_by: d.deadline_ns,
+                wait: Wait::of(&d),
             },
         }
     }
@@ -337,7 +337,7 @@ impl Scheduler {
             CoreDecision::Rejected(reason) => Decision::Refuse(reason),
             CoreDecision::Deferred(d) => Decision::Wait {
                 state: lock(&self.state),
-                admit_by: d.deadline_ns,
+                wait: Wait::of(&d),
             },
         }
     }
@@ -643,15 +643,16 @@ impl Scheduler {
             }
             if matches!(kind, RefusalKind::Cancelled) {
                 // Cancelled by its handle (already resolved): just dropped.
-                dropped.push(p.work);
+                dropped.push((p.work, Ending::Cancelled));
                 continue;
             }
             res.admission.record_after_wait(false);
-            let error = match kind {
+            let (error, ending) = match kind {
                 RefusalKind::Admission(reason) => {
-                    TaskError::Rejected(SubmitError::from_reject(reason))
+                    let e = SubmitError::from_reject(reason);
+                    (TaskError::Rejected(e.clone()), Ending::Refused(e))
                 }
-                _ => TaskError::DeadlineMissed,
+                _ => (TaskError::DeadlineMissed, Ending::DeadlineMissed),
             };
             match p.work.desc.as_ref().and_then(|e| e.cancel.as_ref()) {
                 Some(c) => {
@@ -663,7 +664,7 @@ impl Scheduler {
                 }
             }
             // Dropping the task drops its job without running it.
-            dropped.push(p.work);
+            dropped.push((p.work, ending));
         }
         if notify {
             res.resolved.notify_all();
@@ -757,6 +758,24 @@ pub(crate) fn queue_priority(desc: &Description) -> i32 {
     }
 }
 
+/// How a deferred task waits.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Wait {
+    /// When it is refused under `BlockUntilDeadline` (pool clock).
+    pub(crate) admit_by: Option<u64>,
+    /// Where it does not fit (`None`: it waits behind earlier waiters).
+    pub(crate) shortfall: Option<respool_core::Shortfall>,
+}
+
+impl Wait {
+    fn of(d: &respool_core::admission::Deferral) -> Wait {
+        Wait {
+            admit_by: d.deadline_ns,
+            shortfall: d.shortfall,
+        }
+    }
+}
+
 /// What the scheduler decided for a submission.
 pub(crate) enum Decision<'a> {
     /// It runs: admitted, with its reservation (`None`: it needs nothing
@@ -767,7 +786,7 @@ pub(crate) enum Decision<'a> {
     /// `admit_by` (pool clock) under `BlockUntilDeadline`.
     Wait {
         state: MutexGuard<'a, SchedState>,
-        admit_by: Option<u64>,
+        wait: Wait,
     },
     /// It is refused at once.
     Refuse(RejectReason),
@@ -777,7 +796,8 @@ pub(crate) enum Decision<'a> {
 #[derive(Default)]
 pub(crate) struct Dispatched {
     pub(crate) admitted: Vec<Pending>,
-    pub(crate) dropped: Vec<Work>,
+    /// The refused, with how they ended.
+    pub(crate) dropped: Vec<(Work, Ending)>,
     /// Deadline wake-ups of the waiters that left: to cancel.
     pub(crate) wakeups: Vec<TimerId>,
 }
@@ -797,6 +817,30 @@ pub(crate) enum Resolved {
     /// the refusing thread instead (the timer, a worker, `shutdown_now`)
     /// would let the submitter return first.
     Refused(SubmitError, Work),
+}
+
+/// How a refused waiter ended (for its observer, if any).
+pub(crate) enum Ending {
+    /// Cancelled by its handle.
+    Cancelled,
+    /// Its own deadline passed.
+    DeadlineMissed,
+    /// Refused after waiting.
+    Refused(SubmitError),
+}
+
+impl Ending {
+    /// Sends the task's terminal event, if it is observed.
+    pub(crate) fn report(&self, work: &Work) {
+        use crate::observe::EventKind;
+        if let Some(o) = work.desc.as_ref().and_then(|d| d.observed.as_ref()) {
+            o.end(match self {
+                Ending::Cancelled => EventKind::Cancelled,
+                Ending::DeadlineMissed => EventKind::DeadlineMissed,
+                Ending::Refused(error) => EventKind::Refused { error },
+            });
+        }
+    }
 }
 
 /// Why a waiter left the queue without being admitted.

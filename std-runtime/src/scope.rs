@@ -125,6 +125,7 @@ impl<'scope> Scope<'scope, '_> {
         let mut desc = crate::work::cache::take();
         desc.request = requirements;
         desc.submitted = None;
+        desc.observed = shared.observed(None);
         // Refused: the job is dropped unrun, which its `Done` guard counts.
         shared.submit_described(job, desc)
     }

@@ -14,7 +14,10 @@ use crate::handle::{Cancel, JoinHandle, Packet, TaskContext, with_current};
 use crate::job::Job;
 use crate::pool::Pool;
 use crate::units;
-use crate::work::{CompleteOnDrop, Description, PACKED_CONTEXT, Publish, packet_job, with_context};
+use crate::work::{
+    ATTEMPT_END, AttemptEnd, CompleteOnDrop, Description, PACKED_CONTEXT, Publish, packet_job,
+    with_context,
+};
 
 /// How long to wait before a retry.
 ///
@@ -268,6 +271,8 @@ impl<'p> TaskBuilder<'p> {
         self
     }
 
+    /// The task's attributes, kept for each of its attempts, with its id
+    /// when the pool has an observer.
     fn template(&self) -> Template {
         Template {
             request: self.request,
@@ -277,6 +282,7 @@ impl<'p> TaskBuilder<'p> {
             deadline: self.deadline,
             timeout: self.timeout,
             size: self.size,
+            observed: self.shared.observed(self.class.as_ref()),
         }
     }
 
@@ -329,6 +335,7 @@ impl<'p> TaskBuilder<'p> {
             && self.timeout.is_none()
             && !shared.config.measure_all
             && !(crate::alloc::is_installed() && self.request.get(Dim::Memory).is_some())
+            && shared.config.observer.is_none()
     }
 
     /// Submits `f` and returns a handle to its result.
@@ -461,6 +468,8 @@ struct Template {
     deadline: Option<Instant>,
     timeout: Option<Duration>,
     size: Option<u64>,
+    /// The task's id and observer bookkeeping, shared by its attempts.
+    observed: Option<Arc<crate::observe::Observed>>,
 }
 
 impl Template {
@@ -477,6 +486,7 @@ impl Template {
         let mut desc = crate::work::cache::take();
         desc.held = None;
         desc.request = self.request;
+        desc.observed.clone_from(&self.observed);
         desc.expected = None;
         desc.probe = false;
         if let Some(class) = &self.class {
@@ -550,6 +560,14 @@ where
         Job::new(move || self.run())
     }
 
+    /// Tells the worker how this attempt ended, when the task is observed
+    /// (see `AttemptEnd`).
+    fn attempt_ended(&self, end: AttemptEnd) {
+        if self.template.observed.is_some() {
+            ATTEMPT_END.with(|a| a.set(Some(end)));
+        }
+    }
+
     fn run(mut self) {
         let Some(packet) = self.packet.0.clone() else {
             return;
@@ -560,6 +578,7 @@ where
         if packet.is_cancelled() {
             packet.complete(Err(TaskError::Cancelled));
             self.packet.0 = None;
+            self.attempt_ended(AttemptEnd::Cancelled);
             return;
         }
         let ctx = with_context(self.attempt, |c| TaskContext {
@@ -587,10 +606,17 @@ where
                 error,
             }));
             self.packet.0 = None;
+            self.attempt_ended(AttemptEnd::Failed {
+                attempts: self.attempt + 1,
+            });
             return;
         }
         let delay = self.backoff.delay(self.attempt);
         self.attempt += 1;
+        self.attempt_ended(AttemptEnd::Retry {
+            attempt: self.attempt,
+            delay,
+        });
         let Some(shared) = self.pool.upgrade() else {
             return; // Pool gone: dropping `self` resolves the handle.
         };

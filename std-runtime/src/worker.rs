@@ -20,6 +20,7 @@ use crate::engine::{Shared, WORKER};
 use crate::error::TaskError;
 use crate::handle::with_current;
 use crate::job::Job;
+use crate::observe::EventKind;
 use crate::work::{Description, Packed, STASH, Work, run_guarded, with_description};
 
 /// Spins of an idle worker before it parks (each a `spin_loop` hint).
@@ -261,7 +262,7 @@ impl Shared {
                 let ok = run_guarded(job);
                 self.ended(counters, ok, None, None);
             }
-            desc => self.run_described(job, desc, counters, batch),
+            desc => self.run_described(job, desc, id, counters, batch),
         }
     }
 
@@ -326,6 +327,7 @@ impl Shared {
         &self,
         job: Job,
         desc: Option<Box<Description>>,
+        worker: usize,
         counters: Option<&crate::metrics::WorkerCounters>,
         mut batch: Option<&mut WorkerBatch<'_>>,
     ) {
@@ -353,6 +355,9 @@ impl Shared {
                 if let Some(c) = desc.cancel.as_ref() {
                     c.fail(TaskError::DeadlineMissed);
                 }
+                if let Some(o) = &desc.observed {
+                    o.end(EventKind::DeadlineMissed);
+                }
                 tracing::debug!(target: "respool::task", class = ?desc.class, "deadline missed");
                 drop(job);
                 self.finish_described(&mut desc, None, counters, batch.as_deref_mut());
@@ -370,6 +375,9 @@ impl Shared {
             {
                 self.metrics.timed_out.fetch_add(1, Ordering::Relaxed);
             }
+            if let Some(o) = &desc.observed {
+                o.end(EventKind::TimedOut);
+            }
             tracing::debug!(target: "respool::task", class = ?desc.class, "zero timeout: not started");
             drop(job);
             self.finish_described(&mut desc, None, counters, batch.as_deref_mut());
@@ -381,6 +389,9 @@ impl Shared {
         // point was already resolved by its canceller.
         if let Some(c) = desc.cancel.as_ref() {
             if !c.start() {
+                if let Some(o) = &desc.observed {
+                    o.end(EventKind::Cancelled);
+                }
                 drop(job);
                 self.finish_described(&mut desc, None, counters, batch.as_deref_mut());
                 crate::work::cache::recycle(desc);
@@ -390,12 +401,16 @@ impl Shared {
         let timer_id = match (desc.timeout, start) {
             (Some(timeout), Some(start)) => desc.cancel.clone().and_then(|c| {
                 let weak = self.weak_self();
+                let observed = desc.observed.clone();
                 self.timer.schedule(
                     start + timeout,
                     Box::new(move || {
                         if c.fail(TaskError::TimedOut) {
                             if let Some(s) = weak.upgrade() {
                                 s.metrics.timed_out.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if let Some(o) = &observed {
+                                o.end(EventKind::TimedOut);
                             }
                         }
                     }),
@@ -407,6 +422,15 @@ impl Shared {
         let _span =
             tracing::trace_span!(target: "respool::task", "task", class = ?desc.class).entered();
         tracing::trace!(target: "respool::task", request = %desc.request, "started");
+        if let Some(o) = &desc.observed {
+            o.emit(EventKind::Started {
+                worker,
+                domain: desc
+                    .placed
+                    .as_deref()
+                    .and_then(crate::place::Placed::cpu_domain),
+            });
+        }
         let (ok, report, grown) = if measure {
             let (ok, usage, grown) = self.run_probed(job, &desc, start);
             (ok, Some(usage), grown)
@@ -428,9 +452,34 @@ impl Shared {
         }
         self.ended(counters, ok, elapsed, desc.class.as_ref());
         let grown = grown.unwrap_or(Resources::NONE);
+        if let Some(o) = desc.observed.as_ref().filter(|_| !grown.is_zero()) {
+            o.emit(EventKind::ReservationGrown { by: &grown });
+        }
         self.finish_described(&mut desc, elapsed, counters, batch);
-        if let Some(usage) = report {
+        if let Some(usage) = &report {
             self.learn(&desc, usage, grown, !ok);
+        }
+        if let Some(o) = &desc.observed {
+            // Before the result is published: a joiner sees the task ended.
+            match (ok, crate::work::ATTEMPT_END.with(std::cell::Cell::take)) {
+                (false, _) => {
+                    o.end(EventKind::Panicked);
+                }
+                (true, Some(crate::work::AttemptEnd::Retry { attempt, delay })) => {
+                    o.emit(EventKind::Retried { attempt, delay });
+                }
+                (true, Some(crate::work::AttemptEnd::Failed { attempts })) => {
+                    o.end(EventKind::Failed { attempts });
+                }
+                (true, Some(crate::work::AttemptEnd::Cancelled)) => {
+                    o.end(EventKind::Cancelled);
+                }
+                (true, None) => {
+                    o.end(EventKind::Finished {
+                        usage: report.as_ref(),
+                    });
+                }
+            }
         }
         // Resources are back: now the joiner may see the result.
         if let Some(c) = desc.cancel.as_ref() {
@@ -543,7 +592,7 @@ impl Shared {
     pub(crate) fn learn(
         &self,
         desc: &Description,
-        usage: crate::measure::TaskUsage,
+        usage: &crate::measure::TaskUsage,
         grown: Resources,
         panicked: bool,
     ) {
@@ -553,6 +602,12 @@ impl Shared {
                 let expected = desc.expected.as_deref().copied().unwrap_or(Resources::NONE);
                 self.learner
                     .observe(class, desc.size, &measured, usage.wall, &expected);
+                if let Some(o) = &desc.observed {
+                    o.emit(EventKind::ProfileUpdated {
+                        expected: &expected,
+                        measured: &measured,
+                    });
+                }
             }
         }
         if let Some(cb) = &self.config.on_task_end {
@@ -561,7 +616,7 @@ impl Shared {
                 size: desc.size,
                 requested: desc.request,
                 expected: desc.expected.as_deref().copied().unwrap_or(Resources::NONE),
-                usage,
+                usage: *usage,
                 grown,
                 panicked,
             };

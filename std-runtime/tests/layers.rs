@@ -16,13 +16,11 @@ use std::path::Path;
 /// Bottom to top. A module may use the modules of the layers before its own.
 const LAYERS: &[&[&str]] = &[
     // Leaves: no module of the crate.
-    &[
-        "sync", "barrier", "job", "alloc", "metrics", "place",
-    ],
+    &["sync", "barrier", "job", "alloc", "metrics", "place"],
     // Utilities over the leaves.
     &["measure", "runq", "timer", "units", "store", "sys"],
     &["error", "learn"],
-    &["limits", "handle"],
+    &["limits", "handle", "observe"],
     // The unit of work and the configuration.
     &["work", "config"],
     // Decides: admission, the wait queue, placement.

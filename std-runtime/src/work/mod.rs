@@ -103,6 +103,8 @@ pub(crate) struct Description {
     pub(crate) gpu: Option<u32>,
     /// A cold-start probe of its class (see `LearningConfig::probe_concurrency`).
     pub(crate) probe: bool,
+    /// Its id and its observer's bookkeeping, when the pool has an observer.
+    pub(crate) observed: Option<Arc<crate::observe::Observed>>,
 }
 
 impl Description {
@@ -123,6 +125,7 @@ impl Description {
             placed: None,
             gpu: None,
             probe: false,
+            observed: None,
         }
     }
 
@@ -135,6 +138,9 @@ impl Description {
         self.expected = None;
         self.gpu = None;
         self.probe = false;
+        // The task has ended (or was dropped unrun: dropping the last
+        // reference sends `NotRun`).
+        self.observed = None;
         debug_assert!(self.placed.is_none());
     }
 }
@@ -182,6 +188,25 @@ pub(crate) fn with_context<R>(attempt: u32, f: impl FnOnce(&TaskContext) -> R) -
         gpu: desc.and_then(|e| e.gpu),
     };
     f(&ctx)
+}
+
+/// How an attempt that a job just ran ended, when its job has more to say
+/// than "it returned": an attempt of a retrying task that failed. Set by
+/// the job (only when its task is observed), taken by the worker that ran
+/// it, to send the right event.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum AttemptEnd {
+    /// Attempt `attempt` follows after `delay`.
+    Retry { attempt: u32, delay: Duration },
+    /// The last attempt failed.
+    Failed { attempts: u32 },
+    /// Cancelled between attempts.
+    Cancelled,
+}
+
+thread_local! {
+    /// The `AttemptEnd` of the job that just ran on this thread.
+    pub(crate) static ATTEMPT_END: Cell<Option<AttemptEnd>> = const { Cell::new(None) };
 }
 
 /// Runs a job inside `catch_unwind`: the one place where the pool runs a
@@ -335,10 +360,11 @@ mod tests {
     }
 
     /// The task description travels between threads with every
-    /// resource-aware task: keep it within a few cache lines.
+    /// resource-aware task: keep it within a few cache lines (328 bytes
+    /// since it carries the observer's pointer; 320 before).
     #[test]
     fn a_description_stays_small() {
         let size = std::mem::size_of::<Description>();
-        assert!(size <= 320, "Description is {size} bytes");
+        assert!(size <= 328, "Description is {size} bytes");
     }
 }
