@@ -208,15 +208,34 @@ fn block_until_deadline_blocks_then_expires_or_admits() {
             .map(|_| ()),
         Err(SubmitError::DeadlineExpired)
     );
-    // Freed while waiting: admitted.
-    let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(5));
-        drop(tx);
-    });
-    let h = pool.task().require(Dim::Memory, 10).spawn(|_| 1).unwrap();
-    releaser.join().unwrap();
+    drop(tx);
     hold.join().unwrap();
-    assert_eq!(h.join(), Ok(1));
+    // Freed while waiting: admitted. The memory is released once the
+    // submitter is counted as waiting, and the maximum wait is an hour, so
+    // that only the release can end the wait however slowly the threads run
+    // (with 50 ms and a release 5 ms later, a loaded machine refused it).
+    let pool = Arc::new(blocking_pool(Duration::from_secs(3600)));
+    let (tx, hold) = hold_memory(&pool, 1000);
+    let (done_tx, done_rx) = mpsc::channel();
+    let submitter = {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            let got = pool
+                .task()
+                .require(Dim::Memory, 10)
+                .spawn(|_| 1)
+                .map(|h| h.join());
+            done_tx.send(got).unwrap();
+        })
+    };
+    wait_for_waiters(&pool, 1);
+    drop(tx);
+    let got = done_rx
+        .recv_timeout(SAFETY)
+        .expect("the blocked submitter was not admitted after the release");
+    submitter.join().unwrap();
+    hold.join().unwrap();
+    assert_eq!(got, Ok(Ok(1)));
 }
 
 #[test]
@@ -536,18 +555,36 @@ fn graceful_shutdown_drains_a_full_queue_including_waiting_tasks() {
             );
         }
     }
+    let probes = Arc::new(AtomicUsize::new(0));
+    let mut accepted_probes = 0;
     let closer = {
         let pool = Arc::new(pool);
         let p2 = pool.clone();
         let t = std::thread::spawn(move || p2.shutdown());
-        std::thread::sleep(Duration::from_millis(10));
-        // Shutting down: new work from outside is refused.
-        assert_eq!(pool.execute(|| ()), Err(SubmitError::ShutDown));
+        // Shutting down: new work from outside is refused. Submit until the
+        // closer has begun (a probe accepted before that is a task like the
+        // others, and must run too); the first refusal must say `ShutDown`.
+        let t0 = Instant::now();
+        loop {
+            let p = probes.clone();
+            match pool.execute(move || {
+                p.fetch_add(1, Ordering::SeqCst);
+            }) {
+                Ok(()) => accepted_probes += 1,
+                Err(e) => {
+                    assert_eq!(e, SubmitError::ShutDown);
+                    break;
+                }
+            }
+            assert!(t0.elapsed() < SAFETY, "never refused while shutting down");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         drop(release);
         t.join().unwrap();
         pool
     };
     assert_eq!(n.load(Ordering::SeqCst), 500, "every accepted task ran");
+    assert_eq!(probes.load(Ordering::SeqCst), accepted_probes);
     for h in handles {
         assert_eq!(h.join(), Ok(()));
     }
