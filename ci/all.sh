@@ -35,6 +35,7 @@ steps=(
     fuzz          # every fuzz target, bounded time
     simulate      # placement simulator: utilisation and makespan targets
     c-tests       # the C ABI from C and C++, under ASan and valgrind
+    stress-tests  # the concurrency tests, many times, with every core busy
     header-drift  # include/respool.h matches the code
     oom-stress    # zero OOM kills in a real memory cgroup
     accuracy      # learning accuracy on real work

@@ -11,7 +11,8 @@
 # Exits non-zero on any failure.
 #
 # Environment: RESPOOL_RUST_ASAN=0 skips the nightly Rust-side ASan build;
-# RESPOOL_VALGRIND=0 skips valgrind.
+# RESPOOL_VALGRIND=0 skips valgrind; RESPOOL_C_BUILD_ONLY=1 stops after
+# compiling the tests into target/c/tests (ci/stress-tests.sh runs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -70,6 +71,10 @@ fi
 # (grep reads all its input: `grep -q` could quit early and fail the
 # pipeline under pipefail with the writer's SIGPIPE.)
 readelf -d "$stage/lib/librespool.so" | grep 'SONAME.*\[librespool\.so\.0\]' >/dev/null
+if [ "${RESPOOL_C_BUILD_ONLY:-0}" = 1 ]; then
+    step "built (RESPOOL_C_BUILD_ONLY=1: nothing run)"
+    exit 0
+fi
 
 step "run"
 # A configuration error is an error code, never a panic: the C API tests

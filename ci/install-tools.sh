@@ -2,7 +2,7 @@
 # Why: installs what the checks need (Debian packages, pinned cargo tools) idempotently, so a fresh machine runs ci/all.sh unattended.
 set -euo pipefail
 
-apt_packages=(libhwloc-dev libudev-dev pkg-config valgrind cmake gcc g++ llvm-22)
+apt_packages=(libhwloc-dev libudev-dev pkg-config valgrind cmake gcc g++ llvm-22 stress-ng)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")

@@ -8,6 +8,7 @@
 
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,9 +74,11 @@ static inline const char *last_error(void) {
         }                                                                                 \
     } while (0)
 
+/* Sleeps at least `us` microseconds (a signal does not cut it short). */
 static inline void sleep_us(long us) {
     struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
 }
 
 /* One task's record: how often run and destroy were called for it. */

@@ -47,20 +47,20 @@ void test_shutdown_now_destroys_callables() {
         while (!started) std::this_thread::sleep_for(std::chrono::microseconds(100));
         for (int i = 0; i < 20; i++) jobs.push_back(pool.submit(Counted(&destroyed, &runs)));
         std::thread opener([&] {
-            // Open once the pool refuses work (shutdown_now has begun).
-            for (;;) {
-                try {
-                    pool.execute([] {});
-                } catch (const respool::Error &) {
-                    break;
-                }
+            // Open once shutdown_now has taken the queued tasks out: with the
+            // only worker blocked, nothing else empties the queue, and it
+            // does so after telling the workers to take no more. (Opening as
+            // soon as the pool refused work let the worker run a queued
+            // task if shutdown_now was preempted between the two steps.)
+            while (pool.stats().queued != 0) {
                 std::this_thread::sleep_for(std::chrono::microseconds(100));
             }
             open = true;
         });
+        CHECK(pool.stats().queued == 20);
         std::size_t dropped = pool.shutdown_now();
         opener.join();
-        CHECK(dropped >= 20);
+        CHECK(dropped == 20);
     }
     CHECK(runs == 0);
     CHECK(destroyed == 20);

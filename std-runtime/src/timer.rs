@@ -216,10 +216,22 @@ mod tests {
     fn fires_in_deadline_order_and_cancels() {
         let t = Timer::new("t".into());
         let (tx, rx) = mpsc::channel();
-        // The deadlines lie well after the scheduling below, so that every
-        // entry is in the heap before the first fires (under valgrind a
-        // few calls can take milliseconds); checked below, not assumed.
-        let now = Instant::now() + Duration::from_millis(500);
+        // An entry due now holds the timer thread until every other entry is
+        // scheduled (and one cancelled), so that all of them are in the map
+        // before the first fires however slowly this thread runs (under
+        // valgrind a few calls can take milliseconds). It used to rely on a
+        // 500 ms margin, and skipped the test when scheduling took longer.
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        t.schedule(
+            Instant::now(),
+            Box::new(move || {
+                started_tx.send(()).unwrap();
+                let _ = go_rx.recv_timeout(Duration::from_secs(60));
+            }),
+        );
+        started_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        let now = Instant::now();
         for (i, ms) in [(1, 30u64), (2, 10), (3, 20)] {
             let tx = tx.clone();
             t.schedule(
@@ -236,24 +248,20 @@ mod tests {
             .unwrap();
         assert!(t.cancel(id));
         assert!(!t.cancel(id));
-        if Instant::now() >= now {
-            println!("skipped: scheduling took longer than the 500 ms margin");
-            return;
-        }
+        assert_eq!(t.scheduled(), 3);
+        drop(go_tx);
         let got: Vec<i32> = (0..3)
-            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .map(|_| rx.recv_timeout(Duration::from_secs(60)).unwrap())
             .collect();
         assert_eq!(got, [2, 3, 1]);
-        assert!(
-            rx.recv_timeout(Duration::from_millis(50)).is_err(),
-            "the cancelled one never fires"
-        );
-        // `pending` drops to zero once the last action has run.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while t.pending() != 0 && Instant::now() < deadline {
+        // `pending` drops to zero once the last action has run (the blocker
+        // and the three); the cancelled one never ran.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while t.pending() != 0 {
+            assert!(Instant::now() < deadline, "pending never dropped to zero");
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(t.pending(), 0);
+        assert!(rx.try_recv().is_err(), "the cancelled one never fires");
     }
 
     #[test]

@@ -357,6 +357,9 @@ fn defect5_cancellation_reaches_running_jobs_and_keeps_results() {
 fn run_timeout_cancels_running_jobs_and_keeps_results() {
     within(|| {
         let pool = pool(2);
+        // Job 0 must complete, and job 1 start, before the run times out:
+        // microseconds of work against a second (what the run's result
+        // depends on is when the timeout fires, so it cannot be an event).
         let timeout = Duration::from_secs(1);
         let batch = Batch::with_config(
             &pool,
@@ -806,7 +809,10 @@ fn retries_with_backoff_are_counted() {
 fn attempt_timeout_fails_the_attempt_and_retries() {
     within(|| {
         let pool = pool(2);
-        let limit = Duration::from_millis(200);
+        // Job 0's retry must finish within the limit: it returns at once, so
+        // the limit is generous (it was 200 ms), and the overrunning attempts
+        // take the limit each.
+        let limit = Duration::from_secs(1);
         // What the overrunning attempts saw: (slept the whole time, timed out, cancelled).
         let seen: Arc<Mutex<Vec<(bool, bool, bool)>>> = Arc::default();
         let s = seen.clone();

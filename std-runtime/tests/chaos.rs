@@ -343,7 +343,11 @@ fn workers_survive_tasks_that_panic_mid_run() {
     assert_eq!(s.workers, WORKERS);
 
     // Rendezvous: WORKERS tasks that each wait for all the others. It
-    // completes only if WORKERS distinct workers run at once.
+    // completes only if WORKERS distinct workers run at once. Nothing in a
+    // task allocates before all have arrived: with the tracking allocator,
+    // a running task that allocates grows its 1-byte reservation by 1 MiB,
+    // past the 100 bytes of capacity, and a rendezvous task submitted after
+    // that would wait for memory that the others hold until it comes.
     let arrived = Arc::new(AtomicUsize::new(0));
     let names = Arc::new(Mutex::new(Vec::new()));
     let handles: Vec<_> = (0..WORKERS)
@@ -352,16 +356,16 @@ fn workers_survive_tasks_that_panic_mid_run() {
             pool.task()
                 .require(Dim::Memory, 1)
                 .spawn(move |_| {
-                    names
-                        .lock()
-                        .expect("names")
-                        .push(std::thread::current().name().map(str::to_owned));
                     arrived.fetch_add(1, Ordering::SeqCst);
                     let start = Instant::now();
                     while arrived.load(Ordering::SeqCst) < WORKERS {
                         assert!(start.elapsed() < SAFETY, "not every worker is alive");
                         std::thread::sleep(Duration::from_millis(1));
                     }
+                    names
+                        .lock()
+                        .expect("names")
+                        .push(std::thread::current().name().map(str::to_owned));
                 })
                 .expect("accepted")
         })

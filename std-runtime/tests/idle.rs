@@ -196,6 +196,9 @@ fn idle_pool_uses_no_cpu() {
     if !has_timer {
         println!("note: the pool has no timer thread; only the workers are checked");
     }
+    // A window watched, not an event waited for: the pool is quiet and
+    // every thread of it asleep, so nothing may happen in it, however
+    // loaded the machine (a busy machine does not wake a parked thread).
     std::thread::sleep(WINDOW);
     let after = pool_threads();
 

@@ -195,13 +195,18 @@ fn a_task_that_under_declares_pauses_admissions() {
         .memory("30MiB")
         .spawn(move |_| r2.store(true, Ordering::SeqCst))
         .unwrap();
-    // 10 declared + 70 grown + 30 > 100: the new task waits.
-    std::thread::sleep(Duration::from_millis(50));
+    // 10 declared + 70 grown + 30 > 100: the new task waits, decided at
+    // submit. Only a release, a capacity change or a cancellation admits a
+    // waiter, and none comes before the hog is let go.
+    assert_eq!(
+        pool.snapshot().waiting,
+        1,
+        "admitted although memory was in use"
+    );
     assert!(
         !ran.load(Ordering::SeqCst),
         "admitted although memory was in use"
     );
-    assert_eq!(pool.snapshot().waiting, 1);
     hog_go_tx.send(()).unwrap();
     hog.join().unwrap();
     next.join().unwrap();
@@ -456,10 +461,12 @@ fn a_new_class_runs_one_task_at_a_time_until_its_memory_is_learned() {
         .unwrap();
     let running = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let peak = Arc::new(std::sync::atomic::AtomicI64::new(0));
-    let wave = |n: usize| -> Vec<respool::JoinHandle<()>> {
+    // Each task holds 30 MiB until `gate` is set (the first wave's never
+    // waits: it is open).
+    let wave = |n: usize, gate: &Arc<AtomicBool>| -> Vec<respool::JoinHandle<()>> {
         (0..n)
             .map(|_| {
-                let (running, peak) = (running.clone(), peak.clone());
+                let (running, peak, gate) = (running.clone(), peak.clone(), gate.clone());
                 pool.task()
                     .class("cold")
                     .spawn(move |_| {
@@ -467,6 +474,7 @@ fn a_new_class_runs_one_task_at_a_time_until_its_memory_is_learned() {
                         peak.fetch_max(now, Ordering::SeqCst);
                         let v = touch(30 << 20);
                         std::thread::sleep(Duration::from_millis(5));
+                        wait_for(&gate);
                         drop(v);
                         running.fetch_sub(1, Ordering::SeqCst);
                     })
@@ -474,7 +482,7 @@ fn a_new_class_runs_one_task_at_a_time_until_its_memory_is_learned() {
             })
             .collect()
     };
-    for h in wave(6) {
+    for h in wave(6, &Arc::new(AtomicBool::new(true))) {
         h.join().unwrap();
     }
     assert_eq!(
@@ -483,15 +491,35 @@ fn a_new_class_runs_one_task_at_a_time_until_its_memory_is_learned() {
         "the cold class ran one task at a time"
     );
 
-    // Once learned (30 MiB plus margin each), several run together, within budget.
+    // Once learned (30 MiB plus margin each), several run together, within
+    // budget. The tasks hold their memory until the gate opens: admission
+    // is decided at submit, so once every admitted task runs (the others
+    // wait, nothing is queued) the running ones are all that fit.
     peak.store(0, Ordering::SeqCst);
-    for h in wave(12) {
+    let gate = Arc::new(AtomicBool::new(false));
+    let second = wave(12, &gate);
+    let admitted = || {
+        let s = pool.snapshot();
+        (s.queued == 0).then(|| 12 - s.waiting)
+    };
+    let t0 = std::time::Instant::now();
+    while admitted() != Some(usize::try_from(running.load(Ordering::SeqCst)).unwrap()) {
+        assert!(t0.elapsed() < SAFETY, "the admitted tasks never all ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let together = running.load(Ordering::SeqCst);
+    gate.store(true, Ordering::SeqCst);
+    for h in second {
         h.join().unwrap();
     }
+    assert!(
+        (2..=3).contains(&together),
+        "learned: {together} at once (100 MiB / ~35 MiB each)"
+    );
     let p = peak.load(Ordering::SeqCst);
     assert!(
         (2..=3).contains(&p),
-        "learned: {p} at once (100 MiB / ~35 MiB each)"
+        "learned: at most {p} at once (100 MiB / ~35 MiB each)"
     );
     assert!(pool.snapshot().reserved.is_zero());
 }

@@ -10,10 +10,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use respool::sys::{MachineCapacity, MonitorConfig, SysRoot};
+use respool::sys::{
+    MachineCapacity, MonitorConfig, ProcfsMonitor, Resource, Snapshot, SysError, SysRoot,
+    SystemMonitor,
+};
 use respool::{Dim, Pool};
 // The process's own cgroup directory, to make a child group: a reading
 // respool does not re-export, so it comes from the crate that makes it.
@@ -137,6 +140,28 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// This platform's monitor source (what the pool's monitor reads on Linux
+/// by default), counting its memory readings. The monitor thread hands a
+/// sample to the pool before it starts the next one, so once the count has
+/// grown by `n + 1`, the pool has handled `n` more samples.
+struct CountedSource {
+    inner: ProcfsMonitor,
+    memory_reads: Arc<AtomicU64>,
+}
+
+impl SystemMonitor for CountedSource {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn read(&mut self, r: Resource, now: Instant, s: &mut Snapshot) -> Result<(), SysError> {
+        let got = self.inner.read(r, now, s);
+        if r == Resource::Memory {
+            self.memory_reads.fetch_add(1, Ordering::SeqCst);
+        }
+        got
+    }
+}
+
 /// Allocates `n` bytes and writes every one of them.
 fn touch(n: u64) -> Vec<u8> {
     vec![0xa5u8; usize::try_from(n).expect("fits usize")]
@@ -169,9 +194,14 @@ fn memory_used_outside_the_pool_defers_tasks_until_it_is_freed() {
         "{}",
         detected.explain()
     );
+    let memory_reads = Arc::new(AtomicU64::new(0));
     let pool = Pool::builder()
         .workers(2)
         .monitor(true)
+        .system_monitor(CountedSource {
+            inner: ProcfsMonitor::new(&SysRoot::host()),
+            memory_reads: memory_reads.clone(),
+        })
         .monitor_config(MonitorConfig::default().with_interval(INTERVAL))
         .build()
         .expect("pool");
@@ -217,7 +247,12 @@ fn memory_used_outside_the_pool_defers_tasks_until_it_is_freed() {
     let snap = pool.snapshot();
     assert_eq!(snap.waiting, 2, "{snap}");
     // Several more samples with the hog still there: they keep waiting.
-    std::thread::sleep(INTERVAL * 5);
+    // (Counted, not timed: a loaded machine may take fewer samples in a
+    // given time.)
+    let reads = memory_reads.load(Ordering::SeqCst);
+    wait_for("five more samples", || {
+        (memory_reads.load(Ordering::SeqCst) > reads + 5).then_some(())
+    });
     let snap = pool.snapshot();
     assert_eq!(
         snap.waiting, 2,

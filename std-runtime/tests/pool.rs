@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use respool::{Backoff, Dim, Policy, Pool, Resources, SubmitError, TaskContext, TaskError};
 
 mod common;
-use common::{block_worker, wait_until};
+use common::{block_worker, wait_until, wait_until_asleep};
 
 const SAFETY: Duration = Duration::from_secs(30);
 
@@ -208,15 +208,34 @@ fn block_until_deadline_blocks_then_expires_or_admits() {
             .map(|_| ()),
         Err(SubmitError::DeadlineExpired)
     );
-    // Freed while waiting: admitted.
-    let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(5));
-        drop(tx);
-    });
-    let h = pool.task().require(Dim::Memory, 10).spawn(|_| 1).unwrap();
-    releaser.join().unwrap();
+    drop(tx);
     hold.join().unwrap();
-    assert_eq!(h.join(), Ok(1));
+    // Freed while waiting: admitted. The memory is released once the
+    // submitter is counted as waiting, and the maximum wait is an hour, so
+    // that only the release can end the wait however slowly the threads run
+    // (with 50 ms and a release 5 ms later, a loaded machine refused it).
+    let pool = Arc::new(blocking_pool(Duration::from_secs(3600)));
+    let (tx, hold) = hold_memory(&pool, 1000);
+    let (done_tx, done_rx) = mpsc::channel();
+    let submitter = {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            let got = pool
+                .task()
+                .require(Dim::Memory, 10)
+                .spawn(|_| 1)
+                .map(|h| h.join());
+            done_tx.send(got).unwrap();
+        })
+    };
+    wait_for_waiters(&pool, 1);
+    drop(tx);
+    let got = done_rx
+        .recv_timeout(SAFETY)
+        .expect("the blocked submitter was not admitted after the release");
+    submitter.join().unwrap();
+    hold.join().unwrap();
+    assert_eq!(got, Ok(Ok(1)));
 }
 
 #[test]
@@ -309,8 +328,11 @@ fn cancelling_a_waiting_task_frees_its_place_at_once() {
         .require(Dim::Memory, 100)
         .spawn(|_| "small")
         .unwrap();
-    // `small` fits but waits behind `big` (no overtaking)...
-    std::thread::sleep(Duration::from_millis(20));
+    // `small` fits but waits behind `big` (no overtaking): both are counted
+    // as waiting. Only a release, a capacity change or a cancellation admits
+    // a waiter, and none comes before `big.cancel()` below...
+    let s = pool.snapshot();
+    assert_eq!(s.waiting, 2, "big and small wait: {s}");
     assert!(!small.is_finished());
     // ...until `big` is cancelled.
     assert!(big.cancel());
@@ -356,12 +378,13 @@ fn lookahead_lets_small_tasks_pass_a_big_head_a_bounded_number_of_times() {
                 .unwrap(),
         );
     }
-    // Three small ones pass the big head, then only the head may go.
-    let t0 = Instant::now();
-    while order.lock().unwrap().len() < 3 && t0.elapsed() < SAFETY {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    std::thread::sleep(Duration::from_millis(30));
+    // Three small ones pass the big head, then only the head may go. A
+    // handle resolves after its task's release and the admission round that
+    // follows it: once three small ones have finished, nothing can change
+    // until the holder releases, and the others must still be waiting.
+    wait_until("three small tasks to finish", || {
+        smalls.iter().filter(|s| s.is_finished()).count() >= 3
+    });
     assert_eq!(order.lock().unwrap().len(), 3, "exactly M = 3 overtakings");
     assert_eq!(
         pool.snapshot().waiting,
@@ -536,18 +559,36 @@ fn graceful_shutdown_drains_a_full_queue_including_waiting_tasks() {
             );
         }
     }
+    let probes = Arc::new(AtomicUsize::new(0));
+    let mut accepted_probes = 0;
     let closer = {
         let pool = Arc::new(pool);
         let p2 = pool.clone();
         let t = std::thread::spawn(move || p2.shutdown());
-        std::thread::sleep(Duration::from_millis(10));
-        // Shutting down: new work from outside is refused.
-        assert_eq!(pool.execute(|| ()), Err(SubmitError::ShutDown));
+        // Shutting down: new work from outside is refused. Submit until the
+        // closer has begun (a probe accepted before that is a task like the
+        // others, and must run too); the first refusal must say `ShutDown`.
+        let t0 = Instant::now();
+        loop {
+            let p = probes.clone();
+            match pool.execute(move || {
+                p.fetch_add(1, Ordering::SeqCst);
+            }) {
+                Ok(()) => accepted_probes += 1,
+                Err(e) => {
+                    assert_eq!(e, SubmitError::ShutDown);
+                    break;
+                }
+            }
+            assert!(t0.elapsed() < SAFETY, "never refused while shutting down");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         drop(release);
         t.join().unwrap();
         pool
     };
     assert_eq!(n.load(Ordering::SeqCst), 500, "every accepted task ran");
+    assert_eq!(probes.load(Ordering::SeqCst), accepted_probes);
     for h in handles {
         assert_eq!(h.join(), Ok(()));
     }
@@ -573,13 +614,23 @@ fn shutdown_now_hands_back_unstarted_tasks() {
         .class("big")
         .spawn(|_| 1)
         .unwrap();
-    let closer = std::thread::spawn(move || {
-        let back = pool.shutdown_now();
-        (pool, back)
+    let s = pool.snapshot();
+    assert_eq!(s.queued + s.waiting, 11, "none has started: {s}");
+    let pool = Arc::new(pool);
+    let closer = {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || pool.shutdown_now())
+    };
+    // `shutdown_now` lets the running blocker finish. Release it only once
+    // the unstarted tasks were taken out (the run queue and the wait queue
+    // are empty: with the only worker blocked, nothing else empties them),
+    // which happens after the workers were told to take no more.
+    wait_until("shutdown_now to take the unstarted tasks", || {
+        let s = pool.snapshot();
+        (s.queued, s.waiting) == (0, 0)
     });
-    std::thread::sleep(Duration::from_millis(10));
     drop(release);
-    let (pool, mut back) = closer.join().unwrap();
+    let mut back = closer.join().unwrap();
     assert_eq!(back.len(), 11, "10 queued + 1 waiting");
     assert_eq!(ran.load(Ordering::SeqCst), 0);
     assert!(back.iter().any(|u| u.class() == Some("big")));
@@ -977,8 +1028,12 @@ fn a_canceller_works_from_another_thread_while_the_handle_is_joined() {
     let release = block_worker(&pool);
     let h = pool.submit(|| 2).unwrap();
     let h = h.join_timeout(Duration::from_millis(5)).unwrap_err();
-    let joiner = std::thread::spawn(move || h.join());
-    std::thread::sleep(Duration::from_millis(5));
+    let joiner = std::thread::Builder::new()
+        .name("late-joiner".into())
+        .spawn(move || h.join())
+        .unwrap();
+    // The task completes while the joiner is blocked in `join`.
+    wait_until_asleep("late-joiner");
     drop(release);
     assert_eq!(joiner.join().unwrap(), Ok(2));
 }
@@ -1336,22 +1391,37 @@ fn graceful_shutdown_runs_a_retry_that_was_waiting_for_its_backoff() {
     // A retrying task is accepted once; its later attempts are part of it
     // (the pool's documentation: shutdown runs every accepted task, also one
     // waiting for a retry). The retry used to be refused with `ShutDown`.
-    let pool = Pool::builder().workers(1).build().unwrap();
-    let (failed_tx, failed_rx) = mpsc::channel();
+    // The first attempt fails only once shutdown has begun, so the retry
+    // waits out its backoff and is resubmitted while the pool shuts down
+    // (it used to fail at once: whether shutdown began before the 30 ms
+    // backoff ended depended on how fast this thread ran).
+    let pool = Arc::new(Pool::builder().workers(1).build().unwrap());
+    let (started_tx, started_rx) = mpsc::channel();
+    let (fail_tx, fail_rx) = mpsc::channel::<()>();
     let h = pool
         .task()
         .retries(1, Backoff::Fixed(Duration::from_millis(30)))
         .spawn_retrying(move |ctx| {
             if ctx.attempt() == 0 {
-                failed_tx.send(()).unwrap();
+                started_tx.send(()).unwrap();
+                let _ = fail_rx.recv_timeout(SAFETY);
                 Err(std::io::Error::other("the first attempt fails"))
             } else {
                 Ok(ctx.attempt())
             }
         })
         .unwrap();
-    failed_rx.recv_timeout(SAFETY).unwrap();
-    pool.shutdown();
+    started_rx.recv_timeout(SAFETY).unwrap();
+    let closer = {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || pool.shutdown())
+    };
+    // Shutdown has begun once work from outside is refused (probes accepted
+    // before that run like any task).
+    wait_until("shutdown to begin", || pool.execute(|| ()).is_err());
+    assert_eq!(pool.execute(|| ()), Err(SubmitError::ShutDown));
+    drop(fail_tx);
+    closer.join().unwrap();
     assert_eq!(h.join(), Ok(1));
 }
 

@@ -83,6 +83,32 @@ pub fn wait_until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
+/// Waits until the thread of this process named `name` is asleep (state `S`
+/// in `/proc/self/task/<tid>/stat`), or fails after `SAFETY`: for a thread
+/// whose only blocking call is the one under test (a join, a blocked
+/// submission), that is the event "it blocks there". Returns at once where
+/// `/proc` cannot be read (the test then runs whichever order comes).
+pub fn wait_until_asleep(name: &str) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    drop(tasks);
+    let state = || -> Option<char> {
+        std::fs::read_dir("/proc/self/task")
+            .ok()?
+            .filter_map(Result::ok)
+            .find_map(|e| {
+                let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+                if comm.trim_end() != name {
+                    return None;
+                }
+                let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+                stat.rsplit(')').next()?.trim().chars().next()
+            })
+    };
+    wait_until(&format!("thread {name} to block"), || state() == Some('S'));
+}
+
 /// After quiescence: nothing waiting or queued, nothing reserved.
 pub fn assert_quiet(pool: &Pool) {
     wait_until("the pool to be quiet", || {
