@@ -123,8 +123,9 @@ impl Shared {
                 self.ns_at(t).max(1)
             });
             tracing::trace!(target: "respool::task", "scheduled");
-            // No domain, no priority lane: straight into the run queue.
-            self.enqueue(Work {
+            // No domain, no priority lane: straight into the run queue
+            // (what `enqueue` does with a task without a description).
+            self.push_shared(Work {
                 job: job(true),
                 desc: None,
                 packed: Some(crate::work::Packed::new(packed, submitted_ns, handle)),

@@ -529,7 +529,9 @@ impl Shared {
     }
 
     /// A task ran on this worker: counts it (`elapsed`, when timed) and
-    /// says so on the `respool::task` target.
+    /// says so on the `respool::task` target. Inlined: on the plain path
+    /// the compiler then drops what does not apply (no counters, no class).
+    #[inline(always)]
     fn ended(
         &self,
         counters: Option<&crate::metrics::WorkerCounters>,
