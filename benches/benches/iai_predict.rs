@@ -61,8 +61,8 @@ fn ensemble_observe((mut p, cfg): (SeriesPredictor, PredictConfig)) -> SeriesPre
 }
 
 #[library_benchmark]
-#[bench::no_size(args = (false), setup = warmed, config = limit(1_200))]
-#[bench::with_size(args = (true), setup = warmed, config = limit(1_030))]
+#[bench::no_size(args = (false), setup = warmed, config = limit(1_550))]
+#[bench::with_size(args = (true), setup = warmed, config = limit(1_350))]
 fn ensemble_predict((p, cfg): (SeriesPredictor, PredictConfig)) -> Prediction {
     let size = (p.max_size() > 0).then_some(55_000);
     black_box(&p).predict(black_box(&cfg), black_box(size), black_box(4096))
