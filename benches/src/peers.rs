@@ -185,6 +185,28 @@ impl Peer {
         peers
     }
 
+    /// [`Peer::all`] with its last pool replaced by a respool pool without
+    /// requirements but with an observer that counts every event (what
+    /// the observer seam costs a task: compare with `respool execute`).
+    ///
+    /// # Panics
+    ///
+    /// If a pool cannot be built (a benchmark setup error).
+    #[must_use]
+    pub fn all_observed(workers: usize) -> Vec<Peer> {
+        let mut peers = Peer::all(workers);
+        peers.pop();
+        let pool = Pool::builder()
+            .workers(workers)
+            .capacity(big_capacity())
+            .headroom(Resources::NONE)
+            .observer(EventCount::default())
+            .build()
+            .expect("respool pool");
+        peers.push(Peer::Respool(pool));
+        peers
+    }
+
     /// Runs `f` on the pool, without waiting.
     #[inline]
     pub fn spawn(&self, f: impl FnOnce() + Send + 'static) {
@@ -254,6 +276,16 @@ fn big_capacity() -> Resources {
         .with_saturating(Dim::Cpu, big)
         .with_saturating(Dim::Memory, big)
         .with_saturating(Dim::Iops, big)
+}
+
+/// An observer that counts events: the least an observer can do.
+#[derive(Default)]
+struct EventCount(std::sync::atomic::AtomicU64);
+
+impl respool::observe::Observer for EventCount {
+    fn on_event(&self, _: &respool::observe::Event<'_>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A respool pool with `workers` workers and `capacity`, no headroom.

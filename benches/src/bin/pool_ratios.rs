@@ -14,7 +14,9 @@
 //! `cargo run --release -p respool-benches --bin pool_ratios -- [tasks] [rounds] [workers]`
 //! (defaults: 100000 tasks, 7 rounds, 2 workers). Prints a Markdown table.
 //! `RESPOOL_BENCH_CONTROL=1` replaces the 3-dimension pool by a second plain
-//! one (an A/A control: the spread of its ratio against the first is noise).
+//! one (an A/A control: the spread of its ratio against the first is noise);
+//! `RESPOOL_BENCH_OBSERVER=1` by a plain one with an observer that counts
+//! every event (what the observer seam costs).
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -87,8 +89,11 @@ fn main() {
     // RESPOOL_BENCH_CONTROL=1: an A/A control, the last pool is a second
     // `respool execute`: how far apart noise alone puts two identical pools.
     let control = std::env::var_os("RESPOOL_BENCH_CONTROL").is_some();
+    let observed = std::env::var_os("RESPOOL_BENCH_OBSERVER").is_some();
     let peers = if control {
         Peer::all_control(workers)
+    } else if observed {
+        Peer::all_observed(workers)
     } else {
         Peer::all(workers)
     };
@@ -106,6 +111,11 @@ fn main() {
         println!("A/A control: the last row is a second `respool execute` pool.");
         if let Some(last) = names.last_mut() {
             *last = "respool execute (A/A control)";
+        }
+    } else if observed {
+        println!("The last row is `respool execute` with an observer counting every event.");
+        if let Some(last) = names.last_mut() {
+            *last = "respool execute + observer";
         }
     }
     println!();
