@@ -303,10 +303,15 @@ fn child(args: &[String], scale: f64) -> Result<(), String> {
             let pool = std::sync::Arc::new(b.build().map_err(|e| e.to_string())?);
             if std::env::var_os("RW_DEBUG").is_some() {
                 let p = pool.clone();
-                std::thread::spawn(move || loop {
-                    std::thread::sleep(Duration::from_millis(200));
-                    let s = p.snapshot();
-                    eprintln!("waiting {} queued {} reserved {} completed {}", s.waiting, s.queued, s.reserved, s.completed);
+                std::thread::spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_millis(200));
+                        let s = p.snapshot();
+                        eprintln!(
+                            "waiting {} queued {} reserved {} completed {}",
+                            s.waiting, s.queued, s.reserved, s.completed
+                        );
+                    }
                 });
             }
             let handles = jobs
