@@ -3,7 +3,9 @@
 //! first-fit in its worst case (only the last domain has room, so every
 //! domain is checked in every dimension) and with best-fit on the Tetris
 //! dot-product score (every domain has room, so every domain is scored), and
-//! one lookahead decision over a window of 8 requests. The hard limits guard
+//! one lookahead decision over a window of 8 requests, and one
+//! defragmentation plan over 8 half-full domains (up to 4 moves into a
+//! `DefragPlan<4>`). The hard limits guard
 //! the counts recorded in BENCHMARKS.md: CI fails if a change makes any of
 //! them grow past the limit.
 #![allow(missing_docs)] // gungraun's macros generate undocumented items.
@@ -13,7 +15,9 @@ use std::hint::black_box;
 use gungraun::{
     Callgrind, EventKind, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main,
 };
-use respool_core::packer::{Domain, Fit, Lookahead, Packer, Placement, Score};
+use respool_core::packer::{
+    DefragConfig, DefragPlan, Domain, Fit, Lookahead, Packer, Placement, Score,
+};
 use respool_core::{Dim, Resources};
 
 type Runtime = Packer<Box<[Domain]>>;
@@ -107,8 +111,47 @@ fn lookahead_dot((mut packer, window): (Runtime, Vec<Resources>)) -> (Runtime, P
     }
 }
 
+/// `domains` domains of 8 cores and 8 GiB, each holding one pending
+/// placement of 4 cores and 4 GiB; the typical request (6 cores, 6 GiB)
+/// fits none of them, so every pair merged frees a domain.
+fn setup_defrag(domains: usize) -> (Runtime, Vec<Placement>, Resources) {
+    let node = Resources::NONE
+        .with_saturating(Dim::Cpu, 8_000)
+        .with_saturating(Dim::Memory, 8 << 30);
+    let half = Resources::NONE
+        .with_saturating(Dim::Cpu, 4_000)
+        .with_saturating(Dim::Memory, 4 << 30);
+    let mut p = Packer::new(
+        (0..domains).map(|_| Domain::new(node)).collect(),
+        Fit::First,
+    );
+    let pending = (0..domains)
+        .map(|i| p.place_on(i, &half).expect("an empty domain holds half"))
+        .collect();
+    let typical = Resources::NONE
+        .with_saturating(Dim::Cpu, 6_000)
+        .with_saturating(Dim::Memory, 6 << 30);
+    (p, pending, typical)
+}
+
+#[library_benchmark]
+#[bench::domains_8(args = (8), setup = setup_defrag, config = limit(257_100))]
+fn plan_defrag(
+    (mut packer, pending, typical): (Runtime, Vec<Placement>, Resources),
+) -> (Runtime, Vec<Placement>, DefragPlan<4>) {
+    let mut plan = DefragPlan::new();
+    black_box(&mut packer).plan_defrag(
+        black_box(&pending),
+        black_box(&typical),
+        &DefragConfig::default(),
+        &mut plan,
+    );
+    assert_eq!(plan.moves().len(), 4);
+    (packer, pending, plan)
+}
+
 library_benchmark_group!(
     name = packer,
-    benchmarks = [first_fit, best_fit_dot, lookahead_dot]
+    benchmarks = [first_fit, best_fit_dot, lookahead_dot, plan_defrag]
 );
 main!(library_benchmark_groups = packer);

@@ -22,20 +22,71 @@
 //!    - [`Policy::Reject`]: [`Decision::Rejected`] with
 //!      [`RejectReason::Busy`], the shortfall and a retry-after hint;
 //!    - [`Policy::Defer`]: [`Decision::Deferred`]: the caller puts the request
-//!      in its [`WaitQueue`]; when the queue already holds `max_waiting`
+//!      in its wait queue; when the queue already holds `max_waiting`
 //!      entries, [`RejectReason::QueueFull`] instead;
 //!    - [`Policy::BlockUntilDeadline`]: as `Defer`, with a deadline after which
 //!      the waiter is rejected with [`RejectReason::DeadlineExpired`]. The core
 //!      cannot block; the std runtime parks the submitting thread until the
 //!      waiter is admitted or expires.
 //!
-//! Whenever resources are released, the caller runs
-//! [`Admission::admit_waiting`], which admits waiters in order (critical before
-//! normal, then higher priority, then first come first served) and **stops at
-//! the first waiter that does not fit**. Head-of-line blocking is deliberate:
-//! it is what keeps a large request from being overtaken forever by a stream
-//! of small ones (DESIGN.md, invariant 5). The packer's lookahead window
-//! (issue 3) relaxes it with a proven bound.
+//! # Admitting waiters
+//!
+//! The controller holds no waiters. The caller keeps them in a
+//! [`ScoredQueue`](crate::queue::ScoredQueue) (priority, aging, deadline
+//! slack; first come first served among equal scores) and, whenever
+//! resources are released, admits from it. The std runtime's dispatch
+//! (`Shared::dispatch_locked` in `std-runtime/src/sched.rs`) does, in
+//! order:
+//!
+//! 1. [`ScoredQueue::expire`](crate::queue::ScoredQueue::expire): waiters
+//!    whose deadline passed are refused
+//!    ([`RejectReason::DeadlineExpired`]);
+//! 2. when [`Tracker::settings_epoch`] moved (capacity or headroom
+//!    changed), [`ScoredQueue::remove_where`](crate::queue::ScoredQueue::remove_where)
+//!    with [`Admission::check_ever_fits`] refuses the waiters that can no
+//!    longer ever fit ([`RejectReason::NeverFits`]): waiting for them would
+//!    deadlock;
+//! 3. [`ScoredQueue::top_k`](crate::queue::ScoredQueue::top_k) lists the
+//!    best `K` waiters, and the first of them that reserves
+//!    ([`Reservation::try_new`] above [`Admission::floor`]) starts. Passing
+//!    over the best one (the head) is allowed at most `M` times in a row
+//!    ([`Lookahead`](crate::packer::Lookahead), whose documentation proves
+//!    the bound); with `K = 1` this is strict head-of-line admission, which
+//!    keeps a large request from being overtaken forever by a stream of
+//!    small ones (DESIGN.md, invariant 5).
+//!
+//! Each waiter that leaves is reported with [`Admission::record_after_wait`],
+//! so the counters add up. The example below is that loop with `K = 1`.
+//!
+//! ```
+//! use respool_core::admission::{Admission, AdmissionConfig, Decision, Policy, Urgency};
+//! use respool_core::queue::{ArrayQueue, Availability, QueueConfig, Task};
+//! use respool_core::{Dim, Reservation, Resources, Tracker};
+//!
+//! let mem = |n| Resources::new().with(Dim::Memory, n);
+//! let tracker = Tracker::new(&mem(1000)?);
+//! let admission = Admission::new(AdmissionConfig { policy: Policy::Defer, ..Default::default() });
+//! let mut waiting: ArrayQueue<&str, 8> = ArrayQueue::default();
+//! let running = admission.decide(&tracker, &mem(900)?, Urgency::Normal, waiting.len(), 0);
+//! for (name, n) in [("big", 600), ("small", 50)] {
+//!     match admission.decide(&tracker, &mem(n)?, Urgency::Normal, waiting.len(), 0) {
+//!         Decision::Deferred(_) => waiting.push(Task::new(name, mem(n)?, 0)).map(|_| ()).unwrap(),
+//!         other => panic!("{other:?}"),
+//!     }
+//! }
+//! // The head ("big", first come) does not fit: nothing starts, although "small" would.
+//! let head = waiting.peek(10, &Availability::of(&tracker)).unwrap();
+//! let floor = admission.floor(Urgency::Normal);
+//! assert!(Reservation::try_new(&tracker, &head.task.request, floor).is_err());
+//! drop(running);
+//! // After the release it fits, and starts.
+//! let head = waiting.pop(20, &Availability::of(&tracker)).unwrap();
+//! let started = Reservation::try_new(&tracker, &head.task.request, floor).unwrap();
+//! admission.record_after_wait(true);
+//! assert_eq!((head.task.item, admission.stats().admitted_after_wait), ("big", 1));
+//! # drop(started);
+//! # Ok::<(), respool_core::ResourceError>(())
+//! ```
 //!
 //! # Critical work
 //!
@@ -46,12 +97,12 @@
 //! # Counters
 //!
 //! Every call of `decide` increments exactly one of `accepted`, `deferred`,
-//! `rejected`; every waiter that leaves the queue through `admit_waiting`
-//! increments `admitted_after_wait` or `rejected_after_wait`. All are atomics
+//! `rejected`; every waiter that leaves the caller's queue is counted by
+//! [`Admission::record_after_wait`] in `admitted_after_wait` or
+//! `rejected_after_wait`. All are atomics
 //! readable at any time through [`Admission::stats`].
 
 use core::fmt;
-use core::marker::PhantomData;
 use core::ops::Deref;
 
 use crate::primitive::sync::atomic::{AtomicU64, Ordering};
@@ -163,7 +214,8 @@ impl fmt::Display for RejectReason {
 
 impl core::error::Error for RejectReason {}
 
-/// A request that must wait: the caller queues it (see [`WaitQueue`]).
+/// A request that must wait: the caller queues it (see the
+/// [module documentation](self#admitting-waiters)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deferral {
     /// Where it does not fit now; `None` when it fits but others wait ahead of it.
@@ -203,9 +255,10 @@ pub struct AdmissionStats {
     pub deferred: u64,
     /// Requests refused by `decide`.
     pub rejected: u64,
-    /// Waiters later admitted by `admit_waiting`.
+    /// Waiters later admitted (counted by [`Admission::record_after_wait`]).
     pub admitted_after_wait: u64,
-    /// Waiters later refused by `admit_waiting` (deadline, or can no longer fit).
+    /// Waiters later refused: deadline, or can no longer fit (counted by
+    /// [`Admission::record_after_wait`]).
     pub rejected_after_wait: u64,
 }
 
@@ -263,8 +316,12 @@ impl Admission {
         &self.config
     }
 
-    /// The floor a request of `urgency` must leave available.
-    fn floor(&self, urgency: Urgency) -> &Resources {
+    /// The floor a request of `urgency` must leave available: the critical
+    /// reserve for [`Urgency::Normal`], nothing for [`Urgency::Critical`].
+    /// A caller admitting waiters itself reserves above it
+    /// ([`Reservation::try_new`]), as `decide` does.
+    #[must_use]
+    pub fn floor(&self, urgency: Urgency) -> &Resources {
         match urgency {
             Urgency::Normal => &self.config.critical_reserve,
             Urgency::Critical => &Resources::NONE,
@@ -457,73 +514,15 @@ impl Admission {
         Decision::Rejected(reason)
     }
 
-    /// Admits waiters from `queue` in order while the head fits, calling
-    /// `on_admit` with each one's item and reservation; refuses (through
-    /// `on_reject`) waiters whose deadline is at or before `now_ns` and, after
-    /// a capacity or headroom change, waiters that can no longer ever fit.
-    /// `handle` produces a tracker handle for each reservation. Returns the
-    /// number admitted.
-    pub fn admit_waiting<H, T, S>(
-        &self,
-        queue: &mut WaitQueue<T, S>,
-        mut handle: impl FnMut() -> H,
-        now_ns: u64,
-        mut on_admit: impl FnMut(T, Reservation<H>),
-        mut on_reject: impl FnMut(T, RejectReason),
-    ) -> usize
-    where
-        H: Deref<Target = Tracker>,
-        S: AsRef<[Option<Waiting<T>>]> + AsMut<[Option<Waiting<T>>]>,
-    {
-        let probe = handle();
-        let epoch = probe.settings_epoch();
-        let recheck_fit = queue.checked_epoch != Some(epoch);
-        if recheck_fit || queue.next_deadline_ns.is_some_and(|d| d <= now_ns) {
-            queue.checked_epoch = Some(epoch);
-            let tracker: &Tracker = &probe;
-            queue.remove_where(
-                |w| {
-                    if w.deadline_ns.is_some_and(|d| d <= now_ns) {
-                        Some(RejectReason::DeadlineExpired)
-                    } else if recheck_fit {
-                        self.check_ever_fits(tracker, &w.request, w.urgency)
-                            .err()
-                            .map(RejectReason::NeverFits)
-                    } else {
-                        None
-                    }
-                },
-                |item, reason| {
-                    self.rejected_after_wait.fetch_add(1, Ordering::Relaxed);
-                    on_reject(item, reason);
-                },
-            );
-        }
-        drop(probe);
-        let mut admitted = 0usize;
-        while let Some(head) = queue.peek() {
-            let floor = self.floor(head.urgency);
-            let Ok(reservation) = Reservation::try_new(handle(), &head.request, floor) else {
-                break;
-            };
-            let Some(w) = queue.pop() else { break };
-            self.admitted_after_wait.fetch_add(1, Ordering::Relaxed);
-            admitted = admitted.saturating_add(1);
-            on_admit(w.item, reservation);
-        }
-        admitted
-    }
-
     /// Counts a refusal decided by the caller (a request that no placement
     /// domain can ever hold), so that the counters add up.
     pub fn record_rejected(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a waiter that left a caller-managed wait structure: admitted,
-    /// or refused. For callers that order and admit waiters themselves (the
-    /// std runtime's scored queue with a lookahead window) instead of
-    /// through [`Admission::admit_waiting`], so the counters still add up.
+    /// Counts a waiter that left the caller's wait queue: admitted, or
+    /// refused (see [Admitting waiters](self#admitting-waiters)), so that
+    /// the counters add up.
     pub fn record_after_wait(&self, admitted: bool) {
         if admitted {
             self.admitted_after_wait.fetch_add(1, Ordering::Relaxed);
@@ -570,278 +569,12 @@ impl Admission {
     }
 }
 
-/// One request waiting for admission.
-#[derive(Debug)]
-pub struct Waiting<T> {
-    /// The caller's item (a task, a ticket).
-    pub item: T,
-    /// What it needs.
-    pub request: Resources,
-    /// Its urgency (critical waiters go first).
-    pub urgency: Urgency,
-    /// Its priority (higher first, among waiters of the same urgency).
-    pub priority: i32,
-    /// When it must be refused if still waiting.
-    pub deadline_ns: Option<u64>,
-    /// Arrival order, for first come first served among equals.
-    seq: u64,
-}
-
-impl<T> Waiting<T> {
-    /// Whether `self` goes before `other`.
-    fn before(&self, other: &Waiting<T>) -> bool {
-        (self.urgency, self.priority, other.seq) > (other.urgency, other.priority, self.seq)
-    }
-}
-
-/// A bounded wait queue for deferred requests: critical first, then higher
-/// priority, then first come first served. A binary heap over caller-provided
-/// storage `S`: a fixed array (`WaitQueue::<T, [Option<Waiting<T>>; N]>::new()`,
-/// no allocation) or any slice the caller owns (a boxed slice in the std
-/// runtime). A full queue hands the item back instead of panicking.
-///
-/// # Examples
-///
-/// ```
-/// use respool_core::admission::{ArrayWaitQueue, Urgency};
-/// use respool_core::Resources;
-/// let mut q: ArrayWaitQueue<&str, 2> = ArrayWaitQueue::new();
-/// q.push("a", Resources::NONE, Urgency::Normal, 0, None).unwrap();
-/// q.push("b", Resources::NONE, Urgency::Normal, 5, None).unwrap();
-/// assert_eq!(q.push("c", Resources::NONE, Urgency::Normal, 0, None), Err("c"));
-/// assert_eq!(q.pop().map(|w| w.item), Some("b"));
-/// assert_eq!(q.pop().map(|w| w.item), Some("a"));
-/// ```
-pub struct WaitQueue<T, S> {
-    slots: S,
-    len: usize,
-    next_seq: u64,
-    /// Earliest deadline of any waiter (a lower bound; recomputed on scans).
-    next_deadline_ns: Option<u64>,
-    /// Tracker settings epoch at the last never-fits scan.
-    checked_epoch: Option<u64>,
-    _item: PhantomData<T>,
-}
-
-/// A [`WaitQueue`] stored in an array of `N` slots.
-pub type ArrayWaitQueue<T, const N: usize> = WaitQueue<T, [Option<Waiting<T>>; N]>;
-
-impl<T, const N: usize> WaitQueue<T, [Option<Waiting<T>>; N]> {
-    /// An empty queue of capacity `N` (`N` must be positive: checked at compile time).
-    #[must_use]
-    pub fn new() -> Self {
-        const { assert!(N > 0, "a wait queue needs at least one slot") };
-        WaitQueue::with_storage(core::array::from_fn(|_| None))
-    }
-}
-
-impl<T, const N: usize> Default for WaitQueue<T, [Option<Waiting<T>>; N]> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T, S> fmt::Debug for WaitQueue<T, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WaitQueue").field("len", &self.len).finish()
-    }
-}
-
-impl<T, S> WaitQueue<T, S>
-where
-    S: AsRef<[Option<Waiting<T>>]> + AsMut<[Option<Waiting<T>>]>,
-{
-    /// A queue over `slots`; its capacity is `slots.len()`. Slots that are
-    /// not `None` are cleared.
-    pub fn with_storage(mut slots: S) -> Self {
-        for s in slots.as_mut() {
-            *s = None;
-        }
-        WaitQueue {
-            slots,
-            len: 0,
-            next_seq: 0,
-            next_deadline_ns: None,
-            checked_epoch: None,
-            _item: PhantomData,
-        }
-    }
-
-    /// Number of waiters.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nobody waits.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The most waiters the queue can hold.
-    #[must_use]
-    pub fn capacity(&self) -> usize {
-        self.slots.as_ref().len()
-    }
-
-    fn at(&self, i: usize) -> Option<&Waiting<T>> {
-        self.slots.as_ref().get(i).and_then(Option::as_ref)
-    }
-
-    /// Whether slot `a` goes before slot `b` (false when either is empty).
-    fn higher(&self, a: usize, b: usize) -> bool {
-        match (self.at(a), self.at(b)) {
-            (Some(x), Some(y)) => x.before(y),
-            _ => false,
-        }
-    }
-
-    fn swap(&mut self, a: usize, b: usize) {
-        let slots = self.slots.as_mut();
-        if a < slots.len() && b < slots.len() {
-            slots.swap(a, b);
-        }
-    }
-
-    fn sift_up(&mut self, mut i: usize) {
-        while i > 0 {
-            let parent = i.saturating_sub(1) / 2;
-            if !self.higher(i, parent) {
-                break;
-            }
-            self.swap(i, parent);
-            i = parent;
-        }
-    }
-
-    fn sift_down(&mut self, mut i: usize) {
-        loop {
-            let left = i.saturating_mul(2).saturating_add(1);
-            let right = left.saturating_add(1);
-            let mut best = i;
-            if left < self.len && self.higher(left, best) {
-                best = left;
-            }
-            if right < self.len && self.higher(right, best) {
-                best = right;
-            }
-            if best == i {
-                break;
-            }
-            self.swap(i, best);
-            i = best;
-        }
-    }
-
-    /// Adds a waiter.
-    ///
-    /// # Errors
-    ///
-    /// Hands `item` back when the queue is full.
-    pub fn push(
-        &mut self,
-        item: T,
-        request: Resources,
-        urgency: Urgency,
-        priority: i32,
-        deadline_ns: Option<u64>,
-    ) -> Result<(), T> {
-        let i = self.len;
-        let seq = self.next_seq;
-        let Some(slot) = self.slots.as_mut().get_mut(i) else {
-            return Err(item);
-        };
-        *slot = Some(Waiting {
-            item,
-            request,
-            urgency,
-            priority,
-            deadline_ns,
-            seq,
-        });
-        self.next_seq = seq.wrapping_add(1);
-        self.len = i.saturating_add(1);
-        if let Some(d) = deadline_ns {
-            self.next_deadline_ns = Some(self.next_deadline_ns.map_or(d, |n| n.min(d)));
-        }
-        self.sift_up(i);
-        Ok(())
-    }
-
-    /// The waiter that goes next.
-    #[must_use]
-    pub fn peek(&self) -> Option<&Waiting<T>> {
-        self.at(0)
-    }
-
-    /// Removes and returns the waiter that goes next.
-    pub fn pop(&mut self) -> Option<Waiting<T>> {
-        self.remove_at(0)
-    }
-
-    fn remove_at(&mut self, i: usize) -> Option<Waiting<T>> {
-        if i >= self.len {
-            return None;
-        }
-        let last = self.len.saturating_sub(1);
-        self.swap(i, last);
-        let out = self.slots.as_mut().get_mut(last).and_then(Option::take);
-        self.len = last;
-        if i < self.len {
-            self.sift_down(i);
-            self.sift_up(i);
-        }
-        out
-    }
-
-    /// Removes every waiter for which `verdict` returns a reason, handing each
-    /// to `removed`, then restores the heap order and recomputes the earliest
-    /// deadline. O(n).
-    pub fn remove_where(
-        &mut self,
-        mut verdict: impl FnMut(&Waiting<T>) -> Option<RejectReason>,
-        mut removed: impl FnMut(T, RejectReason),
-    ) {
-        let len = self.len;
-        let slots = self.slots.as_mut();
-        let mut keep = 0usize;
-        for i in 0..len {
-            let reason = slots.get(i).and_then(Option::as_ref).and_then(&mut verdict);
-            match reason {
-                Some(reason) => {
-                    if let Some(w) = slots.get_mut(i).and_then(Option::take) {
-                        removed(w.item, reason);
-                    }
-                }
-                None => {
-                    // `keep <= i < len`; the explicit bounds let the
-                    // optimiser drop the panic path of `swap`.
-                    if keep != i && keep < slots.len() && i < slots.len() {
-                        slots.swap(keep, i);
-                    }
-                    keep = keep.saturating_add(1);
-                }
-            }
-        }
-        self.len = keep;
-        // Floyd's heap construction over the survivors.
-        for i in (0..keep / 2).rev() {
-            self.sift_down(i);
-        }
-        self.next_deadline_ns = None;
-        for j in 0..self.len {
-            if let Some(d) = self.at(j).and_then(|w| w.deadline_ns) {
-                self.next_deadline_ns = Some(self.next_deadline_ns.map_or(d, |n| n.min(d)));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::{ArrayQueue, Availability, QueueConfig, Task};
     use crate::resource::Dim;
+    use std::vec;
     use std::vec::Vec;
 
     fn r(pairs: &[(Dim, u64)]) -> Resources {
@@ -1002,115 +735,103 @@ mod tests {
         assert!(t.is_idle());
     }
 
-    #[test]
-    fn wait_queue_orders_by_urgency_priority_then_fifo() {
-        let mut q: ArrayWaitQueue<u32, 8> = ArrayWaitQueue::new();
-        let pushes = [
-            (1, Urgency::Normal, 0),
-            (2, Urgency::Normal, 0),
-            (3, Urgency::Normal, 9),
-            (4, Urgency::Critical, -5),
-            (5, Urgency::Normal, 9),
-            (6, Urgency::Normal, 0),
-        ];
-        for (item, u, p) in pushes {
-            q.push(item, Resources::NONE, u, p, None).unwrap();
+    /// What a caller admitting from its own `ScoredQueue` does on a release
+    /// (the std runtime's dispatch with a window of one): expire, re-check
+    /// never-fits after a settings change, then admit while the head fits.
+    /// Returns the items admitted and refused, in order.
+    fn dispatch(
+        a: &Admission,
+        t: &Tracker,
+        q: &mut ArrayQueue<(&'static str, Urgency), 8>,
+        epoch: &mut Option<u64>,
+        now: u64,
+    ) -> (Vec<&'static str>, Vec<(&'static str, RejectReason)>) {
+        let mut refused = Vec::new();
+        q.expire(now, |_, w| {
+            a.record_after_wait(false);
+            refused.push((w.item.0, RejectReason::DeadlineExpired));
+        });
+        if *epoch != Some(t.settings_epoch()) {
+            *epoch = Some(t.settings_epoch());
+            q.remove_where(
+                |w| a.check_ever_fits(t, &w.request, w.item.1).is_err(),
+                |_, w| {
+                    a.record_after_wait(false);
+                    let s = a.check_ever_fits(t, &w.request, w.item.1).err();
+                    refused.push((w.item.0, RejectReason::NeverFits(s.unwrap())));
+                },
+            );
         }
-        let order: Vec<u32> = core::iter::from_fn(|| q.pop().map(|w| w.item)).collect();
-        assert_eq!(order, [4, 3, 5, 1, 2, 6]);
+        let mut admitted = Vec::new();
+        while let Some(head) = q.peek(now, &Availability::of(t)) {
+            let floor = a.floor(head.task.item.1);
+            let Ok(r) = Reservation::try_new(t, &head.task.request, floor) else {
+                break;
+            };
+            let w = q.pop(now, &Availability::of(t)).unwrap();
+            r.detach().1.release(t).unwrap();
+            a.record_after_wait(true);
+            admitted.push(w.task.item.0);
+        }
+        (admitted, refused)
     }
 
     #[test]
-    fn admit_waiting_is_head_of_line_and_expires_deadlines() {
+    fn waiters_in_a_scored_queue_are_admitted_head_of_line() {
         let t = Tracker::new(&mem(1000));
-        let a = adm(Policy::BlockUntilDeadline { max_wait_ns: 100 });
-        let hold = t.try_reserve(&mem(900)).unwrap();
-        let mut q: ArrayWaitQueue<&str, 8> = ArrayWaitQueue::new();
-        q.push("big", mem(600), Urgency::Normal, 0, Some(100))
-            .unwrap();
-        q.push("small", mem(50), Urgency::Normal, 0, Some(1000))
-            .unwrap();
-        let mut admitted = Vec::new();
-        let mut rejected = Vec::new();
-        // The small one fits but must not overtake the big one.
-        let n = a.admit_waiting(
-            &mut q,
-            || &t,
-            10,
-            |i, r| admitted.push((i, r)),
-            |i, why| rejected.push((i, why)),
+        let a = Admission::new(AdmissionConfig {
+            policy: Policy::BlockUntilDeadline { max_wait_ns: 100 },
+            critical_reserve: mem(100),
+            max_waiting: 8,
+        });
+        let hold = t.try_reserve(&mem(700)).unwrap();
+        let mut q: ArrayQueue<(&str, Urgency), 8> = ArrayQueue::new(QueueConfig::with_weights(
+            crate::queue::Weights::PRIORITY_ONLY,
+        ));
+        let mut epoch = None;
+        // (name, amount, urgency, priority, time): deferred in this order.
+        let table = [
+            ("big", 600, Urgency::Normal, 0, 0),
+            ("small", 50, Urgency::Normal, 0, 5),
+            ("huge", 850, Urgency::Normal, 0, 5),
+            ("urgent", 140, Urgency::Critical, 1, 5),
+        ];
+        for (name, n, u, p, now) in table {
+            let d = match a.decide(&t, &mem(n), u, q.len(), now) {
+                Decision::Deferred(d) => d,
+                other => panic!("{name}: {other:?}"),
+            };
+            let task = Task::new((name, u), mem(n), now).with_priority(p);
+            let task = match d.deadline_ns {
+                Some(by) => task.with_deadline(by),
+                None => task,
+            };
+            q.push(task).unwrap();
+        }
+        // "urgent" may use the critical reserve and goes first; "big" is the
+        // head then, and "small" does not overtake it.
+        assert_eq!(
+            dispatch(&a, &t, &mut q, &mut epoch, 10),
+            (vec!["urgent"], vec![])
         );
-        assert_eq!((n, admitted.len(), rejected.len()), (0, 0, 0));
-        // At t=100 the big one expires; the small one is admitted.
-        let n = a.admit_waiting(
-            &mut q,
-            || &t,
-            100,
-            |i, r| admitted.push((i, r)),
-            |i, why| rejected.push((i, why)),
+        // A capacity cut: "huge" can never fit above the reserve any more.
+        t.set_capacity(&mem(900)).unwrap();
+        let (admitted, refused) = dispatch(&a, &t, &mut q, &mut epoch, 20);
+        assert!(admitted.is_empty());
+        assert!(matches!(refused[..], [("huge", RejectReason::NeverFits(s))] if s.by == 50));
+        // At the deadline "big" expires while the memory is still held;
+        // "small" then fits and starts.
+        assert_eq!(
+            dispatch(&a, &t, &mut q, &mut epoch, 100),
+            (vec!["small"], vec![("big", RejectReason::DeadlineExpired)])
         );
-        assert_eq!(n, 1);
-        assert_eq!(admitted[0].0, "small");
-        assert_eq!(rejected, [("big", RejectReason::DeadlineExpired)]);
-        drop(admitted);
         drop(hold);
         let s = a.stats();
-        assert_eq!((s.admitted_after_wait, s.rejected_after_wait), (1, 1));
-        assert!(t.is_idle());
-    }
-
-    #[test]
-    fn capacity_cut_rejects_waiters_that_can_never_fit() {
-        let t = Tracker::new(&mem(1000));
-        let a = adm(Policy::Defer);
-        let hold = t.try_reserve(&mem(1000)).unwrap();
-        let mut q: ArrayWaitQueue<u8, 4> = ArrayWaitQueue::new();
-        q.push(1, mem(800), Urgency::Normal, 0, None).unwrap();
-        q.push(2, mem(100), Urgency::Normal, 0, None).unwrap();
-        let mut rejected = Vec::new();
-        a.admit_waiting(
-            &mut q,
-            || &t,
-            0,
-            |_, _| {},
-            |i, why| rejected.push((i, why)),
+        assert_eq!(
+            (s.deferred, s.admitted_after_wait, s.rejected_after_wait),
+            (4, 2, 2)
         );
-        assert!(rejected.is_empty());
-        t.set_capacity(&mem(500)).unwrap();
-        drop(hold);
-        let mut admitted = Vec::new();
-        a.admit_waiting(
-            &mut q,
-            || &t,
-            0,
-            |i, r| admitted.push((i, r)),
-            |i, why| rejected.push((i, why)),
-        );
-        assert_eq!(rejected.len(), 1);
-        assert!(matches!(rejected[0], (1, RejectReason::NeverFits(s)) if s.by == 300));
-        assert_eq!(admitted.len(), 1);
-        assert_eq!(admitted[0].0, 2);
-    }
-
-    #[test]
-    fn heap_backed_storage_works() {
-        let storage: std::boxed::Box<[Option<Waiting<u32>>]> = (0..3).map(|_| None).collect();
-        let mut q = WaitQueue::with_storage(storage);
-        for i in 0..3 {
-            q.push(i, Resources::NONE, Urgency::Normal, 0, None)
-                .unwrap();
-        }
-        assert_eq!(q.push(9, Resources::NONE, Urgency::Normal, 0, None), Err(9));
-        assert_eq!(q.capacity(), 3);
-        let mut removed = Vec::new();
-        q.remove_where(
-            |w| (w.item == 1).then_some(RejectReason::DeadlineExpired),
-            |i, _| removed.push(i),
-        );
-        assert_eq!(removed, [1]);
-        assert_eq!(q.pop().map(|w| w.item), Some(0));
-        assert_eq!(q.pop().map(|w| w.item), Some(2));
-        assert!(q.pop().is_none());
+        assert!(q.is_empty() && t.is_idle());
     }
 
     #[test]

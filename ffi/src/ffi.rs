@@ -105,7 +105,7 @@ where
 
 /// The one NULL check: every pointer received from C passes through here.
 pub(crate) fn non_null<T>(ptr: *const T, name: &'static str) -> Result<NonNull<T>, Error> {
-    NonNull::new(ptr.cast_mut()).ok_or(Error::null(name))
+    NonNull::new(ptr.cast_mut()).ok_or_else(|| Error::null(name))
 }
 
 /// A NUL-terminated UTF-8 string argument.

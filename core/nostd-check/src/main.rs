@@ -17,9 +17,9 @@
 use core::ffi::{c_char, c_int};
 
 use respool_core::admission::{
-    Admission, AdmissionConfig, ArrayWaitQueue, Decision, Policy, RejectReason, Urgency,
+    Admission, AdmissionConfig, Decision, Policy, RejectReason, Urgency,
 };
-use respool_core::{Dim, Ppm, Resources, Tracker};
+use respool_core::{Dim, Ppm, Reservation, Resources, Tracker};
 
 #[link(name = "c")]
 unsafe extern "C" {
@@ -151,7 +151,9 @@ extern "C" fn main(argc: c_int, _argv: *const *const c_char) -> c_int {
     );
     check(tracker.is_idle(), "the log balances", &mut failures);
 
-    // Admission: never-fits, defer, head-of-line admission from the queue.
+    // Admission: never-fits, defer, then the runtime's dispatch over a
+    // scored queue: expire, re-check never-fits after a capacity change,
+    // admit the head above its floor.
     let admission = Admission::new(AdmissionConfig {
         policy: Policy::BlockUntilDeadline { max_wait_ns: 1_000 },
         critical_reserve: mem(gib / 8),
@@ -172,28 +174,61 @@ extern "C" fn main(argc: c_int, _argv: *const *const c_char) -> c_int {
         "the critical reserve defers the second normal request",
         &mut failures,
     );
-    let mut queue: ArrayWaitQueue<u32, 8> = ArrayWaitQueue::new();
-    let _ = queue.push(7, mem(gib / 8), Urgency::Normal, 0, Some(1_000));
-    drop(first);
-    let mut admitted = 0u32;
-    let n = admission.admit_waiting(
-        &mut queue,
-        || &tracker,
-        10,
-        |item, r| {
-            admitted = admitted.saturating_add(item);
-            drop(r);
-        },
-        |_, _| {},
-    );
-    check(
-        n == 1 && admitted == 7,
-        "the waiter is admitted on release",
-        &mut failures,
-    );
+    {
+        use respool_core::queue::{ArrayQueue, QueueConfig, Task};
+        let mut waiting: ArrayQueue<u32, 8> = ArrayQueue::new(QueueConfig::default());
+        let defer = |waiting: &mut ArrayQueue<u32, 8>,
+                     item: u32,
+                     n: u64,
+                     now: u64,
+                     d: &Decision<&Tracker>| {
+            if let Decision::Deferred(d) = d {
+                let t = Task::new(item, mem(n), now).with_deadline(d.deadline_ns.unwrap_or(0));
+                let _ = waiting.push(t);
+            }
+        };
+        // Waiters, in arrival order: 7 (1/8 GiB, until 1000), 3 (1/16 GiB,
+        // until 1500), 100 (1/8 GiB, until 1500).
+        defer(&mut waiting, 7, gib / 8, 0, &second);
+        let half = opaque(argc, 500);
+        for (item, n) in [(3, gib / 16), (100, gib / 8)] {
+            let d = admission.decide(&tracker, &mem(n), Urgency::Normal, waiting.len(), half);
+            defer(&mut waiting, item, n, half, &d);
+        }
+        let (mut epoch, mut admitted, mut refused) = (None, 0u32, 0u32);
+        let mut step = |now: u64, epoch: &mut Option<u64>, waiting: &mut ArrayQueue<u32, 8>| {
+            refused = refused.saturating_add(dispatch(
+                &admission,
+                &tracker,
+                waiting,
+                epoch,
+                opaque(argc, now),
+                &mut admitted,
+            ));
+        };
+        // `first` still holds 1/8 GiB: nobody fits above the reserve.
+        step(10, &mut epoch, &mut waiting);
+        // 7's admission deadline passes.
+        step(1_000, &mut epoch, &mut waiting);
+        // A capacity cut to 7/32 GiB: 100 can never fit above the reserve.
+        let _ = tracker.set_capacity(&mem(gib / 32 * 7));
+        drop(first);
+        // 3 is the head, and fits.
+        step(1_100, &mut epoch, &mut waiting);
+        check(
+            admitted == 3 && refused == 2 && waiting.is_empty(),
+            "dispatch: a deadline expires, never-fits after a cut, the head is admitted",
+            &mut failures,
+        );
+        let _ = tracker.set_capacity(&mem(gib / 4));
+    }
     let s = admission.stats();
     check(
-        s.accepted == 1 && s.deferred == 1 && s.rejected == 1 && s.admitted_after_wait == 1,
+        s.accepted == 1
+            && s.deferred == 3
+            && s.rejected == 1
+            && s.admitted_after_wait == 1
+            && s.rejected_after_wait == 2,
         "admission counters add up",
         &mut failures,
     );
@@ -509,6 +544,59 @@ extern "C" fn main(argc: c_int, _argv: *const *const c_char) -> c_int {
         print("nostd-check: FAILED\n");
         1
     }
+}
+
+/// The std runtime's dispatch (`std-runtime/src/sched.rs`) with a window of
+/// one: expire, re-check never-fits when the tracker's settings changed,
+/// then start the head while it reserves above its floor (the reservation
+/// is released at once here). Adds the admitted items to `admitted`;
+/// returns how many waiters were refused.
+fn dispatch(
+    admission: &Admission,
+    tracker: &Tracker,
+    waiting: &mut respool_core::queue::ArrayQueue<u32, 8>,
+    epoch: &mut Option<u64>,
+    now: u64,
+    admitted: &mut u32,
+) -> u32 {
+    use respool_core::queue::Availability;
+    let mut refused = 0u32;
+    waiting.expire(now, |_, _| {
+        admission.record_after_wait(false);
+        refused = refused.saturating_add(1);
+    });
+    if *epoch != Some(tracker.settings_epoch()) {
+        *epoch = Some(tracker.settings_epoch());
+        waiting.remove_where(
+            |t| {
+                admission
+                    .check_ever_fits(tracker, &t.request, Urgency::Normal)
+                    .is_err()
+            },
+            |_, _| {
+                admission.record_after_wait(false);
+                refused = refused.saturating_add(1);
+            },
+        );
+    }
+    loop {
+        let avail = Availability::of(tracker);
+        let Some(head) = waiting.peek(now, &avail) else {
+            break;
+        };
+        let floor = admission.floor(Urgency::Normal);
+        let Ok(r) = Reservation::try_new(tracker, &head.task.request, floor) else {
+            break;
+        };
+        let ticket = head.ticket;
+        let Some(t) = waiting.take(ticket, now) else {
+            break;
+        };
+        admission.record_after_wait(true);
+        *admitted = admitted.saturating_add(t.item);
+        drop(r);
+    }
+    refused
 }
 
 /// A packed reservation of `req` with no floor (what a runtime's fast path

@@ -100,10 +100,9 @@ pub struct Move {
 /// A defragmentation plan of at most `N` moves, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DefragPlan<const N: usize> {
-    /// The moves; `moves[..len]` are valid.
-    moves: [Move; N],
-    /// Number of moves.
-    len: usize,
+    /// The moves, in order (a `heapless::Vec`: a full plan hands the move
+    /// back, it never panics).
+    moves: heapless::Vec<Move, N>,
     /// Fragmentation before the plan.
     before: Ppm,
     /// Fragmentation after the plan (as planned).
@@ -122,14 +121,7 @@ impl<const N: usize> DefragPlan<N> {
     pub const fn new() -> Self {
         const { assert!(N > 0, "a defragmentation plan needs room for one move") };
         DefragPlan {
-            moves: [Move {
-                placement: 0,
-                from: 0,
-                to: 0,
-                cost: Ppm::ZERO,
-                benefit: Ppm::ZERO,
-            }; N],
-            len: 0,
+            moves: heapless::Vec::new(),
             before: Ppm::ZERO,
             after: Ppm::ZERO,
         }
@@ -138,13 +130,13 @@ impl<const N: usize> DefragPlan<N> {
     /// The moves, in the order they are applied.
     #[must_use]
     pub fn moves(&self) -> &[Move] {
-        self.moves.get(..self.len).unwrap_or(&[])
+        self.moves.as_slice()
     }
 
     /// Whether the plan has no moves.
     #[must_use]
-    pub const fn is_empty(&self) -> bool {
-        self.len == 0
+    pub fn is_empty(&self) -> bool {
+        self.moves.is_empty()
     }
 
     /// Fragmentation when the plan was made.
@@ -178,18 +170,11 @@ impl<const N: usize> DefragPlan<N> {
     }
 
     fn clear(&mut self) {
-        self.len = 0;
+        self.moves.clear();
     }
 
     fn push(&mut self, m: Move) -> bool {
-        match self.moves.get_mut(self.len) {
-            Some(slot) => {
-                *slot = m;
-                self.len = self.len.saturating_add(1);
-                true
-            }
-            None => false,
-        }
+        self.moves.push(m).is_ok()
     }
 }
 
@@ -404,7 +389,7 @@ where
                 break;
             }
             current = current.saturating_sub(m.benefit);
-            if plan.len >= N {
+            if plan.moves.is_full() {
                 break;
             }
         }
@@ -475,7 +460,7 @@ where
                 return Err(e);
             }
         }
-        Ok(plan.len)
+        Ok(plan.moves.len())
     }
 
     /// Applies move `m` (number `k` of its plan) to the books and its placement.
@@ -638,6 +623,26 @@ mod tests {
             p.release(x).unwrap();
         }
         assert!(p.is_idle());
+    }
+
+    #[test]
+    fn a_reused_plan_equals_a_fresh_one() {
+        // Equality looks at the moves made, not at what an earlier plan
+        // left in the storage.
+        let (mut p, pending) = three();
+        let config = DefragConfig::default();
+        let mut reused: DefragPlan<4> = DefragPlan::new();
+        p.plan_defrag(&pending, &cpu(7), &config, &mut reused);
+        assert_eq!(reused.moves().len(), 1);
+        let mut fresh: DefragPlan<4> = DefragPlan::new();
+        for plan in [&mut reused, &mut fresh] {
+            p.plan_defrag(&pending, &cpu(5), &config, plan);
+        }
+        assert!(reused.is_empty());
+        assert_eq!(reused, fresh);
+        for x in pending {
+            p.release(x).unwrap();
+        }
     }
 
     #[test]
