@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use respool::core::packer::{Fit, Score};
-use respool::{Dim, LearningConfig, Policy, Ppm, Resources};
+use respool::learn::LearningConfig;
+use respool::{Dim, Policy, Ppm, Resources};
 
 use crate::error::respool_result;
 use crate::ffi::{
@@ -286,7 +287,7 @@ impl Config {
             b = b.max_waiting(m);
         }
         if let Some(p) = &self.profile_path {
-            b = b.profile_store(respool::FileStore::new(p.clone()));
+            b = b.profile_store(respool::store::FileStore::new(p.clone()));
         }
         if let Some(s) = self.stack_size {
             b = b.stack_size(s);

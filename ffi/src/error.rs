@@ -7,7 +7,8 @@
 
 use std::ffi::{CStr, c_char};
 
-use respool::{BuildError, StoreError, SubmitError, TaskError};
+use respool::store::StoreError;
+use respool::{BuildError, SubmitError, TaskError};
 
 use crate::ffi::{Error, guard_keeping_message, guard_value, optional_out, with_last_error};
 

@@ -5,7 +5,7 @@
 //!
 //! The conventions (naming, ownership, NULL, outputs, thread safety, result
 //! codes) are stated once, in the header preamble (`ffi/cbindgen.toml`).
-//! The machinery behind them is in [`ffi`](crate::ffi): one ownership trait
+//! The machinery behind them is in the private `ffi` module: one ownership trait
 //! for every handle, one NULL check, one panic guard.
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn)]

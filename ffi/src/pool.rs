@@ -3,7 +3,8 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
-use respool::{FileStore, Pool, Resources};
+use respool::store::FileStore;
+use respool::{Pool, Resources};
 
 use crate::config::{RESPOOL_DIM_COUNT, respool_config, respool_dim};
 use crate::error::{build_error, respool_result, store_error, submit_error};

@@ -33,7 +33,9 @@
 use std::sync::{Arc, Mutex};
 
 use respool::alloc::TrackingAllocator;
-use respool::{Dim, LearningConfig, Pool, Resources, TaskReport};
+use respool::learn::LearningConfig;
+use respool::measure::TaskReport;
+use respool::{Dim, Pool, Resources};
 
 #[global_allocator]
 static ALLOC: TrackingAllocator = TrackingAllocator::system();

@@ -19,8 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use respool::alloc::{self, TrackingAllocator};
+use respool::learn::LearningConfig;
+use respool::measure::TaskReport;
+use respool::store::FileStore;
 use respool::units::{format_bytes, parse_bytes};
-use respool::{Dim, FileStore, LearningConfig, Pool, Resources, TaskReport};
+use respool::{Dim, Pool, Resources};
 
 #[global_allocator]
 static ALLOC: TrackingAllocator = TrackingAllocator::system();

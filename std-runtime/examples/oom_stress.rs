@@ -34,8 +34,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use respool::alloc::TrackingAllocator;
+use respool::learn::LearningConfig;
+use respool::measure::TaskReport;
+use respool::store::FileStore;
 use respool::sys::MachineCapacity;
-use respool::{Dim, FileStore, LearningConfig, Pool, Resources, TaskReport};
+use respool::{Dim, Pool, Resources};
 
 #[global_allocator]
 static ALLOC: TrackingAllocator = TrackingAllocator::system();

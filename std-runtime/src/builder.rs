@@ -657,10 +657,7 @@ impl Builder {
         };
         // GPUs found (or zero, when none: a GPU request is then refused at once).
         let capacity = capacity.or(&gpu_capacity);
-        let cpu_domains = domains
-            .iter()
-            .filter(|d| d.kind == crate::place::DomainKind::Cpu)
-            .count();
+        let cpu_domains = domains.iter().filter(|d| d.kind.has_cpus()).count();
         if cpu_domains == 0 {
             return Err(BuildError::Invalid(
                 "domains(...) has no CPU domain: give at least one DomainSpec::numa".into(),
@@ -787,8 +784,7 @@ fn detect_domains(capacity: &Resources) -> (Vec<crate::place::DomainSpec>, Resou
         }
     } else {
         let cpus = crate::sys::current_thread_cpus().unwrap_or_default();
-        out.push(crate::place::DomainSpec::numa(
-            "machine",
+        out.push(crate::place::DomainSpec::machine(
             cpus,
             capacity.get(Dim::Memory).unwrap_or(0),
         ));

@@ -643,7 +643,8 @@ impl TaskContext {
     ///
     /// ```
     /// use std::sync::mpsc;
-    /// use respool::{Dim, Pool, TaskReport};
+    /// use respool::{Dim, Pool};
+    /// use respool::measure::TaskReport;
     /// let (tx, rx) = mpsc::channel();
     /// let pool = Pool::builder()
     ///     .workers(1)

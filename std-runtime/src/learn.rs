@@ -32,7 +32,8 @@ use crate::sync::lock;
 /// # Examples
 ///
 /// ```
-/// use respool::{Dim, LearningConfig, Pool, Resources};
+/// use respool::{Dim, Pool, Resources};
+/// use respool::learn::LearningConfig;
 /// let learning = LearningConfig {
 ///     // Trust a class's prediction after 5 runs; until then reserve
 ///     // half a CPU and 64 MiB for it.

@@ -68,17 +68,14 @@ pub mod units;
 pub use builder::Builder;
 pub use error::{BuildError, SubmitError, TaskError};
 pub use handle::{Canceller, JoinHandle, TaskContext, is_cancelled};
-pub use learn::{ClassAccuracy, DimAccuracy, LearningConfig};
-pub use measure::{TaskReport, TaskUsage};
 pub use metrics::LatencySummary;
-pub use place::{DomainKind, DomainSpec};
+pub use place::DomainSpec;
 pub use pool::Pool;
 pub use respool_core as core;
 pub use respool_core::admission::{Policy, Urgency};
 pub use respool_core::{Dim, Ppm, Resources, Shortfall};
 pub use scope::Scope;
 pub use snapshot::PoolSnapshot;
-pub use store::{FileStore, MemoryStore, ProfileStore, Profiles, StoreError};
 pub use task::{Backoff, TaskBuilder};
 pub use work::Unstarted;
 

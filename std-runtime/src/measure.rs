@@ -210,7 +210,8 @@ impl TaskUsage {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use respool::{Dim, TaskUsage};
+    /// use respool::Dim;
+    /// use respool::measure::TaskUsage;
     /// let ms = Duration::from_millis;
     /// let busy = TaskUsage { wall: ms(10), cpu: Some(ms(5)), ..TaskUsage::default() };
     /// assert_eq!(busy.as_resources().get(Dim::Cpu), Some(500));
@@ -258,7 +259,8 @@ impl TaskUsage {
 ///
 /// ```
 /// use std::sync::mpsc;
-/// use respool::{Dim, Pool, TaskReport};
+/// use respool::{Dim, Pool};
+/// use respool::measure::TaskReport;
 /// let (tx, rx) = mpsc::channel();
 /// let pool = Pool::builder()
 ///     .workers(2)

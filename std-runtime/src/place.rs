@@ -16,21 +16,13 @@
 
 use respool_core::packer::{Domain, Fit, Packer, PlaceError, Placement};
 use respool_core::{Dim, DimSet, Ppm, Resources, Shortfall};
-
-/// What kind of domain a [`DomainSpec`] describes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DomainKind {
-    /// CPUs and memory (a NUMA node, or the whole machine): has workers.
-    Cpu,
-    /// One GPU: GPU devices and GPU memory; tasks placed there still run on
-    /// a CPU worker, and learn their device from [`TaskContext::gpu`](crate::handle::TaskContext::gpu).
-    Gpu,
-}
+use respool_sys::topology::DomainKind;
 
 /// A placement domain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainSpec {
-    /// CPU (NUMA node, machine) or GPU.
+    /// A NUMA node or the machine (CPU domains, with workers), or a GPU
+    /// ([`crate::sys::DomainKind`], the kind the pool's detection reports).
     pub kind: DomainKind,
     /// A name for logs and snapshots (`"numa0"`, `"gpu1"`).
     pub name: String,
@@ -50,12 +42,23 @@ impl DomainSpec {
     /// A CPU domain (NUMA node) with `cpus` and `memory` bytes.
     #[must_use]
     pub fn numa(name: impl Into<String>, cpus: Vec<usize>, memory: u64) -> DomainSpec {
+        DomainSpec::cpu_domain(DomainKind::Numa, name.into(), cpus, memory)
+    }
+
+    /// The whole machine as one CPU domain (named `"machine"`), with `cpus`
+    /// and `memory` bytes: what the pool uses without NUMA information.
+    #[must_use]
+    pub fn machine(cpus: Vec<usize>, memory: u64) -> DomainSpec {
+        DomainSpec::cpu_domain(DomainKind::Machine, "machine".to_owned(), cpus, memory)
+    }
+
+    fn cpu_domain(kind: DomainKind, name: String, cpus: Vec<usize>, memory: u64) -> DomainSpec {
         let millicores = u64::try_from(cpus.len())
             .unwrap_or(u64::MAX)
             .saturating_mul(1000);
         DomainSpec {
-            kind: DomainKind::Cpu,
-            name: name.into(),
+            kind,
+            name,
             capacity: Resources::NONE
                 .with_saturating(Dim::Cpu, millicores)
                 .with_saturating(Dim::Memory, memory),
@@ -129,7 +132,7 @@ impl Placer {
     pub(crate) fn new(domains: &[DomainSpec], fit: Fit) -> Placer {
         let cpu: Storage = domains
             .iter()
-            .filter(|d| d.kind == DomainKind::Cpu)
+            .filter(|d| d.kind.has_cpus())
             .map(|d| Domain::new(cpu_part(&d.capacity)))
             .collect();
         let gpus: Vec<&DomainSpec> = domains
@@ -336,7 +339,7 @@ mod tests {
 
     #[test]
     fn one_cpu_domain_without_gpus_is_trivial() {
-        let p = Placer::new(&[DomainSpec::numa("machine", vec![0], 10)], Fit::First);
+        let p = Placer::new(&[DomainSpec::machine(vec![0], 10)], Fit::First);
         assert!(p.is_trivial());
         assert!(
             p.fits(&mem(1 << 40)),

@@ -75,7 +75,7 @@ impl Pool {
             let cpu_domains: Vec<&crate::place::DomainSpec> = config
                 .domains
                 .iter()
-                .filter(|d| d.kind == crate::place::DomainKind::Cpu)
+                .filter(|d| d.kind.has_cpus())
                 .collect();
             assign_workers(config.workers, &cpu_domains)
         };
@@ -84,7 +84,7 @@ impl Pool {
             for (i, d) in config
                 .domains
                 .iter_mut()
-                .filter(|d| d.kind == crate::place::DomainKind::Cpu)
+                .filter(|d| d.kind.has_cpus())
                 .enumerate()
             {
                 let workers = worker_domain.iter().filter(|&&w| w == i).count();
@@ -101,7 +101,7 @@ impl Pool {
         let cpu_domains: Vec<&crate::place::DomainSpec> = config
             .domains
             .iter()
-            .filter(|d| d.kind == crate::place::DomainKind::Cpu)
+            .filter(|d| d.kind.has_cpus())
             .collect();
         let domain_queues = if sched.trivial {
             Vec::new()
@@ -461,7 +461,8 @@ impl Pool {
     ///
     /// ```
     /// use std::sync::mpsc;
-    /// use respool::{Dim, Pool, TaskReport};
+    /// use respool::{Dim, Pool};
+    /// use respool::measure::TaskReport;
     /// let (tx, rx) = mpsc::channel();
     /// let pool = Pool::builder()
     ///     .workers(1)

@@ -309,7 +309,8 @@ impl std::error::Error for StoreError {
 ///
 /// ```
 /// use std::sync::Mutex;
-/// use respool::{Pool, ProfileStore, Profiles, StoreError};
+/// use respool::Pool;
+/// use respool::store::{ProfileStore, Profiles, StoreError};
 ///
 /// #[derive(Debug, Default)]
 /// struct Text(Mutex<Option<String>>);
@@ -359,7 +360,8 @@ pub trait ProfileStore: Send + Sync + fmt::Debug {
 /// Moving what one pool learned to another pool of the same process:
 ///
 /// ```
-/// use respool::{MemoryStore, Pool, ProfileStore};
+/// use respool::Pool;
+/// use respool::store::{MemoryStore, ProfileStore};
 /// let store = MemoryStore::new();
 /// assert!(store.load()?.is_none()); // nothing saved yet
 /// let pool = Pool::builder().workers(1).memory("1GiB").build()?;
@@ -403,7 +405,8 @@ impl ProfileStore for MemoryStore {
 /// # Examples
 ///
 /// ```
-/// use respool::{FileStore, Pool, ProfileStore};
+/// use respool::Pool;
+/// use respool::store::{FileStore, ProfileStore};
 /// let dir = std::env::temp_dir().join(format!("respool-filestore-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir)?;
 /// let store = FileStore::in_dir(&dir);

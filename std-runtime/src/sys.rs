@@ -18,12 +18,12 @@
 //! | the monitor's source | [`SystemMonitor`], [`Resource`], [`Snapshot`] and its readings, [`SysError`], [`ProcfsMonitor`] | [`Builder::system_monitor`](crate::Builder::system_monitor) |
 //! | sampling | [`MonitorConfig`] | [`Builder::monitor_config`](crate::Builder::monitor_config) |
 //! | fixture trees in tests | [`SysRoot`] | [`ProcfsMonitor::new`] |
-//! | placement domains | [`Topology`], [`DomainInfo`], [`DomainKind`], [`GpuInventory`] | [`Builder::domains`](crate::Builder::domains) (what the pool detects by default) |
+//! | placement domains | [`Topology`], [`DomainInfo`], [`DomainKind`], [`GpuInventory`] | [`Builder::domains`](crate::Builder::domains) (what the pool detects by default), [`DomainSpec::kind`](crate::DomainSpec::kind) |
 //! | capacity | [`MachineCapacity`], [`default_capacity`], [`Headroom`] | [`Builder::capacity`](crate::Builder::capacity), [`Builder::headroom`](crate::Builder::headroom) (what the pool detects by default) |
 //!
-//! [`DomainKind`] here is the kind of a detected domain (NUMA node, machine,
-//! GPU); [`crate::DomainKind`] is the kind of a [`DomainSpec`](crate::DomainSpec)
-//! the pool is built with.
+//! [`DomainKind`] is the one kind of a domain: of a detected one
+//! ([`DomainInfo`]) and of one the pool is built with
+//! ([`DomainSpec`](crate::DomainSpec)).
 //!
 //! # Examples
 //!

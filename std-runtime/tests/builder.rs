@@ -502,7 +502,7 @@ fn a_long_bad_text_is_cut_in_the_message() {
     let e = Pool::builder()
         .workers(1)
         .memory("1GiB")
-        .profile_store(respool::FileStore::new(path))
+        .profile_store(respool::store::FileStore::new(path))
         .build()
         .unwrap_err();
     assert!(matches!(e, BuildError::Store(_)), "{e:?}");

@@ -13,8 +13,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use respool::alloc::TrackingAllocator;
+use respool::measure::TaskReport;
 use respool::sys::{MemoryReading, MonitorConfig, Resource, Snapshot, SysError, SystemMonitor};
-use respool::{Backoff, Dim, JoinHandle, Policy, Pool, Resources, TaskError, TaskReport};
+use respool::{Backoff, Dim, JoinHandle, Policy, Pool, Resources, TaskError};
 
 mod common;
 use common::*;

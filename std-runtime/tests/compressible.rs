@@ -10,7 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{SAFETY, join, wait_until};
 use respool::store::{ClassRecord, Profiles, Sample};
-use respool::{Dim, MemoryStore, Policy, Pool, ProfileStore, Resources, SubmitError};
+use respool::store::{MemoryStore, ProfileStore};
+use respool::{Dim, Policy, Pool, Resources, SubmitError};
 
 const GIB: u64 = 1 << 30;
 

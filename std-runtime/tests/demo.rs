@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use respool::store::{ClassRecord, Profiles, Sample};
-use respool::{FileStore, ProfileStore};
+use respool::store::{FileStore, ProfileStore};
 
 /// The demo measures the process's peak heap: one invocation at a time.
 fn serial() -> MutexGuard<'static, ()> {

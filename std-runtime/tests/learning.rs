@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use respool::alloc::{HeapUsage, TrackingAllocator, measure};
-use respool::{
-    BuildError, Dim, FileStore, LearningConfig, MemoryStore, Policy, Pool, ProfileStore, Resources,
-    StoreError, TaskReport,
-};
+use respool::learn::LearningConfig;
+use respool::measure::TaskReport;
+use respool::store::{FileStore, MemoryStore, ProfileStore, StoreError};
+use respool::{BuildError, Dim, Policy, Pool, Resources};
 
 #[global_allocator]
 static ALLOC: TrackingAllocator = TrackingAllocator::system();

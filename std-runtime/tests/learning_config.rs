@@ -5,7 +5,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use respool::{Dim, FileStore, LearningConfig, Pool, Ppm, Resources, TaskReport};
+use respool::learn::LearningConfig;
+use respool::measure::TaskReport;
+use respool::store::FileStore;
+use respool::{Dim, Pool, Ppm, Resources};
 
 const MIB: u64 = 1 << 20;
 const BYTES_PER_S: u64 = 5_000_000;
@@ -83,7 +86,9 @@ fn disabled_learning_uses_declared_requirements_and_the_fallback_only() {
         on.shutdown();
     }
     let stored = FileStore::in_dir(&dir);
-    let saved = respool::ProfileStore::load(&stored).unwrap().unwrap();
+    let saved = respool::store::ProfileStore::load(&stored)
+        .unwrap()
+        .unwrap();
     assert_eq!(saved.classes[0].class, "net");
 
     // Disabled, on the same store: the stored profile is not used.
@@ -138,7 +143,9 @@ fn disabled_learning_uses_declared_requirements_and_the_fallback_only() {
     assert_eq!(snap.classes[0].runs, saved.classes[0].runs);
     off.shutdown();
     // Saved back unchanged.
-    let again = respool::ProfileStore::load(&stored).unwrap().unwrap();
+    let again = respool::store::ProfileStore::load(&stored)
+        .unwrap()
+        .unwrap();
     assert_eq!(again.classes, saved.classes);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -115,7 +115,10 @@ fn a_task_that_runs_at_once() {
     let events = rec.task_where(|_| true);
     let names: Vec<_> = events.iter().map(|s| s.name).collect();
     assert_eq!(names, ["submitted", "admitted", "started", "finished"]);
-    assert!(with_detail(&events, "admitted").contains("memory"), "{events:?}");
+    assert!(
+        with_detail(&events, "admitted").contains("memory"),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -123,11 +126,7 @@ fn a_task_that_waits_and_is_admitted() {
     let rec = Arc::new(Recorder::default());
     let pool = observed_pool(&rec, 2, 1000);
     let (release, hold) = holder(&pool, 800);
-    let waiter = pool
-        .task()
-        .requirements(mem(500))
-        .spawn(|_| "ran")
-        .unwrap();
+    let waiter = pool.task().requirements(mem(500)).spawn(|_| "ran").unwrap();
     wait_until("the task to wait", || pool.snapshot().waiting == 1);
     release.send(()).unwrap();
     join(hold).unwrap();
@@ -285,21 +284,14 @@ fn every_submitted_task_has_exactly_one_terminal_event() {
                             .requirements(mem(300 + i % 200))
                             .spawn(|_| ())
                             .map(drop),
-                        3 => pool
-                            .task()
-                            .requirements(mem(50))
-                            .execute(move |_| {
-                                if i % 50 == 3 {
-                                    panic!("observed panic");
-                                }
-                            }),
-                        4 => pool
-                            .task()
-                            .requirements(mem(400))
-                            .spawn(|_| ())
-                            .map(|h| {
-                                h.cancel();
-                            }),
+                        3 => pool.task().requirements(mem(50)).execute(move |_| {
+                            if i % 50 == 3 {
+                                panic!("observed panic");
+                            }
+                        }),
+                        4 => pool.task().requirements(mem(400)).spawn(|_| ()).map(|h| {
+                            h.cancel();
+                        }),
                         _ => pool.task().requirements(mem(5000)).spawn(|_| ()).map(drop),
                     };
                     if r.is_err() {

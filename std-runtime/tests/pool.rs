@@ -1053,10 +1053,10 @@ fn public_types_are_send_and_sync() {
     send_sync::<respool::Resources>();
     // Profile stores are shared with the pool's workers (`ProfileStore`
     // requires `Send + Sync`; the concrete types must be usable as such).
-    send_sync::<respool::FileStore>();
-    send_sync::<respool::MemoryStore>();
-    send_sync::<respool::Profiles>();
-    send_sync::<respool::StoreError>();
+    send_sync::<respool::store::FileStore>();
+    send_sync::<respool::store::MemoryStore>();
+    send_sync::<respool::store::Profiles>();
+    send_sync::<respool::store::StoreError>();
     // A scope is shared by reference with the tasks spawned in it.
     send_sync::<respool::Scope<'static, 'static>>();
     // A batch is shared between threads (one runs it, others add jobs or

@@ -13,9 +13,9 @@ use respool::alloc::TrackingAllocator;
 use respool::core::packer::{
     BatchFit, DefragConfig, DefragError, DefragPlan, Domain, Fit, Packer, Placement, Score,
 };
-use respool::{
-    Dim, LearningConfig, Policy, Pool, Ppm, Resources, SubmitError, TaskError, TaskReport,
-};
+use respool::learn::LearningConfig;
+use respool::measure::TaskReport;
+use respool::{Dim, Policy, Pool, Ppm, Resources, SubmitError, TaskError};
 
 mod common;
 use common::*;

@@ -30,6 +30,16 @@ pub enum DomainKind {
     Gpu,
 }
 
+impl DomainKind {
+    /// Whether the domain has CPUs of its own (a NUMA node or the machine):
+    /// the pool gives such a domain workers; a GPU domain's tasks run on a
+    /// CPU worker.
+    #[must_use]
+    pub fn has_cpus(self) -> bool {
+        matches!(self, DomainKind::Numa | DomainKind::Machine)
+    }
+}
+
 /// One placement domain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainInfo {

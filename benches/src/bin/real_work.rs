@@ -50,9 +50,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use respool::Pool;
 use respool::alloc::TrackingAllocator;
+use respool::store::FileStore;
 use respool::units::{format_bytes, parse_bytes};
-use respool::{FileStore, Pool};
 
 #[global_allocator]
 static ALLOC: TrackingAllocator = TrackingAllocator::system();
