@@ -41,3 +41,5 @@ install_pinned gungraun-runner 0.20.0 gungraun-runner
 install_pinned cbindgen 0.29.4 cbindgen
 install_pinned cargo-fuzz 0.13.2 cargo fuzz
 install_pinned cargo-llvm-cov 0.9.1 cargo llvm-cov
+# Lists each crate's public API from nightly rustdoc JSON (ci/public-api.sh).
+install_pinned cargo-public-api 0.52.0 cargo public-api
