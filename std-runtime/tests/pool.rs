@@ -1071,8 +1071,6 @@ fn public_types_are_send_and_sync() {
     send_sync::<respool::batch::JobResult<String>>();
     send_sync::<respool::batch::JobError>();
     send_sync::<respool::batch::JobContext>();
-    send_sync::<respool::batch::WorkStealingDeque<u64>>();
-    send::<respool::batch::PriorityQueue<u64>>();
 }
 
 /// A plain task that a scope runs inline inside a cancelled task does not see

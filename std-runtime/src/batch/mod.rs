@@ -135,7 +135,6 @@ pub use config::{BatchConfig, BatchError};
 pub use control::CancelReason;
 pub use job::{Job, JobContext, JobError, JobResult, JobStatus};
 pub use metrics::BatchMetrics;
-pub use queue::{PriorityQueue, WorkStealingDeque};
 pub use strategy::{
     Adaptive, Assignment, Chunked, Dispatch, JobMeta, Plan, PriorityBased, RoundRobin, Strategy,
     StrategyKind, WorkStealing,

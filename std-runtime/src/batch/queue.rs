@@ -29,20 +29,7 @@ use crate::sync::lock;
 
 /// A double-ended queue shared between its owner (which pushes and pops at
 /// one end) and thieves (which steal from the other end).
-///
-/// # Examples
-///
-/// ```
-/// use respool::batch::WorkStealingDeque;
-/// let d = WorkStealingDeque::new();
-/// for i in 1..=3 {
-///     d.push(i);
-/// }
-/// assert_eq!(d.pop(), Some(3)); // the owner: last in, first out
-/// assert_eq!(d.steal(), Some(1)); // a thief: first in, first out
-/// assert_eq!(d.len(), 1);
-/// ```
-pub struct WorkStealingDeque<T> {
+pub(crate) struct WorkStealingDeque<T> {
     items: Mutex<VecDeque<T>>,
 }
 
@@ -53,11 +40,6 @@ impl<T> WorkStealingDeque<T> {
         WorkStealingDeque {
             items: Mutex::new(VecDeque::new()),
         }
-    }
-
-    /// Pushes at the owner's end.
-    pub fn push(&self, item: T) {
-        lock(&self.items).push_back(item);
     }
 
     /// Pops at the owner's end (the most recently pushed item).
@@ -76,6 +58,7 @@ impl<T> WorkStealingDeque<T> {
         lock(&self.items).len()
     }
 
+    #[cfg(test)] // used by the tests only
     /// Whether the deque is empty now.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -130,22 +113,7 @@ impl<T> Ord for Entry<T> {
 
 /// A max-priority queue: higher priority first, first in first out among
 /// equal priorities, with a count of queued items per priority.
-///
-/// # Examples
-///
-/// ```
-/// use respool::batch::PriorityQueue;
-/// let mut q = PriorityQueue::new();
-/// q.push("low", 1);
-/// q.push("high-a", 9);
-/// q.push("high-b", 9);
-/// assert_eq!(q.count(9), 2);
-/// assert_eq!(q.pop(), Some("high-a"));
-/// assert_eq!(q.pop(), Some("high-b"));
-/// assert_eq!(q.pop(), Some("low"));
-/// assert_eq!(q.pop(), None);
-/// ```
-pub struct PriorityQueue<T> {
+pub(crate) struct PriorityQueue<T> {
     heap: BinaryHeap<Entry<T>>,
     seq: u64,
     counts: BTreeMap<i32, usize>,
@@ -191,6 +159,7 @@ impl<T> PriorityQueue<T> {
         Some((p, e.item))
     }
 
+    #[cfg(test)] // used by the tests only
     /// The highest priority queued, if any.
     #[must_use]
     pub fn peek_priority(&self) -> Option<i32> {
@@ -203,18 +172,21 @@ impl<T> PriorityQueue<T> {
         self.heap.len()
     }
 
+    #[cfg(test)] // used by the tests only
     /// Whether nothing is queued.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 
+    #[cfg(test)] // used by the tests only
     /// How many items of `priority` are queued.
     #[must_use]
     pub fn count(&self, priority: i32) -> usize {
         self.counts.get(&priority).copied().unwrap_or(0)
     }
 
+    #[cfg(test)] // used by the tests only
     /// `(priority, count)` for every priority with queued items, highest
     /// priority first.
     pub fn counts(&self) -> impl Iterator<Item = (i32, usize)> + '_ {
