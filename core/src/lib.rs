@@ -3,8 +3,7 @@
 //! The allocation-free heart of [respool](https://github.com/respool/respool), a
 //! task pool that knows what its tasks cost. This crate is `#![no_std]` without
 //! `alloc`: it holds the resource model, the lock-free [`Tracker`], admission
-//! control, and (in later modules) the packer, the priority queue and the
-//! predictors. It is driven by whatever threads or interrupts the caller has;
+//! control, the packer, the scored wait queue and the predictors. It is driven by whatever threads or interrupts the caller has;
 //! the `respool` crate is the std runtime built on it.
 //!
 //! ## Guarantees

@@ -3,8 +3,11 @@
 //! place that puts an admitted task where a worker finds it (`enqueue`).
 //!
 //! Submissions go through the gate (`Gate`): it counts submissions in flight
-//! and closes the pool to new ones at shutdown. Every path into a queue ends
-//! in `Shared::enqueue`; workers take work with `Shared::next_task`. What
+//! and closes the pool to new ones at shutdown. An admitted task reaches a
+//! queue through `Shared::enqueue` (its domain's run queue, the priority
+//! lane, or the shared run queue), or, when it has neither a domain nor a
+//! priority (a plain task, a packed one), straight through
+//! `Shared::push_shared`; workers take work with `Shared::next_task`. What
 //! is admitted, and when, is the scheduler's decision (`crate::scheduler`);
 //! running it is the worker's (`crate::worker`). This module names neither
 //! the worker nor the pool facade.
@@ -158,8 +161,6 @@ pub(crate) struct Shared {
     /// worker to go idle with nothing left ends all workers.
     pub(crate) exit_when_done: AtomicBool,
     pub(crate) self_weak: Weak<Shared>,
-    /// Releases finished tasks have not yet given back to the tracker, per
-    /// worker (see `finish_described`).
     /// Per worker, the reservations of its finished tasks not given back
     /// yet (see `WorkerBatch`, `Shared::give_back`).
     pub(crate) logs: Box<[crossbeam_utils::CachePadded<respool_core::ReleaseLog>]>,
@@ -210,12 +211,17 @@ impl Shared {
                 out.push(self.unstarted(t));
             }
         }
-        {
+        // Taken under the lane's lock, handed back after it: handing back
+        // releases reservations (the scheduler's lock) and tells the
+        // observer, neither of which may happen under the lane's lock.
+        let lane = {
             let mut lane = lock(&self.lane);
-            while let Some(e) = lane.heap.pop() {
-                out.push(self.unstarted(e.task));
-            }
             self.lane_len.store(0, Ordering::SeqCst);
+            std::mem::take(&mut lane.heap)
+        };
+        // In the order the lane would have run them.
+        for e in lane.into_sorted_vec().into_iter().rev() {
+            out.push(self.unstarted(e.task));
         }
         for t in self.sched.drain_waiting() {
             out.push(self.unstarted(t));

@@ -8,10 +8,12 @@
 //! - **With requirements** (or a class whose requirements are learned): the
 //!   core's [`Admission`](respool_core::admission::Admission) decides. Accepted tasks carry their reservation into
 //!   the run queue (or the priority lane, when they have a priority or a
-//!   deadline); deferred ones wait in the admission wait queue (critical
-//!   first, then priority, then first come first served) and are admitted,
-//!   head of line first, whenever resources are released; refused ones come
-//!   back as a [`SubmitError`] saying which dimension and by how much.
+//!   deadline); deferred ones wait in the scheduler's scored wait queue
+//!   (critical first, then priority with aging, then first come first
+//!   served) and are admitted whenever resources are released, the head
+//!   first unless a later one in the lookahead window fits and the head may
+//!   still be overtaken; refused ones come back as a [`SubmitError`] saying
+//!   which dimension and by how much.
 //! - A worker runs the task inside `catch_unwind`, releases the reservation
 //!   exactly once (whatever happened), records what the task used, and admits
 //!   waiting tasks that now fit.

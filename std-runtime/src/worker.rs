@@ -3,9 +3,9 @@
 //! worker's release log, or at once when someone waits for it), and feeding
 //! what it measured to learning.
 //!
-//! A worker takes work from the engine (`Shared::next_task`) and gives
-//! reservations back through it (`Shared::dispatch` admits the waiters that
-//! now fit). `help_once` runs one queued task on a worker that waits for
+//! A worker takes work from the engine (`Shared::next_task`), gives
+//! reservations back to the scheduler, and then calls `Shared::dispatch`
+//! (admit.rs), which admits the waiters that now fit. `help_once` runs one queued task on a worker that waits for
 //! something else (a scope, a batch run, a blocked submission).
 
 use std::cell::Cell;

@@ -262,7 +262,8 @@ fn a_task_whose_reservation_grows() {
 }
 
 /// Many tasks of every kind from four threads (plain, with a handle, with
-/// requirements that make some wait, panicking, cancelled, refused, and a
+/// requirements that make some wait, some with a priority, panicking,
+/// cancelled, refused, and a
 /// shutdown that hands some back): every task that was submitted has
 /// exactly one terminal event, its last.
 #[test]
@@ -282,6 +283,8 @@ fn every_submitted_task_has_exactly_one_terminal_event() {
                         2 => pool
                             .task()
                             .requirements(mem(300 + i % 200))
+                            // Some go through the priority lane.
+                            .priority(i32::try_from(i % 3).unwrap())
                             .spawn(|_| ())
                             .map(drop),
                         3 => pool.task().requirements(mem(50)).execute(move |_| {
