@@ -49,23 +49,27 @@ fn config() -> impl Strategy<Value = PredictConfig> {
         (
             (ppm(), ppm(), time(), ppm(), ppm(), any::<u32>()),
             (0..20u32, 0..20u32, ppm(), ppm(), ppm(), amount()),
+            ppm(),
         )
-            .prop_map(|((pc, sm, hl, ea, era, rw), (ms, fc, zc, mc, obr, omb))| {
-                PredictConfig {
-                    percentile: pc,
-                    safety_margin: sm,
-                    half_life_ns: hl,
-                    ewma_alpha: ea,
-                    error_alpha: era,
-                    regression_window: rw,
-                    min_samples: ms,
-                    full_confidence_samples: fc,
-                    zero_confidence_error: zc,
-                    min_confidence: mc,
-                    oom_bump_ratio: obr,
-                    oom_min_bump: omb,
+            .prop_map(
+                |((pc, sm, hl, ea, era, rw), (ms, fc, zc, mc, obr, omb), cm)| {
+                    PredictConfig {
+                        percentile: pc,
+                        safety_margin: sm,
+                        half_life_ns: hl,
+                        ewma_alpha: ea,
+                        error_alpha: era,
+                        regression_window: rw,
+                        min_samples: ms,
+                        full_confidence_samples: fc,
+                        zero_confidence_error: zc,
+                        min_confidence: mc,
+                        max_covered_margin: cm,
+                        oom_bump_ratio: obr,
+                        oom_min_bump: omb,
+                    }
                 }
-            }),
+            ),
     ]
 }
 
@@ -245,9 +249,22 @@ proptest! {
             let est = class.predict(&cfg, *size, &fb);
             for dim in Dim::ALL {
                 let learned = est.learned.contains(dim);
+                let covered = est.covered.contains(dim);
+                prop_assert!(!(learned && covered), "the two are disjoint");
                 if learned {
                     prop_assert!(est.confidence[dim] >= cfg.min_confidence);
                     prop_assert!(est.expected.get(dim) <= est.reserve.get(dim));
+                } else if covered {
+                    // From the data: enough samples, a reserve of at least
+                    // the prediction and at most the covered margin times it.
+                    let s = cfg.sanitized();
+                    prop_assert!(class.series(dim).samples() >= u64::from(s.full_confidence_samples));
+                    let (e, r) = (est.expected.get(dim).unwrap(), est.reserve.get(dim).unwrap());
+                    prop_assert!(e > 0 && e <= r);
+                    prop_assert!(
+                        u128::from(r) * 1_000_000
+                            <= u128::from(e) * u128::from(s.max_covered_margin.as_ppm())
+                    );
                 } else if let Some(f) = fb.get(dim) {
                     prop_assert_eq!(est.expected.get(dim), Some(f));
                 } else {

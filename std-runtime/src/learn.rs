@@ -318,6 +318,10 @@ impl Learner {
         let mut reserve = est.reserve;
         for dim in est.learned {
             expected = expected.with_saturating(dim, est.expected.amount(dim));
+        }
+        // Learned, or not confident but sized from the class's own data
+        // (covered: the core's reserve is its prediction times its misses).
+        for dim in est.learned.union(est.covered) {
             if self.soft.contains(dim) {
                 // Soft: the expected usage, no margin (too little of it only
                 // slows the task down).
@@ -325,7 +329,7 @@ impl Learner {
             }
         }
         let probe = self.config.probe_concurrency > 0
-            && !est.learned.contains(Dim::Memory)
+            && !est.learned.union(est.covered).contains(Dim::Memory)
             && p.runs < u64::from(self.config.probe_runs);
         Estimate {
             reserve,

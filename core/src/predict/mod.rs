@@ -218,6 +218,17 @@ pub struct PredictConfig {
     /// Confidence from which a prediction is trusted (default 50%):
     /// [`Prediction::is_confident`], [`ResourcePredictor::predict`].
     pub min_confidence: Ppm,
+    /// The widest margin with which a history that is not confident still
+    /// sets the reserve (default 400%): a dimension whose point predictions
+    /// miss too often to be confident (memory that grows in steps, a `Vec`
+    /// doubling: the largest step is about twice the mean) but that has
+    /// `full_confidence_samples` samples reserves its
+    /// [`Prediction::upper`] (the prediction times the percentile of its
+    /// own misses, never above the largest value seen) when that is at most
+    /// this multiple of the prediction, and the caller's fallback otherwise
+    /// (a history whose rare values are many times its usual ones:
+    /// [`Prediction::is_covered`]). At least 100%.
+    pub max_covered_margin: Ppm,
     /// Ratio applied to the usage at an out-of-memory kill (default 120%).
     pub oom_bump_ratio: Ppm,
     /// Minimal increase after an out-of-memory kill, in the series' unit
@@ -238,6 +249,7 @@ impl PredictConfig {
         full_confidence_samples: 10,
         zero_confidence_error: Ppm::from_percent(20),
         min_confidence: Ppm::from_percent(50),
+        max_covered_margin: Ppm::from_percent(400),
         oom_bump_ratio: Ppm::from_percent(120),
         oom_min_bump: 100 << 20,
     };
@@ -254,6 +266,7 @@ impl PredictConfig {
             min_samples: self.min_samples.max(1),
             full_confidence_samples: self.full_confidence_samples.max(1),
             zero_confidence_error: self.zero_confidence_error.max(Ppm::from_ppm(1)),
+            max_covered_margin: self.max_covered_margin.max(Ppm::ONE),
             ..self
         }
     }
@@ -350,6 +363,23 @@ impl Prediction {
     pub fn is_confident(&self, cfg: &PredictConfig) -> bool {
         self.source != Source::Fallback && self.confidence >= cfg.min_confidence
     }
+
+    /// Whether the reserve may come from this history although it is not
+    /// confident: it has `samples` of at least
+    /// [`PredictConfig::full_confidence_samples`] and its [`upper`](Self::upper)
+    /// is at most [`PredictConfig::max_covered_margin`] times its value.
+    /// The upper bound is then the class's own data (its misses' percentile,
+    /// capped by the largest value seen), a better reserve than a fixed
+    /// fallback in both directions.
+    #[must_use]
+    pub fn is_covered(&self, cfg: &PredictConfig, samples: u64) -> bool {
+        let cfg = cfg.sanitized();
+        self.source != Source::Fallback
+            && samples >= u64::from(cfg.full_confidence_samples)
+            && self.value > 0
+            && u128::from(self.upper) * fixed::PPM_ONE
+                <= u128::from(self.value) * u128::from(cfg.max_covered_margin.as_ppm())
+    }
 }
 
 #[cfg(test)]
@@ -369,6 +399,7 @@ mod tests {
             full_confidence_samples: 0,
             zero_confidence_error: Ppm::ZERO,
             min_confidence: Ppm::MAX,
+            max_covered_margin: Ppm::ZERO,
             oom_bump_ratio: Ppm::MAX,
             oom_min_bump: u64::MAX,
         };
@@ -380,6 +411,7 @@ mod tests {
         assert_eq!(s.regression_window, regression::MAX_WINDOW);
         assert_eq!((s.min_samples, s.full_confidence_samples), (1, 1));
         assert_eq!(s.zero_confidence_error, Ppm::from_ppm(1));
+        assert_eq!(s.max_covered_margin, Ppm::ONE);
         assert_eq!(PredictConfig::DEFAULT.sanitized(), PredictConfig::DEFAULT);
         assert_eq!(
             PredictConfig {

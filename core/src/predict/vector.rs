@@ -7,11 +7,16 @@ use crate::resource::{Dim, DimSet, PerDim, Ppm, Resources};
 
 /// An estimate of the resources the next task of a class needs.
 ///
-/// In every dimension, exactly one of three things holds:
+/// In every dimension, exactly one of four things holds:
 ///
 /// - the dimension is in `learned`: the history is confident
 ///   ([`Prediction::is_confident`]); `expected` holds the prediction and
 ///   `reserve` the prediction with its margin (see [`Prediction::upper`]);
+/// - the dimension is in `covered`: the history is not confident but has
+///   enough samples and a margin of at most
+///   [`PredictConfig::max_covered_margin`] ([`Prediction::is_covered`]);
+///   `expected` holds the prediction and `reserve` the prediction with its
+///   margin, as for a learned one;
 /// - otherwise, the dimension is set in the fallback: `expected` holds the
 ///   fallback amount and `reserve` the larger of it and any out-of-memory
 ///   floor;
@@ -27,6 +32,9 @@ pub struct ResourceEstimate {
     pub confidence: PerDim<Ppm>,
     /// The dimensions whose amounts come from confident history.
     pub learned: DimSet,
+    /// The dimensions whose reserve comes from a history that is not
+    /// confident but covers its own misses (disjoint from `learned`).
+    pub covered: DimSet,
 }
 
 /// One [`SeriesPredictor`] per [`Dim`]: learns a task class's resource usage
@@ -120,6 +128,7 @@ impl<const B: usize> ResourcePredictor<B> {
             reserve: Resources::NONE,
             confidence: PerDim([Ppm::ZERO; Dim::COUNT]),
             learned: DimSet::EMPTY,
+            covered: DimSet::EMPTY,
         };
         for dim in Dim::ALL {
             let series = &self.series[dim];
@@ -128,6 +137,10 @@ impl<const B: usize> ResourcePredictor<B> {
             est.confidence[dim] = p.confidence;
             if p.is_confident(cfg) {
                 est.learned = est.learned.with(dim);
+                est.expected = est.expected.with_saturating(dim, p.value);
+                est.reserve = est.reserve.with_saturating(dim, p.upper);
+            } else if p.is_covered(cfg, series.samples()) {
+                est.covered = est.covered.with(dim);
                 est.expected = est.expected.with_saturating(dim, p.value);
                 est.reserve = est.reserve.with_saturating(dim, p.upper);
             } else if let Some(amount) = fb {
@@ -174,8 +187,9 @@ mod tests {
     fn per_dimension_choice_table() {
         let cfg = PredictConfig::DEFAULT;
         let mut p: ResourcePredictor = ResourcePredictor::new();
-        // Cpu: steady (learned). Memory: bimodal (not confident).
-        // Iops: two samples only. Gpu: never observed.
+        // Cpu: steady (learned). Memory: bimodal (not confident, but its
+        // reserve, the larger mode, is within twice the prediction:
+        // covered). Iops: two samples only. Gpu: never observed.
         for i in 0..20u64 {
             let mem = if i % 2 == 0 { 100 } else { 1000 };
             let mut usage = r(&[(Dim::Cpu, 500), (Dim::Memory, mem)]);
@@ -187,10 +201,13 @@ mod tests {
         let fallback = r(&[(Dim::Memory, 4096), (Dim::Iops, 10), (Dim::Gpu, 1)]);
         let est = p.predict(&cfg, None, &fallback);
         assert_eq!(est.learned, DimSet::single(Dim::Cpu));
+        assert_eq!(est.covered, DimSet::single(Dim::Memory));
+        let memory = p.predict_dim(&cfg, Dim::Memory, None, 4096);
+        assert!((100..=1000).contains(&memory.value), "{memory:?}");
         // (dim, expected, reserve, confidence > 0)
         let table = [
             (Dim::Cpu, Some(500), Some(500), true),
-            (Dim::Memory, Some(4096), Some(4096), false),
+            (Dim::Memory, Some(memory.value), Some(1000), false),
             (Dim::Iops, Some(10), Some(10), false),
             (Dim::Gpu, Some(1), Some(1), false),
             (Dim::Network, None, None, false),
@@ -206,6 +223,62 @@ mod tests {
             p.predict_dim(&cfg, Dim::Iops, None, 9).source,
             Source::Fallback
         );
+    }
+
+    #[test]
+    fn a_history_not_confident_reserves_from_its_data_within_the_covered_margin() {
+        let mut cfg = PredictConfig::DEFAULT;
+        // One sample in ten is 100 times the others: the reserve that
+        // covers it is far above the prediction (near the small ones): the
+        // fallback applies.
+        let mut rare: ResourcePredictor = ResourcePredictor::new();
+        // Memory that doubles in steps (1, 2, 4, 8 MiB over and over): no
+        // prediction is within 20%, the reserve (the top step) is within
+        // four times it.
+        let mut steps: ResourcePredictor = ResourcePredictor::new();
+        for i in 0..45u64 {
+            // The last five are small: the prediction is near 1 MiB.
+            let m = if i % 10 == 9 { 100 << 20 } else { 1 << 20 };
+            rare.observe(&cfg, &r(&[(Dim::Memory, m)]), None, i);
+        }
+        for i in 0..41u64 {
+            // Ends on the smallest step: the prediction is below the top.
+            steps.observe(&cfg, &r(&[(Dim::Memory, (1 << 20) << (i % 4))]), None, i);
+        }
+        let fallback = r(&[(Dim::Memory, 256 << 20)]);
+        let est = rare.predict(&cfg, None, &fallback);
+        assert_eq!((est.learned, est.covered), (DimSet::EMPTY, DimSet::EMPTY));
+        assert_eq!(est.reserve, fallback);
+        let est = steps.predict(&cfg, None, &fallback);
+        assert_eq!(
+            (est.learned, est.covered),
+            (DimSet::EMPTY, DimSet::single(Dim::Memory))
+        );
+        let reserve = est.reserve.get(Dim::Memory).unwrap();
+        assert!(
+            reserve <= 8 << 20,
+            "never above the largest step: {reserve}"
+        );
+        let value = est.expected.get(Dim::Memory).unwrap();
+        assert!(
+            reserve <= 4 * value && reserve >= value,
+            "{value} {reserve}"
+        );
+        // A narrower limit sends the same history to the fallback; fewer
+        // samples than full_confidence_samples too.
+        cfg.max_covered_margin = Ppm::from_percent(110);
+        assert_eq!(steps.predict(&cfg, None, &fallback).reserve, fallback);
+        let mut young: ResourcePredictor = ResourcePredictor::new();
+        for i in 0..9u64 {
+            young.observe(
+                &PredictConfig::DEFAULT,
+                &r(&[(Dim::Memory, (1 << 20) << (i % 4))]),
+                None,
+                i,
+            );
+        }
+        let est = young.predict(&PredictConfig::DEFAULT, None, &fallback);
+        assert_eq!((est.covered, est.reserve), (DimSet::EMPTY, fallback));
     }
 
     #[test]
