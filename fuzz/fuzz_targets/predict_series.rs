@@ -31,6 +31,7 @@ struct Config {
     full_confidence_samples: u8,
     zero_confidence_error: u32,
     min_confidence: u32,
+    max_covered_margin: u32,
     oom_bump_ratio: u32,
     oom_min_bump: u64,
 }
@@ -77,6 +78,7 @@ fn config(c: &Option<Config>) -> PredictConfig {
             full_confidence_samples: u32::from(c.full_confidence_samples),
             zero_confidence_error: Ppm::from_ppm(c.zero_confidence_error),
             min_confidence: Ppm::from_ppm(c.min_confidence),
+            max_covered_margin: Ppm::from_ppm(c.max_covered_margin),
             oom_bump_ratio: Ppm::from_ppm(c.oom_bump_ratio),
             oom_min_bump: c.oom_min_bump,
         },
@@ -149,8 +151,17 @@ fuzz_target!(|input: Input| {
                 let est = class.predict(&cfg, size, &fb);
                 for d in Dim::ALL {
                     assert!(est.confidence[d] <= Ppm::ONE);
+                    assert!(!(est.learned.contains(d) && est.covered.contains(d)));
                     if est.learned.contains(d) {
                         assert!(est.expected.get(d) <= est.reserve.get(d));
+                    } else if est.covered.contains(d) {
+                        // From the data, within the covered margin.
+                        let (e, r) = (est.expected.get(d).unwrap(), est.reserve.get(d).unwrap());
+                        assert!(e > 0 && e <= r, "{e} {r}");
+                        assert!(
+                            u128::from(r) * 1_000_000
+                                <= u128::from(e) * u128::from(sane.max_covered_margin.as_ppm())
+                        );
                     } else if d == Dim::Cpu {
                         assert_eq!(est.expected.get(d), Some(fallback.min(MAX_AMOUNT)));
                     } else {

@@ -377,8 +377,10 @@ impl Prediction {
         self.source != Source::Fallback
             && samples >= u64::from(cfg.full_confidence_samples)
             && self.value > 0
-            && u128::from(self.upper) * fixed::PPM_ONE
-                <= u128::from(self.value) * u128::from(cfg.max_covered_margin.as_ppm())
+            // Both products fit: a u64 times at most 2^32 in a u128.
+            && u128::from(self.upper).saturating_mul(fixed::PPM_ONE)
+                <= u128::from(self.value)
+                    .saturating_mul(u128::from(cfg.max_covered_margin.as_ppm()))
     }
 }
 
