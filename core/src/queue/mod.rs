@@ -369,6 +369,23 @@ impl<T> Slot<T> {
         }
     }
 
+    /// The free slot at position `i` of both heaps' arrays (what the
+    /// queue's free list expects of a slot past the end).
+    const fn free_at(i: usize) -> Slot<T> {
+        let cell = Cell {
+            key: 0,
+            seq: 0,
+            slot: i,
+        };
+        Slot {
+            entry: None,
+            all: cell,
+            deadline: cell,
+            pos_all: i,
+            pos_deadline: i,
+        }
+    }
+
     fn cell(&self, h: Heap) -> Cell {
         match h {
             Heap::All => self.all,
@@ -489,18 +506,7 @@ where
     /// dropped.
     pub fn with_storage(mut slots: S, config: QueueConfig) -> Self {
         for (i, s) in slots.as_mut().iter_mut().enumerate() {
-            let cell = Cell {
-                key: 0,
-                seq: 0,
-                slot: i,
-            };
-            *s = Slot {
-                entry: None,
-                all: cell,
-                deadline: cell,
-                pos_all: i,
-                pos_deadline: i,
-            };
+            *s = Slot::free_at(i);
         }
         ScoredQueue {
             slots,
@@ -561,18 +567,7 @@ where
         // The new positions of the all-tasks array lie past `len`: they hold
         // the new (free) slots, each at its own index.
         for (i, s) in storage.as_mut().iter_mut().enumerate().skip(old) {
-            let cell = Cell {
-                key: 0,
-                seq: 0,
-                slot: i,
-            };
-            *s = Slot {
-                entry: None,
-                all: cell,
-                deadline: cell,
-                pos_all: i,
-                pos_deadline: i,
-            };
+            *s = Slot::free_at(i);
         }
         Ok(core::mem::replace(&mut self.slots, storage))
     }
