@@ -53,7 +53,7 @@
 //! | `.GetMetrics()` | [`BatchReport::metrics`], or [`Batch::metrics`] for the last run |
 //! | `Result[R]{JobID, Data, Error, Worker, Started, Completed, Duration}` | [`JobResult<R>`](JobResult) `{job_id, data: Option<R>, error: Option<JobError>, worker: Option<usize>, started: Option<Instant>, completed, duration}` plus `attempts`, `index`, `thread` |
 //! | `Strategy` interface (never called) | the [`Strategy`] trait, through which the five built-ins run too |
-//! | `NewWorkStealingDeque`, `NewPriorityQueue` | [`WorkStealingDeque`], [`PriorityQueue`] |
+//! | `NewWorkStealingDeque`, `NewPriorityQueue` | not exported (the batch runner's own, since issue 16): `crossbeam-deque` and `std::collections::BinaryHeap` are the crates of the field |
 //! | (none: Go admits nothing) | [`Job::with_requirements`], [`Job::with_class`], [`Job::with_size_hint`]; [`BatchConfig::requirements`], [`BatchConfig::class`] for the whole batch |
 //!
 //! # Resource-aware jobs (opt-in)
