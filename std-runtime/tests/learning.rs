@@ -330,17 +330,25 @@ fn confidence_stays_low_on_an_erratic_class() {
         |i| if i % 2 == 0 { 1 << 20 } else { 24 << 20 },
     );
     let reports = got.lock().unwrap().clone();
-    for r in reports.iter().skip(3) {
+    assert_eq!(reports.len(), 30);
+    for (i, r) in reports.iter().enumerate().skip(3) {
         assert_eq!(
             r.expected.get(Dim::Memory),
             None,
-            "claimed confidence on an erratic class"
+            "run {i}: claimed confidence on an erratic class"
         );
-        assert_eq!(
-            r.requested.get(Dim::Memory),
-            Some(64 * MIB),
-            "ran on the fallback"
-        );
+        let reserved = r.requested.get(Dim::Memory).unwrap();
+        if i < 10 {
+            // Fewer than full_confidence_samples runs: the fallback.
+            assert_eq!(reserved, 64 * MIB, "run {i}: ran on the fallback");
+        } else {
+            // Covered: its own data, the larger mode (rounded up to its
+            // histogram bucket), not the fallback; never less than the use.
+            assert!(
+                (24 * MIB..=32 * MIB).contains(&reserved),
+                "run {i}: reserved {reserved}"
+            );
+        }
     }
 }
 
