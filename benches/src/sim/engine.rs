@@ -98,6 +98,15 @@ impl Running {
     }
 }
 
+/// When the simulation moves next: the first end of a running task or the
+/// arrival of the next task, whichever comes first (`None`: nothing left).
+fn next_event(running: &Running, next: Option<&Task>) -> Option<Millis> {
+    match (running.next_end(), next.map(|x| x.arrival)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Runs the event loop: `schedule(t, queue, running, out)` starts tasks.
 fn event_loop(
     tasks: &[Task],
@@ -116,12 +125,10 @@ fn event_loop(
             next += 1;
         }
         schedule(t, &mut queue, &mut running, out);
-        let next_arrival = tasks.get(next).map(|x| x.arrival);
-        t = match (running.next_end(), next_arrival) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => break,
+        let Some(at) = next_event(&running, tasks.get(next)) else {
+            break;
         };
+        t = at;
     }
     assert!(
         queue.is_empty(),
@@ -302,12 +309,10 @@ pub fn run_workers(
         for d in packer.domains() {
             assert!(!d.is_over_capacity(), "the packer over-committed a domain");
         }
-        let next_arrival = tasks.get(next).map(|x| x.arrival);
-        t = match (running.next_end(), next_arrival) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => break,
+        let Some(at) = next_event(&running, tasks.get(next)) else {
+            break;
         };
+        t = at;
     }
     assert!(
         waiting.is_empty() && admitted.is_empty(),
