@@ -77,7 +77,9 @@ impl Observer for Fanout {
 
 impl std::fmt::Debug for Fanout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fanout").field("observers", &self.observers.len()).finish()
+        f.debug_struct("Fanout")
+            .field("observers", &self.observers.len())
+            .finish()
     }
 }
 

@@ -507,6 +507,16 @@ impl fmt::Debug for Canceller {
 }
 
 impl Canceller {
+    /// A canceller of the task behind `packet`, without the handle's
+    /// cancel hook (for the observer's `Started` event: a started task is
+    /// never prevented, so the hook would never run).
+    pub(crate) fn of(packet: Arc<dyn Cancel>) -> Canceller {
+        Canceller {
+            packet,
+            on_cancel: None,
+        }
+    }
+
     /// As [`JoinHandle::cancel`].
     ///
     /// # Examples

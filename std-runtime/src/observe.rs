@@ -173,6 +173,13 @@ pub enum EventKind<'a> {
         /// The CPU placement domain it was placed on, when placement
         /// mattered.
         domain: Option<usize>,
+        /// Asks the task to stop (a task with a handle: `spawn`, `submit`;
+        /// `None` for one without). It has started, so
+        /// [`Canceller::cancel`](crate::Canceller::cancel) only raises the
+        /// flag that a cooperative task reads through
+        /// [`TaskContext::is_cancelled`](crate::TaskContext::is_cancelled);
+        /// a slow-task detector keeps it to stop a task that runs too long.
+        canceller: Option<&'a crate::handle::Canceller>,
     },
     /// Its reservation grew while it ran, because it used more memory than
     /// it reserved (with the tracking allocator).

@@ -423,12 +423,14 @@ impl Shared {
             tracing::trace_span!(target: "respool::task", "task", class = ?desc.class).entered();
         tracing::trace!(target: "respool::task", request = %desc.request, "started");
         if let Some(o) = &desc.observed {
+            let canceller = desc.cancel.clone().map(crate::handle::Canceller::of);
             o.emit(EventKind::Started {
                 worker,
                 domain: desc
                     .placed
                     .as_deref()
                     .and_then(crate::place::Placed::cpu_domain),
+                canceller: canceller.as_ref(),
             });
         }
         let (ok, report, grown) = if measure {

@@ -342,3 +342,62 @@ fn every_submitted_task_has_exactly_one_terminal_event() {
     }
     assert_eq!(refused_events, refused.load(Ordering::Relaxed));
 }
+
+/// Keeps the canceller of every started task, so that a test can stop a
+/// running task from the observer's side (what a slow-task detector does).
+#[derive(Default)]
+struct Stopper {
+    cancellers: Mutex<Vec<(TaskId, respool::Canceller)>>,
+    started: AtomicUsize,
+    without: AtomicUsize,
+}
+
+impl Observer for Stopper {
+    fn on_event(&self, e: &Event<'_>) {
+        if let EventKind::Started { canceller, .. } = e.kind {
+            match (canceller, e.task) {
+                (Some(c), Some(id)) => {
+                    self.cancellers.lock().unwrap().push((id, c.clone()));
+                }
+                _ => drop(self.without.fetch_add(1, Ordering::Relaxed)),
+            }
+            self.started.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[test]
+fn a_started_event_carries_a_canceller_that_stops_a_cooperative_task() {
+    let stopper = Arc::new(Stopper::default());
+    let pool = Pool::builder()
+        .workers(1)
+        .observer(stopper.clone())
+        .build()
+        .unwrap();
+    // A cooperative task that runs until it is asked to stop.
+    let running = pool
+        .task()
+        .spawn(|ctx| {
+            let mut spins = 0u64;
+            while !ctx.is_cancelled() {
+                spins += 1;
+                std::thread::yield_now();
+            }
+            spins
+        })
+        .unwrap();
+    wait_until("the task to start", || {
+        !stopper.cancellers.lock().unwrap().is_empty()
+    });
+    let (_, c) = stopper.cancellers.lock().unwrap().pop().unwrap();
+    // It has started: cancelling only raises the flag, and the task returns.
+    assert!(!c.cancel());
+    assert!(running.join().is_ok());
+    // A task without a handle has nothing to cancel it with.
+    let (tx, rx) = mpsc::channel();
+    pool.execute(move || tx.send(()).unwrap()).unwrap();
+    rx.recv().unwrap();
+    pool.shutdown();
+    assert_eq!(stopper.started.load(Ordering::Relaxed), 2);
+    assert_eq!(stopper.without.load(Ordering::Relaxed), 1);
+}
