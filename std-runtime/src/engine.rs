@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::runq::{RunQueue, Sleepers};
 use crate::sync::lock;
 use crate::timer::Timer;
-use crate::work::{Unstarted, Work};
+use crate::work::{Packed, Unstarted, Work};
 
 thread_local! {
     /// `(pool id, worker index)` of the pool worker running on this thread.
@@ -237,6 +237,14 @@ impl Shared {
             }
         }
         if let Some(packed) = t.packed.take() {
+            if let (Some(id), Some(o)) = (packed.observed_id(), &self.config.observer) {
+                crate::observe::task_event(
+                    o,
+                    self.epoch.elapsed(),
+                    id,
+                    crate::observe::EventKind::NotRun,
+                );
+            }
             let _ = packed.reservation.unpack().release(&self.sched.tracker);
         }
         Unstarted {
@@ -255,24 +263,55 @@ impl Shared {
         let _g = GateGuard(&self.gate);
         self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "respool::task", "queued");
-        // With an observer a plain task carries a description, for its id.
-        let desc = self
-            .config
-            .observer
-            .is_some()
-            .then(|| self.observed_plain());
-        self.push_shared(Work {
-            job,
-            desc,
-            packed: None,
-        });
+        let (desc, packed) = if self.config.observer.is_some() {
+            self.observed_plain()
+        } else {
+            (None, None)
+        };
+        self.push_shared(Work { job, desc, packed });
         Ok(())
     }
 
-    /// The description of an observed plain task (no requirement), its
-    /// submission and admission sent.
+    /// What an observed plain task (no requirement) carries, its
+    /// submission and admission sent: its id in the slot (an empty packed
+    /// reservation beside it), or a description where every task is
+    /// measured (`measure_all`).
     #[cold]
-    fn observed_plain(&self) -> Box<crate::work::Description> {
+    fn observed_plain(&self) -> (Option<Box<crate::work::Description>>, Option<Packed>) {
+        if !self.config.measure_all {
+            if let (Some(observer), Some(empty)) = (
+                self.config.observer.as_ref(),
+                self.sched
+                    .tracker
+                    .try_reserve_packed(&Resources::NONE, &Resources::NONE),
+            ) {
+                let id = self.task_ids.fetch_add(1, Ordering::Relaxed) + 1;
+                // Submitted and admitted at once: one clock read for both.
+                let at = self.epoch.elapsed();
+                crate::observe::task_event(
+                    observer,
+                    at,
+                    id,
+                    crate::observe::EventKind::Submitted {
+                        requirements: &Resources::NONE,
+                    },
+                );
+                crate::observe::task_event(
+                    observer,
+                    at,
+                    id,
+                    crate::observe::EventKind::Admitted {
+                        reservation: &Resources::NONE,
+                    },
+                );
+                return (None, Some(Packed::observed(empty, id)));
+            }
+        }
+        (Some(self.observed_described()), None)
+    }
+
+    /// The description of an observed plain task that is measured.
+    fn observed_described(&self) -> Box<crate::work::Description> {
         let mut desc = crate::work::cache::take();
         desc.request = Resources::NONE;
         desc.submitted = None;

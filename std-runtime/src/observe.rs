@@ -355,3 +355,17 @@ pub(crate) fn pool_event(
     };
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| observer.on_event(&event)));
 }
+
+/// Sends an event of the observed plain task `id` (one that travels packed,
+/// without an [`Observed`] record: no class, no timeout, no retry, so its
+/// ends are the worker's run and `unstarted`, each of which sends its
+/// terminal event once).
+pub(crate) fn task_event(observer: &Arc<dyn Observer>, at: Duration, id: u64, kind: EventKind<'_>) {
+    let event = Event {
+        at,
+        task: Some(TaskId(id)),
+        class: None,
+        kind,
+    };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| observer.on_event(&event)));
+}

@@ -284,7 +284,28 @@ impl Shared {
                 .record(Duration::from_nanos(start.saturating_sub(submitted_ns)));
         }
         tracing::trace!(target: "respool::task", worker = id, "started");
+        let observed = packed.observed_id().zip(self.config.observer.as_ref());
+        if let Some((task, o)) = observed {
+            crate::observe::task_event(
+                o,
+                self.epoch.elapsed(),
+                task,
+                EventKind::Started {
+                    worker: id,
+                    domain: None,
+                    canceller: None,
+                },
+            );
+        }
         let ok = run_guarded(job);
+        if let Some((task, o)) = observed {
+            let end = if ok {
+                EventKind::Finished { usage: None }
+            } else {
+                EventKind::Panicked
+            };
+            crate::observe::task_event(o, self.epoch.elapsed(), task, end);
+        }
         // A job with a handle leaves its packet in the stash when its body
         // ran (returned or panicked), and nothing when it was cancelled
         // before it could start: then there is nothing to count.

@@ -20,7 +20,9 @@ const LAYERS: &[&[&str]] = &[
     // Utilities over the leaves.
     &["measure", "runq", "timer", "units", "store", "sys"],
     &["error", "learn"],
-    &["limits", "handle", "observe"],
+    &["limits", "handle"],
+    // The observer seam (its `Started` event carries a handle's canceller).
+    &["observe"],
     // The unit of work and the configuration.
     &["work", "config"],
     // Decides: admission, the wait queue, placement.

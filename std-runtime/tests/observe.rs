@@ -401,3 +401,65 @@ fn a_started_event_carries_a_canceller_that_stops_a_cooperative_task() {
     assert_eq!(stopper.started.load(Ordering::Relaxed), 2);
     assert_eq!(stopper.without.load(Ordering::Relaxed), 1);
 }
+
+/// The events of each task, by id.
+fn by_task(rec: &Recorder) -> BTreeMap<TaskId, Vec<&'static str>> {
+    let mut out: BTreeMap<TaskId, Vec<&'static str>> = BTreeMap::new();
+    for s in rec.0.lock().unwrap().iter() {
+        if let Some(t) = s.task {
+            out.entry(t).or_default().push(s.name);
+        }
+    }
+    out
+}
+
+#[test]
+fn plain_tasks_travel_packed_and_still_end_exactly_once() {
+    quiet_expected_panics("plain observed panic");
+    let rec = Arc::new(Recorder::default());
+    let pool = Arc::new(observed_pool(&rec, 1, 1000));
+    pool.execute(|| panic!("plain observed panic")).unwrap();
+    pool.execute(|| ()).unwrap();
+    let (release, held) = holder(&pool, 10);
+    // The only worker runs the holder: what comes next waits in the queue.
+    wait_until("the holder to start", || {
+        by_task(&rec)
+            .iter()
+            .any(|(id, v)| id.get() == 3 && v.contains(&"started"))
+    });
+    pool.execute(|| ()).unwrap();
+    pool.execute(|| ()).unwrap();
+    let stopper = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.shutdown_now().len())
+    };
+    // `shutdown_now` hands the two queued plain tasks back before it waits
+    // for the holder.
+    wait_until("the queued tasks to be handed back", || {
+        by_task(&rec)
+            .values()
+            .filter(|v| v.contains(&"not_run"))
+            .count()
+            == 2
+    });
+    drop(release);
+    assert_eq!(stopper.join().unwrap(), 2);
+    join(held).unwrap();
+    let seen = by_task(&rec);
+    // Ids in submission order; the third is the holder (a described task).
+    let plain: Vec<Vec<&str>> = seen
+        .iter()
+        .filter(|(id, _)| id.get() != 3)
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert_eq!(
+        plain,
+        vec![
+            vec!["submitted", "admitted", "started", "panicked"],
+            vec!["submitted", "admitted", "started", "finished"],
+            vec!["submitted", "admitted", "not_run"],
+            vec!["submitted", "admitted", "not_run"],
+        ],
+        "{seen:?}"
+    );
+}

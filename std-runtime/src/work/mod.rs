@@ -63,9 +63,34 @@ impl Packed {
         }
     }
 
+    /// The bit of `stamp` that says it is an observed plain task whose
+    /// stamp holds its id instead of a submission time (ids would need
+    /// 2^62 tasks to reach it).
+    const OBSERVED: u64 = 1 << 62;
+
+    /// An observed plain task (no requirement, no handle): what it needs
+    /// from the worker is its id, carried in the slot instead of a
+    /// description, so that observing a plain task costs no allocation.
+    /// `held` is an empty reservation (released as any other).
+    pub(crate) fn observed(held: respool_core::PackedReservation, id: u64) -> Packed {
+        Packed {
+            reservation: held,
+            stamp: Packed::OBSERVED | (id & !(Packed::HANDLE | Packed::OBSERVED)),
+        }
+    }
+
     /// When it was submitted, if it is in the timing sample (else 0).
     pub(crate) fn submitted_ns(&self) -> u64 {
+        if self.stamp & Packed::OBSERVED != 0 {
+            return 0;
+        }
         self.stamp & !Packed::HANDLE
+    }
+
+    /// Its id, if it is an observed plain task (see [`Packed::observed`]).
+    pub(crate) fn observed_id(&self) -> Option<u64> {
+        (self.stamp & Packed::OBSERVED != 0)
+            .then_some(self.stamp & !(Packed::HANDLE | Packed::OBSERVED))
     }
 
     /// Whether a handle waits for its result.
