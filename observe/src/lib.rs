@@ -1,4 +1,4 @@
-//! See what a [respool](respool) pool does, built only on its public
+//! See what a [respool] pool does, built only on its public
 //! [observer seam](respool::observe): nothing here is inside the pool, and
 //! a pool without these observers pays nothing for them.
 //!
