@@ -143,7 +143,7 @@ impl OtelSpans {
                 target: "respool",
                 Level::INFO,
                 "respool.task",
-                task.id = id,
+                task.id = int(id),
                 task.class = Empty,
                 task.outcome = Empty,
                 task.reservation = Empty,
@@ -192,6 +192,12 @@ impl OtelSpans {
     }
 }
 
+/// An integer field as OpenTelemetry has them (`tracing-opentelemetry`
+/// records a `u64` as its text).
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 fn queued(task: &Span) -> Span {
     tracing::span!(target: "respool", parent: task, Level::INFO, "respool.task.queued")
 }
@@ -214,7 +220,7 @@ impl Observer for OtelSpans {
         tracing::dispatcher::with_default(&self.dispatch, || match e.kind {
             EventKind::Deferred { shortfall } => {
                 let dim = shortfall.map_or("queue", |s| s.dim.name());
-                let by = shortfall.map_or(0, |s| s.by);
+                let by = int(shortfall.map_or(0, |s| s.by));
                 if let Some(p) = &spans.phase {
                     tracing::event!(target: "respool", parent: p, Level::INFO, dim, by, "deferred");
                 }
@@ -226,7 +232,7 @@ impl Observer for OtelSpans {
                         .task
                         .record("task.reservation", tracing::field::display(reservation));
                     if let Some(m) = reservation.get(Dim::Memory) {
-                        spans.task.record("task.reservation.memory_bytes", m);
+                        spans.task.record("task.reservation.memory_bytes", int(m));
                     }
                 }
                 spans.phase = Some(tracing::span!(
@@ -238,6 +244,7 @@ impl Observer for OtelSpans {
             }
             EventKind::Started { worker, .. } => {
                 drop(spans.phase.take());
+                let worker = int(u64::try_from(worker).unwrap_or(u64::MAX));
                 spans.task.record("task.worker", worker);
                 spans.phase = Some(tracing::span!(
                     target: "respool",
@@ -249,7 +256,8 @@ impl Observer for OtelSpans {
             }
             EventKind::Retried { attempt, delay } => {
                 drop(spans.phase.take());
-                let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                let attempt = i64::from(attempt);
                 tracing::event!(
                     target: "respool",
                     parent: &spans.task,
@@ -261,7 +269,7 @@ impl Observer for OtelSpans {
                 spans.phase = Some(queued(&spans.task));
             }
             EventKind::ReservationGrown { by } => {
-                let bytes = by.amount(Dim::Memory);
+                let bytes = int(by.amount(Dim::Memory));
                 tracing::event!(
                     target: "respool",
                     parent: &spans.task,
