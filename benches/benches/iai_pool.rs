@@ -215,11 +215,11 @@ fn run(q: Queued) -> Queued {
 }
 
 const RUN_LIMIT: u64 = 13_500;
-const RUN_OBSERVED_LIMIT: u64 = 130_000;
+const RUN_OBSERVED_LIMIT: u64 = 59_500;
 const EXECUTE_LIMIT: u64 = 14_000;
 const SUBMIT_LIMIT: u64 = 49_000;
 const DECLARED_LIMIT: u64 = 47_500;
-const OBSERVED_LIMIT: u64 = 130_000;
+const OBSERVED_LIMIT: u64 = 44_000;
 
 library_benchmark_group!(
     name = pool;
