@@ -776,6 +776,8 @@ fn shortfall_text(s: &Shortfall) -> String {
 /// What the export knows of one task while it walks the ring.
 #[derive(Default)]
 struct TaskState {
+    /// Its class, from any of its events that carried one.
+    class: Option<u16>,
     /// Submission time and thread, if its `Submitted` is in the ring.
     submitted: Option<(u64, u32)>,
     /// The submit slice is written at the task's next event.
@@ -1000,7 +1002,10 @@ impl<'a, W: Write> Export<'a, W> {
         if !matches!(r.kind, Kind::Submitted(_)) {
             self.close_submit(task, st, Some(r))?;
         }
-        let class = self.class_name(r.class).map(str::to_owned);
+        if r.class != NO_CLASS {
+            st.class = Some(r.class);
+        }
+        let class = st.class.and_then(|c| self.class_name(c)).map(str::to_owned);
         match r.kind {
             Kind::Submitted(req) => {
                 st.submitted = Some((r.at, r.thread));
@@ -1155,7 +1160,14 @@ impl<'a, W: Write> Export<'a, W> {
         self.close_waiting(task, st, at, outcome)?;
         self.close_backoff(task, st, at, outcome)?;
         if let Some(from) = st.queued.take() {
-            self.async_span(task, "queued", (from, at), "{}", &outcome_args(outcome))?;
+            let class = st.class.and_then(|c| self.class_name(c)).map(str::to_owned);
+            self.async_span(
+                task,
+                "queued",
+                (from, at),
+                &args_class(&class),
+                &outcome_args(outcome),
+            )?;
         }
         Ok(())
     }
@@ -1218,8 +1230,11 @@ impl<'a, W: Write> Export<'a, W> {
                 self.uses.push((start, end, mem, cpu));
             }
         }
-        if let Some(m) = st.measured.take() {
-            let _ = write!(args, ",\"measured\":{}", human_resources(&m));
+        // What it used: from its end event, else from its profile update
+        // (a task that panicked is measured too).
+        let measured = st.measured.take();
+        if let (None, Some(m)) = (usage, measured) {
+            let _ = write!(args, ",\"used\":{}", human_resources(&m));
         }
         args.push('}');
         let name = class.as_deref().unwrap_or("task");
@@ -1414,6 +1429,95 @@ mod tests {
         rec.record(7, 1, None, Kind::Admitted(mem(100)), false);
         rec.record(8, 1, None, Kind::Panicked, true);
         assert_eq!(rec.lock().reserved, [0, 0]);
+    }
+
+    fn exported(rec: &TraceRecorder) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        rec.write_json(&mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        v["traceEvents"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn counters_never_go_back_in_time() {
+        // Two threads' admissions reach the lock out of clock order.
+        let rec = TraceRecorder::new(TraceConfig::new());
+        let mem = |n| Resources::NONE.with_saturating(Dim::Memory, n);
+        rec.record(10_000, 1, None, Kind::Admitted(mem(100)), false);
+        rec.record(5_000, 2, None, Kind::Admitted(mem(50)), false);
+        rec.record(20_000, 1, None, Kind::Finished(None), true);
+        let samples: Vec<(f64, f64)> = exported(&rec)
+            .iter()
+            .filter(|e| e["name"] == "memory reserved")
+            .map(|e| {
+                (
+                    e["ts"].as_f64().unwrap(),
+                    e["args"]["bytes"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(samples, [(10.0, 100.0), (10.0, 150.0), (20.0, 50.0)]);
+    }
+
+    #[test]
+    fn a_retried_task_has_one_run_per_attempt_and_a_backoff() {
+        let rec = TraceRecorder::new(TraceConfig::new());
+        let none = Resources::NONE;
+        let c = Some("flaky");
+        rec.record(1_000, 7, c, Kind::Submitted(none), false);
+        rec.record(2_000, 7, c, Kind::Admitted(none), false);
+        rec.record(3_000, 7, c, Kind::Started { worker: 0 }, false);
+        let retried = Kind::Retried {
+            attempt: 1,
+            delay_ns: 1_000,
+        };
+        rec.record(4_000, 7, c, retried, false);
+        rec.record(5_000, 7, c, Kind::Admitted(none), false);
+        rec.record(6_000, 7, c, Kind::Started { worker: 1 }, false);
+        rec.record(7_000, 7, c, Kind::Finished(None), true);
+        let events = exported(&rec);
+        let runs: Vec<_> = events
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["cat"] == "task")
+            .map(|e| {
+                (
+                    e["tid"].as_u64().unwrap(),
+                    e["args"]["outcome"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(runs.len(), 2, "{events:?}");
+        assert_eq!(runs[0].0, worker_tid(0));
+        assert!(runs[0].1.starts_with("retried"), "{runs:?}");
+        assert_eq!(runs[1], (worker_tid(1), "finished"));
+        let backoff = events
+            .iter()
+            .filter(|e| e["name"] == "retry backoff")
+            .count();
+        assert_eq!(backoff, 2, "b and e: {events:?}");
+        // One flow, to the first run.
+        assert_eq!(events.iter().filter(|e| e["ph"] == "f").count(), 1);
+    }
+
+    #[test]
+    fn class_names_are_bounded_and_escaped() {
+        let rec = TraceRecorder::new(TraceConfig::new().max_classes(1));
+        rec.record(
+            1_000,
+            1,
+            Some("a \"quoted\"\nname"),
+            Kind::Started { worker: 0 },
+            false,
+        );
+        rec.record(2_000, 1, None, Kind::Finished(None), true);
+        rec.record(3_000, 2, Some("second"), Kind::Started { worker: 0 }, false);
+        rec.record(4_000, 2, None, Kind::Finished(None), true);
+        let names: Vec<_> = exported(&rec)
+            .iter()
+            .filter(|e| e["ph"] == "X")
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["a \"quoted\"\nname", OTHER_CLASS]);
     }
 
     /// The recording path's cost, one thread, no contention:
