@@ -10,7 +10,7 @@
 //! to stdout with the SDK's stdout exporters, or over OTLP/HTTP (protobuf)
 //! to the collector at the endpoint given.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::metrics::MeterProvider as _;
@@ -45,13 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => stdout_pipeline(),
     };
 
-    // The observers exist before the pool; the snapshot source finds it later.
-    let cell: Arc<OnceLock<Weak<Pool>>> = Arc::default();
-    let source = {
-        let cell = Arc::clone(&cell);
-        SnapshotSource::from_fn(move || cell.get()?.upgrade().map(|p| p.snapshot()))
-    };
-    let metrics = OtelMetrics::new(&pipeline.meter_provider.meter("respool"), source);
+    // The observers exist before the pool; the pool is attached once built.
+    let source = SnapshotSource::new();
+    let metrics = OtelMetrics::new(&pipeline.meter_provider.meter("respool"), source.clone());
     let spans = OtelSpans::new(pipeline.tracer_provider.tracer("respool"), DEFAULT_MAX_OPEN);
     let pool = Arc::new(
         Pool::builder()
@@ -62,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .observer(Fanout::new().with(metrics).with(spans))
             .build()?,
     );
-    let _ = cell.set(Arc::downgrade(&pool));
+    source.attach(&pool);
 
     let mut handles = Vec::new();
     for i in 0..40u64 {

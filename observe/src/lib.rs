@@ -29,7 +29,7 @@ pub mod dashboard;
 #[cfg(feature = "otel")]
 pub mod otel;
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use respool::observe::{Event, Observer};
 use respool::{Pool, PoolSnapshot};
@@ -86,18 +86,66 @@ impl std::fmt::Debug for Fanout {
 /// Where scrapes and the dashboard read the pool's own figures: a
 /// [`PoolSnapshot`] taken on demand. Holds the pool weakly, so a
 /// metrics endpoint never keeps a pool alive; once it is gone, `None`.
+///
+/// Observers are installed when the pool is built, so they exist before
+/// it: make the source first ([`SnapshotSource::new`]), hand clones of it to
+/// the observers, and [`attach`](SnapshotSource::attach) the pool once it is
+/// built. Clones share the attachment.
+///
+/// ```
+/// use std::sync::Arc;
+/// use respool::Pool;
+/// use respool_observe::SnapshotSource;
+///
+/// let source = SnapshotSource::new();
+/// assert!(source.take().is_none(), "no pool yet");
+/// let pool = Arc::new(Pool::builder().workers(1).build()?);
+/// assert!(source.attach(&pool));
+/// assert_eq!(source.take().map(|s| s.workers), Some(1));
+/// drop(pool);
+/// assert!(source.take().is_none(), "the source does not keep the pool alive");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct SnapshotSource {
-    take: Arc<dyn Fn() -> Option<PoolSnapshot> + Send + Sync>,
+    inner: Arc<Source>,
+}
+
+enum Source {
+    Pool(OnceLock<Weak<Pool>>),
+    Fn(Box<dyn Fn() -> Option<PoolSnapshot> + Send + Sync>),
+}
+
+impl Default for SnapshotSource {
+    fn default() -> SnapshotSource {
+        SnapshotSource::new()
+    }
 }
 
 impl SnapshotSource {
+    /// A source with no pool yet: `None` until [`attach`](Self::attach).
+    #[must_use]
+    pub fn new() -> SnapshotSource {
+        SnapshotSource {
+            inner: Arc::new(Source::Pool(OnceLock::new())),
+        }
+    }
+
     /// Snapshots of `pool`, while it lives.
     #[must_use]
     pub fn of(pool: &Arc<Pool>) -> SnapshotSource {
-        let weak: Weak<Pool> = Arc::downgrade(pool);
-        SnapshotSource {
-            take: Arc::new(move || weak.upgrade().map(|p| p.snapshot())),
+        let source = SnapshotSource::new();
+        source.attach(pool);
+        source
+    }
+
+    /// Attaches `pool` (held weakly) to this source and every clone of it.
+    /// Returns `false`, changing nothing, when a pool was attached before
+    /// or the source reads a function ([`from_fn`](Self::from_fn)).
+    pub fn attach(&self, pool: &Arc<Pool>) -> bool {
+        match &*self.inner {
+            Source::Pool(cell) => cell.set(Arc::downgrade(pool)).is_ok(),
+            Source::Fn(_) => false,
         }
     }
 
@@ -105,19 +153,24 @@ impl SnapshotSource {
     /// fixed snapshot in a test).
     #[must_use]
     pub fn from_fn(f: impl Fn() -> Option<PoolSnapshot> + Send + Sync + 'static) -> SnapshotSource {
-        SnapshotSource { take: Arc::new(f) }
+        SnapshotSource {
+            inner: Arc::new(Source::Fn(Box::new(f))),
+        }
     }
 
-    /// No pool: always `None`.
+    /// No pool, ever: always `None`.
     #[must_use]
     pub fn none() -> SnapshotSource {
         SnapshotSource::from_fn(|| None)
     }
 
-    /// A snapshot now, if the pool still lives.
+    /// A snapshot now, if the pool is attached and still lives.
     #[must_use]
     pub fn take(&self) -> Option<PoolSnapshot> {
-        (self.take)()
+        match &*self.inner {
+            Source::Pool(cell) => cell.get()?.upgrade().map(|p| p.snapshot()),
+            Source::Fn(f) => f(),
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::{Arc, OnceLock, Weak, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::MeterProvider as _;
@@ -56,14 +56,6 @@ fn quiet_expected_panics() {
             }
         }));
     });
-}
-
-/// A snapshot source for a pool built after its observers.
-fn late_source() -> (SnapshotSource, Arc<OnceLock<Weak<Pool>>>) {
-    let cell: Arc<OnceLock<Weak<Pool>>> = Arc::default();
-    let c = Arc::clone(&cell);
-    let source = SnapshotSource::from_fn(move || c.get()?.upgrade().map(|p| p.snapshot()));
-    (source, cell)
 }
 
 /// What the in-memory exporters saw.
@@ -230,8 +222,8 @@ fn phases(spans: &[SpanData], parent: &SpanData) -> Vec<String> {
 fn metrics_and_spans_of_a_real_pool() {
     quiet_expected_panics();
     let h = Harness::new();
-    let (source, cell) = late_source();
-    let metrics = OtelMetrics::builder(&h.meter_provider.meter("respool"), source)
+    let source = SnapshotSource::new();
+    let metrics = OtelMetrics::builder(&h.meter_provider.meter("respool"), source.clone())
         .max_classes(2)
         .build();
     let spans = OtelSpans::new(h.tracer_provider.tracer("respool"), 1000);
@@ -245,7 +237,7 @@ fn metrics_and_spans_of_a_real_pool() {
             .build()
             .expect("pool"),
     );
-    cell.set(Arc::downgrade(&pool)).expect("set once");
+    assert!(source.attach(&pool), "attached once");
 
     // A holder of 800 bytes, until released.
     let (release, rx) = mpsc::channel::<()>();
@@ -509,8 +501,8 @@ fn the_span_cap_holds() {
 #[test]
 fn histogram_samples_of_tasks_past_the_slots_are_dropped_not_mixed() {
     let h = Harness::new();
-    let (source, cell) = late_source();
-    let metrics = OtelMetrics::builder(&h.meter_provider.meter("respool"), source)
+    let source = SnapshotSource::new();
+    let metrics = OtelMetrics::builder(&h.meter_provider.meter("respool"), source.clone())
         .tracked_tasks(2)
         .build();
     let pool = Arc::new(
@@ -520,7 +512,7 @@ fn histogram_samples_of_tasks_past_the_slots_are_dropped_not_mixed() {
             .build()
             .expect("pool"),
     );
-    cell.set(Arc::downgrade(&pool)).expect("set once");
+    assert!(source.attach(&pool), "attached once");
     let (started_tx, started_rx) = mpsc::channel();
     let (release, rx) = mpsc::channel::<()>();
     let blocker = pool

@@ -14,26 +14,22 @@
 //! (with [`Fanout`](crate::Fanout) for more than one).
 //!
 //! ```no_run
-//! use std::sync::{Arc, OnceLock, Weak};
+//! use std::sync::Arc;
 //! use respool::Pool;
 //! use respool_observe::{Fanout, SnapshotSource};
 //! use respool_observe::otel::{otlp_pipeline, OtelMetrics, OtelSpans, OtlpConfig, DEFAULT_MAX_OPEN};
 //!
 //! let otlp = otlp_pipeline(&OtlpConfig::new().endpoint("http://localhost:4318"))?;
-//! // The observers exist before the pool; the snapshot source finds it later.
-//! let cell: Arc<OnceLock<Weak<Pool>>> = Arc::default();
-//! let source = {
-//!     let cell = Arc::clone(&cell);
-//!     SnapshotSource::from_fn(move || cell.get()?.upgrade().map(|p| p.snapshot()))
-//! };
-//! let metrics = OtelMetrics::new(&otlp.meter(), source);
+//! // The observers exist before the pool; the pool is attached once built.
+//! let source = SnapshotSource::new();
+//! let metrics = OtelMetrics::new(&otlp.meter(), source.clone());
 //! let spans = OtelSpans::new(otlp.tracer(), DEFAULT_MAX_OPEN);
 //! let pool = Arc::new(
 //!     Pool::builder()
 //!         .observer(Fanout::new().with(metrics).with(spans))
 //!         .build()?,
 //! );
-//! let _ = cell.set(Arc::downgrade(&pool));
+//! source.attach(&pool);
 //! pool.execute(|| ())?;
 //! pool.shutdown();
 //! otlp.shutdown()?;
