@@ -478,12 +478,20 @@ impl Shared {
         if let Some(o) = desc.observed.as_ref().filter(|_| !grown.is_zero()) {
             o.emit(EventKind::ReservationGrown { by: &grown });
         }
-        self.finish_described(&mut desc, elapsed, counters, batch);
-        if let Some(usage) = &report {
-            self.learn(&desc, usage, grown, !ok);
-        }
         if let Some(o) = &desc.observed {
-            // Before the result is published: a joiner sees the task ended.
+            // Before the reservation goes back, so that an observer summing
+            // reservations from the events never counts a waiter admitted
+            // into the room this task leaves while it still counts this
+            // task; and before the result is published: a joiner sees the
+            // task ended. The profile update comes first (what the task
+            // used is known; the learner takes it after the release).
+            if let (Some(usage), Some(_), true) = (&report, &desc.class, ok) {
+                let expected = desc.expected.as_deref().copied().unwrap_or(Resources::NONE);
+                o.emit(EventKind::ProfileUpdated {
+                    expected: &expected,
+                    measured: &usage.as_resources(),
+                });
+            }
             match (ok, crate::work::ATTEMPT_END.with(std::cell::Cell::take)) {
                 (false, _) => {
                     o.end(EventKind::Panicked);
@@ -503,6 +511,10 @@ impl Shared {
                     });
                 }
             }
+        }
+        self.finish_described(&mut desc, elapsed, counters, batch);
+        if let Some(usage) = &report {
+            self.learn(&desc, usage, grown, !ok);
         }
         // Resources are back: now the joiner may see the result.
         if let Some(c) = desc.cancel.as_ref() {
@@ -625,14 +637,9 @@ impl Shared {
         if let Some(class) = &desc.class {
             if !panicked {
                 let expected = desc.expected.as_deref().copied().unwrap_or(Resources::NONE);
+                // Its observer was told before the release (`run_described`).
                 self.learner
                     .observe(class, desc.size, &measured, usage.wall, &expected);
-                if let Some(o) = &desc.observed {
-                    o.emit(EventKind::ProfileUpdated {
-                        expected: &expected,
-                        measured: &measured,
-                    });
-                }
             }
         }
         if let Some(cb) = &self.config.on_task_end {

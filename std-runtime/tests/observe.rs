@@ -463,3 +463,64 @@ fn plain_tasks_travel_packed_and_still_end_exactly_once() {
         "{seen:?}"
     );
 }
+
+/// Sums reservations as the events tell them: `Admitted` adds, a terminal
+/// event or `Retried` takes the task's back.
+#[derive(Default)]
+struct Reserved {
+    state: Mutex<(BTreeMap<TaskId, u64>, u64, u64)>,
+}
+
+impl Observer for Reserved {
+    fn on_event(&self, e: &Event<'_>) {
+        let Some(id) = e.task else { return };
+        let mut st = self.state.lock().unwrap();
+        let (held, sum, max) = &mut *st;
+        match e.kind {
+            EventKind::Admitted { reservation } => {
+                let m = reservation.get(Dim::Memory).unwrap_or(0);
+                held.insert(id, m);
+                *sum += m;
+                *max = (*max).max(*sum);
+            }
+            ref k if k.is_terminal() || matches!(k, EventKind::Retried { .. }) => {
+                *sum -= held.remove(&id).unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn an_observer_summing_reservations_never_sees_more_than_the_capacity() {
+    let reserved = Arc::new(Reserved::default());
+    let pool = Pool::builder()
+        .workers(2)
+        .capacity(mem(1000))
+        .headroom(Resources::NONE)
+        .admission(Policy::Defer)
+        .observer(reserved.clone())
+        .build()
+        .unwrap();
+    // Two fit at a time; the rest wait and are admitted into the room each
+    // release leaves. Handles (released at once) and no handles (batched).
+    let mut handles = Vec::new();
+    for i in 0..200u64 {
+        if i % 2 == 0 {
+            handles.push(pool.task().requirements(mem(500)).spawn(|_| ()).unwrap());
+        } else {
+            pool.task().requirements(mem(500)).execute(|_| ()).unwrap();
+        }
+    }
+    for h in handles {
+        join(h).unwrap();
+    }
+    pool.shutdown();
+    let (held, sum, max) = &*reserved.state.lock().unwrap();
+    assert!(held.is_empty() && *sum == 0, "every reservation ended");
+    assert!(
+        *max <= 1000,
+        "the events summed {max} bytes reserved against 1000"
+    );
+    assert_eq!(*max, 1000, "two ran at once at some point");
+}
