@@ -1409,3 +1409,55 @@ impl Metrics {
 fn is_core_dim(d: &str) -> bool {
     !d.starts_with("user")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_on_a_bound_is_in_that_bucket() {
+        let h = Histogram::new(&[0.001, 0.01]);
+        for v in [1, 1_000_000, 1_000_001, 10_000_000, 10_000_001] {
+            h.observe(v);
+        }
+        let (sum, count, buckets) = h.read();
+        assert_eq!(count, 5);
+        assert_eq!(buckets, vec![(0.001, 2), (0.01, 2), (f64::INFINITY, 1)]);
+        assert!((sum - 0.022_000_003).abs() < 1e-12, "{sum}");
+    }
+
+    #[test]
+    fn a_state_keeps_its_fields_apart() {
+        let s = State::new(Some(4095))
+            .with_phase(WAITING)
+            .with_dim(QUEUE_SLOT)
+            .with_mem(true);
+        assert_eq!(s.phase(), WAITING);
+        assert_eq!(s.dim(), QUEUE_SLOT);
+        assert!(s.has_mem());
+        assert_eq!(s.class(), Some(4095));
+        let s = s.with_phase(RUNNING).with_mem(false);
+        assert_eq!(
+            (s.phase(), s.dim(), s.has_mem(), s.class()),
+            (RUNNING, QUEUE_SLOT, false, Some(4095))
+        );
+        assert_eq!(State::new(None).class(), None);
+    }
+
+    #[test]
+    fn the_task_table_probes_and_frees() {
+        let t = Tasks::new(64);
+        // Ids 1 and 65 share a home slot: the second probes the next.
+        assert!(t.claim(1).is_some());
+        assert!(t.claim(65).is_some());
+        assert!(t.find(65).is_some());
+        assert!(t.find(129).is_none());
+        // Eight live tasks on one home slot fill its probes.
+        for k in 2..8 {
+            assert!(t.claim(1 + 64 * k).is_some());
+        }
+        assert!(t.claim(1 + 64 * 9).is_none());
+        t.find(1).unwrap().tag.store(0, Relaxed);
+        assert!(t.claim(1 + 64 * 9).is_some());
+    }
+}
