@@ -4,7 +4,7 @@
 //! [`Builder::observer`](respool::Builder::observer) and it counts every
 //! event into relaxed atomics. A scrape ([`Metrics::encode_text`], or the
 //! [`Collector`] from [`Metrics::collector`] in a registry of yours) reads
-//! those atomics, takes a [`PoolSnapshot`](respool::PoolSnapshot) through a
+//! those atomics, takes a [`PoolSnapshot`] through a
 //! [`SnapshotSource`] for the pool's own figures (admission decisions,
 //! queues, capacity against reservations, prediction accuracy), and reads
 //! the machine's memory pressure and the container's memory limit where
@@ -31,7 +31,7 @@
 //! | `respool_class_memory_slack_bytes` | gauge | `class`: mean admitted memory reservation minus measured memory over the class's last 16 measured runs |
 //! | `respool_metrics_untracked_tasks_total` | counter | tasks this observer could not time (its task table was full) |
 //!
-//! From a [`PoolSnapshot`](respool::PoolSnapshot) at scrape time:
+//! From a [`PoolSnapshot`] at scrape time:
 //! `respool_admission_decisions_total{result}`, `respool_wait_queue_depth`,
 //! `respool_run_queue_depth`, `respool_workers`,
 //! `respool_capacity_bytes{dim}`, `respool_effective_capacity_bytes{dim}`,

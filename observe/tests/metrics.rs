@@ -613,7 +613,8 @@ fn system_readings_come_from_a_monitor_and_are_left_out_when_unread() {
 #[test]
 fn bad_configurations_are_typed_errors() {
     assert!(MetricsConfig::default().validate().is_ok());
-    let cases: [(&str, fn(&mut MetricsConfig)); 5] = [
+    type Breaks = fn(&mut MetricsConfig);
+    let cases: [(&str, Breaks); 5] = [
         ("max_classes", |c| c.max_classes = 0),
         ("max_tracked_tasks", |c| c.max_tracked_tasks = 1),
         ("wait_buckets", |c| c.wait_buckets = vec![1.0, 0.5]),
