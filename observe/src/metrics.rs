@@ -56,7 +56,7 @@
 //! out, never invented.
 //!
 //! From an attached [`SlowTasks`] detector ([`Metrics::attach_slow`]):
-//! `respool_slow_tasks_total{kind}` and `respool_slow_tasks{kind}`.
+//! `respool_slow_tasks_total{kind}` and `respool_slow_tasks_current{kind}` (not `respool_slow_tasks`: in OpenMetrics that is the counter's family name).
 //!
 //! # Cost on the task's path
 //!
@@ -709,7 +709,7 @@ impl Metrics {
     }
 
     /// Includes `slow`'s families (`respool_slow_tasks_total`,
-    /// `respool_slow_tasks`) in this exposition, while `slow` lives. Do not
+    /// `respool_slow_tasks_current`) in this exposition, while `slow` lives. Do not
     /// also register `slow`'s own collector in the same registry.
     pub fn attach_slow(&self, slow: &Arc<SlowTasks>) {
         *self.slow.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::downgrade(slow));
