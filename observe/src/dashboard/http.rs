@@ -77,7 +77,10 @@ impl Shared {
 
     /// The state document (see the module documentation).
     pub(super) fn state(&self) -> serde_json::Value {
-        let pool = self.snapshot.take().map(|s| super::state::snapshot_json(&s));
+        let pool = self
+            .snapshot
+            .take()
+            .map(|s| super::state::snapshot_json(&s));
         let live = self.live.as_ref().map(|l| l.json());
         let mut panels = serde_json::Map::new();
         for (name, f) in &self.panels {
@@ -264,11 +267,8 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
                 }
             }
             Err(httparse::Error::TooManyHeaders) => {
-                let r = Response::status(
-                    431,
-                    "Request Header Fields Too Large",
-                    "too many headers\n",
-                );
+                let r =
+                    Response::status(431, "Request Header Fields Too Large", "too many headers\n");
                 let _ = respond(&mut stream, &r, false);
                 return;
             }

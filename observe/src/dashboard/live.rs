@@ -303,8 +303,11 @@ impl Live {
 
 impl Observer for Live {
     fn on_event(&self, e: &Event<'_>) {
-        self.epoch
-            .get_or_init(|| Instant::now().checked_sub(e.at).unwrap_or_else(Instant::now));
+        self.epoch.get_or_init(|| {
+            Instant::now()
+                .checked_sub(e.at)
+                .unwrap_or_else(Instant::now)
+        });
         let Some(task) = e.task.map(|t| t.get()) else {
             return;
         };

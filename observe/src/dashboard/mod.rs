@@ -115,9 +115,9 @@ impl fmt::Display for DashboardError {
                 "refusing to bind the dashboard to {a}, which is not a loopback address: \
                  anyone who can reach it could try the token; call allow_remote(true) to mean it"
             ),
-            DashboardError::InvalidToken => f.write_str(
-                "invalid dashboard token: 16 to 256 characters of A-Z a-z 0-9 - . _ ~",
-            ),
+            DashboardError::InvalidToken => {
+                f.write_str("invalid dashboard token: 16 to 256 characters of A-Z a-z 0-9 - . _ ~")
+            }
             DashboardError::InvalidLimit(what) => {
                 write!(f, "invalid dashboard limit: {what} must be more than zero")
             }
@@ -339,7 +339,9 @@ impl Builder {
             return Err(DashboardError::InvalidLimit("max_connections"));
         }
         if self.max_header_bytes < 64 {
-            return Err(DashboardError::InvalidLimit("max_header_bytes (at least 64)"));
+            return Err(DashboardError::InvalidLimit(
+                "max_header_bytes (at least 64)",
+            ));
         }
         if self.request_timeout.is_zero() {
             return Err(DashboardError::InvalidLimit("request_timeout"));
@@ -521,10 +523,9 @@ impl Dashboard {
             IpAddr::V4(ip) if ip.is_unspecified() => {
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.local.port())
             }
-            IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(
-                IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-                self.local.port(),
-            ),
+            IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), self.local.port())
+            }
             _ => self.local,
         }
     }
