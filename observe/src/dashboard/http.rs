@@ -311,7 +311,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 impl Shared {
     fn host_allowed(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        if self.hosts.iter().any(|h| *h == host) {
+        if self.hosts.contains(&host) {
             return true;
         }
         if self.any_ip_host {

@@ -69,7 +69,7 @@ mod http;
 mod live;
 mod state;
 
-pub use live::Live;
+pub use live::{Live, REFUSALS_KEPT};
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
