@@ -11,6 +11,9 @@
 //!   --port N         listen on 127.0.0.1:N (default: a free port)
 //!   --measure-idle N no workload: an idle pool with one feed open; prints the
 //!                    process's CPU time over N refreshes, then exits
+//!   --overhead N     no dashboard page: N tasks of about 10 us on two workers,
+//!                    without an observer, with a no-op one, with Live, and with
+//!                    Live and a feed open at 100 ms; prints the time per task
 //! ```
 //!
 //! It prints `respool dashboard: http://127.0.0.1:PORT/?token=...` on
@@ -38,6 +41,7 @@ struct Args {
     refresh: Duration,
     port: u16,
     measure_idle: Option<u32>,
+    overhead: Option<u64>,
 }
 
 fn args() -> Result<Args, String> {
@@ -48,6 +52,7 @@ fn args() -> Result<Args, String> {
         refresh: Duration::from_secs(1),
         port: 0,
         measure_idle: None,
+        overhead: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -68,6 +73,7 @@ fn args() -> Result<Args, String> {
                 a.measure_idle =
                     Some(u32::try_from(num("--measure-idle")?).map_err(|_| "too many")?);
             }
+            "--overhead" => a.overhead = Some(num("--overhead")?.max(1)),
             "-h" | "--help" => {
                 return Err("see the comment at the top of observe/examples/dashboard.rs".into());
             }
@@ -176,6 +182,9 @@ fn main() {
 }
 
 fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(n) = a.overhead {
+        return overhead(n);
+    }
     let live = Arc::new(Live::new());
     let mib = 1u64 << 20;
     let pool = Arc::new(
@@ -201,7 +210,7 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .start()?;
 
     if let Some(n) = a.measure_idle {
-        return measure_idle(&dashboard, n);
+        return measure_idle(&dashboard, n, a.refresh);
     }
 
     // Quiet the panics this workload causes on purpose.
@@ -289,7 +298,22 @@ fn cpu_ns() -> Option<u64> {
 
 /// An idle pool, the dashboard, one feed open (read by a thread here, so
 /// its cost is counted too): the process's CPU time over `n` refreshes.
-fn measure_idle(d: &Dashboard, n: u32) -> Result<(), Box<dyn std::error::Error>> {
+fn measure_idle(
+    d: &Dashboard,
+    n: u32,
+    refresh: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // First the same time with nothing open: the pool's and the server's
+    // own idle cost (threads blocked in accept and on the pool's queue).
+    let cpu0 = cpu_ns().ok_or("no /proc/self/task/*/schedstat here")?;
+    let t0 = Instant::now();
+    std::thread::sleep(refresh * n);
+    let quiet = cpu_ns().ok_or("no schedstat")?.saturating_sub(cpu0);
+    println!(
+        "idle pool, nothing open: {:.1} s, process CPU {:.3} ms",
+        t0.elapsed().as_secs_f64(),
+        quiet as f64 / 1e6
+    );
     let addr = d.local_addr();
     let mut s = TcpStream::connect(addr)?;
     write!(
@@ -326,5 +350,63 @@ fn measure_idle(d: &Dashboard, n: u32) -> Result<(), Box<dyn std::error::Error>>
         cpu as f64 / 1e3 / f64::from(n),
         cpu as f64 / wall.as_nanos() as f64 * 100.0
     );
+    Ok(())
+}
+
+struct Noop;
+impl respool::observe::Observer for Noop {
+    fn on_event(&self, _: &respool::observe::Event<'_>) {}
+}
+
+/// Time per task of `n` tasks of about 10 us: without an observer, with a
+/// no-op one (the seam's own cost), with [`Live`], and with `Live` and a
+/// feed open at 100 ms.
+fn overhead(n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    fn spin() {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_micros(10) {
+            std::hint::spin_loop();
+        }
+    }
+    for mode in ["no observer", "no-op observer", "Live", "Live + feed"] {
+        let live = Arc::new(Live::new());
+        let mut b = Pool::builder().workers(2);
+        b = match mode {
+            "no observer" => b,
+            "no-op observer" => b.observer(Noop),
+            _ => b.observer(live.clone()),
+        };
+        let pool = Arc::new(b.build()?);
+        let dashboard = if mode == "Live + feed" {
+            let d = Dashboard::builder()
+                .print_url(false)
+                .refresh(Duration::from_millis(100))
+                .snapshot(SnapshotSource::of(&pool))
+                .live(live.clone())
+                .start()?;
+            let mut s = TcpStream::connect(d.local_addr())?;
+            write!(
+                s,
+                "GET /events?token={} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+                d.token(),
+                d.local_addr().port()
+            )?;
+            std::thread::spawn(move || {
+                let mut sink = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut s, &mut sink);
+            });
+            Some(d)
+        } else {
+            None
+        };
+        let t = Instant::now();
+        for _ in 0..n {
+            pool.execute(spin)?;
+        }
+        pool.shutdown();
+        let per = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        println!("{mode:>15}: {per:.2} us per task ({n} tasks, 2 workers)");
+        drop(dashboard);
+    }
     Ok(())
 }

@@ -409,6 +409,8 @@ fn bad_settings_are_typed_errors() {
     }
     let err = quiet().max_connections(0).start().unwrap_err();
     assert!(matches!(err, DashboardError::InvalidLimit(_)));
+    let err = quiet().max_header_bytes(1 << 30).start().unwrap_err();
+    assert!(matches!(err, DashboardError::InvalidLimit(_)));
     let err = quiet()
         .panel("slow", Arc::new(|| Value::Null))
         .panel("slow", Arc::new(|| Value::Null))

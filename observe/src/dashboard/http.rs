@@ -103,7 +103,8 @@ pub(super) fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             return;
         }
         let Ok(stream) = stream else {
-            // EMFILE and the like: go on with the next.
+            // EMFILE and the like: pause rather than spin, then go on.
+            std::thread::sleep(Duration::from_millis(100));
             continue;
         };
         let _ = stream.set_write_timeout(Some(shared.write_timeout));

@@ -95,7 +95,7 @@ pub enum DashboardError {
     /// The token is too short, too long, or has characters other than
     /// `A-Z a-z 0-9 - . _ ~` (it travels unescaped in URLs and cookies).
     InvalidToken,
-    /// A limit is zero.
+    /// A limit is zero or out of its range.
     InvalidLimit(&'static str),
     /// A panel name is empty, too long, repeated, or not `A-Z a-z 0-9 _ -`.
     InvalidPanel(String),
@@ -119,7 +119,7 @@ impl fmt::Display for DashboardError {
                 f.write_str("invalid dashboard token: 16 to 256 characters of A-Z a-z 0-9 - . _ ~")
             }
             DashboardError::InvalidLimit(what) => {
-                write!(f, "invalid dashboard limit: {what} must be more than zero")
+                write!(f, "invalid dashboard limit: {what} is out of range")
             }
             DashboardError::InvalidPanel(name) => write!(
                 f,
@@ -302,8 +302,9 @@ impl Builder {
         self
     }
 
-    /// The largest request head, request line and headers (default 8 KiB);
-    /// a larger one gets 431.
+    /// The largest request head, request line and headers (default 8 KiB,
+    /// at most 1 MiB: each connection holds a buffer this size); a larger
+    /// one gets 431.
     pub fn max_header_bytes(mut self, n: usize) -> Builder {
         self.max_header_bytes = n;
         self
@@ -338,9 +339,9 @@ impl Builder {
         if self.max_connections == 0 {
             return Err(DashboardError::InvalidLimit("max_connections"));
         }
-        if self.max_header_bytes < 64 {
+        if !(64..=1 << 20).contains(&self.max_header_bytes) {
             return Err(DashboardError::InvalidLimit(
-                "max_header_bytes (at least 64)",
+                "max_header_bytes (64 bytes to 1 MiB)",
             ));
         }
         if self.request_timeout.is_zero() {
