@@ -41,6 +41,7 @@ steps=(
     oom-stress    # zero OOM kills in a real memory cgroup
     accuracy      # learning accuracy on real work
     demo          # README's first command (and its other example) run as written
+    observe       # respool-observe: metrics (promtool), traces, slow tasks, OTel, the dashboard in a headless browser
     monitor-overhead # monitoring under 0.1% of one CPU
     coverage      # line coverage of core, sys and runtime above 80%
 )

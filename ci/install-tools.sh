@@ -2,7 +2,10 @@
 # Why: installs what the checks need (Debian packages, pinned cargo tools) idempotently, so a fresh machine runs ci/all.sh unattended.
 set -euo pipefail
 
-apt_packages=(libhwloc-dev libudev-dev pkg-config valgrind cmake gcc g++ llvm-22 stress-ng)
+# prometheus: promtool checks the metrics exposition; chromium, chromium-driver
+# drive the dashboard (ci/dashboard_browser.py speaks WebDriver itself).
+apt_packages=(libhwloc-dev libudev-dev pkg-config valgrind cmake gcc g++ llvm-22 stress-ng
+    prometheus chromium chromium-driver)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")

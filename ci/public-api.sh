@@ -9,6 +9,7 @@ crates=(
     "respool-sys sys"
     "respool std-runtime"
     "respool-ffi ffi"
+    "respool-observe observe --all-features"
 )
 update=0
 [ "${1:-}" = "--update" ] && update=1
@@ -17,10 +18,13 @@ out=target/public-api
 mkdir -p "$out"
 failed=()
 for entry in "${crates[@]}"; do
-    read -r name dir <<<"$entry"
+    read -r name dir flags <<<"$entry"
     # -sss: without blanket, auto-trait and auto-derived impls (what a
-    # reader of the surface cares about); default features.
-    cargo public-api --package "$name" -sss --color never >"$out/$name.txt"
+    # reader of the surface cares about); default features, unless the
+    # entry names flags (respool-observe: every feature, so that the
+    # dashboard and OpenTelemetry surfaces are listed too).
+    # shellcheck disable=SC2086 # $flags: optional extra flags, split on purpose
+    cargo public-api --package "$name" $flags -sss --color never >"$out/$name.txt"
     if [ "$update" = 1 ]; then
         cp "$out/$name.txt" "$dir/public-api.txt"
         echo "$dir/public-api.txt: $(wc -l <"$dir/public-api.txt") lines"

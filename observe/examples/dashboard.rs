@@ -1,6 +1,9 @@
-//! A mixed workload with the live dashboard on: learned and declared
-//! classes, tasks that wait for memory, tasks refused because they could
-//! never fit, now and then a slow one and a panic.
+//! A mixed workload with the live dashboard and Prometheus metrics on:
+//! learned and declared classes, tasks that wait for memory, tasks refused
+//! because they could never fit, now and then a slow one (the slow-task
+//! detector reports it) and a panic. `/metrics` on the same server serves
+//! the Prometheus exposition. (The per-task cost of all this is measured by
+//! `cargo run --release -p respool-benches --bin observe_cost`.)
 //!
 //! ```text
 //! cargo run -p respool-observe --features dashboard --example dashboard -- [options]
@@ -11,9 +14,6 @@
 //!   --port N         listen on 127.0.0.1:N (default: a free port)
 //!   --measure-idle N no workload: an idle pool with one feed open; prints the
 //!                    process's CPU time over N refreshes, then exits
-//!   --overhead N     no dashboard page: N tasks of about 10 us on two workers,
-//!                    without an observer, with a no-op one, with Live, and with
-//!                    Live and a feed open at 100 ms; prints the time per task
 //! ```
 //!
 //! It prints `respool dashboard: http://127.0.0.1:PORT/?token=...` on
@@ -26,10 +26,10 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use respool::alloc::TrackingAllocator;
-use respool::{Pool, PoolSnapshot, Resources};
-use respool_observe::dashboard::{Dashboard, Live};
-use respool_observe::{Fanout, SnapshotSource};
-use serde_json::{Value, json};
+use respool::{Pool, Resources};
+use respool_observe::Observability;
+use respool_observe::dashboard::Dashboard;
+use respool_observe::slow::{SlowConfig, Threshold};
 
 #[global_allocator]
 static ALLOC: TrackingAllocator = TrackingAllocator::system();
@@ -41,7 +41,6 @@ struct Args {
     refresh: Duration,
     port: u16,
     measure_idle: Option<u32>,
-    overhead: Option<u64>,
 }
 
 fn args() -> Result<Args, String> {
@@ -52,7 +51,6 @@ fn args() -> Result<Args, String> {
         refresh: Duration::from_secs(1),
         port: 0,
         measure_idle: None,
-        overhead: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,7 +71,6 @@ fn args() -> Result<Args, String> {
                 a.measure_idle =
                     Some(u32::try_from(num("--measure-idle")?).map_err(|_| "too many")?);
             }
-            "--overhead" => a.overhead = Some(num("--overhead")?.max(1)),
             "-h" | "--help" => {
                 return Err("see the comment at the top of observe/examples/dashboard.rs".into());
             }
@@ -81,68 +78,6 @@ fn args() -> Result<Args, String> {
         }
     }
     Ok(a)
-}
-
-/// Until respool-observe's Prometheus registry serves it: a few figures of
-/// the snapshot in the exposition format.
-fn metrics_text(s: Option<PoolSnapshot>) -> String {
-    let Some(s) = s else {
-        return String::new();
-    };
-    let mut out = String::new();
-    for (name, help, v) in [
-        (
-            "respool_tasks_submitted_total",
-            "Tasks submitted.",
-            s.submitted,
-        ),
-        (
-            "respool_tasks_completed_total",
-            "Tasks completed.",
-            s.completed,
-        ),
-        (
-            "respool_tasks_panicked_total",
-            "Tasks that panicked.",
-            s.panicked,
-        ),
-        (
-            "respool_tasks_rejected_total",
-            "Tasks refused at submit.",
-            s.rejected,
-        ),
-    ] {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-        ));
-    }
-    out
-}
-
-/// A stand-in for the slow-task detector's panel (same shape): running
-/// tasks past 1.5 s, waiters past 3 s.
-fn slow_panel(live: &Live) -> Value {
-    let state = live.json();
-    let mut slow = Vec::new();
-    for r in state["running"].as_array().into_iter().flatten() {
-        if r["running_s"].as_f64().unwrap_or(0.0) > 1.5 {
-            slow.push(
-                json!({"task": r["task"], "class": r["class"], "kind": "run",
-                "elapsed_s": r["running_s"], "threshold_s": 1.5, "worker": r["worker"],
-                "cancelled": false}),
-            );
-        }
-    }
-    for w in state["waiting"].as_array().into_iter().flatten() {
-        if w["waited_s"].as_f64().unwrap_or(0.0) > 3.0 {
-            slow.push(
-                json!({"task": w["task"], "class": w["class"], "kind": "queue",
-                "elapsed_s": w["waited_s"], "threshold_s": 3.0, "worker": null,
-                "cancelled": false}),
-            );
-        }
-    }
-    json!({ "slow": slow })
 }
 
 /// Busy work for about `d`, touching `bytes` of memory.
@@ -182,10 +117,14 @@ fn main() {
 }
 
 fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    if let Some(n) = a.overhead {
-        return overhead(n);
-    }
-    let live = Arc::new(Live::new());
+    // Metrics, slow tasks and the live view, for one pool. Slow: a run past
+    // 250% of its class's median once the class has ten runs (GNU
+    // parallel's `--timeout 250%`), a waiter past 5 s.
+    let mut slow = SlowConfig::default();
+    slow.threshold = Threshold::percent_of_median(250);
+    slow.min_runs = 10;
+    slow.queue_threshold = Duration::from_secs(5);
+    let obs = Observability::new().with_slow(slow)?.with_live();
     let mib = 1u64 << 20;
     let pool = Arc::new(
         Pool::builder()
@@ -193,20 +132,14 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .capacity(Resources::NONE.with_saturating(respool::Dim::Memory, 256 * mib))
             .cpu("4")
             .headroom(Resources::NONE)
-            .observer(Fanout::new().with(live.clone()))
+            .observer(obs.observer())
             .build()?,
     );
-    let source = SnapshotSource::of(&pool);
-    let dashboard = Dashboard::builder()
+    obs.attach(&pool);
+    let dashboard = obs
+        .dashboard()
         .bind(([127, 0, 0, 1], a.port).into())
         .refresh(a.refresh)
-        .snapshot(source.clone())
-        .live(live.clone())
-        .metrics(Arc::new(move || metrics_text(source.take())))
-        .panel("slow", {
-            let live = live.clone();
-            Arc::new(move || slow_panel(&live))
-        })
         .start()?;
 
     if let Some(n) = a.measure_idle {
@@ -350,63 +283,5 @@ fn measure_idle(
         cpu as f64 / 1e3 / f64::from(n),
         cpu as f64 / wall.as_nanos() as f64 * 100.0
     );
-    Ok(())
-}
-
-struct Noop;
-impl respool::observe::Observer for Noop {
-    fn on_event(&self, _: &respool::observe::Event<'_>) {}
-}
-
-/// Time per task of `n` tasks of about 10 us: without an observer, with a
-/// no-op one (the seam's own cost), with [`Live`], and with `Live` and a
-/// feed open at 100 ms.
-fn overhead(n: u64) -> Result<(), Box<dyn std::error::Error>> {
-    fn spin() {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_micros(10) {
-            std::hint::spin_loop();
-        }
-    }
-    for mode in ["no observer", "no-op observer", "Live", "Live + feed"] {
-        let live = Arc::new(Live::new());
-        let mut b = Pool::builder().workers(2);
-        b = match mode {
-            "no observer" => b,
-            "no-op observer" => b.observer(Noop),
-            _ => b.observer(live.clone()),
-        };
-        let pool = Arc::new(b.build()?);
-        let dashboard = if mode == "Live + feed" {
-            let d = Dashboard::builder()
-                .print_url(false)
-                .refresh(Duration::from_millis(100))
-                .snapshot(SnapshotSource::of(&pool))
-                .live(live.clone())
-                .start()?;
-            let mut s = TcpStream::connect(d.local_addr())?;
-            write!(
-                s,
-                "GET /events?token={} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-                d.token(),
-                d.local_addr().port()
-            )?;
-            std::thread::spawn(move || {
-                let mut sink = Vec::new();
-                let _ = std::io::Read::read_to_end(&mut s, &mut sink);
-            });
-            Some(d)
-        } else {
-            None
-        };
-        let t = Instant::now();
-        for _ in 0..n {
-            pool.execute(spin)?;
-        }
-        pool.shutdown();
-        let per = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-        println!("{mode:>15}: {per:.2} us per task ({n} tasks, 2 workers)");
-        drop(dashboard);
-    }
     Ok(())
 }

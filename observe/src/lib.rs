@@ -15,13 +15,17 @@
 //! - `otel` (feature `otel`): the same metrics and one span per task
 //!   through OpenTelemetry.
 //!
-//! Each part is an [`Observer`]; [`Fanout`] hands every event to several.
+//! Each part is an [`Observer`]; [`Fanout`] hands every event to several,
+//! and [`Observability`] wires the parts together for one pool.
 
 #![warn(missing_docs)]
 
+mod bundle;
 pub mod metrics;
 pub mod slow;
 pub mod trace;
+
+pub use bundle::Observability;
 
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
