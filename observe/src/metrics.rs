@@ -109,7 +109,9 @@
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crossbeam_utils::CachePadded;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Instant;
 
@@ -307,44 +309,126 @@ impl Format {
     }
 }
 
-/// A histogram in fixed atomic buckets.
+/// Cells of a [`Striped`] counter: one per shard of threads, each on its
+/// own cache lines, so that workers counting at once never write the same
+/// line (a shared counter bounced between cores costs more than the rest
+/// of the event; see BENCHMARKS.md, "What observing costs").
+const SHARDS: usize = 8;
+
+/// The shard of the calling thread: threads take shards in turn, the
+/// first time they count.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+/// A counter striped over [`SHARDS`] padded cells: adds go to the
+/// calling thread's cell, reads sum them (wrapping, so that a gauge may be
+/// raised on one thread and lowered on another). The `Ordering` argument
+/// mirrors `AtomicU64`'s; cells are always relaxed.
+struct Striped([CachePadded<AtomicU64>; SHARDS]);
+
+impl Striped {
+    fn new() -> Striped {
+        Striped(std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))))
+    }
+
+    fn cell(&self) -> &AtomicU64 {
+        // `shard()` is below SHARDS; the fallback keeps this panic-free.
+        self.0.get(shard()).unwrap_or(&self.0[0])
+    }
+
+    fn fetch_add(&self, v: u64, _: std::sync::atomic::Ordering) {
+        self.cell().fetch_add(v, Relaxed);
+    }
+
+    fn load(&self, _: std::sync::atomic::Ordering) -> u64 {
+        self.0
+            .iter()
+            .fold(0u64, |a, c| a.wrapping_add(c.load(Relaxed)))
+    }
+}
+
+/// A gauge that goes up and down: a [`Striped`] counter read as two's
+/// complement.
+struct StripedI64(Striped);
+
+impl StripedI64 {
+    fn new() -> StripedI64 {
+        StripedI64(Striped::new())
+    }
+
+    #[allow(clippy::cast_sign_loss)]
+    fn fetch_add(&self, v: i64, o: std::sync::atomic::Ordering) {
+        self.0.fetch_add(v as u64, o);
+    }
+
+    #[allow(clippy::cast_sign_loss)]
+    fn fetch_sub(&self, v: i64, o: std::sync::atomic::Ordering) {
+        self.0.fetch_add(v.wrapping_neg() as u64, o);
+    }
+
+    #[allow(clippy::cast_possible_wrap)]
+    fn load(&self, o: std::sync::atomic::Ordering) -> i64 {
+        self.0.load(o) as i64
+    }
+}
+
+/// A histogram in fixed atomic buckets, striped as [`Striped`] is: each
+/// shard has its own run of buckets, with a gap of two cache lines before
+/// the next shard's.
 struct Histogram {
     /// Upper bounds in nanoseconds.
     bounds_ns: Box<[u64]>,
     /// The same in seconds, for the exposition.
     bounds_s: Box<[f64]>,
-    /// Per bucket (not cumulative), then the `+Inf` bucket.
+    /// Per shard, `stride` cells: per bucket (not cumulative), then the
+    /// `+Inf` bucket, then padding.
     counts: Box<[AtomicU64]>,
+    stride: usize,
     /// Sum of observations, nanoseconds.
-    sum_ns: AtomicU64,
+    sum_ns: Striped,
 }
 
 impl Histogram {
     fn new(bounds: &[f64]) -> Histogram {
+        // 16 cells (128 bytes) of padding after each shard's buckets.
+        let stride = (bounds.len() + 1 + 16).next_multiple_of(16);
         Histogram {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             bounds_ns: bounds.iter().map(|s| (s * 1e9) as u64).collect(),
             bounds_s: bounds.into(),
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_ns: AtomicU64::new(0),
+            counts: (0..stride * SHARDS).map(|_| AtomicU64::new(0)).collect(),
+            stride,
+            sum_ns: Striped::new(),
         }
     }
 
     fn observe(&self, ns: u64) {
         let i = self.bounds_ns.partition_point(|&b| b < ns);
-        if let Some(c) = self.counts.get(i) {
+        if let Some(c) = self.counts.get(shard() * self.stride + i) {
             c.fetch_add(1, Relaxed);
         }
         self.sum_ns.fetch_add(ns, Relaxed);
     }
 
+    /// Bucket `i` summed over the shards.
+    fn bucket(&self, i: usize) -> u64 {
+        (0..SHARDS)
+            .filter_map(|s| self.counts.get(s * self.stride + i))
+            .fold(0u64, |a, c| a.wrapping_add(c.load(Relaxed)))
+    }
+
     /// Buckets as `prometheus-client` wants them, and the count (the sum
     /// of the buckets read, so that `_count` equals the `+Inf` bucket).
     fn read(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut buckets = Vec::with_capacity(self.counts.len());
+        let mut buckets = Vec::with_capacity(self.bounds_s.len() + 1);
         let mut count = 0u64;
-        for (i, c) in self.counts.iter().enumerate() {
-            let v = c.load(Relaxed);
+        for i in 0..=self.bounds_s.len() {
+            let v = self.bucket(i);
             count = count.saturating_add(v);
             buckets.push((self.bounds_s.get(i).copied().unwrap_or(f64::INFINITY), v));
         }
@@ -361,7 +445,7 @@ impl Histogram {
 
 /// Per class figures from events.
 struct ClassStats {
-    runs: AtomicU64,
+    runs: Striped,
     run: Histogram,
     slack: [AtomicI64; SLACK_WINDOW],
     slack_n: AtomicU64,
@@ -370,7 +454,7 @@ struct ClassStats {
 impl ClassStats {
     fn new(bounds: &[f64]) -> ClassStats {
         ClassStats {
-            runs: AtomicU64::new(0),
+            runs: Striped::new(),
             run: Histogram::new(bounds),
             slack: std::array::from_fn(|_| AtomicI64::new(0)),
             slack_n: AtomicU64::new(0),
@@ -469,7 +553,10 @@ impl Classes {
 }
 
 /// What is known of one task in flight. Written only by the task's own
-/// events, which the pool orders; relaxed.
+/// events, which the pool orders; relaxed. A cache line of its own: the
+/// submitting thread writes the next task's slot while a worker writes
+/// this one's.
+#[repr(align(64))]
 struct Slot {
     /// The task id, 0 when free.
     tag: AtomicU64,
@@ -621,15 +708,15 @@ struct SystemReadings {
 
 /// A Prometheus metrics observer (see the [module documentation](self)).
 pub struct Metrics {
-    submitted: AtomicU64,
-    outcomes: [AtomicU64; OUTCOMES.len()],
-    deferred: [AtomicU64; DIM_SLOTS],
-    waiting: [AtomicI64; DIM_SLOTS],
-    running: AtomicI64,
-    grown: AtomicU64,
-    grown_bytes: AtomicU64,
-    retries: AtomicU64,
-    untracked: AtomicU64,
+    submitted: Striped,
+    outcomes: [Striped; OUTCOMES.len()],
+    deferred: [Striped; DIM_SLOTS],
+    waiting: [StripedI64; DIM_SLOTS],
+    running: StripedI64,
+    grown: Striped,
+    grown_bytes: Striped,
+    retries: Striped,
+    untracked: Striped,
     queue_wait: Histogram,
     resource_wait: Histogram,
     run: Histogram,
@@ -668,15 +755,15 @@ impl Metrics {
             None
         };
         Ok(Arc::new(Metrics {
-            submitted: AtomicU64::new(0),
-            outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
-            deferred: std::array::from_fn(|_| AtomicU64::new(0)),
-            waiting: std::array::from_fn(|_| AtomicI64::new(0)),
-            running: AtomicI64::new(0),
-            grown: AtomicU64::new(0),
-            grown_bytes: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-            untracked: AtomicU64::new(0),
+            submitted: Striped::new(),
+            outcomes: std::array::from_fn(|_| Striped::new()),
+            deferred: std::array::from_fn(|_| Striped::new()),
+            waiting: std::array::from_fn(|_| StripedI64::new()),
+            running: StripedI64::new(),
+            grown: Striped::new(),
+            grown_bytes: Striped::new(),
+            retries: Striped::new(),
+            untracked: Striped::new(),
             queue_wait: Histogram::new(&config.wait_buckets),
             resource_wait: Histogram::new(&config.wait_buckets),
             run: Histogram::new(&config.run_buckets),
