@@ -87,8 +87,10 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -422,9 +424,11 @@ type Callback = Arc<dyn Fn(&SlowReport) + Send + Sync>;
 struct Inner {
     cfg: SlowConfig,
     epoch: OnceLock<Instant>,
-    shards: Box<[Mutex<HashMap<u64, Tracked>>]>,
+    shards: Box<[Mutex<FxHashMap<u64, Tracked>>]>,
     shard_cap: usize,
-    tracked: AtomicUsize,
+    /// Set by the watchdog before it looks whether anything is tracked and
+    /// blocks; an insert that sees it wakes the watchdog (see `watch`).
+    idle: AtomicBool,
     untracked: AtomicU64,
     class_index: RwLock<HashMap<Arc<str>, usize>>,
     class_full: AtomicBool,
@@ -450,7 +454,7 @@ impl fmt::Debug for SlowTasks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlowTasks")
             .field("config", &self.inner.cfg)
-            .field("tracked", &self.inner.tracked.load(Relaxed))
+            .field("tracked", &self.inner.tracked())
             .finish_non_exhaustive()
     }
 }
@@ -461,7 +465,7 @@ fn ns(d: Duration) -> u64 {
 
 impl Inner {
     #[allow(clippy::cast_possible_truncation)]
-    fn shard(&self, id: u64) -> Option<&Mutex<HashMap<u64, Tracked>>> {
+    fn shard(&self, id: u64) -> Option<&Mutex<FxHashMap<u64, Tracked>>> {
         self.shards.get((id % SHARDS as u64) as usize)
     }
 
@@ -546,12 +550,26 @@ impl Inner {
                 return;
             }
         }
-        if self.tracked.fetch_add(1, Relaxed) == 0 {
-            // The watchdog may be idle: wake it (under its mutex, so that
-            // the wake-up is not lost between its check and its wait).
+        // Dekker with the watchdog (`watch`): the insert above, a full
+        // fence, then its flag; the watchdog sets its flag, then looks at
+        // the maps. One of the two sees the other, so the watchdog never
+        // blocks with a task tracked. No shared counter is written per
+        // task (workers bouncing one cost more than the rest of the event).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        if self.idle.load(std::sync::atomic::Ordering::SeqCst) {
+            // Under its mutex, so that the wake-up is not lost between its
+            // check and its wait.
             let _g = self.sleep.lock().unwrap_or_else(PoisonError::into_inner);
             self.wake.notify_all();
         }
+    }
+
+    /// Tasks tracked now (the sum over the maps).
+    fn tracked(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
     }
 
     fn remove(&self, id: u64) -> Option<Tracked> {
@@ -560,7 +578,6 @@ impl Inner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id)?;
-        self.tracked.fetch_sub(1, Relaxed);
         if t.reported {
             if let Some(g) = self.now_slow.get(t.kind.index()) {
                 g.fetch_sub(1, Relaxed);
@@ -648,7 +665,17 @@ impl Inner {
         loop {
             {
                 let mut g = self.sleep.lock().unwrap_or_else(PoisonError::into_inner);
-                while self.tracked.load(Relaxed) == 0 && !self.stop.load(Relaxed) {
+                loop {
+                    if self.stop.load(Relaxed) {
+                        return;
+                    }
+                    // Flag first, then look (see `insert`).
+                    self.idle.store(true, std::sync::atomic::Ordering::SeqCst);
+                    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                    if self.tracked() > 0 {
+                        self.idle.store(false, Relaxed);
+                        break;
+                    }
                     g = self.wake.wait(g).unwrap_or_else(PoisonError::into_inner);
                 }
                 // Sleep one interval (a wake-up for a new task does not
@@ -687,10 +714,15 @@ impl SlowTasks {
         let shard_cap = config.max_tracked.div_ceil(SHARDS);
         let inner = Arc::new(Inner {
             shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::with_capacity(shard_cap)))
+                .map(|_| {
+                    Mutex::new(FxHashMap::with_capacity_and_hasher(
+                        shard_cap,
+                        rustc_hash::FxBuildHasher,
+                    ))
+                })
                 .collect(),
             shard_cap,
-            tracked: AtomicUsize::new(0),
+            idle: AtomicBool::new(false),
             untracked: AtomicU64::new(0),
             class_index: RwLock::new(HashMap::with_capacity(config.max_classes)),
             class_full: AtomicBool::new(false),
