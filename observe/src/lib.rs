@@ -23,6 +23,7 @@
 mod bundle;
 pub mod metrics;
 pub mod slow;
+mod striped;
 pub mod trace;
 
 pub use bundle::Observability;

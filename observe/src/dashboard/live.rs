@@ -1,7 +1,11 @@
 //! The [`Live`] observer: what runs, what waits and why, what was refused.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rustc_hash::FxHashMap;
+
+use crate::striped::Striped;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -80,8 +84,8 @@ struct Slack {
 #[derive(Default)]
 struct Inner {
     /// Admitted, not yet started: what each holds.
-    admitted: HashMap<u64, Resources>,
-    running: HashMap<u64, Running>,
+    admitted: FxHashMap<u64, Resources>,
+    running: FxHashMap<u64, Running>,
     /// In submission order.
     waiting: BTreeMap<u64, Waiter>,
     /// Deferrals not listed because the list was full.
@@ -138,9 +142,9 @@ pub struct Live {
     inner: Mutex<Inner>,
     /// The pool clock's origin, learned from the first event.
     epoch: OnceLock<Instant>,
-    submitted: AtomicU64,
-    deferred: AtomicU64,
-    outcomes: [AtomicU64; OUTCOMES.len()],
+    submitted: Striped,
+    deferred: Striped,
+    outcomes: [Striped; OUTCOMES.len()],
     /// Waiters listed now (lets admission skip the lock when none is).
     listed: AtomicUsize,
     max_waiters: usize,
@@ -180,9 +184,9 @@ impl Live {
         Live {
             inner: Mutex::new(Inner::default()),
             epoch: OnceLock::new(),
-            submitted: AtomicU64::new(0),
-            deferred: AtomicU64::new(0),
-            outcomes: Default::default(),
+            submitted: Striped::new(),
+            deferred: Striped::new(),
+            outcomes: std::array::from_fn(|_| Striped::new()),
             listed: AtomicUsize::new(0),
             max_waiters: max_waiters.max(1),
             max_running: max_running.max(1),
@@ -367,7 +371,9 @@ impl Observer for Live {
             }
             ref k if k.is_terminal() => {
                 if let Some(i) = outcome_index(k) {
-                    self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+                    if let Some(c) = self.outcomes.get(i) {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 let reason = match k {
                     EventKind::Refused { error } => {
