@@ -11,7 +11,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use respool::{Dim, Pool, Resources, SubmitError};
+use respool::{Dim, DomainSpec, Pool, Resources, SubmitError};
 use respool_observe::SnapshotSource;
 use respool_observe::dashboard::{Dashboard, DashboardError, Live};
 use serde_json::Value;
@@ -810,6 +810,23 @@ fn the_state_equals_the_snapshot_after_the_workload() {
         assert_eq!(d["capacity"], s.capacity.amount(dim));
         assert_eq!(d["reserved"], s.reserved.amount(dim));
     }
+    // The bin-packing view: one entry per placement domain, in order, with
+    // the snapshot's used and capacity for each dimension the domain tracks.
+    let domains = p["domains"].as_array().unwrap();
+    assert!(!domains.is_empty(), "{p}");
+    assert_eq!(domains.len(), s.domains.len());
+    for (i, (d, (used, cap))) in domains.iter().zip(&s.domains).enumerate() {
+        assert_eq!(d["index"], i);
+        let dims = d["dims"].as_array().unwrap();
+        assert_eq!(dims.len(), cap.iter().count(), "{d}");
+        for x in dims {
+            let dim = Dim::from_name(x["dim"].as_str().unwrap()).unwrap();
+            assert_eq!(x["capacity"], cap.amount(dim), "{d}");
+            assert_eq!(x["used"], used.amount(dim), "{d}");
+            assert!(!x["used_text"].as_str().unwrap().is_empty(), "{d}");
+            assert!(!x["capacity_text"].as_str().unwrap().is_empty(), "{d}");
+        }
+    }
     let classes: Vec<&str> = p["classes"]
         .as_array()
         .unwrap()
@@ -823,6 +840,116 @@ fn the_state_equals_the_snapshot_after_the_workload() {
     // The pool is gone: the state says so rather than failing.
     drop(pool);
     assert_eq!(state(&d)["pool"], Value::Null);
+}
+
+/// `domains` as `(dim, used, capacity)` per domain, from the state.
+fn state_domains(v: &Value) -> Vec<Vec<(String, u64, u64)>> {
+    v["pool"]["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            assert_eq!(d["index"], i, "{d}");
+            d["dims"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| {
+                    let n = |k: &str| x[k].as_u64().unwrap();
+                    (
+                        x["dim"].as_str().unwrap().to_owned(),
+                        n("used"),
+                        n("capacity"),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The same from the snapshot.
+fn snapshot_domains(s: &respool::PoolSnapshot) -> Vec<Vec<(String, u64, u64)>> {
+    s.domains
+        .iter()
+        .map(|(used, cap)| {
+            cap.iter()
+                .map(|(dim, c)| (dim.name().to_owned(), used.amount(dim), c))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_bin_packing_view_shows_each_domain_as_the_snapshot_does() {
+    let mib = 1u64 << 20;
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(2)
+            .memory("1GiB")
+            .capacity(
+                Resources::new()
+                    .with(Dim::Gpu, 1)
+                    .unwrap()
+                    .with(Dim::GpuMemory, 16 << 30)
+                    .unwrap(),
+            )
+            .headroom(Resources::NONE)
+            .domains(vec![
+                DomainSpec::numa("node0", vec![], 512 * mib),
+                DomainSpec::numa("node1", vec![], 512 * mib),
+                DomainSpec::gpu("gpu0", 0, 16 << 30),
+            ])
+            .build()
+            .unwrap(),
+    );
+    let d = quiet().snapshot(SnapshotSource::of(&pool)).start().unwrap();
+    // One task holds 300 MiB of a node and 4 GiB of the GPU until released:
+    // nothing moves while the state and the snapshot are read.
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let holder = pool
+        .task()
+        .memory("300MiB")
+        .gpus(1)
+        .gpu_memory("4GiB")
+        .spawn(move |_| {
+            started_tx.send(()).unwrap();
+            release_rx.recv_timeout(SAFETY).unwrap();
+        })
+        .unwrap();
+    started_rx.recv_timeout(SAFETY).unwrap();
+    let v = state(&d);
+    let s = pool.snapshot();
+    let got = state_domains(&v);
+    assert_eq!(got, snapshot_domains(&s), "{v}");
+    // CPU domains, then the GPU domain; the holder shows in one node and the GPU.
+    assert_eq!(got.len(), 3, "{v}");
+    let used = |dim: &str| -> u64 {
+        got.iter()
+            .flatten()
+            .filter(|(d, _, _)| d == dim)
+            .map(|(_, u, _)| u)
+            .sum()
+    };
+    assert_eq!(used("memory"), 300 * mib, "{v}");
+    assert_eq!(used("gpu_memory"), 4 << 30, "{v}");
+    let texts: Vec<(&str, &str)> = v["pool"]["domains"][2]["dims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["dim"] == "gpu_memory")
+        .map(|x| {
+            (
+                x["used_text"].as_str().unwrap(),
+                x["capacity_text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(texts, [("4 GiB", "16 GiB")], "{v}");
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    pool.shutdown();
 }
 
 #[test]

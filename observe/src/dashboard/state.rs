@@ -1,5 +1,6 @@
 //! The pool's snapshot as the dashboard's JSON.
 
+use respool::units::{format_bytes, format_cpu};
 use respool::{Dim, LatencySummary, PoolSnapshot, Ppm, Resources};
 use serde_json::{Map, Value, json};
 
@@ -12,6 +13,37 @@ fn unit(dim: Dim) -> &'static str {
         Dim::Gpu => "devices",
         _ => "count",
     }
+}
+
+/// An amount as text in its dimension's unit ("1.5 GiB", "500m CPU").
+fn amount_text(dim: Dim, v: u64) -> String {
+    match dim {
+        Dim::Cpu => format!("{} CPU", format_cpu(v)),
+        Dim::Memory | Dim::GpuMemory => format_bytes(v),
+        Dim::Network => format!("{}/s", format_bytes(v)),
+        Dim::Iops => format!("{v} ops/s"),
+        _ => v.to_string(),
+    }
+}
+
+/// One placement domain: its index and, per dimension its capacity tracks,
+/// used and capacity as numbers and as text.
+fn domain(index: usize, used: &Resources, capacity: &Resources) -> Value {
+    let dims: Vec<Value> = capacity
+        .iter()
+        .map(|(dim, cap)| {
+            let u = used.amount(dim);
+            json!({
+                "dim": dim.name(),
+                "unit": unit(dim),
+                "used": u,
+                "capacity": cap,
+                "used_text": amount_text(dim, u),
+                "capacity_text": amount_text(dim, cap),
+            })
+        })
+        .collect();
+    json!({ "index": index, "dims": dims })
 }
 
 /// A share as a fraction (0.25 for 25%).
@@ -71,6 +103,12 @@ pub(super) fn snapshot_json(s: &PoolSnapshot) -> Value {
             })
         })
         .collect();
+    let domains: Vec<Value> = s
+        .domains
+        .iter()
+        .enumerate()
+        .map(|(i, (used, cap))| domain(i, used, cap))
+        .collect();
     let l = &s.learning;
     json!({
         "workers": s.workers,
@@ -92,6 +130,7 @@ pub(super) fn snapshot_json(s: &PoolSnapshot) -> Value {
         },
         "dims": dims,
         "fragmentation": fraction(s.fragmentation),
+        "domains": domains,
         "wait": latency(&s.wait),
         "latency": latency(&s.latency),
         "learning": {
