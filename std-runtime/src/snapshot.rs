@@ -71,9 +71,21 @@ pub struct PoolSnapshot {
 
 pub(crate) fn take(s: &Shared) -> PoolSnapshot {
     let (classes, learning) = s.learner.accuracy();
-    let (fragmentation, domains, peak_waiting) = s.sched.placement_view(s.now_ns());
+    let (fragmentation, mut domains, peak_waiting) = s.sched.placement_view(s.now_ns());
     let capacity = s.sched.tracker.capacity();
     let reserved = s.sched.tracker.reserved();
+    if s.sched.trivial {
+        // One CPU domain and nothing to place: the packer is not kept up
+        // to date (admission is the tracker's alone), so the one domain's
+        // use is what the tracker holds, in the domain's dimensions.
+        if let [(used, cap)] = domains.as_mut_slice() {
+            let mut u = Resources::NONE;
+            for (dim, _) in cap.iter() {
+                u = u.with_saturating(dim, reserved.amount(dim));
+            }
+            *used = u;
+        }
+    }
     PoolSnapshot {
         workers: s.config.workers,
         submitted: s.metrics.submitted.total(),

@@ -1459,3 +1459,33 @@ fn graceful_shutdown_is_not_held_up_by_the_deadlines_of_admitted_waiters() {
         .expect("shutdown waited for the deadline of a waiter that had already run");
     closer.join().unwrap();
 }
+
+#[test]
+fn a_single_domain_reports_what_the_tracker_holds() {
+    let pool = Pool::builder()
+        .workers(1)
+        .capacity(Resources::NONE.with_saturating(Dim::Memory, 1000))
+        .headroom(Resources::NONE)
+        .build()
+        .unwrap();
+    let (started, on_start) = mpsc::channel();
+    let (release, gate) = mpsc::channel::<()>();
+    let held = pool
+        .task()
+        .memory("600B")
+        .spawn(move |_| {
+            started.send(()).unwrap();
+            let _ = gate.recv();
+        })
+        .unwrap();
+    on_start.recv().unwrap();
+    let snap = pool.snapshot();
+    assert_eq!(snap.domains.len(), 1, "{:?}", snap.domains);
+    let (used, cap) = snap.domains[0];
+    assert_eq!(used.get(Dim::Memory), Some(600), "{used} of {cap}");
+    assert_eq!(used.get(Dim::Memory), snap.reserved.get(Dim::Memory));
+    drop(release);
+    held.join().unwrap();
+    pool.shutdown();
+    assert_eq!(pool.snapshot().domains[0].0.get(Dim::Memory), Some(0));
+}
