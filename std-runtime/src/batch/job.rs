@@ -332,6 +332,11 @@ impl JobContext {
     /// `<-ctx.Done()`). With neither timeout set (`Duration::MAX`), only a
     /// stop ends the wait.
     ///
+    /// What the processor returns next decides the job's result: an error
+    /// makes it [`JobError::Cancelled`] (or [`JobError::TimedOut`] for the
+    /// attempt's own timeout); a value returned after a stop still counts
+    /// as the job's value.
+    ///
     /// # Examples
     ///
     /// A processor that waits for its input or the cancellation, whichever
@@ -343,15 +348,15 @@ impl JobContext {
     ///
     /// let pool = respool::Pool::builder().workers(1).build()?;
     /// let (started_tx, started) = mpsc::channel();
-    /// let batch = Batch::new(&pool).with_infallible_processor(move |ctx, _job: &Job<()>| {
+    /// let batch = Batch::new(&pool).with_processor(move |ctx, _job: &Job<()>| {
     ///     started_tx.send(()).unwrap();
     ///     ctx.wait_cancelled();
-    ///     "gave up"
+    ///     Err::<(), _>("context canceled") // Go: return ctx.Err()
     /// });
     /// batch.add_job(Job::new("waits", ()));
     /// let stop = batch.stop_handle();
     /// std::thread::scope(|s| {
-    ///     s.spawn(|| {
+    ///     s.spawn(move || {
     ///         started.recv().unwrap();
     ///         stop.stop();
     ///     });

@@ -36,23 +36,26 @@
 //! |-----------------|------------------|
 //! | `New()` | [`Batch::new(&pool)`](Batch::new) |
 //! | `NewWithConfig(cfg)` | [`Batch::with_config(&pool, cfg)?`](Batch::with_config) (validated) |
-//! | `Config{NumWorkers}` (`<= 0` becomes 1) | [`BatchConfig::workers`]: `None` = the pool's worker count; `Some(0)` is an error |
+//! | `Config{NumWorkers}` (default 4; `<= 0` becomes 1) | [`BatchConfig::workers`]: `None` (the default) = the pool's worker count; `Some(0)` is an error; read back with [`Batch::workers`] |
 //! | `BufferSize` (100) | [`BatchConfig::buffer_size`] (100): jobs in flight, with back-pressure |
 //! | `Strategy` (`RoundRobin`...) | [`BatchConfig::strategy`]: [`StrategyKind::RoundRobin`]... or [`StrategyKind::Custom`] |
 //! | `Timeout` (5 min), `WorkerTimeout` (30 s) | [`BatchConfig::timeout`], [`BatchConfig::attempt_timeout`] |
 //! | `MaxRetries` (3), backoff `(attempt+1) * 100ms` | [`BatchConfig::max_retries`], [`BatchConfig::backoff`] (`Backoff::Linear(100 ms)`) |
 //! | `EnableMetrics` (ignored) | [`BatchConfig::enable_metrics`] (switches the duration histogram and queue depth) |
 //! | `Job[T]{ID, Data, Priority, Created}` | [`Job<T>`](Job) `{id, data, priority, created}`; [`Job::new`], [`Job::with_priority`] |
-//! | `Processor func(ctx, Job[T]) (R, error)` | `Fn(&JobContext, &Job<T>) -> Result<R, E>`, `E` any error (or string) |
-//! | `ctx.Done()` / `ctx.Err()` | [`JobContext::is_cancelled`], [`JobContext::sleep`]; [`JobContext::attempt`] |
+//! | `Processor func(ctx, Job[T]) (R, error)` | `Fn(&JobContext, &Job<T>) -> Result<R, E>`, `E` any error (or string); it may borrow from the caller; `T` need only be `Send` |
+//! | a processor that always returns `v, nil` | `Fn(&JobContext, &Job<T>) -> R` through [`.with_infallible_processor(p)`](Batch::with_infallible_processor) |
+//! | `<-ctx.Done()` / `ctx.Err() != nil` | [`JobContext::wait_cancelled`], [`JobContext::wait_cancelled_for`] / [`JobContext::is_cancelled`]; [`JobContext::sleep`]; [`JobContext::attempt`] |
 //! | `.WithProcessor(p)` | [`.with_processor(p)`](Batch::with_processor) |
 //! | `.AddJobs(jobs)` / `.AddJob(job)` | [`.add_jobs(jobs)`](Batch::add_jobs) (replaces) / [`.add_job(job)`](Batch::add_job) (appends, thread-safe) |
-//! | `.Run() ([]Result[R], error)` | [`.run()`](Batch::run) `-> Result<BatchReport<R>, BatchError>`, results in completion order |
+//! | the job list, `len(jobs)` | [`.jobs()`](Batch::jobs) (a copy), [`.job_count()`](Batch::job_count) |
+//! | `.Run() ([]Result[R], error)` | [`.run()`](Batch::run) `-> Result<BatchReport<R>, BatchError>`, results in completion order, then the jobs that never started; [`BatchReport::started`] is Go's list |
+//! | `err` after `Stop()` or the timeout | `Ok`, with [`BatchReport::stop_reason`] set: a stop is not an error |
 //! | errors `no processor configured`, `no jobs to process` | [`BatchError::NoProcessor`], [`BatchError::NoJobs`] (same words) |
 //! | `.Stop()` | [`.stop()`](Batch::stop), or [`.stop_handle()`](Batch::stop_handle) from another thread |
-//! | `.GetMetrics()` | [`BatchReport::metrics`], or [`Batch::metrics`] for the last run |
-//! | `Result[R]{JobID, Data, Error, Worker, Started, Completed, Duration}` | [`JobResult<R>`](JobResult) `{job_id, data: Option<R>, error: Option<JobError>, worker: Option<usize>, started: Option<Instant>, completed, duration}` plus `attempts`, `index`, `thread` |
-//! | `Strategy` interface (never called) | the [`Strategy`] trait, through which the five built-ins run too |
+//! | `.GetMetrics()` | [`BatchReport::metrics`], or [`Batch::metrics`] for the last run; during a run, [`Batch::progress`] (or [`StopHandle::progress`]) |
+//! | `Result[R]{JobID, Data, Error, Worker, Started, Completed, Duration}` | [`JobResult<R>`](JobResult) `{job_id, data: Option<R>, error: Option<JobError>, worker: Option<usize>, started: Option<Instant>, completed, duration}` plus `attempts`, `index`, `thread`; [`JobResult::processor_error`] is Go's `Error` as returned; [`JobResult::is_unstarted`] |
+//! | `Strategy` interface (never called) | the [`Strategy`] trait, through which the five built-ins run too; a plan may choose the number of lanes ([`Plan::with_lanes`]) |
 //! | `NewWorkStealingDeque`, `NewPriorityQueue` | not exported (the batch runner's own, since issue 16): `crossbeam-deque` and `std::collections::BinaryHeap` are the crates of the field |
 //! | (none: Go admits nothing) | [`Job::with_requirements`], [`Job::with_class`], [`Job::with_size_hint`]; [`BatchConfig::requirements`], [`BatchConfig::class`] for the whole batch |
 //!
@@ -71,9 +74,15 @@
 //! without this API.
 //!
 //! Differences on purpose: a job that never started has `worker`, `started`
-//! as `None` and [`JobError::NotStarted`] (Go dropped it); a job's duration
-//! spans all its attempts and back-offs (as in Go); a panicking processor is
-//! a failed job, and is retried like an error.
+//! as `None` and [`JobError::NotStarted`] (Go dropped it; filter with
+//! [`BatchReport::started`]); a stop or the run timeout is not an error of
+//! `run()` (it is [`BatchReport::stop_reason`]); a job returns a value or an
+//! error, never both; [`JobError`]'s display prefixes the processor's
+//! message with `job failed: ` ([`JobResult::processor_error`] has it bare);
+//! lanes default to the pool's worker count (Go: 4); runs of one batch take
+//! turns (Go crashed on a second `Run()`); a job's duration spans all its
+//! attempts and back-offs (as in Go); a panicking processor is a failed
+//! job, and is retried like an error.
 //!
 //! # The Go library's defects, and what prevents each here
 //!
