@@ -324,9 +324,7 @@ impl JobContext {
         };
         self.control.sleep_until(until) && !cut
     }
-}
 
-impl JobContext {
     /// Blocks until this attempt is cancelled: the batch is stopped, the
     /// run passes its timeout, or this attempt passes its own (Go:
     /// `<-ctx.Done()`). With neither timeout set (`Duration::MAX`), only a

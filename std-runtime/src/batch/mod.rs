@@ -284,7 +284,8 @@ where
 
     /// A copy of the job list, in order (Go: the pool's `jobs`). A job that
     /// a run is processing right now is copied once its lane lets go of it
-    /// (job data need only be `Send`, so one thread at a time holds a job).
+    /// (job data need only be `Send`, so one thread at a time holds a job):
+    /// called from the batch's own processor, it would wait for itself.
     #[must_use]
     pub fn jobs(&self) -> Vec<Job<T>>
     where
