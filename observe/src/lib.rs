@@ -28,6 +28,12 @@ pub mod trace;
 
 pub use bundle::Observability;
 
+/// The user guide's observability chapter, its Rust examples compiled and
+/// run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide/src/observability.md")]
+struct GuideObservability;
+
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
 

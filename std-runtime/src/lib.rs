@@ -83,3 +83,43 @@ pub use work::Unstarted;
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// The user guide's Rust examples (`docs/guide/`), compiled and run as
+/// doctests (the observability chapter's are respool-observe's).
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../../docs/guide/src/introduction.md")]
+    struct Introduction;
+    #[doc = include_str!("../../docs/guide/src/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../../docs/guide/src/resources.md")]
+    struct Resources;
+    #[doc = include_str!("../../docs/guide/src/admission.md")]
+    struct Admission;
+    #[doc = include_str!("../../docs/guide/src/learning.md")]
+    struct Learning;
+    #[doc = include_str!("../../docs/guide/src/monitors.md")]
+    struct Monitors;
+    #[doc = include_str!("../../docs/guide/src/placement.md")]
+    struct Placement;
+    #[doc = include_str!("../../docs/guide/src/c-api.md")]
+    struct CApi;
+    #[doc = include_str!("../../docs/guide/src/troubleshooting.md")]
+    struct Troubleshooting;
+    #[doc = include_str!("../../docs/guide/src/features.md")]
+    struct Features;
+    #[doc = include_str!("../../docs/guide/src/architecture.md")]
+    struct Architecture;
+    #[doc = include_str!("../../docs/guide/src/migrating/README.md")]
+    struct Migrating;
+    #[doc = include_str!("../../docs/guide/src/migrating/go-workerpool.md")]
+    struct FromGo;
+    #[doc = include_str!("../../docs/guide/src/migrating/rayon.md")]
+    struct FromRayon;
+    #[doc = include_str!("../../docs/guide/src/migrating/threadpool.md")]
+    struct FromThreadpool;
+    #[doc = include_str!("../../docs/guide/src/migrating/tokio.md")]
+    struct FromTokio;
+    #[doc = include_str!("../../docs/guide/src/migrating/parallel.md")]
+    struct FromParallel;
+}

@@ -3,7 +3,7 @@
 //! collector and every job's context; and why a job was cut short.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,17 @@ pub(crate) struct Control {
     permit_cv: Condvar,
     /// Lanes and processors waiting out a back-off or a `sleep`.
     stop_cv: Condvar,
+    /// When the run started, its shape and its counts so far, for
+    /// [`Batch::progress`](super::Batch::progress).
+    started: Instant,
+    pub(super) total: AtomicUsize,
+    pub(super) lanes: AtomicUsize,
+    /// Jobs whose first attempt began (lanes count them).
+    pub(super) jobs_started: AtomicUsize,
+    /// Results collected, by status (the collector counts them).
+    pub(super) succeeded: AtomicUsize,
+    pub(super) failed: AtomicUsize,
+    pub(super) cut_short: AtomicUsize,
 }
 
 struct CtlState {
@@ -70,6 +81,37 @@ impl Control {
             }),
             permit_cv: Condvar::new(),
             stop_cv: Condvar::new(),
+            started,
+            total: AtomicUsize::new(0),
+            lanes: AtomicUsize::new(0),
+            jobs_started: AtomicUsize::new(0),
+            succeeded: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            cut_short: AtomicUsize::new(0),
+        }
+    }
+
+    /// The run's progress now.
+    pub(super) fn progress(&self) -> super::Progress {
+        let get = |a: &AtomicUsize| a.load(Ordering::Acquire);
+        // Raises the run timeout if it passed, so that the reason is current.
+        let _ = self.is_cancelled();
+        // Results first: a job is counted started before its result is
+        // counted, so reading in this order keeps `finished <= started`.
+        let (processed, failed, cancelled) = (
+            get(&self.succeeded),
+            get(&self.failed),
+            get(&self.cut_short),
+        );
+        super::Progress {
+            total_jobs: get(&self.total),
+            lanes: get(&self.lanes),
+            started: get(&self.jobs_started),
+            processed,
+            failed,
+            cancelled,
+            elapsed: self.started.elapsed(),
+            stop_reason: self.reason(),
         }
     }
 

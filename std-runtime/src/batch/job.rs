@@ -242,6 +242,27 @@ impl<R> JobResult<R> {
     pub fn is_ok(&self) -> bool {
         self.error.is_none()
     }
+
+    /// Whether the job never started (its error is
+    /// [`JobError::NotStarted`]). Go dropped such jobs from `Run()`'s
+    /// results; respool lists them last, marked: filter them out with
+    /// [`BatchReport::started`](super::BatchReport::started).
+    #[must_use]
+    pub fn is_unstarted(&self) -> bool {
+        matches!(self.error, Some(JobError::NotStarted(_)))
+    }
+
+    /// The processor's own error, as it returned it (Go: `Result.Error`),
+    /// without the `job failed: ` prefix that [`JobError`]'s display adds;
+    /// `None` if the job succeeded or ended otherwise (panic, timeout,
+    /// cancellation, refusal).
+    #[must_use]
+    pub fn processor_error(&self) -> Option<&(dyn Error + Send + Sync + 'static)> {
+        match &self.error {
+            Some(JobError::Failed(e)) => Some(&**e),
+            _ => None,
+        }
+    }
 }
 
 /// What a running processor can ask about its job (Go: the `ctx` argument).
@@ -302,6 +323,61 @@ impl JobContext {
             (t, _) => (t, false),
         };
         self.control.sleep_until(until) && !cut
+    }
+
+    /// Blocks until this attempt is cancelled: the batch is stopped, the
+    /// run passes its timeout, or this attempt passes its own (Go:
+    /// `<-ctx.Done()`). With neither timeout set (`Duration::MAX`), only a
+    /// stop ends the wait.
+    ///
+    /// What the processor returns next decides the job's result: an error
+    /// makes it [`JobError::Cancelled`] (or [`JobError::TimedOut`] for the
+    /// attempt's own timeout); a value returned after a stop still counts
+    /// as the job's value.
+    ///
+    /// # Examples
+    ///
+    /// A processor that waits for its input or the cancellation, whichever
+    /// comes first (Go: `select { case v := <-in: ... case <-ctx.Done(): }`):
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use respool::batch::{Batch, Job, JobError};
+    ///
+    /// let pool = respool::Pool::builder().workers(1).build()?;
+    /// let (started_tx, started) = mpsc::channel();
+    /// let batch = Batch::new(&pool).with_processor(move |ctx, _job: &Job<()>| {
+    ///     started_tx.send(()).unwrap();
+    ///     ctx.wait_cancelled();
+    ///     Err::<(), _>("context canceled") // Go: return ctx.Err()
+    /// });
+    /// batch.add_job(Job::new("waits", ()));
+    /// let stop = batch.stop_handle();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(move || {
+    ///         started.recv().unwrap();
+    ///         stop.stop();
+    ///     });
+    ///     let report = batch.run().unwrap();
+    ///     assert!(matches!(report.results[0].error, Some(JobError::Cancelled(_))));
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_cancelled(&self) {
+        // Until the attempt's deadline (or forever): either way the attempt
+        // is cancelled when this returns.
+        while !self.is_cancelled() {
+            let _ = self.control.sleep_until(self.deadline);
+        }
+    }
+
+    /// Blocks until this attempt is cancelled or `timeout` passes,
+    /// whichever comes first; `true` if it was cancelled (Go: `select {
+    /// case <-ctx.Done(): case <-time.After(d): }`). The opposite answer
+    /// of [`sleep`](Self::sleep).
+    pub fn wait_cancelled_for(&self, timeout: Duration) -> bool {
+        let _ = self.sleep(timeout);
+        self.is_cancelled()
     }
 }
 

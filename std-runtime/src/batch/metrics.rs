@@ -69,6 +69,46 @@ pub struct BatchMetrics {
     pub ended: Instant,
 }
 
+/// A run's progress while it goes on (Go: `GetMetrics()` during `Run()`):
+/// see [`Batch::progress`](super::Batch::progress). Counts only grow;
+/// `processed + failed + cancelled <= started <= total_jobs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Jobs in the run.
+    pub total_jobs: usize,
+    /// Lanes the run uses.
+    pub lanes: usize,
+    /// Jobs whose first attempt has begun.
+    pub started: usize,
+    /// Results collected so far that have a value.
+    pub processed: usize,
+    /// Results collected so far that failed on their own.
+    pub failed: usize,
+    /// Results collected so far of jobs cut short by a cancellation (jobs
+    /// that never start are counted only in the final [`BatchMetrics`]).
+    pub cancelled: usize,
+    /// Time since the run started.
+    pub elapsed: Duration,
+    /// Why the run is being cut short, if it is.
+    pub stop_reason: Option<CancelReason>,
+}
+
+impl Progress {
+    /// Results collected so far: `processed + failed + cancelled`.
+    #[must_use]
+    pub fn finished(&self) -> usize {
+        self.processed + self.failed + self.cancelled
+    }
+
+    /// Jobs started whose result is not collected yet (running, waiting to
+    /// be retried, or waiting to be collected).
+    #[must_use]
+    pub fn running(&self) -> usize {
+        self.started.saturating_sub(self.finished())
+    }
+}
+
 /// What the runner measured besides the results.
 pub(super) struct Measured {
     pub(super) strategy: String,

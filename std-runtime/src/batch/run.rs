@@ -20,24 +20,36 @@
 //! processors see through their context, wakes lanes waiting for a permit or
 //! a back-off, and keeps lanes from taking new jobs; results collected so far
 //! are kept.
+//!
+//! Borrowing: the processor and the job data may borrow from the caller
+//! (`'env`), as the tasks of `Pool::scope` do, and by the same argument:
+//! `run()` does not return, nor unwind, before every lane task has run or
+//! been dropped (the channel disconnects only then, and `LanesJoined` waits
+//! for it on every path), and a lane does not finish a job before the pool
+//! task of each of its attempts has run its work or given it back
+//! (`Handoff`). Job data need only be `Send`: a lane holds its job's lock
+//! while it runs the job (each job is claimed by one lane, and runs of one
+//! batch take turns), and lends `&mut Job<T>` (which is `Send`) to the pool
+//! task of a resource-aware attempt.
 
 use std::error::Error;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use super::BatchReport;
 use super::config::{BatchConfig, BatchError};
 use super::control::{CancelReason, Control};
-use super::job::{Job, JobContext, JobError, JobResult};
+use super::job::{Job, JobContext, JobError, JobResult, JobStatus};
 use super::metrics::{BatchMetrics, Measured};
 use super::strategy::{Dispatch, JobMeta};
 use crate::error::SubmitError;
 use crate::error::TaskError;
 use crate::error::panic_message;
+use crate::job::Job as PoolJob;
 use crate::pool::Pool;
 use crate::sync::lock;
 use crate::task::Backoff;
@@ -46,14 +58,18 @@ use respool_core::Resources;
 /// A processor's error, shared so that results can be cloned.
 pub(super) type SharedError = Arc<dyn Error + Send + Sync>;
 
-/// The type-erased processor.
-pub(super) type Processor<T, R> =
-    Arc<dyn Fn(&JobContext, &Job<T>) -> Result<R, SharedError> + Send + Sync>;
+/// The type-erased processor; it may borrow for `'env`.
+pub(super) type Processor<'env, T, R> =
+    Arc<dyn Fn(&JobContext, &Job<T>) -> Result<R, SharedError> + Send + Sync + 'env>;
+
+/// A job of a batch: its data need only be `Send`, so one lane at a time
+/// holds it (see the module documentation).
+pub(super) type JobCell<T> = Arc<Mutex<Job<T>>>;
 
 /// What every lane of one run shares.
-struct RunState<T, R> {
-    jobs: Vec<Arc<Job<T>>>,
-    processor: Processor<T, R>,
+struct RunState<'env, T, R> {
+    jobs: Vec<JobCell<T>>,
+    processor: Processor<'env, T, R>,
     dispatch: Box<dyn Dispatch>,
     claimed: Vec<AtomicBool>,
     control: Arc<Control>,
@@ -85,8 +101,10 @@ enum Msg<R> {
 }
 
 /// Owned by a lane's pool task: reports the lane's end however the task
-/// ends (returns, panics, or is dropped unrun).
-struct LaneGuard<R: Send> {
+/// ends (returns, panics, or is dropped unrun), after letting go of the
+/// run's state, so that nothing a lane holds outlives `run()`.
+struct LaneGuard<'env, T, R: Send> {
+    state: Option<Arc<RunState<'env, T, R>>>,
     tx: Sender<Msg<R>>,
     lane: usize,
     ran: bool,
@@ -94,8 +112,10 @@ struct LaneGuard<R: Send> {
     timed_out: u64,
 }
 
-impl<R: Send> Drop for LaneGuard<R> {
+impl<T, R: Send> Drop for LaneGuard<'_, T, R> {
     fn drop(&mut self) {
+        // The state first: once the message is sent, `run()` may return.
+        drop(self.state.take());
         let _ = self.tx.send(Msg::LaneEnd {
             lane: self.lane,
             ran: self.ran,
@@ -105,10 +125,10 @@ impl<R: Send> Drop for LaneGuard<R> {
     }
 }
 
-fn lane_main<T, R>(st: &RunState<T, R>, g: &mut LaneGuard<R>)
+fn lane_main<T, R>(st: &RunState<'_, T, R>, g: &mut LaneGuard<'_, T, R>)
 where
-    T: Send + Sync + 'static,
-    R: Send + 'static,
+    T: Send,
+    R: Send,
 {
     let lane = g.lane;
     let thread = st.pool.current_worker();
@@ -148,7 +168,13 @@ where
             st.control.release();
             break;
         }
-        let result = run_job(st, lane, thread, index, g);
+        st.control.jobs_started.fetch_add(1, Ordering::AcqRel);
+        let result = {
+            // Uncontended: this lane claimed the job, and runs of one batch
+            // take turns.
+            let mut job = lock(&st.jobs[index]);
+            run_job(st, lane, thread, index, &mut job, g)
+        };
         if st.histogram {
             let d = st.depth.fetch_add(1, Ordering::Relaxed) + 1;
             st.depth_max.fetch_max(d, Ordering::Relaxed);
@@ -159,19 +185,20 @@ where
     }
 }
 
-/// Runs every attempt of job `index` on this lane.
+/// Runs every attempt of job `index` (`job`, held by this lane) on this lane.
 fn run_job<T, R>(
-    st: &RunState<T, R>,
+    st: &RunState<'_, T, R>,
     lane: usize,
     thread: Option<usize>,
     index: usize,
-    g: &mut LaneGuard<R>,
+    job: &mut Job<T>,
+    g: &mut LaneGuard<'_, T, R>,
 ) -> JobResult<R>
 where
-    T: Send + Sync + 'static,
-    R: Send + 'static,
+    T: Send,
+    R: Send,
 {
-    let job = &*st.jobs[index];
+    let id = job.id.clone();
     let first = Instant::now();
     let mut thread = thread;
     let finish = |data: Option<R>,
@@ -179,7 +206,7 @@ where
                   attempts: u32,
                   end: Instant,
                   thread: Option<usize>| JobResult {
-        job_id: job.id.clone(),
+        job_id: id.clone(),
         index,
         data,
         error,
@@ -190,7 +217,7 @@ where
         completed: end,
         duration: end.saturating_duration_since(first),
     };
-    let cancelled = |st: &RunState<T, R>| {
+    let cancelled = |st: &RunState<'_, T, R>| {
         JobError::Cancelled(st.control.reason().unwrap_or(CancelReason::Stopped))
     };
     // A job with requirements or a class (its own or the batch's) goes
@@ -201,7 +228,7 @@ where
     let mut attempt = 0u32;
     loop {
         let ran = if aware {
-            attempt_as_task(st, index, lane, attempt, requirements, class.clone())
+            attempt_as_task(st, job, lane, attempt, requirements, class.clone())
         } else {
             // The first attempt starts when the job does (a lane's busy
             // time is then exactly its jobs' durations).
@@ -212,7 +239,7 @@ where
                 worker: lane,
                 deadline: start.checked_add(st.attempt_timeout),
             };
-            let out = catch_unwind(AssertUnwindSafe(|| (st.processor)(&ctx, job)))
+            let out = catch_unwind(AssertUnwindSafe(|| (st.processor)(&ctx, &*job)))
                 .map_err(|payload| panic_message(&*payload));
             Attempt::Ran { out, start, thread }
         };
@@ -297,54 +324,139 @@ enum Attempt<R> {
     NotRun,
 }
 
-/// What an attempt's task returns: its outcome, its start, its worker.
+/// What an attempt's work gives back: its outcome, its start, its worker.
 type Ran<R> = (
     Result<Result<R, SharedError>, String>,
     Instant,
     Option<usize>,
 );
 
+/// Where an attempt's work is, between the lane and the pool task that
+/// runs it.
+enum Stage<W, O> {
+    /// Not taken yet.
+    Pending(W),
+    /// The pool task took it and runs it.
+    Running,
+    /// It ran: its output.
+    Done(O),
+    /// Emptied: the lane took the work back (it never ran) or the output.
+    Taken,
+}
+
+/// Hands one attempt's work (which may borrow from the lane) to a pool
+/// task, and its output back. The pool task holds the handoff only through
+/// a lifetime-erased `Arc<dyn RunOnce>`; the lane does not return before
+/// the stage is `Taken` by itself (see `attempt_as_task`).
+struct Handoff<W, O> {
+    stage: Mutex<Stage<W, O>>,
+    done: Condvar,
+}
+
+/// The pool task's view of a [`Handoff`]: run the work if it is still there.
+trait RunOnce: Send + Sync {
+    fn run(&self);
+}
+
+impl<W, O> RunOnce for Handoff<W, O>
+where
+    W: FnOnce() -> O + Send,
+    O: Send,
+{
+    fn run(&self) {
+        let work = {
+            let mut g = lock(&self.stage);
+            match std::mem::replace(&mut *g, Stage::Running) {
+                Stage::Pending(w) => w,
+                other => {
+                    *g = other;
+                    return;
+                }
+            }
+        };
+        // If `work` unwinds (it catches the processor's panics, so only a
+        // bug could), the stage must still leave `Running`.
+        struct Unwinding<'a, W, O>(&'a Handoff<W, O>);
+        impl<W, O> Drop for Unwinding<'_, W, O> {
+            fn drop(&mut self) {
+                let mut g = lock(&self.0.stage);
+                if matches!(*g, Stage::Running) {
+                    *g = Stage::Taken;
+                }
+                self.0.done.notify_all();
+            }
+        }
+        let signal = Unwinding(self);
+        let out = work();
+        *lock(&self.stage) = Stage::Done(out);
+        drop(signal);
+    }
+}
+
+impl<W, O> Handoff<W, O> {
+    /// Empties the handoff once its pool task is finished or will never
+    /// run the work: the output if the work ran; `None` if it never ran
+    /// (the work is dropped here) or unwound. Waits while it runs.
+    fn reclaim(&self) -> Option<O> {
+        let mut g = lock(&self.stage);
+        loop {
+            match std::mem::replace(&mut *g, Stage::Taken) {
+                Stage::Done(o) => return Some(o),
+                Stage::Pending(work) => {
+                    drop(g);
+                    drop(work);
+                    return None;
+                }
+                Stage::Taken => return None,
+                Stage::Running => {
+                    *g = Stage::Running;
+                    g = self
+                        .done
+                        .wait(g)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+        }
+    }
+}
+
 impl<R> Attempt<R> {
-    /// The attempt whose task ended with `r`.
-    fn of(r: Result<Ran<R>, TaskError>) -> Attempt<R> {
-        match r {
-            Ok((out, start, thread)) => Attempt::Ran { out, start, thread },
-            Err(TaskError::Rejected(e)) => Attempt::Refused(e),
-            // The processor's panics are caught inside the task; this is
-            // one of the pool's own, reported as the job's.
-            Err(TaskError::Panicked(message)) => Attempt::Ran {
+    /// The attempt whose work gave `ran` (`None`: it never ran) and whose
+    /// pool task ended with `task`.
+    fn of(ran: Option<Ran<R>>, task: Result<(), TaskError>) -> Attempt<R> {
+        match (ran, task) {
+            (Some((out, start, thread)), _) => Attempt::Ran { out, start, thread },
+            (None, Err(TaskError::Rejected(e))) => Attempt::Refused(e),
+            // A panic of the pool's own around the work, reported as the job's.
+            (None, Err(TaskError::Panicked(message))) => Attempt::Ran {
                 out: Err(message),
                 start: Instant::now(),
                 thread: None,
             },
             // Cancelled while waiting for resources, or the pool shut down.
-            Err(_) => Attempt::NotRun,
+            (None, _) => Attempt::NotRun,
         }
     }
 }
 
-/// Runs attempt `attempt` of job `index` as a pool task with the job's
+/// Runs attempt `attempt` of `job` as a pool task with the job's
 /// `requirements`, `class` and size hint, so that it starts only when the
 /// pool can afford it and is measured. The lane waits for it without
 /// idling its worker: it runs queued pool tasks meanwhile (the attempt
 /// itself, often). Its attempt timeout counts from its own start.
 fn attempt_as_task<T, R>(
-    st: &RunState<T, R>,
-    index: usize,
+    st: &RunState<'_, T, R>,
+    job: &mut Job<T>,
     lane: usize,
     attempt: u32,
     requirements: Resources,
     class: Option<Arc<str>>,
 ) -> Attempt<R>
 where
-    T: Send + Sync + 'static,
-    R: Send + 'static,
+    T: Send,
+    R: Send,
 {
-    let (processor, job, control) = (
-        st.processor.clone(),
-        st.jobs[index].clone(),
-        st.control.clone(),
-    );
+    let (processor, control) = (st.processor.clone(), st.control.clone());
     let (timeout, shared) = (st.attempt_timeout, st.pool.clone());
     let mut task = crate::task::TaskBuilder::on(&st.pool).requirements(requirements);
     if let Some(c) = class {
@@ -353,7 +465,10 @@ where
     if let Some(s) = job.size_hint {
         task = task.size_hint(s);
     }
-    let spawned = task.spawn(move |_| {
+    // `&mut Job<T>` is `Send` when `T` is: the pool task has the job to
+    // itself while it runs the work, and the lane does not touch it.
+    let work = move || -> Ran<R> {
+        let job: &Job<T> = job;
         let start = Instant::now();
         let ctx = JobContext {
             control,
@@ -361,18 +476,38 @@ where
             worker: lane,
             deadline: start.checked_add(timeout),
         };
-        let out = catch_unwind(AssertUnwindSafe(|| processor(&ctx, &job)))
+        let out = catch_unwind(AssertUnwindSafe(|| processor(&ctx, job)))
             .map_err(|payload| panic_message(&*payload));
         (out, start, shared.current_worker())
+    };
+    let handoff = Arc::new(Handoff {
+        stage: Mutex::new(Stage::Pending(work)),
+        done: Condvar::new(),
     });
+    let erased: Arc<dyn RunOnce + '_> = handoff.clone();
+    // SAFETY: only the lifetime bound changes (same fat pointer). The work
+    // borrows the job and may borrow the processor's environment; the pool
+    // task may keep this `Arc` after the work's borrows end (a task
+    // cancelled while queued is dropped when a worker reaches it). That is
+    // sound because this function does not return before `reclaim` has
+    // set the stage to `Taken` (below, on every path: the spawn refused,
+    // the task finished, the task cancelled): the work has then run to its
+    // end or been dropped here, and the output taken, so what the task
+    // still holds is an empty stage, a condvar and the allocation, none of
+    // which reads a borrow when dropped.
+    let erased: Arc<dyn RunOnce + 'static> = unsafe { std::mem::transmute(erased) };
+    let spawned = task.spawn(move |_| erased.run());
     let mut handle = match spawned {
         Ok(h) => h,
-        Err(e) => return Attempt::Refused(e),
+        Err(e) => {
+            let _ = handoff.reclaim();
+            return Attempt::Refused(e);
+        }
     };
     let mut nap = Duration::from_millis(1);
-    loop {
+    let task = loop {
         if let Some(r) = handle.try_join() {
-            return Attempt::of(r);
+            break r;
         }
         if st.control.is_cancelled() {
             // Not started yet: it never will. Started: its processor sees
@@ -384,11 +519,12 @@ where
             continue;
         }
         handle = match handle.join_timeout(nap) {
-            Ok(r) => return Attempt::of(r),
+            Ok(r) => break r,
             Err(h) => h,
         };
         nap = (nap * 2).min(Duration::from_millis(50));
-    }
+    };
+    Attempt::of(handoff.reclaim(), task)
 }
 
 /// Deregisters a run's control from its batch, however `run()` ends.
@@ -403,20 +539,54 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// Waits, however `run()` ends (it returns or unwinds), until every lane
+/// task has run or been dropped: the result channel is then disconnected.
+/// On one of the pool's workers it runs queued tasks meanwhile.
+struct LanesJoined<'a, R> {
+    rx: Receiver<Msg<R>>,
+    pool: &'a Pool,
+}
+
+impl<R> Drop for LanesJoined<'_, R> {
+    fn drop(&mut self) {
+        let on_worker = self.pool.shared().current_worker().is_some();
+        loop {
+            let msg = if on_worker {
+                let m = self.rx.try_recv();
+                if matches!(m, Err(mpsc::TryRecvError::Empty)) && !self.pool.shared().help_once() {
+                    self.rx
+                        .recv_timeout(Duration::from_millis(1))
+                        .map_err(|e| match e {
+                            RecvTimeoutError::Timeout => mpsc::TryRecvError::Empty,
+                            RecvTimeoutError::Disconnected => mpsc::TryRecvError::Disconnected,
+                        })
+                } else {
+                    m
+                }
+            } else {
+                self.rx.recv().map_err(|_| mpsc::TryRecvError::Disconnected)
+            };
+            if matches!(msg, Err(mpsc::TryRecvError::Disconnected)) {
+                return;
+            }
+        }
+    }
+}
+
 /// Everything `run()` needs from its batch.
-pub(super) struct RunInput<'a, T, R> {
+pub(super) struct RunInput<'a, 'env, T, R> {
     pub(super) pool: &'a Pool,
     pub(super) config: &'a BatchConfig,
-    pub(super) processor: Processor<T, R>,
-    pub(super) jobs: Vec<Arc<Job<T>>>,
+    pub(super) processor: Processor<'env, T, R>,
+    pub(super) jobs: Vec<JobCell<T>>,
     pub(super) runs: &'a Mutex<Vec<Arc<Control>>>,
 }
 
 /// One run: plan, start the lanes, collect, report.
-pub(super) fn run<T, R>(input: RunInput<'_, T, R>) -> Result<BatchReport<R>, BatchError>
+pub(super) fn run<T, R>(input: RunInput<'_, '_, T, R>) -> Result<BatchReport<R>, BatchError>
 where
-    T: Send + Sync + 'static,
-    R: Send + 'static,
+    T: Send,
+    R: Send,
 {
     let RunInput {
         pool,
@@ -429,7 +599,9 @@ where
     let lanes = config.workers.unwrap_or_else(|| pool.workers()).max(1);
     let strategy = config.strategy.strategy();
     let plan = {
-        let metas: Vec<JobMeta<'_>> = jobs
+        // Free: runs of one batch take turns, and no lane of this run has started.
+        let held: Vec<_> = jobs.iter().map(|j| lock(j)).collect();
+        let metas: Vec<JobMeta<'_>> = held
             .iter()
             .enumerate()
             .map(|(i, j)| JobMeta::of(i, &**j))
@@ -437,11 +609,30 @@ where
         catch_unwind(AssertUnwindSafe(|| strategy.plan(&metas, lanes)))
             .map_err(|p| BatchError::StrategyPanicked(panic_message(&*p)))?
     };
-    let (dispatch, label) = plan.into_parts();
+    let (dispatch, label, chosen) = plan.into_parts();
     let strategy_name = label.unwrap_or_else(|| strategy.name().to_owned());
+    let lanes = match chosen {
+        None => lanes,
+        Some(0) => {
+            return Err(BatchError::InvalidConfig {
+                field: "lanes (from the strategy's plan)",
+                reason: "the strategy asked for 0 lanes: Plan::with_lanes needs at least 1",
+            });
+        }
+        Some(l) if l > crate::limits::MAX_WORKERS => {
+            return Err(BatchError::TooLarge {
+                field: "lanes (from the strategy's plan)",
+                value: l,
+                max: crate::limits::MAX_WORKERS,
+            });
+        }
+        Some(l) => l,
+    };
 
     let started = Instant::now();
     let control = Arc::new(Control::new(config.timeout, config.buffer_size, started));
+    control.total.store(n, Ordering::Release);
+    control.lanes.store(lanes, Ordering::Release);
     lock(runs).push(control.clone());
     let _registered = Registered {
         runs,
@@ -468,22 +659,35 @@ where
     });
 
     let (tx, rx) = mpsc::channel::<Msg<R>>();
+    let joined = LanesJoined { rx, pool };
+    let rx = &joined.rx;
     let mut submitted = 0;
     for lane in 0..lanes {
         let guard = LaneGuard {
+            state: Some(state.clone()),
             tx: tx.clone(),
             lane,
             ran: false,
             busy: Duration::ZERO,
             timed_out: 0,
         };
-        let st = state.clone();
         let lane_task = move || {
             let mut guard = guard;
             guard.ran = true;
-            lane_main(&st, &mut guard);
+            if let Some(st) = guard.state.clone() {
+                lane_main(&st, &mut guard);
+            }
         };
-        if pool.execute(lane_task).is_err() {
+        // SAFETY: the lane task may borrow for 'env (the processor, the job
+        // data). `run()` does not return or unwind past `joined` before the
+        // channel disconnects, i.e. before every `LaneGuard`, each owned by
+        // one lane task, is dropped: when its task has run, or is dropped
+        // unrun (here if the pool refuses it, or by `shutdown_now`). The
+        // guard lets go of the run's state before it sends its last
+        // message, and the lane's local clone of the state is dropped
+        // before the guard (declared after it), on return and on unwind.
+        let job = unsafe { PoolJob::new_unchecked(lane_task) };
+        if pool.shared().push_plain(job).is_err() {
             break;
         }
         submitted += 1;
@@ -524,6 +728,12 @@ where
                 if state.histogram {
                     state.depth.fetch_sub(1, Ordering::Relaxed);
                 }
+                let count = match r.status() {
+                    JobStatus::Succeeded => &control.succeeded,
+                    JobStatus::Failed => &control.failed,
+                    JobStatus::Cancelled => &control.cut_short,
+                };
+                count.fetch_add(1, Ordering::AcqRel);
                 control.release();
                 if let Some(d) = done.get_mut(r.index) {
                     *d = true;
@@ -568,7 +778,7 @@ where
     });
     for (index, _) in done.iter().enumerate().filter(|(_, d)| !**d) {
         results.push(JobResult {
-            job_id: state.jobs[index].id.clone(),
+            job_id: lock(&state.jobs[index]).id.clone(),
             index,
             data: None,
             error: Some(JobError::NotStarted(reason)),

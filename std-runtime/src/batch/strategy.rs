@@ -2,7 +2,9 @@
 //!
 //! A [`Strategy`] looks at the run's jobs once, when the run starts, and
 //! returns a [`Plan`]: a [`Dispatch`] that each lane asks for its next job
-//! until it answers `None`. The five strategies of the Go library are
+//! until it answers `None`, and, if the strategy chooses, the number of
+//! lanes ([`Plan::with_lanes`]; otherwise the batch's
+//! [`workers`](super::BatchConfig::workers)). The five strategies of the Go library are
 //! implemented through this same trait (the Go library declared a
 //! `Strategy` interface but never called it):
 //!
@@ -101,24 +103,92 @@ pub trait Strategy: Send + Sync {
     /// plan gives a [label](Plan::with_label).
     fn name(&self) -> &str;
 
-    /// Plans one run of `jobs` over `lanes` lanes (`lanes >= 1`, `jobs`
-    /// indexed `0..jobs.len()` in order).
+    /// Plans one run of `jobs` over `lanes` lanes (`lanes >= 1`: the
+    /// batch's [`workers`](super::BatchConfig::workers); `jobs` indexed
+    /// `0..jobs.len()` in order). The plan may choose another number of
+    /// lanes with [`Plan::with_lanes`].
     fn plan(&self, jobs: &[JobMeta<'_>], lanes: usize) -> Plan;
 }
 
-/// A strategy's decision for one run.
+/// A strategy's decision for one run: how jobs are handed out and, if the
+/// strategy chooses, on how many lanes.
 pub struct Plan {
     dispatch: Box<dyn Dispatch>,
     label: Option<String>,
+    lanes: Option<usize>,
 }
 
 impl Plan {
-    /// A plan that hands jobs out through `dispatch`.
+    /// A plan that hands jobs out through `dispatch`, on the lanes the
+    /// strategy was given.
     pub fn new(dispatch: impl Dispatch + 'static) -> Plan {
         Plan {
             dispatch: Box::new(dispatch),
             label: None,
+            lanes: None,
         }
+    }
+
+    /// The same plan, run on `lanes` lanes instead of the number the
+    /// strategy was given (Go: a custom strategy returning one job slice
+    /// per worker it wants). The dispatcher is then asked for lanes
+    /// `0..lanes`. `0` is refused by `run()` with
+    /// [`BatchError::InvalidConfig`](super::BatchError::InvalidConfig),
+    /// more than [`MAX_WORKERS`](crate::limits::MAX_WORKERS) with
+    /// [`BatchError::TooLarge`](super::BatchError::TooLarge).
+    ///
+    /// # Examples
+    ///
+    /// One lane per distinct priority, each running its own priority's jobs:
+    ///
+    /// ```
+    /// use respool::batch::{Assignment, Batch, BatchConfig, Job, JobMeta, Plan, Strategy, StrategyKind};
+    ///
+    /// struct LanePerPriority;
+    ///
+    /// impl Strategy for LanePerPriority {
+    ///     fn name(&self) -> &str {
+    ///         "lane-per-priority"
+    ///     }
+    ///     fn plan(&self, jobs: &[JobMeta<'_>], _lanes: usize) -> Plan {
+    ///         let mut priorities: Vec<i32> = jobs.iter().map(|j| j.priority).collect();
+    ///         priorities.sort_unstable();
+    ///         priorities.dedup();
+    ///         let queues: Vec<Vec<usize>> = priorities
+    ///             .iter()
+    ///             .map(|p| jobs.iter().filter(|j| j.priority == *p).map(|j| j.index).collect())
+    ///             .collect();
+    ///         let lanes = queues.len();
+    ///         Plan::new(Assignment::new(queues)).with_lanes(lanes)
+    ///     }
+    /// }
+    ///
+    /// let pool = respool::Pool::builder().workers(2).build()?;
+    /// let config = BatchConfig {
+    ///     strategy: StrategyKind::custom(LanePerPriority),
+    ///     ..BatchConfig::default()
+    /// };
+    /// let batch = Batch::with_config(&pool, config)?
+    ///     .with_infallible_processor(|ctx, job: &Job<i32>| (job.data, ctx.worker()));
+    /// batch.add_jobs((0..9).map(|i| Job::new(format!("job-{i}"), i).with_priority(i % 3)));
+    /// let report = batch.run()?;
+    /// assert_eq!(report.metrics.lanes, 3);
+    /// for r in &report.results {
+    ///     let (data, lane) = r.data.unwrap();
+    ///     assert_eq!(lane, (data % 3) as usize); // priorities 0, 1, 2 on lanes 0, 1, 2
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_lanes(mut self, lanes: usize) -> Plan {
+        self.lanes = Some(lanes);
+        self
+    }
+
+    /// The lanes the plan asks for, if it chose (see [`with_lanes`](Self::with_lanes)).
+    #[must_use]
+    pub fn lanes(&self) -> Option<usize> {
+        self.lanes
     }
 
     /// The same plan, reported under `label` (e.g. what an adaptive strategy chose).
@@ -140,14 +210,17 @@ impl Plan {
         &*self.dispatch
     }
 
-    pub(super) fn into_parts(self) -> (Box<dyn Dispatch>, Option<String>) {
-        (self.dispatch, self.label)
+    pub(super) fn into_parts(self) -> (Box<dyn Dispatch>, Option<String>, Option<usize>) {
+        (self.dispatch, self.label, self.lanes)
     }
 }
 
 impl fmt::Debug for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Plan").field("label", &self.label).finish()
+        f.debug_struct("Plan")
+            .field("label", &self.label)
+            .field("lanes", &self.lanes)
+            .finish()
     }
 }
 
