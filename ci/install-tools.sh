@@ -46,3 +46,6 @@ install_pinned cargo-fuzz 0.13.2 cargo fuzz
 install_pinned cargo-llvm-cov 0.9.1 cargo llvm-cov
 # Lists each crate's public API from nightly rustdoc JSON (ci/public-api.sh).
 install_pinned cargo-public-api 0.52.0 cargo public-api
+# Builds the user guide (ci/guide.sh): 1 min 45 s cold on 2 cores. Its links are
+# checked by ci/guide_links.py (no tool to install; see there why).
+install_pinned mdbook 0.5.4 mdbook
