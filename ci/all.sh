@@ -25,6 +25,7 @@ steps=(
     fmt           # formatting
     clippy        # lints as errors, all targets, with and without features
     doc           # docs without warnings
+    guide         # the user guide: built without warnings, links checked, every example run
     public-api    # each crate's public API equals its committed listing
     test          # unit, integration, property and doc tests
     loom          # model-checked concurrency of the tracker and admission
