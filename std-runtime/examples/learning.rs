@@ -2,6 +2,7 @@
 //! size hint start on the fallback (256 MiB by default), are measured, and
 //! soon reserve what the class really uses. A `FileStore` keeps what was
 //! learned, so a new pool (the next run of your program) starts warm.
+//! `report_oom` teaches a class from an out-of-memory kill.
 //!
 //! ```text
 //! cargo run -p respool --example learning
@@ -109,6 +110,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         reserved < fallback && reserved >= peak,
         "warm start from the store"
     );
+
+    // Work done outside the pool's heap (a child process, say) can be
+    // learned from an out-of-memory kill: report it, and the class reserves
+    // more (here max(300 MiB * 1.2, 300 MiB + 100 MiB)).
+    let floor = second.report_oom("transcode", 300 * MIB);
+    let h = second.task().class("transcode").spawn(|_| ())?;
+    h.join()?;
+    let reserved = reports.recv()?.requested.get(Dim::Memory).unwrap_or(0);
+    println!(
+        "report_oom(\"transcode\", 300MiB): next task reserves {}",
+        format_bytes(reserved)
+    );
+    assert_eq!((floor, reserved), (400 * MIB, 400 * MIB));
     second.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
