@@ -3,9 +3,10 @@
 set -euo pipefail
 
 # prometheus: promtool checks the metrics exposition; chromium, chromium-driver
-# drive the dashboard (ci/dashboard_browser.py speaks WebDriver itself).
+# drive the dashboard (ci/dashboard_browser.py speaks WebDriver itself);
+# graphviz renders the architecture diagrams (ci/diagrams.sh).
 apt_packages=(libhwloc-dev libudev-dev pkg-config valgrind cmake gcc g++ llvm-22 stress-ng
-    prometheus chromium chromium-driver)
+    prometheus chromium chromium-driver graphviz)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")
