@@ -26,6 +26,7 @@ steps=(
     clippy        # lints as errors, all targets, with and without features
     doc           # docs without warnings
     guide         # the user guide: built without warnings, links checked, every example run
+    diagrams      # the architecture diagrams match their Graphviz sources
     public-api    # each crate's public API equals its committed listing
     test          # unit, integration, property and doc tests
     loom          # model-checked concurrency of the tracker and admission
@@ -42,6 +43,7 @@ steps=(
     oom-stress    # zero OOM kills in a real memory cgroup
     accuracy      # learning accuracy on real work
     demo          # README's first command (and its other example) run as written
+    examples      # every example of every crate runs and holds what it shows
     observe       # respool-observe: metrics (promtool), traces, slow tasks, OTel, the dashboard in a headless browser
     monitor-overhead # monitoring under 0.1% of one CPU
     coverage      # line coverage of core, sys and runtime above 80%
