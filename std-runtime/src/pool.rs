@@ -397,6 +397,11 @@ impl Pool {
     /// that use more than they declared), as an absolute figure per
     /// dimension; it lowers the effective capacity until the next report.
     ///
+    /// Only the dimensions `usage` sets change: to clear a dimension's
+    /// external usage, report zero in it
+    /// (`Resources::NONE.with(Dim::Memory, 0)?`); `Resources::NONE` changes
+    /// nothing.
+    ///
     /// # Errors
     ///
     /// As [`Pool::set_capacity`].
@@ -492,6 +497,11 @@ impl Pool {
     /// submit (their work is part of what was accepted). Idempotent.
     ///
     /// Dropping the pool shuts it down the same way.
+    ///
+    /// With a [profile store](crate::builder::Builder::profile_store), the
+    /// first shutdown saves the learned profiles; a failed save is logged
+    /// (a `tracing` warning on `respool::learn`), since shutting down cannot
+    /// fail: call [`Pool::save_profiles`] before it to get the error.
     ///
     /// # Examples
     ///

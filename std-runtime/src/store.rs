@@ -429,7 +429,8 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// A store at `path` (the file is created on the first save).
+    /// A store at `path` (the file, and its directory if missing, are
+    /// created on the first save).
     pub fn new(path: impl Into<PathBuf>) -> FileStore {
         FileStore { path: path.into() }
     }
@@ -481,6 +482,9 @@ impl ProfileStore for FileStore {
         static SAVING: Mutex<()> = Mutex::new(());
         let _turn = lock(&SAVING);
         let write = || -> io::Result<()> {
+            // A store in a directory that does not exist yet (a fresh
+            // `$XDG_STATE_HOME/app/`) creates it, as the file is.
+            fs::create_dir_all(&dir)?;
             let mut f = File::create(&tmp)?;
             f.write_all(json.as_bytes())?;
             f.write_all(b"\n")?;
@@ -606,6 +610,16 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn a_save_creates_a_missing_directory() {
+        let dir = test_dir("missing-dir").join("not").join("yet");
+        assert!(!dir.exists());
+        let store = FileStore::in_dir(&dir);
+        let p = sample_profiles();
+        store.save(&p).unwrap();
+        assert_eq!(store.load().unwrap(), Some(p));
     }
 
     #[test]
