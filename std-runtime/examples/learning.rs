@@ -65,8 +65,7 @@ fn run(
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("respool-learning-example-{}", std::process::id()));
-    // The store writes into this directory; it does not create it.
-    std::fs::create_dir_all(&dir)?;
+    // The store creates the directory on its first save if it is missing.
     let fallback = LearningConfig::default()
         .fallback
         .get(Dim::Memory)
