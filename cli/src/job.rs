@@ -5,6 +5,11 @@
 //! Memory is measured by a per-job memory cgroup where this process can make
 //! one (see [`Measurer::detect`]), else by `wait4`'s `ru_maxrss`, which is the
 //! largest single process of the job, not the job's total.
+//!
+//! A job is its shell: when `sh` exits, whatever it left running in its
+//! process group (and, with a cgroup, in its cgroup, even after `setsid`) is
+//! SIGKILLed. Without a cgroup, a process that left the group while holding
+//! the job's stdout or stderr open keeps `run_job` waiting for that pipe.
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsString};
@@ -106,7 +111,8 @@ pub struct JobSpec {
     pub command: OsString,
     /// Kill the job's process group after it.
     pub timeout: Option<Duration>,
-    /// A hard cgroup limit for this job, when measured by cgroup (None: no limit).
+    /// A hard cgroup limit for this job, when measured by cgroup (None: no
+    /// limit); ignored under rusage. Swap is not allowed beyond it.
     pub memory_limit: Option<u64>,
     /// true: stdin is /dev/null (else inherited).
     pub stdin_null: bool,
@@ -1000,4 +1006,83 @@ fn join_cgroup(procs: &CStr) -> io::Result<()> {
         libc::close(fd);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines() {
+        let text = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                    41 31 0:38 /a\\040b /sys/fs/cgroup/uni\\040fied rw,relatime shared:9 - cgroup2 cgroup2 rw\n\
+                    garbage\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].fstype, "cgroup");
+        assert_eq!(m[0].super_options, "rw,memory");
+        assert_eq!(m[1].root, "/a b");
+        assert_eq!(m[1].mount_point, PathBuf::from("/sys/fs/cgroup/uni fied"));
+        assert_eq!(m[1].fstype, "cgroup2");
+    }
+
+    #[test]
+    fn proc_cgroup_lines() {
+        let text =
+            "9:name=systemd:/\n4:memory:/process_api/abc\n2:cpu,cpuacct:/x\n0::/user.slice/s\n";
+        let (v2, v1) = parse_proc_cgroup(text);
+        assert_eq!(v2.as_deref(), Some("/user.slice/s"));
+        assert_eq!(v1.as_deref(), Some("/process_api/abc"));
+    }
+
+    #[test]
+    fn group_dirs_relative_to_the_mount_root() {
+        let mount = |root: &str| Mount {
+            root: root.to_string(),
+            mount_point: PathBuf::from("/sys/fs/cgroup"),
+            fstype: "cgroup2".to_string(),
+            super_options: "rw".to_string(),
+        };
+        assert_eq!(
+            group_dir(&mount("/"), "/a/b"),
+            Some(PathBuf::from("/sys/fs/cgroup/a/b"))
+        );
+        assert_eq!(
+            group_dir(&mount("/"), "/"),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        assert_eq!(
+            group_dir(&mount("/kubepods/pod1"), "/kubepods/pod1/c"),
+            Some(PathBuf::from("/sys/fs/cgroup/c"))
+        );
+        assert_eq!(group_dir(&mount("/other"), "/a"), None);
+        assert_eq!(group_dir(&mount("/"), "/a/../b"), None);
+    }
+
+    #[test]
+    fn keyed_values() {
+        let events = "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n";
+        assert_eq!(keyed_value(events, "oom_kill"), Some(2));
+        assert_eq!(keyed_value(events, "oom"), Some(3));
+        assert_eq!(
+            keyed_value("oom_kill_disable 0\nunder_oom 0\n", "oom_kill"),
+            None
+        );
+    }
+
+    #[test]
+    fn captured_spills_past_one_mib() {
+        let mut c = Captured::default();
+        let chunk = vec![7u8; 300 * 1024];
+        for _ in 0..4 {
+            c.push(&chunk).expect("push");
+        }
+        assert!(c.file.is_some());
+        assert!(c.memory.is_empty());
+        assert_eq!(c.len(), 4 * 300 * 1024);
+        let mut out = Vec::new();
+        c.write_to(&mut out).expect("write_to");
+        assert_eq!(out.len() as u64, c.len());
+        assert!(out.iter().all(|&b| b == 7));
+    }
 }

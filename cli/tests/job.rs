@@ -349,3 +349,28 @@ fn kill_running_stops_a_running_job() {
         assert!(!o.timed_out);
     });
 }
+
+#[test]
+fn cgroup_counts_the_whole_job_rusage_only_its_largest_process() {
+    let _g = shared();
+    let Some(m) = cgroup_measurer("cgroup_counts_the_whole_job_rusage_only_its_largest_process")
+    else {
+        return;
+    };
+    // The parent holds 48 MiB while its child (having freed its copy of the
+    // parent's string) touches 48 MiB of its own: 96 MiB at once in the
+    // job, no process above about 48 MiB.
+    let command = "perl -e 'vec($x, 48*1024*1024 - 1, 8) = 1; if (my $pid = fork) { waitpid($pid, 0) } else { undef $x; vec($y, 48*1024*1024 - 1, 8) = 1; exit 0 }'";
+    let by_cgroup = run(command, &m);
+    let by_rusage = run(command, &Measurer::rusage_only());
+    assert_eq!(by_cgroup.exit_code, Some(0));
+    assert_eq!(by_rusage.exit_code, Some(0));
+    let whole = by_cgroup.peak_memory.expect("a cgroup peak");
+    let largest = by_rusage.peak_memory.expect("ru_maxrss");
+    assert!(whole >= 96 * MIB, "cgroup peak {} MiB", whole / MIB);
+    assert!(
+        (48 * MIB..96 * MIB).contains(&largest),
+        "ru_maxrss {} MiB",
+        largest / MIB
+    );
+}
