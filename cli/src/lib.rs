@@ -2,3 +2,11 @@
 //! integration tests under `tests/` can reach them.
 
 pub mod job;
+
+pub mod args;
+pub mod input;
+pub mod joblog;
+pub mod profiles;
+pub mod replace;
+pub mod results;
+pub mod schedule;
