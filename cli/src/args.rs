@@ -75,7 +75,6 @@ pub struct RunArgs {
     /// The command, then its input: COMMAND... [::: ARGS...]... [:::: FILE...]...
     #[arg(
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         required = true,
         value_name = "COMMAND"
     )]

@@ -223,6 +223,27 @@ impl Halting {
     }
 }
 
+/// Counts a finished job towards `--halt`, on the thread that ran it, so that
+/// no further job starts once the run must stop: sets `halted`, and kills
+/// the running jobs when it must stop now.
+fn account(
+    halting: &Mutex<Halting>,
+    halted: &AtomicBool,
+    exit: Option<i32>,
+    signal: Option<i32>,
+    command: &[u8],
+) {
+    let Ok(mut h) = halting.lock() else { return };
+    if let Some(now) = h.finished(exit, signal, command) {
+        halted.store(true, Ordering::SeqCst);
+        if now {
+            job::kill_running();
+        } else {
+            eprintln!("respool: Starting no more jobs. Waiting for the running ones to finish.");
+        }
+    }
+}
+
 /// A job whose results line waits for its other half.
 #[derive(Default)]
 struct Pending {
@@ -346,11 +367,20 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     }
 
     let halted = Arc::new(AtomicBool::new(false));
+    let halting = Arc::new(Mutex::new(Halting {
+        halt: args.halt.and_then(|h| h.0),
+        total,
+        failed: 0,
+        succeeded: 0,
+        done: 0,
+        status: None,
+    }));
     let pool = Arc::new(pool);
     let submitter = {
         let pool = Arc::clone(&pool);
         let tx = tx.clone();
         let halted = Arc::clone(&halted);
+        let halting = Arc::clone(&halting);
         let medians = Arc::clone(&medians);
         let measurer = Arc::clone(&measurer);
         let class_override = args.class.clone();
@@ -385,6 +415,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                         class,
                         tx: tx.clone(),
                         halted: Arc::clone(&halted),
+                        halting: Arc::clone(&halting),
                         medians: Arc::clone(&medians),
                         measurer: Arc::clone(&measurer),
                         timeout,
@@ -392,6 +423,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                     let fail_tx = tx.clone();
                     let (fail_cmd, fail_class) = (job.command.clone(), Arc::clone(&job.class));
                     if let Err(e) = task.execute(move |ctx| job.run(ctx)) {
+                        account(&halting, &halted, None, None, &fail_cmd);
                         let _ = fail_tx.send(Msg::Done(Box::new(Finished {
                             seq,
                             command: fail_cmd,
@@ -407,14 +439,6 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     };
     drop(tx);
 
-    let mut halting = Halting {
-        halt: args.halt.and_then(|h| h.0),
-        total,
-        failed: 0,
-        succeeded: 0,
-        done: 0,
-        status: None,
-    };
     let mut out = Output::new(args.keep_order);
     let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
     let mut submitted: Option<u64> = None;
@@ -422,8 +446,12 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let mut skipped = 0u64;
     let mut peak_measured: Option<(u64, u64)> = None; // (bytes, seq)
     let mut oom_kills = 0u64;
+    let mut ran_classes = std::collections::BTreeSet::new();
     let mut io_error: Option<String> = None;
-    let mut kill_after_halt = false;
+    let halting_now = args
+        .halt
+        .and_then(|h| h.0)
+        .is_some_and(|h| h.when == HaltWhen::Now);
 
     while submitted.is_none_or(|n| accounted < n) {
         let Ok(msg) = rx.recv() else { break };
@@ -448,10 +476,6 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
             Msg::Done(f) => {
                 accounted += 1;
                 let f = *f;
-                let (exit, signal) = match &f.result {
-                    Ok(o) => (o.exit_code, o.signal),
-                    Err(_) => (None, None),
-                };
                 if let Err(e) = &f.result {
                     eprintln!(
                         "respool: job {} ({}) {e}",
@@ -460,6 +484,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                     );
                 }
                 let record = record_of(&f);
+                ran_classes.insert(f.class.to_string());
                 if let Ok(o) = &f.result {
                     if let Some(peak) = o.peak_memory {
                         if peak_measured.is_none_or(|(p, _)| peak > p) {
@@ -489,19 +514,9 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                         ));
                     }
                 }
-                let command = f.command.clone();
                 out.done(f);
-                if let Some(now) = halting.finished(exit, signal, &command) {
-                    halted.store(true, Ordering::SeqCst);
-                    if now {
-                        kill_after_halt = true;
-                    } else if submitted.is_none_or(|n| accounted < n) {
-                        eprintln!(
-                            "respool: Starting no more jobs. Waiting for the running ones to finish."
-                        );
-                    }
-                }
-                if kill_after_halt {
+                if halted.load(Ordering::SeqCst) && halting_now {
+                    // A job that started as the run halted.
                     job::kill_running();
                 }
                 let seq = record.seq;
@@ -540,6 +555,10 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let save_error = pool.save_profiles().err();
 
     // The summary.
+    let halting = match halting.lock() {
+        Ok(h) => h,
+        Err(poisoned) => poisoned.into_inner(),
+    };
     let snapshot = pool.snapshot();
     let mut summary = format!(
         "respool: {} job{}, {} failed",
@@ -565,6 +584,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let classes: Vec<String> = snapshot
         .classes
         .iter()
+        .filter(|c| ran_classes.contains(&c.class))
         .map(|c| match c.by_dim.iter().find(|d| d.dim == Dim::Memory) {
             Some(d) if d.predictions > 0 => format!(
                 "{} {} runs, memory predicted within 10% {}/{}",
@@ -683,6 +703,7 @@ struct JobTask {
     class: Arc<str>,
     tx: mpsc::Sender<Msg>,
     halted: Arc<AtomicBool>,
+    halting: Arc<Mutex<Halting>>,
     medians: Arc<Mutex<Medians>>,
     measurer: Arc<Measurer>,
     timeout: Option<Timeout>,
@@ -717,6 +738,11 @@ impl JobTask {
             job::run_job(&spec, measurer).map_err(|e: JobError| e.to_string())
         }))
         .unwrap_or_else(|_| Err("could not be run: the job runner panicked".to_owned()));
+        let (exit, signal) = match &result {
+            Ok(o) => (o.exit_code, o.signal),
+            Err(_) => (None, None),
+        };
+        account(&self.halting, &self.halted, exit, signal, &self.command);
         if let Ok(o) = &result {
             if let Some(peak) = o.peak_memory {
                 ctx.report_usage(Dim::Memory, peak);
