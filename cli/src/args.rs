@@ -73,11 +73,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_cgroup: bool,
     /// The command, then its input: COMMAND... [::: ARGS...]... [:::: FILE...]...
-    #[arg(
-        trailing_var_arg = true,
-        required = true,
-        value_name = "COMMAND"
-    )]
+    #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }
 

@@ -12,6 +12,10 @@
 //! | `{N}`, `{N.}`, `{N/}`, `{N//}`, `{N/.}` | the same for the Nth input source only |
 //!
 //! A command with none of them gets the arguments appended, quoted.
+//!
+//! As in GNU parallel, a command that *starts* with a replacement string
+//! (`respool run {} ::: 'gzip -9 a'`, `{1} {2}`) is a command given by its
+//! arguments: none of its replacements is quoted.
 
 /// Quotes `arg` for a Bourne shell exactly as GNU parallel does
 /// (`shell_quote_scalar_default`): nothing for `[-_.+a-zA-Z0-9/]+`, `''` for
@@ -78,6 +82,7 @@ enum Piece {
 pub struct Template {
     pieces: Vec<Piece>,
     append: bool,
+    quote: bool,
 }
 
 /// Parses the text between `{` and `}` (exclusive) as a replacement string.
@@ -136,9 +141,11 @@ impl Template {
         if !literal.is_empty() {
             pieces.push(Piece::Literal(literal));
         }
+        let quote = matches!(pieces.first(), None | Some(Piece::Literal(_)));
         Template {
             pieces,
             append: !replaced,
+            quote,
         }
     }
 
@@ -151,7 +158,7 @@ impl Template {
             match piece {
                 Piece::Literal(text) => out.extend_from_slice(text),
                 Piece::Seq => out.extend_from_slice(seq.to_string().as_bytes()),
-                Piece::Arg { source: None, op } => push_all(&mut out, args, *op),
+                Piece::Arg { source: None, op } => push_all(&mut out, args, *op, self.quote),
                 Piece::Arg {
                     source: Some(n),
                     op,
@@ -159,7 +166,12 @@ impl Template {
                     // A source that does not exist is replaced by nothing
                     // (GNU parallel does the same).
                     if let Some(arg) = args.get(*n) {
-                        out.extend_from_slice(&shell_quote(&apply(*op, arg)));
+                        let value = apply(*op, arg);
+                        if self.quote {
+                            out.extend_from_slice(&shell_quote(&value));
+                        } else {
+                            out.extend_from_slice(&value);
+                        }
                     }
                 }
             }
@@ -168,18 +180,23 @@ impl Template {
             if !out.is_empty() && !args.is_empty() {
                 out.push(b' ');
             }
-            push_all(&mut out, args, Op::Whole);
+            push_all(&mut out, args, Op::Whole, true);
         }
         out
     }
 }
 
-fn push_all(out: &mut Vec<u8>, args: &[&[u8]], op: Op) {
+fn push_all(out: &mut Vec<u8>, args: &[&[u8]], op: Op, quote: bool) {
     for (i, arg) in args.iter().enumerate() {
         if i > 0 {
             out.push(b' ');
         }
-        out.extend_from_slice(&shell_quote(&apply(op, arg)));
+        let value = apply(op, arg);
+        if quote {
+            out.extend_from_slice(&shell_quote(&value));
+        } else {
+            out.extend_from_slice(&value);
+        }
     }
 }
 
@@ -306,5 +323,12 @@ mod tests {
         assert_eq!(s(t.expand(&[b"a"], 7)), "echo 7");
         let t = Template::parse(b"echo {2} {1.} {3} {x} {");
         assert_eq!(s(t.expand(&[b"a.x", b"b"], 1)), "echo b a  {x} {");
+        // A command that starts with a replacement string is not quoted.
+        let t = Template::parse(b"{} {}");
+        assert_eq!(s(t.expand(&[b"echo a"], 1)), "echo a echo a");
+        let t = Template::parse(b"{#}{2}");
+        assert_eq!(s(t.expand(&[b"x", b"b c"], 1)), "1b c");
+        let t = Template::parse(b" {}");
+        assert_eq!(s(t.expand(&[b"echo a"], 1)), " 'echo a'");
     }
 }
