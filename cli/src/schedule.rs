@@ -376,6 +376,17 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         status: None,
     }));
     let pool = Arc::new(pool);
+    {
+        // Ctrl-C: start nothing more and stop the running jobs; the joblog
+        // and results are then completed as for `--halt now`.
+        let halted = Arc::clone(&halted);
+        if let Err(e) = ctrlc::set_handler(move || {
+            halted.store(true, Ordering::SeqCst);
+            job::kill_running();
+        }) {
+            eprintln!("respool: Ctrl-C will not stop the jobs cleanly: {e}");
+        }
+    }
     let submitter = {
         let pool = Arc::clone(&pool);
         let tx = tx.clone();
@@ -567,7 +578,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         halting.failed
     );
     if skipped > 0 {
-        summary.push_str(&format!(", {skipped} not started (--halt)"));
+        summary.push_str(&format!(", {skipped} not started (--halt or Ctrl-C)"));
     }
     if oom_kills > 0 {
         summary.push_str(&format!(", {oom_kills} OOM-killed"));
