@@ -1,0 +1,678 @@
+//! `respool run` and `respool profiles`, run as the built binary, compared
+//! with GNU parallel where it is installed.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_respool");
+
+/// A temporary directory with a profiles store in it.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn store(&self) -> PathBuf {
+        self.path("profiles.json")
+    }
+
+    /// `respool run --store STORE --no-cgroup ARGS...` with `stdin`.
+    fn run<S: AsRef<OsStr>>(&self, args: &[S], stdin: &[u8]) -> Output {
+        let mut full: Vec<OsString> = vec!["run".into(), "--store".into(), self.store().into()];
+        full.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        exec(BIN, &full, stdin)
+    }
+
+    fn profiles<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        let mut full: Vec<OsString> =
+            vec!["profiles".into(), "--store".into(), self.store().into()];
+        full.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        exec(BIN, &full, b"")
+    }
+}
+
+fn exec<S: AsRef<OsStr>>(program: &str, args: &[S], stdin: &[u8]) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .env_remove("XDG_STATE_HOME")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the program starts");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin).expect("stdin written");
+    drop(input);
+    child.wait_with_output().expect("the program ends")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// GNU parallel, when the `parallel` on this machine is it.
+fn gnu_parallel() -> Option<&'static str> {
+    match Command::new("parallel").arg("--version").output() {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).starts_with("GNU parallel") => Some("parallel"),
+        _ => {
+            println!("skipped: `parallel --version` is not GNU parallel here");
+            None
+        }
+    }
+}
+
+#[test]
+fn every_input_form() {
+    let env = Env::new();
+    // ::: groups: every combination, the last varying fastest.
+    let o = env.run(&["-k", "echo", ":::", "a", "b", ":::", "1", "2"], b"");
+    assert_eq!(stdout(&o), "a 1\na 2\nb 1\nb 2\n", "{}", stderr(&o));
+    // :::: files, and ::: mixed with ::::.
+    let file = env.path("args");
+    std::fs::write(&file, "x\ny\n").expect("written");
+    let o = env.run(
+        &[
+            OsStr::new("-k"),
+            OsStr::new("echo"),
+            OsStr::new("::::"),
+            file.as_os_str(),
+        ],
+        b"",
+    );
+    assert_eq!(stdout(&o), "x\ny\n");
+    let o = env.run(
+        &[
+            OsStr::new("-k"),
+            OsStr::new("echo"),
+            OsStr::new(":::"),
+            OsStr::new("a"),
+            OsStr::new("::::"),
+            file.as_os_str(),
+        ],
+        b"",
+    );
+    assert_eq!(stdout(&o), "a x\na y\n");
+    // Standard input, one argument per line (an empty line is an argument,
+    // a last line without newline counts).
+    let o = env.run(&["-k", "echo", "x{}y"], b"a\n\nb");
+    assert_eq!(stdout(&o), "xay\nxy\nxby\n");
+    // `:::: -` is standard input too.
+    let o = env.run(&["-k", "echo", "::::", "-"], b"p\nq\n");
+    assert_eq!(stdout(&o), "p\nq\n");
+    // No input at all: no job.
+    let o = env.run(&["echo", "never"], b"");
+    assert_eq!((o.status.code(), stdout(&o)), (Some(0), String::new()));
+}
+
+#[test]
+fn each_replacement_string() {
+    let env = Env::new();
+    let o = env.run(
+        &[
+            "-k", "echo", "[{}]", "[{.}]", "[{/}]", "[{//}]", "[{/.}]", "[{#}]", ":::", "dir/a.b",
+            "/x/y.z",
+        ],
+        b"",
+    );
+    assert_eq!(
+        stdout(&o),
+        "[dir/a.b] [dir/a] [a.b] [dir] [a] [1]\n[/x/y.z] [/x/y] [y.z] [/x] [y] [2]\n"
+    );
+    // Positional replacement strings, and the arguments appended when there is none.
+    let o = env.run(&["-k", "echo", "{2}-{1.}", ":::", "a.x", ":::", "b"], b"");
+    assert_eq!(stdout(&o), "b-a\n");
+    let o = env.run(&["-k", "echo", "pre", ":::", "a b", ":::", "c"], b"");
+    assert_eq!(stdout(&o), "pre a b c\n");
+}
+
+#[test]
+fn nasty_arguments_reach_the_command_intact() {
+    let env = Env::new();
+    let nasty: Vec<Vec<u8>> = vec![
+        b"two words".to_vec(),
+        b"it's".to_vec(),
+        b"\"double\"".to_vec(),
+        b"line\nbreak".to_vec(),
+        b"$HOME `id` $(id) ; | & * ?".to_vec(),
+        b"\xff\xfe not utf-8".to_vec(),
+        b"".to_vec(),
+        b"-n".to_vec(),
+    ];
+    // `printf '%s\0'` writes each argument back as it arrived.
+    let mut args: Vec<OsString> =
+        vec!["-k".into(), "printf".into(), "'%s\\0'".into(), ":::".into()];
+    args.extend(nasty.iter().map(|a| OsString::from_vec(a.clone())));
+    let o = env.run(&args, b"");
+    let expected: Vec<u8> = nasty
+        .iter()
+        .flat_map(|a| a.iter().copied().chain([0]))
+        .collect();
+    assert_eq!(o.stdout, expected, "{}", stderr(&o));
+    // The same from standard input (newlines separate arguments there).
+    let input = b"two words\nit's\n\xff\n";
+    let o = env.run(&["-k", "printf", "'%s\\0'"], input);
+    assert_eq!(o.stdout, b"two words\0it's\0\xff\0".to_vec());
+}
+
+#[test]
+fn keep_order_matches_gnu_parallel() {
+    let Some(parallel) = gnu_parallel() else {
+        return;
+    };
+    let env = Env::new();
+    let words: Vec<String> = (1..=40).map(|i| format!("w{i} x.{i}")).collect();
+    let mut ours: Vec<String> = ["-k", "-j4", "echo", "{#}", "{.}", ":::"]
+        .map(String::from)
+        .to_vec();
+    ours.extend(words.iter().cloned());
+    let mut theirs: Vec<String> = ["-k", "-j4", "echo", "{#}", "{.}", ":::"]
+        .map(String::from)
+        .to_vec();
+    theirs.extend(words.iter().cloned());
+    let a = env.run(&ours, b"");
+    let b = exec(parallel, &theirs, b"");
+    assert_eq!(stdout(&a), stdout(&b));
+    assert_eq!(a.status.code(), b.status.code());
+}
+
+#[test]
+fn outputs_are_whole_without_keep_order() {
+    let env = Env::new();
+    let o = env.run(
+        &[
+            "-j4",
+            "printf",
+            "'%s\\n%s\\n'",
+            "{}",
+            "{}",
+            ":::",
+            "a",
+            "b",
+            "c",
+            "d",
+        ],
+        b"",
+    );
+    // Each job's two lines stay together, whatever the order of the jobs.
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 8);
+    for pair in lines.chunks(2) {
+        assert_eq!(pair[0], pair[1], "{text}");
+    }
+}
+
+#[test]
+fn dry_run_prints_and_runs_nothing() {
+    let env = Env::new();
+    let marker = env.path("ran");
+    let o = env.run(
+        &[
+            OsStr::new("--dry-run"),
+            OsStr::new("touch"),
+            marker.as_os_str(),
+            OsStr::new("{}"),
+            OsStr::new(":::"),
+            OsStr::new("a b"),
+            OsStr::new("c"),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let m = marker.display();
+    assert_eq!(stdout(&o), format!("touch {m} 'a b'\ntouch {m} c\n"));
+    assert!(!marker.exists());
+    assert!(!env.store().exists(), "a dry run learns nothing");
+}
+
+#[test]
+fn halt_as_gnu_parallel() {
+    let env = Env::new();
+    // now,fail=1: the failing job's status, nothing after it.
+    let o = env.run(
+        &[
+            "-j1",
+            "-k",
+            "--halt",
+            "now,fail=1",
+            "echo {}; exit {}",
+            ":::",
+            "0",
+            "3",
+            "4",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(stdout(&o), "0\n3\n");
+    // soon,fail=2: the number of failures.
+    let o = env.run(
+        &[
+            "-j1",
+            "--halt",
+            "soon,fail=2",
+            "exit {}",
+            ":::",
+            "0",
+            "3",
+            "4",
+            "5",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    // now,success=1: 0 as soon as one succeeds.
+    let o = env.run(
+        &[
+            "-j1",
+            "--halt",
+            "now,success=1",
+            "exit {}",
+            ":::",
+            "3",
+            "0",
+            "4",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0));
+    // A signal: 128 + the signal, as bash reports it.
+    let o = env.run(
+        &["-j1", "--halt", "now,fail=1", "kill -9 $$", ":::", "x"],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(128 + 9));
+    if let Some(parallel) = gnu_parallel() {
+        for (halt, codes) in [
+            ("now,fail=1", ["0", "3", "4"]),
+            ("soon,fail=2", ["0", "3", "4"]),
+            ("now,success=1", ["3", "0", "4"]),
+        ] {
+            let mut args = vec!["-j1", "--halt", halt, "exit {}", ":::"];
+            args.extend(codes);
+            let ours = env.run(&args, b"");
+            let theirs = exec(parallel, &args, b"");
+            assert_eq!(ours.status.code(), theirs.status.code(), "--halt {halt}");
+        }
+    }
+}
+
+#[test]
+fn exit_status_counts_failures() {
+    let env = Env::new();
+    let o = env.run(&["exit {}", ":::", "0", "1", "2", "0", "5"], b"");
+    assert_eq!(o.status.code(), Some(3));
+    let many: Vec<String> = (0..103).map(|i| i.to_string()).collect();
+    let mut args: Vec<String> = ["-j8", "false", ":::"].map(String::from).to_vec();
+    args.extend(many);
+    let o = env.run(&args, b"");
+    assert_eq!(o.status.code(), Some(101), "capped at 101");
+    assert!(
+        stderr(&o).contains("103 jobs, 103 failed"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn usage_errors_exit_255_with_a_message() {
+    let env = Env::new();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--memory".into(), "0".into(), "echo".into()],
+            "0 bytes",
+        ),
+        (
+            vec!["--memory".into(), "lots".into(), "echo".into()],
+            "lots",
+        ),
+        (vec!["--bogus".into(), "echo".into()], "--bogus"),
+        (vec![], "COMMAND"),
+        (vec![":::".into(), "a".into()], "no command"),
+        (vec!["-j".into(), "0".into(), "echo".into()], "-j 0"),
+        (
+            vec!["--halt".into(), "later".into(), "echo".into()],
+            "--halt",
+        ),
+        (
+            vec!["--timeout".into(), "50%".into(), "echo".into()],
+            "100%",
+        ),
+        (
+            vec!["echo".into(), "::::".into(), "/nonexistent/args".into()],
+            "/nonexistent/args",
+        ),
+        (
+            vec![
+                "--joblog".into(),
+                "/nonexistent/dir/log".into(),
+                "echo".into(),
+                ":::".into(),
+                "a".into(),
+            ],
+            "joblog",
+        ),
+        (
+            vec![
+                "--results".into(),
+                "/nonexistent/dir/r.jsonl".into(),
+                "echo".into(),
+                ":::".into(),
+                "a".into(),
+            ],
+            "results",
+        ),
+    ];
+    for (args, message) in cases {
+        let o = env.run(&args, b"");
+        assert_eq!(o.status.code(), Some(255), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{args:?}: nothing ran");
+    }
+    let o = exec(BIN, &["run", "--help"], b"");
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn missing_command_is_recorded_as_127() {
+    let env = Env::new();
+    let log = env.path("log");
+    let results = env.path("results.jsonl");
+    let o = env.run(
+        &[
+            OsStr::new("--joblog"),
+            log.as_os_str(),
+            OsStr::new("--results"),
+            results.as_os_str(),
+            OsStr::new("respool-no-such-command"),
+            OsStr::new(":::"),
+            OsStr::new("x"),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).expect("joblog");
+    let fields: Vec<&str> = text
+        .lines()
+        .nth(1)
+        .expect("a job line")
+        .split('\t')
+        .collect();
+    assert_eq!((fields[6], fields[7]), ("127", "0"));
+    let record: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&results).expect("results").trim())
+            .expect("JSON");
+    assert_eq!(record["exit"], 127);
+}
+
+/// Splits a joblog into its lines' fields, sorted by Seq.
+fn joblog_rows(path: &Path) -> (String, Vec<Vec<String>>) {
+    let text = std::fs::read(path).expect("joblog");
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let mut lines = text.split_inclusive('\n');
+    let header = lines.next().expect("header").to_owned();
+    let mut rows: Vec<Vec<String>> = lines
+        .map(|l| {
+            l.trim_end_matches('\n')
+                .split('\t')
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect();
+    rows.sort_by_key(|r| r[0].parse::<u64>().expect("Seq is a number"));
+    (header, rows)
+}
+
+#[test]
+fn joblog_matches_gnu_parallel() {
+    let Some(parallel) = gnu_parallel() else {
+        return;
+    };
+    let env = Env::new();
+    let ours = env.path("ours.log");
+    let theirs = env.path("theirs.log");
+    let jobs = [
+        "echo a",
+        "exit 3",
+        "kill -9 $$",
+        "printf 'two words'",
+        "respool-no-such-command",
+    ];
+    let mut args: Vec<OsString> = vec![
+        "--joblog".into(),
+        ours.clone().into(),
+        "{}".into(),
+        ":::".into(),
+    ];
+    args.extend(jobs.iter().map(OsString::from));
+    let a = env.run(&args, b"");
+    args[1] = theirs.clone().into();
+    let b = exec(parallel, &args, b"");
+    assert_eq!(a.status.code(), b.status.code());
+    let (h1, r1) = joblog_rows(&ours);
+    let (h2, r2) = joblog_rows(&theirs);
+    assert_eq!(h1, h2, "headers");
+    assert_eq!(r1.len(), r2.len());
+    for (x, y) in r1.iter().zip(&r2) {
+        // Everything but Starttime and JobRuntime.
+        for col in [0, 1, 4, 5, 6, 7, 8] {
+            assert_eq!(x[col], y[col], "column {col} of {x:?} vs {y:?}");
+        }
+        // The same formats for the times: %.3f and %10.3f.
+        for row in [x, y] {
+            let (int, frac) = row[2].split_once('.').expect("a decimal start time");
+            assert!(
+                int.chars().all(|c| c.is_ascii_digit()) && frac.len() == 3,
+                "{row:?}"
+            );
+            assert_eq!(row[3].len(), 10, "{row:?}");
+            assert_eq!(
+                row[3].trim_start().split_once('.').map(|(_, f)| f.len()),
+                Some(3),
+                "{row:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn results_lines_carry_memory_and_its_source() {
+    let env = Env::new();
+    let results = env.path("r.jsonl");
+    let o = env.run(
+        &[
+            OsStr::new("--no-cgroup"),
+            OsStr::new("--results"),
+            results.as_os_str(),
+            OsStr::new("sh -c 'exit {}'"),
+            OsStr::new(":::"),
+            OsStr::new("0"),
+            OsStr::new("2"),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let text = std::fs::read_to_string(&results).expect("results");
+    let mut seqs = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON object per line");
+        assert_eq!(v["memory_source"], "rusage_maxrss_largest_process", "{v}");
+        assert!(
+            v["peak_memory_bytes"].as_u64().is_some_and(|m| m > 0),
+            "{v}"
+        );
+        assert!(
+            v["reserved_memory_bytes"].as_u64().is_some_and(|m| m > 0),
+            "{v}"
+        );
+        for key in [
+            "command",
+            "exit",
+            "signal",
+            "start",
+            "runtime_s",
+            "predicted_memory_bytes",
+            "oom_killed",
+            "cpu_s",
+            "timed_out",
+        ] {
+            assert!(v.get(key).is_some(), "{key} in {v}");
+        }
+        seqs.push((
+            v["seq"].as_u64().expect("seq"),
+            v["exit"].as_i64().expect("exit"),
+        ));
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, vec![(1, 0), (2, 2)]);
+}
+
+#[test]
+fn profiles_persist_between_runs() {
+    let env = Env::new();
+    // A command whose memory is the same each run (a shell holding 8 MB).
+    let cmd = "x=$(head -c 8000000 /dev/zero | tr '\\0' a); echo ${#x} {}";
+    let results = env.path("r.jsonl");
+    let args: Vec<OsString> = [
+        "--no-cgroup",
+        "--class",
+        "hold8m",
+        "--results",
+        results.to_str().expect("utf-8 temp path"),
+        cmd,
+        ":::",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "6",
+    ]
+    .map(OsString::from)
+    .to_vec();
+    let first = env.run(&args, b"");
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let list = env.profiles(&["list"]);
+    assert!(stdout(&list).contains("hold8m\t6\t"), "{}", stdout(&list));
+    let second = env.run(&args, b"");
+    assert_eq!(second.status.code(), Some(0));
+    let show = env.profiles(&["show", "hold8m"]);
+    let record: serde_json::Value = serde_json::from_slice(&show.stdout).expect("JSON");
+    assert_eq!(record["runs"], 12);
+    // The second run started from what the first learned: its jobs were
+    // admitted on a prediction, not on the fallback.
+    let text = std::fs::read_to_string(&results).expect("results");
+    let predicted = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|v| v["predicted_memory_bytes"].is_u64())
+        })
+        .count();
+    assert!(predicted > 0, "{text}\n{}", stderr(&second));
+}
+
+#[test]
+fn profiles_subcommands() {
+    let env = Env::new();
+    let o = env.run(&["--class", "k", "true", ":::", "1", "2"], b"");
+    assert_eq!(o.status.code(), Some(0));
+    let export = env.profiles(&["export"]);
+    assert_eq!(export.status.code(), Some(0));
+    let exported = env.path("export.json");
+    std::fs::write(&exported, &export.stdout).expect("written");
+    assert_eq!(env.profiles(&["forget", "k"]).status.code(), Some(0));
+    assert!(!stdout(&env.profiles(&["list"])).contains("\nk\t"));
+    assert_eq!(
+        env.profiles(&["forget", "k"]).status.code(),
+        Some(1),
+        "already gone"
+    );
+    let import = env.profiles(&[OsStr::new("import"), exported.as_os_str()]);
+    assert_eq!(import.status.code(), Some(0), "{}", stderr(&import));
+    assert!(stdout(&env.profiles(&["list"])).contains("\nk\t2\t"));
+}
+
+#[test]
+fn corrupt_or_newer_profiles_are_reported_and_left_untouched() {
+    let env = Env::new();
+    for content in [
+        "{ not json",
+        r#"{"format":"respool-profiles","version":999,"classes":[]}"#,
+    ] {
+        std::fs::write(env.store(), content).expect("written");
+        let o = env.run(&["echo", ":::", "a"], b"");
+        assert_ne!(o.status.code(), Some(0));
+        assert!(stderr(&o).contains("profile store"), "{}", stderr(&o));
+        assert!(o.stdout.is_empty(), "no job ran");
+        let o = env.profiles(&["list"]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("left as it is"), "{}", stderr(&o));
+        assert_eq!(
+            std::fs::read_to_string(env.store()).expect("still there"),
+            content
+        );
+    }
+}
+
+#[test]
+fn timeouts_are_recorded() {
+    let env = Env::new();
+    let log = env.path("log");
+    let results = env.path("r.jsonl");
+    // `exec sleep`: the shell's own process sleeps; the timeout kills it.
+    let o = env.run(
+        &[
+            OsStr::new("--timeout"),
+            OsStr::new("0.2"),
+            OsStr::new("--joblog"),
+            log.as_os_str(),
+            OsStr::new("--results"),
+            results.as_os_str(),
+            OsStr::new("exec sleep"),
+            OsStr::new(":::"),
+            OsStr::new("1000"),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let (_, rows) = joblog_rows(&log);
+    assert_eq!(rows[0][6], "-1", "GNU parallel writes -1 for a timeout");
+    let v: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&results).expect("results").trim())
+            .expect("JSON");
+    assert_eq!(v["timed_out"], true);
+}
+
+#[test]
+fn non_utf8_command_words_are_kept() {
+    let env = Env::new();
+    let o = env.run(
+        &[
+            OsStr::new("-k"),
+            OsStr::new("printf"),
+            OsStr::from_bytes(b"\xe9%s"),
+            OsStr::new(":::"),
+            OsStr::new("x"),
+        ],
+        b"",
+    );
+    assert_eq!(o.stdout, b"\xe9x".to_vec());
+}
