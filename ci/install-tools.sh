@@ -2,11 +2,12 @@
 # Why: installs what the checks need (Debian packages, pinned cargo tools) idempotently, so a fresh machine runs ci/all.sh unattended.
 set -euo pipefail
 
+# parallel: GNU parallel, which respool run's tests compare with;
 # prometheus: promtool checks the metrics exposition; chromium, chromium-driver
 # drive the dashboard (ci/dashboard_browser.py speaks WebDriver itself);
 # graphviz renders the architecture diagrams (ci/diagrams.sh).
 apt_packages=(libhwloc-dev libudev-dev pkg-config valgrind cmake gcc g++ llvm-22 stress-ng
-    prometheus chromium chromium-driver graphviz)
+    prometheus chromium chromium-driver graphviz parallel)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")
