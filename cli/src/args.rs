@@ -70,8 +70,22 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE.jsonl")]
     pub results: Option<PathBuf>,
     /// Measure memory with rusage (largest process), not a cgroup per job.
+    /// Under rusage there is no per-job memory limit and no OOM retry: no
+    /// OOM kill can be seen.
     #[arg(long)]
     pub no_cgroup: bool,
+    /// Do not limit each job's memory. With a cgroup per job, each job is
+    /// otherwise limited to what respool reserved for it (the whole budget
+    /// while its class is on the fallback, not learned yet). Under rusage
+    /// (--no-cgroup, or no cgroup can be made) there is no per-job limit.
+    #[arg(long)]
+    pub no_limit: bool,
+    /// Times a job the OOM killer killed is retried, each time with its
+    /// reservation raised (its peak x1.2, at least +100 MiB, at least its
+    /// last reservation x1.2, capped at the budget); a job killed at the
+    /// whole budget is not retried.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub oom_retries: u32,
     /// The command, then its input: COMMAND... [::: ARGS...]... [:::: FILE...]...
     #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -32,13 +32,25 @@ pub struct JobRecord {
     /// Where `peak_memory_bytes` comes from.
     pub memory_source: Option<MemorySource>,
     /// The memory respool expected it to use, from its class's profile
-    /// (`null`: the class was not learned yet).
+    /// (`null`: the class was not learned yet, or the last attempt was an
+    /// OOM retry, whose raised reservation is declared, not predicted).
     pub predicted_memory_bytes: Option<u64>,
     /// The memory respool reserved for it (its prediction's reserve, or the
     /// fallback for a class not learned yet).
     pub reserved_memory_bytes: Option<u64>,
-    /// The kernel's OOM killer killed a process of the job (seen in its cgroup).
+    /// The memory limit of the job's cgroup in its last attempt (`null`:
+    /// none: `--no-limit`, or measured by rusage).
+    pub memory_limit_bytes: Option<u64>,
+    /// The kernel's OOM killer killed a process of the job's last attempt
+    /// (seen in its cgroup).
     pub oom_killed: bool,
+    /// Attempts made (1, plus one per OOM retry).
+    pub attempts: u32,
+    /// Attempts the OOM killer killed.
+    pub oom_kills: u32,
+    /// Killed at the whole budget: the job cannot fit even alone, and was
+    /// not retried.
+    pub oom_gave_up: bool,
     /// CPU time (user + system) of its processes, seconds.
     pub cpu_s: f64,
     /// It was killed for running past `--timeout`.

@@ -1,19 +1,30 @@
 //! `respool run`: each job a task of a respool [`Pool`], admitted by the
 //! memory its class is predicted to need; outputs, joblog, results, halting
 //! and the exit status handled on the calling thread.
+//!
+//! Memory limits and OOM recovery: the pool decides each task's reservation
+//! when it is submitted (declared, else the class's prediction, else the
+//! fallback, clamped to the budget); [`Reservations`] reads it from the
+//! `Submitted` event and hands it to the job, whose cgroup is limited to it
+//! (to the whole budget while the class is on the fallback). An attempt the
+//! OOM killer killed submits the next one itself, from its worker, with the
+//! raised reservation declared, and tells the class (`Pool::report_oom`);
+//! only the last attempt reaches the main thread, the joblog and the
+//! results, and is learned from.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
 use std::time::Duration;
 
 use respool::learn::LearningConfig;
 use respool::measure::TaskReport;
+use respool::observe::{Event, EventKind, Observer};
 use respool::store::FileStore;
 use respool::{Dim, Pool, Resources, TaskContext};
 
@@ -37,6 +48,70 @@ const MEDIAN_WINDOW: usize = 999;
 thread_local! {
     /// The job the pool's task on this worker thread runs, for `on_task_end`.
     static CURRENT_SEQ: Cell<u64> = const { Cell::new(0) };
+    /// Where the job being submitted on this thread learns the memory respool
+    /// reserves for it (filled by [`Reservations`] during the submission).
+    static SUBMITTING: RefCell<Option<Arc<OnceLock<Option<u64>>>>> = const { RefCell::new(None) };
+}
+
+/// Hands each job the memory respool reserves for it, before it can start.
+///
+/// The reservation (declared, learned, or the fallback, clamped to the
+/// budget) is decided when the task is submitted, and the pool's observer
+/// sees it in the `Submitted` event, on the submitting thread, before the
+/// task is queued: [`submit`] puts the job's cell in `SUBMITTING` around
+/// the submission, and this observer fills it.
+struct Reservations;
+
+impl Observer for Reservations {
+    fn on_event(&self, event: &Event<'_>) {
+        if let EventKind::Submitted { requirements } = event.kind {
+            if let Some(cell) = SUBMITTING.with(|s| s.borrow_mut().take()) {
+                let _ = cell.set(requirements.get(Dim::Memory));
+            }
+        }
+    }
+}
+
+/// The per-job memory limits and the OOM retries.
+struct Limits {
+    /// Each job's cgroup is limited (a cgroup measures, no `--no-limit`).
+    enabled: bool,
+    /// The memory budget.
+    budget: Option<u64>,
+    /// What a class not learned yet reserves (the fallback, clamped to the
+    /// budget as the pool clamps it).
+    fallback: Option<u64>,
+    /// `--oom-retries`.
+    oom_retries: u32,
+}
+
+impl Limits {
+    /// The cgroup limit of a job that reserved `reserved` (`raised`: an OOM
+    /// retry's raised reservation): the reservation, except that a job on
+    /// its class's fallback (a guess, not a measurement) is limited only by
+    /// the whole budget.
+    fn limit(&self, reserved: Option<u64>, raised: bool) -> Option<u64> {
+        if !self.enabled {
+            return None;
+        }
+        match reserved {
+            Some(r) if raised || Some(r) != self.fallback => Some(r),
+            _ => self.budget,
+        }
+    }
+
+    /// Words for the summary.
+    fn describe(&self, measurer: &Measurer, no_limit: bool) -> &'static str {
+        if self.enabled {
+            "each job limited to its reservation"
+        } else if no_limit {
+            "no per-job limit (--no-limit)"
+        } else if measurer.cgroup_dir().is_none() {
+            "no per-job limit (rusage: none can be set)"
+        } else {
+            "no per-job limit"
+        }
+    }
 }
 
 /// A message from a worker (or the submitter) to the main thread.
@@ -60,6 +135,14 @@ struct Finished {
     command: Vec<u8>,
     class: Arc<str>,
     result: Result<JobOutcome, String>,
+    /// Attempts made (OOM retries included).
+    attempts: u32,
+    /// Attempts the OOM killer killed.
+    oom_kills: u32,
+    /// Killed at the whole budget: not retried.
+    gave_up: bool,
+    /// The cgroup limit of the last attempt.
+    limit: Option<u64>,
 }
 
 /// The default profiles file: `$XDG_STATE_HOME/respool/profiles.json`, else
@@ -325,13 +408,24 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     if let Some(b) = budget {
         capacity = capacity.with_saturating(Dim::Memory, b);
     }
+    let learning = LearningConfig::default();
+    let limits = Arc::new(Limits {
+        enabled: !args.no_limit && measurer.cgroup_dir().is_some(),
+        budget,
+        fallback: learning
+            .fallback
+            .get(Dim::Memory)
+            .map(|f| budget.map_or(f, |b| f.min(b))),
+        oom_retries: args.oom_retries,
+    });
     let (tx, rx) = mpsc::channel::<Msg>();
     let report_tx = Mutex::new(tx.clone());
     let pool = Pool::builder()
         .workers(workers)
         .capacity(capacity)
         .headroom(Resources::NONE)
-        .learning(LearningConfig::default())
+        .learning(learning)
+        .observer(Reservations)
         .profile_store(FileStore::new(&store_path))
         .thread_name("respool-job")
         .on_task_end(move |r: &TaskReport| {
@@ -394,6 +488,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         let halting = Arc::clone(&halting);
         let medians = Arc::clone(&medians);
         let measurer = Arc::clone(&measurer);
+        let limits = Arc::clone(&limits);
         let class_override = args.class.clone();
         let timeout = args.timeout;
         std::thread::Builder::new()
@@ -413,17 +508,16 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                         .clone()
                         .unwrap_or_else(|| class_of(&command))
                         .into();
-                    let mut task = pool
-                        .task()
-                        .class(Arc::clone(&class))
-                        .require(Dim::Cpu, 1000);
-                    if let Some(size) = size_hint(&tuple) {
-                        task = task.size_hint(size);
-                    }
                     let job = JobTask {
                         seq,
                         command,
                         class,
+                        size: size_hint(&tuple),
+                        attempt: 1,
+                        oom_kills: 0,
+                        reserved: Arc::new(OnceLock::new()),
+                        pool: Arc::downgrade(&pool),
+                        limits: Arc::clone(&limits),
                         tx: tx.clone(),
                         halted: Arc::clone(&halted),
                         halting: Arc::clone(&halting),
@@ -433,13 +527,17 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                     };
                     let fail_tx = tx.clone();
                     let (fail_cmd, fail_class) = (job.command.clone(), Arc::clone(&job.class));
-                    if let Err(e) = task.execute(move |ctx| job.run(ctx)) {
+                    if let Err(e) = submit(&pool, job, None) {
                         account(&halting, &halted, None, None, &fail_cmd);
                         let _ = fail_tx.send(Msg::Done(Box::new(Finished {
                             seq,
                             command: fail_cmd,
                             class: fail_class,
                             result: Err(format!("not scheduled: {e}")),
+                            attempts: 1,
+                            oom_kills: 0,
+                            gave_up: false,
+                            limit: None,
                         })));
                     }
                     n = seq;
@@ -457,6 +555,8 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let mut skipped = 0u64;
     let mut peak_measured: Option<(u64, u64)> = None; // (bytes, seq)
     let mut oom_kills = 0u64;
+    let mut oom_recovered = 0u64;
+    let mut oom_gave_up = 0u64;
     let mut ran_classes = std::collections::BTreeSet::new();
     let mut io_error: Option<String> = None;
     let halting_now = args
@@ -496,14 +596,16 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                 }
                 let record = record_of(&f);
                 ran_classes.insert(f.class.to_string());
+                oom_kills += u64::from(f.oom_kills);
+                oom_gave_up += u64::from(f.gave_up);
                 if let Ok(o) = &f.result {
+                    if f.oom_kills > 0 && o.exit_code == Some(0) && o.signal.is_none() {
+                        oom_recovered += 1;
+                    }
                     if let Some(peak) = o.peak_memory {
                         if peak_measured.is_none_or(|(p, _)| peak > p) {
                             peak_measured = Some((peak, f.seq));
                         }
-                    }
-                    if o.oom_killed {
-                        oom_kills += 1;
                     }
                     if o.timed_out {
                         eprintln!(
@@ -581,16 +683,22 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         summary.push_str(&format!(", {skipped} not started (--halt or Ctrl-C)"));
     }
     if oom_kills > 0 {
-        summary.push_str(&format!(", {oom_kills} OOM-killed"));
+        summary.push_str(&format!(
+            ", {oom_kills} OOM kill{} ({oom_recovered} job{} recovered with a raised reservation, \
+             {oom_gave_up} could not fit in the budget)",
+            if oom_kills == 1 { "" } else { "s" },
+            if oom_recovered == 1 { "" } else { "s" },
+        ));
     }
     summary.push_str(&format!(
-        "; peak memory of one job {} of budget {} ({})",
+        "; peak memory of one job {} of budget {} ({}; {})",
         peak_measured.map_or_else(
             || "not measured".to_owned(),
             |(p, s)| format!("{} (job {s})", fmt_bytes(p))
         ),
         budget.map_or_else(|| "unknown".to_owned(), fmt_bytes),
-        measurer.describe()
+        measurer.describe(),
+        limits.describe(&measurer, args.no_limit),
     ));
     let classes: Vec<String> = snapshot
         .classes
@@ -682,7 +790,11 @@ fn record_of(f: &Finished) -> JobRecord {
             memory_source: Some(o.memory_source),
             predicted_memory_bytes: None,
             reserved_memory_bytes: None,
+            memory_limit_bytes: f.limit,
             oom_killed: o.oom_killed,
+            attempts: f.attempts,
+            oom_kills: f.oom_kills,
+            oom_gave_up: f.gave_up,
             cpu_s: o.cpu.as_secs_f64(),
             timed_out: o.timed_out,
             error: None,
@@ -699,7 +811,11 @@ fn record_of(f: &Finished) -> JobRecord {
             memory_source: None,
             predicted_memory_bytes: None,
             reserved_memory_bytes: None,
+            memory_limit_bytes: f.limit,
             oom_killed: false,
+            attempts: f.attempts,
+            oom_kills: f.oom_kills,
+            oom_gave_up: f.gave_up,
             cpu_s: 0.0,
             timed_out: false,
             error: Some(e.clone()),
@@ -707,11 +823,42 @@ fn record_of(f: &Finished) -> JobRecord {
     }
 }
 
-/// One job, as the pool's task runs it.
+/// Submits one attempt of a job, with `memory` declared (an OOM retry's
+/// raised reservation) or learned by its class; the job learns what was
+/// reserved for it through [`Reservations`] before it can start.
+fn submit(pool: &Pool, job: JobTask, memory: Option<u64>) -> Result<(), String> {
+    let mut task = pool
+        .task()
+        .class(Arc::clone(&job.class))
+        .require(Dim::Cpu, 1000);
+    if let Some(m) = memory {
+        task = task.require(Dim::Memory, m);
+    }
+    if let Some(size) = job.size {
+        task = task.size_hint(size);
+    }
+    let cell = Arc::clone(&job.reserved);
+    SUBMITTING.with(|s| *s.borrow_mut() = Some(cell));
+    let result = task.execute(move |ctx| job.run(ctx));
+    SUBMITTING.with(|s| s.borrow_mut().take());
+    result.map_err(|e| e.to_string())
+}
+
+/// One attempt of a job, as the pool's task runs it.
 struct JobTask {
     seq: u64,
     command: Vec<u8>,
     class: Arc<str>,
+    size: Option<u64>,
+    /// 1 for the first attempt, then one more per OOM retry.
+    attempt: u32,
+    /// Earlier attempts the OOM killer killed.
+    oom_kills: u32,
+    /// What respool reserved for this attempt (see [`Reservations`]).
+    reserved: Arc<OnceLock<Option<u64>>>,
+    /// To submit an OOM retry (weak: a queued task does not keep the pool).
+    pool: Weak<Pool>,
+    limits: Arc<Limits>,
     tx: mpsc::Sender<Msg>,
     halted: Arc<AtomicBool>,
     halting: Arc<Mutex<Halting>>,
@@ -721,9 +868,10 @@ struct JobTask {
 }
 
 impl JobTask {
+    #[allow(clippy::too_many_lines)]
     fn run(self, ctx: &TaskContext) {
         CURRENT_SEQ.with(|c| c.set(self.seq));
-        if self.halted.load(Ordering::SeqCst) {
+        if self.halted.load(Ordering::SeqCst) && self.attempt == 1 {
             CURRENT_SEQ.with(|c| c.set(0));
             let _ = self.tx.send(Msg::Skipped(self.seq));
             return;
@@ -738,24 +886,113 @@ impl JobTask {
                 .and_then(|median| Duration::try_from_secs_f64(median * share).ok()),
             None => None,
         };
+        let reserved = self.reserved.get().copied().flatten();
+        let limit = self.limits.limit(reserved, self.attempt > 1);
         let spec = JobSpec {
             command: OsString::from_vec(self.command.clone()),
             timeout,
-            memory_limit: None,
+            memory_limit: limit,
             stdin_null: true,
         };
         let measurer = &self.measurer;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            job::run_job(&spec, measurer).map_err(|e: JobError| e.to_string())
-        }))
-        .unwrap_or_else(|_| Err("could not be run: the job runner panicked".to_owned()));
+        let result = if self.halted.load(Ordering::SeqCst) {
+            // An OOM retry after --halt or Ctrl-C: nothing more starts.
+            Err("was OOM-killed and not retried: the run was stopped".to_owned())
+        } else {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job::run_job(&spec, measurer).map_err(|e: JobError| e.to_string())
+            }))
+            .unwrap_or_else(|_| Err("could not be run: the job runner panicked".to_owned()))
+        };
+        let mut oom_kills = self.oom_kills;
+        let mut gave_up = false;
+        if let Ok(o) = &result {
+            let failed = o.exit_code != Some(0) || o.signal.is_some();
+            if o.oom_killed && failed {
+                oom_kills += 1;
+                // What it was killed at: its limit, else what it reserved.
+                let killed_at = limit.or(reserved);
+                let peak = o.peak_memory.or(killed_at).unwrap_or(0);
+                let command = String::from_utf8_lossy(&self.command).into_owned();
+                let at_budget = match (killed_at, self.limits.budget) {
+                    (Some(k), Some(b)) => k >= b,
+                    _ => false,
+                };
+                // Later jobs of the class reserve at least this much.
+                let bumped = self
+                    .pool
+                    .upgrade()
+                    .map_or(0, |p| p.report_oom(&self.class, peak));
+                let previous = killed_at.unwrap_or(0);
+                let raised = bumped
+                    .max(previous.saturating_add(previous / 5))
+                    .max(peak.saturating_add(peak / 5));
+                let raised = self.limits.budget.map_or(raised, |b| raised.min(b));
+                if at_budget {
+                    gave_up = true;
+                    eprintln!(
+                        "respool: job {} was OOM-killed at the whole budget ({}): class {} \
+                         cannot fit even alone; not retried:\n{command}",
+                        self.seq,
+                        fmt_bytes(previous),
+                        self.class,
+                    );
+                } else if oom_kills > self.limits.oom_retries {
+                    eprintln!(
+                        "respool: job {} was OOM-killed {oom_kills} times (at {}); \
+                         --oom-retries {} spent:\n{command}",
+                        self.seq,
+                        fmt_bytes(peak),
+                        self.limits.oom_retries,
+                    );
+                } else if self.halted.load(Ordering::SeqCst) {
+                    // --halt or Ctrl-C: this attempt is the last.
+                } else if let Some(pool) = self.pool.upgrade() {
+                    eprintln!(
+                        "respool: job {} was OOM-killed at {}; retrying with {} reserved:\n{command}",
+                        self.seq,
+                        fmt_bytes(peak),
+                        fmt_bytes(raised),
+                    );
+                    let retry = JobTask {
+                        seq: self.seq,
+                        command: self.command.clone(),
+                        class: Arc::clone(&self.class),
+                        size: self.size,
+                        attempt: self.attempt + 1,
+                        oom_kills,
+                        reserved: Arc::new(OnceLock::new()),
+                        pool: Weak::clone(&self.pool),
+                        limits: Arc::clone(&self.limits),
+                        tx: self.tx.clone(),
+                        halted: Arc::clone(&self.halted),
+                        halting: Arc::clone(&self.halting),
+                        medians: Arc::clone(&self.medians),
+                        measurer: Arc::clone(&self.measurer),
+                        timeout: self.timeout,
+                    };
+                    match submit(&pool, retry, Some(raised)) {
+                        Ok(()) => {
+                            // Only the last attempt is reported and learned from.
+                            CURRENT_SEQ.with(|c| c.set(0));
+                            return;
+                        }
+                        Err(e) => {
+                            eprintln!("respool: job {}: the retry was refused: {e}", self.seq)
+                        }
+                    }
+                }
+            }
+        }
         let (exit, signal) = match &result {
             Ok(o) => (o.exit_code, o.signal),
             Err(_) => (None, None),
         };
         account(&self.halting, &self.halted, exit, signal, &self.command);
         if let Ok(o) = &result {
-            if let Some(peak) = o.peak_memory {
+            // An OOM-killed attempt's peak is where it was stopped, not what
+            // it needs: `report_oom` told the class instead.
+            if let (Some(peak), false) = (o.peak_memory, o.oom_killed) {
                 ctx.report_usage(Dim::Memory, peak);
             }
             let wall = o.runtime.as_nanos().max(1);
@@ -767,6 +1004,10 @@ impl JobTask {
             command: self.command,
             class: self.class,
             result,
+            attempts: self.attempt,
+            oom_kills,
+            gave_up,
+            limit,
         })));
     }
 }

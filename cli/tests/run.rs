@@ -676,3 +676,143 @@ fn non_utf8_command_words_are_kept() {
     );
     assert_eq!(o.stdout, b"\xe9x".to_vec());
 }
+
+/// A command that allocates `{}` MiB and touches every page.
+const ALLOCATE: &str = r#"python3 -c "b=bytearray({}<<20); b[::4096]=b'x'*len(b[::4096])""#;
+
+/// Whether the run's summary says each job ran in a memory cgroup (prints
+/// why the test is skipped when not).
+fn measured_by_cgroup(test: &str, o: &Output) -> bool {
+    let err = stderr(o);
+    if err.contains("(cgroup v1 memory controller at") || err.contains("(cgroup v2 at") {
+        true
+    } else {
+        println!("SKIP {test}: no memory cgroup here: {err}");
+        false
+    }
+}
+
+fn results_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect()
+}
+
+#[test]
+fn oom_killed_job_is_retried_with_a_raised_reservation() {
+    const TEST: &str = "oom_killed_job_is_retried_with_a_raised_reservation";
+    let env = Env::new();
+    // The class learns that it needs little (about 20 MiB and the interpreter)...
+    let args: Vec<&str> = ["-j", "2", "--memory", "1GiB", ALLOCATE, ":::"]
+        .into_iter()
+        .chain(std::iter::repeat_n("20", 8))
+        .collect();
+    let o = env.run(&args, b"");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    if !measured_by_cgroup(TEST, &o) {
+        return;
+    }
+    // ...then one of its jobs needs 100 MiB: limited to the small
+    // reservation it is OOM-killed, and retried with a raised one.
+    let results = env.path("r.jsonl");
+    let joblog = env.path("log");
+    let o = env.run(
+        &[
+            OsStr::new("--memory"),
+            OsStr::new("1GiB"),
+            OsStr::new("--results"),
+            results.as_os_str(),
+            OsStr::new("--joblog"),
+            joblog.as_os_str(),
+            OsStr::new(ALLOCATE),
+            OsStr::new(":::"),
+            OsStr::new("100"),
+        ],
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("respool: job 1 was OOM-killed at "), "{err}");
+    assert!(err.contains("; retrying with "), "{err}");
+    assert!(
+        err.contains("1 job recovered with a raised reservation, 0 could not fit in the budget"),
+        "{err}"
+    );
+    let lines = results_lines(&results);
+    assert_eq!(lines.len(), 1, "one line per job: {lines:?}");
+    let v = &lines[0];
+    assert_eq!(v["exit"], 0, "{v}");
+    assert_eq!(v["oom_killed"], false, "the last attempt: {v}");
+    assert_eq!(v["oom_gave_up"], false, "{v}");
+    let kills = v["oom_kills"].as_u64().expect("oom_kills");
+    assert!(kills >= 1, "{v}");
+    assert_eq!(v["attempts"].as_u64(), Some(kills + 1), "{v}");
+    let limit = v["memory_limit_bytes"].as_u64().expect("a limit");
+    assert!(limit >= 100 << 20, "{v}");
+    assert_eq!(v["reserved_memory_bytes"].as_u64(), Some(limit), "{v}");
+    // The joblog has the final attempt only (GNU parallel's --retries).
+    let (_, rows) = joblog_rows(&joblog);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][6], "0", "{rows:?}");
+}
+
+#[test]
+fn job_that_cannot_fit_in_the_budget_gives_up() {
+    const TEST: &str = "job_that_cannot_fit_in_the_budget_gives_up";
+    let env = Env::new();
+    let results = env.path("r.jsonl");
+    // A class not learned yet is limited by the whole budget only.
+    let o = env.run(
+        &[
+            OsStr::new("--memory"),
+            OsStr::new("64MiB"),
+            OsStr::new("--results"),
+            results.as_os_str(),
+            OsStr::new(ALLOCATE),
+            OsStr::new(":::"),
+            OsStr::new("200"),
+        ],
+        b"",
+    );
+    if !measured_by_cgroup(TEST, &o) {
+        return;
+    }
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "respool: job 1 was OOM-killed at the whole budget (64.0 MiB): class python3 \
+             cannot fit even alone; not retried"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("respool: 1 job, 1 failed, 1 OOM kill (0 jobs recovered with a raised reservation, 1 could not fit in the budget)"), "{err}");
+    let lines = results_lines(&results);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let v = &lines[0];
+    assert_eq!(v["oom_gave_up"], true, "{v}");
+    assert_eq!(v["oom_killed"], true, "{v}");
+    assert_eq!(v["attempts"], 1, "{v}");
+    assert_eq!(v["memory_limit_bytes"], 64 << 20, "{v}");
+    // --no-limit: the job runs past the budget, as before.
+    let o = env.run(
+        &["--memory", "64MiB", "--no-limit", ALLOCATE, ":::", "100"],
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("no per-job limit (--no-limit)"), "{err}");
+    // Under rusage no limit can be set, and the summary says so.
+    let o = env.run(
+        &["--memory", "64MiB", "--no-cgroup", ALLOCATE, ":::", "100"],
+        b"",
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("no per-job limit (rusage: none can be set)"),
+        "{err}"
+    );
+}
