@@ -4,7 +4,7 @@
 //!
 //! Memory limits and OOM recovery: the pool decides each task's reservation
 //! when it is submitted (declared, else the class's prediction, else the
-//! fallback, clamped to the budget); [`Reservations`] reads it from the
+//! fallback, clamped to the budget); `Reservations` reads it from the
 //! `Submitted` event and hands it to the job, whose cgroup is limited to it
 //! (to the whole budget while the class is on the fallback). An attempt the
 //! OOM killer killed submits the next one itself, from its worker, with the
