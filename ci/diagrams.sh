@@ -137,6 +137,7 @@ nodes = {
     "respool": "respool",
     "respool-ffi": "ffi",
     "respool-observe": "observe",
+    "respool-cli": "cli",
     "respool-benches": "benches",
 }
 meta = json.load(open(sys.argv[1]))
