@@ -22,6 +22,7 @@
 
 mod bundle;
 pub mod metrics;
+mod outcome;
 pub mod slow;
 mod striped;
 pub mod trace;

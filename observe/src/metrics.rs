@@ -111,6 +111,7 @@ use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
+use crate::outcome::{OUTCOMES, outcome_index};
 use crate::striped::{SHARDS, Striped, StripedI64, shard};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Instant;
@@ -595,32 +596,6 @@ impl Tasks {
             (s.tag.load(Relaxed) == id).then_some(s)
         })
     }
-}
-
-/// Outcome label values, in counter order.
-const OUTCOMES: [&str; 8] = [
-    "finished",
-    "failed",
-    "panicked",
-    "cancelled",
-    "timed_out",
-    "deadline_missed",
-    "refused",
-    "not_run",
-];
-
-fn outcome_index(k: &EventKind<'_>) -> Option<usize> {
-    Some(match k {
-        EventKind::Finished { .. } => 0,
-        EventKind::Failed { .. } => 1,
-        EventKind::Panicked => 2,
-        EventKind::Cancelled => 3,
-        EventKind::TimedOut => 4,
-        EventKind::DeadlineMissed => 5,
-        EventKind::Refused { .. } => 6,
-        EventKind::NotRun => 7,
-        _ => return None,
-    })
 }
 
 fn dim_label(slot: usize) -> &'static str {

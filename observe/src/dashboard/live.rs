@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustc_hash::FxHashMap;
 
+use crate::outcome::{OUTCOMES, outcome_index};
 use crate::striped::Striped;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -94,32 +95,6 @@ struct Inner {
     running_unlisted: u64,
     refusals: VecDeque<Refusal>,
     slack: HashMap<Name, Slack>,
-}
-
-/// Outcome counters, indexed by [`outcome_index`].
-const OUTCOMES: [&str; 8] = [
-    "finished",
-    "failed",
-    "panicked",
-    "cancelled",
-    "timed_out",
-    "deadline_missed",
-    "not_run",
-    "refused",
-];
-
-fn outcome_index(k: &EventKind<'_>) -> Option<usize> {
-    Some(match k {
-        EventKind::Finished { .. } => 0,
-        EventKind::Failed { .. } => 1,
-        EventKind::Panicked => 2,
-        EventKind::Cancelled => 3,
-        EventKind::TimedOut => 4,
-        EventKind::DeadlineMissed => 5,
-        EventKind::NotRun => 6,
-        EventKind::Refused { .. } => 7,
-        _ => return None,
-    })
 }
 
 /// An [`Observer`] for the dashboard: running tasks per worker (id, class,

@@ -15,18 +15,7 @@ use respool::observe::{Event, EventKind, Observer};
 use respool::{Dim, PoolSnapshot};
 
 use crate::SnapshotSource;
-
-/// Outcome labels, in the order of [`outcome_index`].
-const OUTCOMES: [&str; 8] = [
-    "finished",
-    "failed",
-    "panicked",
-    "cancelled",
-    "timed_out",
-    "deadline_missed",
-    "refused",
-    "not_run",
-];
+use crate::outcome::{OUTCOMES, outcome_index};
 
 /// Admission results, in the order [`admission_values`] returns them.
 const RESULTS: [&str; 5] = [
@@ -73,20 +62,6 @@ const CLASS_SECONDS_BOUNDS: [f64; 7] = [0.000_1, 0.001, 0.01, 0.1, 1.0, 10.0, 10
 type StateFn = Box<dyn Fn(&State, &dyn AsyncInstrument<u64>) + Send + Sync>;
 /// Reports a gauge from a snapshot.
 type SnapFn = Box<dyn Fn(&PoolSnapshot, &dyn AsyncInstrument<u64>) + Send + Sync>;
-
-fn outcome_index(kind: &EventKind<'_>) -> Option<usize> {
-    Some(match kind {
-        EventKind::Finished { .. } => 0,
-        EventKind::Failed { .. } => 1,
-        EventKind::Panicked => 2,
-        EventKind::Cancelled => 3,
-        EventKind::TimedOut => 4,
-        EventKind::DeadlineMissed => 5,
-        EventKind::Refused { .. } => 6,
-        EventKind::NotRun => 7,
-        _ => return None,
-    })
-}
 
 fn admission_values(s: &PoolSnapshot) -> [u64; 5] {
     let a = &s.admission;
