@@ -7,7 +7,6 @@
 //! the timeouts are safety nets that turn a hang into a failure.
 
 use std::collections::HashMap;
-use std::panic::resume_unwind;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -18,28 +17,8 @@ use respool::batch::{
 };
 use respool::{Backoff, Pool};
 
-/// Turns a hang into a failure.
-const SAFETY: Duration = Duration::from_secs(60);
-
-/// Runs `f` on its own thread; fails if it takes longer than `SAFETY`
-/// (the thread is then leaked), resumes its panic if it panics.
-fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(SAFETY) {
-        Ok(v) => {
-            h.join().unwrap();
-            v
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
-            Err(p) => resume_unwind(p),
-            Ok(()) => unreachable!("the thread sent nothing and did not panic"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung: no result within {SAFETY:?}"),
-    }
-}
+mod common;
+use common::{SAFETY, within};
 
 fn pool(workers: usize) -> Pool {
     Pool::builder().workers(workers).build().unwrap()

@@ -12,6 +12,26 @@ pub const SAFETY: Duration = Duration::from_secs(60);
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
 
+/// Runs `f` on its own thread; fails if it takes longer than `SAFETY`
+/// (the thread is then leaked), resumes its panic if it panics.
+pub fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(SAFETY) {
+        Ok(v) => {
+            h.join().unwrap();
+            v
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => unreachable!("the thread sent nothing and did not panic"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung: no result within {SAFETY:?}"),
+    }
+}
+
 /// Silences the panics a test binary causes on purpose (payloads starting
 /// with `prefix`); any other panic is reported as usual. The first call's
 /// prefix holds for the whole binary.
