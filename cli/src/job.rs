@@ -12,16 +12,16 @@
 //! the job's stdout or stderr open keeps `run_job` waiting for that pipe.
 
 use std::collections::HashSet;
-use std::ffi::{CStr, CString, OsString};
+use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, mpsc};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -176,6 +176,11 @@ impl Captured {
         self.len
     }
 
+    /// The capture begins with `prefix` (looked for in memory only).
+    fn starts_with(&self, prefix: &[u8]) -> bool {
+        self.file.is_none() && self.memory.starts_with(prefix)
+    }
+
     /// Nothing was captured.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -218,35 +223,6 @@ impl Captured {
         }
         self.len += bytes.len() as u64;
         Ok(())
-    }
-
-    /// Reads `from` to its end. A write error (the spill file) is kept and the
-    /// pipe is still drained, so that the job never blocks on a full pipe.
-    fn drain(mut from: impl Read) -> Result<Captured, io::Error> {
-        let mut captured = Captured::default();
-        let mut first_error = None;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if first_error.is_none() {
-                        if let Err(e) = captured.push(&buf[..n]) {
-                            first_error = Some(e);
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    break;
-                }
-            }
-        }
-        match first_error {
-            None => Ok(captured),
-            Some(e) => Err(e),
-        }
     }
 }
 
@@ -361,6 +337,148 @@ fn has_exited(pid: libc::pid_t) -> bool {
     r == 0 && unsafe { info.si_pid() } != 0
 }
 
+/// Stops a job that cannot be followed any more: forgets it, kills its
+/// group and reaps its shell.
+fn abandon(pid: libc::pid_t) {
+    {
+        let mut guard = running();
+        if let Some(set) = guard.as_mut() {
+            set.remove(&pid);
+        }
+        kill_group(pid);
+    }
+    let _ = reap(pid);
+}
+
+/// A readable pipe end that `poll(2)` can watch.
+trait ReadFd: Read + AsRawFd + Send {}
+
+impl<T: Read + AsRawFd + Send> ReadFd for T {}
+
+/// One of a job's output pipes, drained into a [`Captured`].
+struct Stream {
+    /// None once it reached its end (or failed).
+    pipe: Option<Box<dyn ReadFd>>,
+    captured: Captured,
+    /// The first error (reading, or spilling to a file); the pipe is still
+    /// drained after a spill error, so that the job never blocks on it.
+    error: Option<io::Error>,
+}
+
+impl Stream {
+    fn new(pipe: Option<Box<dyn ReadFd>>) -> Stream {
+        Stream {
+            pipe,
+            captured: Captured::default(),
+            error: None,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.pipe.is_none()
+    }
+
+    fn pollfd(&self) -> libc::pollfd {
+        libc::pollfd {
+            fd: self.pipe.as_ref().map_or(-1, |p| p.as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        }
+    }
+
+    /// One read, after `poll` said the pipe is readable (or closed).
+    fn read_some(&mut self, buf: &mut [u8]) {
+        let Some(pipe) = &mut self.pipe else { return };
+        match pipe.read(buf) {
+            Ok(0) => self.pipe = None,
+            Ok(n) => {
+                if self.error.is_none() {
+                    if let Err(e) = self.captured.push(&buf[..n]) {
+                        self.error = Some(e);
+                    }
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) => {}
+            Err(e) => {
+                self.error.get_or_insert(e);
+                self.pipe = None;
+            }
+        }
+    }
+
+    fn finish(self) -> io::Result<Captured> {
+        match self.error {
+            None => Ok(self.captured),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// Becomes readable when a job's shell has exited (not reaped): a pidfd
+/// (Linux 5.3), else a pipe whose writing end a thread blocked in
+/// `waitid(WNOWAIT)` closes.
+enum ExitSignal {
+    Pidfd(OwnedFd),
+    Thread {
+        read: OwnedFd,
+        waiter: thread::JoinHandle<io::Result<()>>,
+    },
+}
+
+impl ExitSignal {
+    fn new(pid: libc::pid_t) -> io::Result<ExitSignal> {
+        // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd
+        // or -1; no memory is passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if let Ok(fd) = libc::c_int::try_from(fd) {
+            if fd >= 0 {
+                // SAFETY: pidfd_open returned a new fd that nothing else owns.
+                return Ok(ExitSignal::Pidfd(unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+        }
+        ExitSignal::waiter_thread(pid)
+    }
+
+    /// The fallback where the kernel has no pidfd.
+    fn waiter_thread(pid: libc::pid_t) -> io::Result<ExitSignal> {
+        let mut ends = [0 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two fds into `ends`, which lives for the call.
+        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 returned two new fds that nothing else owns.
+        let (read, write) =
+            unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+        let waiter = thread::Builder::new()
+            .name("respool-wait".to_owned())
+            .spawn(move || {
+                let r = wait_exited_no_reap(pid);
+                drop(write);
+                r
+            })?;
+        Ok(ExitSignal::Thread { read, waiter })
+    }
+
+    fn fd(&self) -> RawFd {
+        match self {
+            ExitSignal::Pidfd(fd) | ExitSignal::Thread { read: fd, .. } => fd.as_raw_fd(),
+        }
+    }
+
+    fn finish(self) -> io::Result<()> {
+        match self {
+            ExitSignal::Pidfd(_) => Ok(()),
+            ExitSignal::Thread { waiter, .. } => waiter
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the waiter thread panicked"))),
+        }
+    }
+}
+
 /// Reaps `pid`: its wait status and resource usage.
 fn reap(pid: libc::pid_t) -> io::Result<(libc::c_int, libc::rusage)> {
     loop {
@@ -400,9 +518,33 @@ pub fn run_job(spec: &JobSpec, measurer: &Measurer) -> Result<JobOutcome, JobErr
 
 fn run_in(spec: &JobSpec, cgroup: Option<&JobCgroup>) -> Result<JobOutcome, JobError> {
     let mut command = Command::new("/bin/sh");
+    match cgroup {
+        None => {
+            command.arg("-c").arg(&spec.command);
+        }
+        Some(group) => {
+            // The shell joins the job's group itself, before it reads a word
+            // of the command: from then on everything it and its descendants
+            // (which inherit the group at fork) allocate is charged to the
+            // job. Moving it from here after spawn would race with it (by
+            // then it may have forked children that stay behind), and joining
+            // from a `pre_exec` hook forces `fork` of this whole process
+            // instead of `posix_spawn`: copying its page tables cost about
+            // 0.5 ms a job (BENCHMARKS.md, `respool run` overhead). Only the
+            // shell's own start-up, before the join, is charged to
+            // respool's group (about 0.1 MiB of `dash`).
+            //
+            // `eval "shift; $1"` runs the command in that shell with no
+            // positional parameters, as `sh -c COMMAND` would.
+            command
+                .arg("-c")
+                .arg(JOIN_THEN_EVAL)
+                .arg("sh")
+                .arg(group.procs())
+                .arg(&spec.command);
+        }
+    }
     command
-        .arg("-c")
-        .arg(&spec.command)
         .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -411,42 +553,13 @@ fn run_in(spec: &JobSpec, cgroup: Option<&JobCgroup>) -> Result<JobOutcome, JobE
         } else {
             Stdio::inherit()
         });
-    if let Some(group) = cgroup {
-        // The child joins its group itself, after fork and before exec: from
-        // its first instruction of /bin/sh on, everything it and its
-        // descendants (which inherit the group at fork) allocate is charged
-        // to the job. Moving it from here after spawn would race with it:
-        // by then it may have run, allocated, or forked children that stay
-        // behind in this process's group.
-        let procs = group.procs();
-        let c_procs = CString::new(procs.as_os_str().as_bytes()).map_err(|e| JobError::Cgroup {
-            path: procs.clone(),
-            error: io::Error::new(io::ErrorKind::InvalidInput, e),
-        })?;
-        // SAFETY: the hook runs in the forked child before exec and only
-        // makes async-signal-safe calls (open, write, close) on a path
-        // allocated before the fork; it allocates nothing (see join_cgroup).
-        unsafe {
-            command.pre_exec(move || join_cgroup(&c_procs));
-        }
-    }
 
     let started = SystemTime::now();
     let clock = Instant::now();
     // Spawned and registered under the lock, so that kill_running never misses it.
     let mut child = {
         let mut guard = running();
-        let child = command.spawn().map_err(|e| match cgroup {
-            // A failed join (the pre_exec hook) comes back as spawn's error.
-            Some(group) => JobError::Spawn(io::Error::new(
-                e.kind(),
-                format!(
-                    "{e} (or joining the job's cgroup {} failed)",
-                    group.dir.display()
-                ),
-            )),
-            None => JobError::Spawn(e),
-        })?;
+        let child = command.spawn().map_err(JobError::Spawn)?;
         guard
             .get_or_insert_with(HashSet::new)
             .insert(child.id() as libc::pid_t);
@@ -454,65 +567,96 @@ fn run_in(spec: &JobSpec, cgroup: Option<&JobCgroup>) -> Result<JobOutcome, JobE
     };
     let pid = child.id() as libc::pid_t;
 
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let out_reader = stdout.map(|p| thread::spawn(move || Captured::drain(p)));
-    let err_reader = stderr.map(|p| thread::spawn(move || Captured::drain(p)));
+    let mut streams = [
+        Stream::new(child.stdout.take().map(|p| Box::new(p) as Box<dyn ReadFd>)),
+        Stream::new(child.stderr.take().map(|p| Box::new(p) as Box<dyn ReadFd>)),
+    ];
+    let exit = match ExitSignal::new(pid) {
+        Ok(exit) => exit,
+        Err(e) => {
+            abandon(pid);
+            return Err(JobError::Wait(e));
+        }
+    };
+    let mut buf = vec![0u8; 64 * 1024];
 
-    // A waiter thread reports the shell's exit (without reaping it); this
-    // thread waits for that report, at most until the timeout.
-    let (tx, rx) = mpsc::channel();
-    let waiter = thread::spawn(move || {
-        let r = wait_exited_no_reap(pid);
-        let _ = tx.send(());
-        r
-    });
+    // One loop on this thread: the job's two pipes drained as they fill (it
+    // never blocks on a full pipe) and its shell's exit, without reaping it,
+    // at most until the timeout.
+    let deadline = spec.timeout.map(|t| clock + t);
     let mut timed_out = false;
-    match spec.timeout {
-        Some(limit) => {
-            if rx.recv_timeout(limit).is_err() && !has_exited(pid) {
+    let mut runtime = None;
+    loop {
+        let exited = runtime.is_some();
+        if exited && streams.iter().all(Stream::is_closed) {
+            break;
+        }
+        let wait_ms = match (exited || timed_out, deadline) {
+            (false, Some(d)) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Rounded up: never wake before the deadline.
+                i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+            }
+            _ => -1,
+        };
+        let mut fds = [
+            streams[0].pollfd(),
+            streams[1].pollfd(),
+            libc::pollfd {
+                fd: if exited { -1 } else { exit.fd() },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of 3 pollfd for the call; negative
+        // fds are ignored by poll(2).
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, wait_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // Nothing sensible is left to wait on: stop the job.
+            abandon(pid);
+            return Err(JobError::Wait(e));
+        }
+        for (stream, fd) in streams.iter_mut().zip(&fds) {
+            if fd.revents != 0 {
+                stream.read_some(&mut buf);
+            }
+        }
+        if !exited && fds[2].revents != 0 {
+            runtime = Some(clock.elapsed());
+            // The leader is a zombie now: forget it, kill what is left of
+            // its group (the job is its shell: background processes it left
+            // are stopped with it), and of its cgroup (also those that left
+            // the process group with setsid); then its pipes close.
+            {
+                let mut guard = running();
+                if let Some(set) = guard.as_mut() {
+                    set.remove(&pid);
+                }
+                kill_group(pid);
+            }
+            if let Some(group) = cgroup {
+                group.kill_all();
+            }
+        } else if !exited && !timed_out && deadline.is_some_and(|d| Instant::now() >= d) {
+            // Checked whatever woke the poll: a job that keeps printing
+            // still times out.
+            if !has_exited(pid) {
                 timed_out = true;
                 kill_group(pid);
             }
         }
-        None => {
-            let _ = rx.recv();
-        }
     }
-    let waited = waiter
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the waiter thread panicked")));
-    let runtime = clock.elapsed();
-
-    // The leader is a zombie now (or waitid failed): forget it, kill what is
-    // left of its group (the job is its shell: background processes it left
-    // are stopped with it), then reap it.
-    {
-        let mut guard = running();
-        if let Some(set) = guard.as_mut() {
-            set.remove(&pid);
-        }
-        kill_group(pid);
-    }
-    if let Some(group) = cgroup {
-        // Also those that left the process group (setsid) but not the cgroup.
-        group.kill_all();
-    }
+    let runtime = runtime.unwrap_or_else(|| clock.elapsed());
     let reaped = reap(pid);
-    waited.map_err(JobError::Wait)?;
+    exit.finish().map_err(JobError::Wait)?;
     let (status, usage) = reaped.map_err(JobError::Wait)?;
-
-    let join = |h: Option<thread::JoinHandle<io::Result<Captured>>>| -> Result<Captured, JobError> {
-        match h {
-            None => Ok(Captured::default()),
-            Some(h) => h
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the output reader thread panicked")))
-                .map_err(JobError::Output),
-        }
-    };
-    let stdout = join(out_reader)?;
-    let stderr = join(err_reader)?;
+    let [out, err] = streams;
+    let stdout = out.finish().map_err(JobError::Output)?;
+    let stderr = err.finish().map_err(JobError::Output)?;
 
     let (exit_code, signal) = if libc::WIFEXITED(status) {
         (Some(libc::WEXITSTATUS(status)), None)
@@ -521,6 +665,14 @@ fn run_in(spec: &JobSpec, cgroup: Option<&JobCgroup>) -> Result<JobOutcome, JobE
     } else {
         (None, None)
     };
+    if let Some(group) = cgroup {
+        if exit_code == Some(JOIN_FAILED) && stderr.starts_with(JOIN_FAILED_MESSAGE) {
+            return Err(JobError::Cgroup {
+                path: group.procs(),
+                error: io::Error::other("the job's shell could not join it; the job did not run"),
+            });
+        }
+    }
 
     // ru_maxrss is in KiB on Linux.
     let maxrss = Some((usage.ru_maxrss.max(0) as u64) * 1024);
@@ -983,30 +1135,16 @@ fn remove_dir_retrying(dir: &Path, before: impl Fn()) -> io::Result<()> {
     }
 }
 
-/// Runs in the forked child before exec: moves the child into its job's
-/// group by writing "0" (the writer itself) to `cgroup.procs`. Only
-/// async-signal-safe calls: open, write, close; no allocation.
-fn join_cgroup(procs: &CStr) -> io::Result<()> {
-    // SAFETY: `procs` is a valid NUL-terminated path for the call.
-    let fd = unsafe { libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: writes one byte from a static buffer to the fd just opened.
-    let written = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
-    let result = if written == 1 {
-        Ok(())
-    } else if written < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Err(io::Error::from_raw_os_error(libc::EIO))
-    };
-    // SAFETY: closes the fd opened above, once.
-    unsafe {
-        libc::close(fd);
-    }
-    result
-}
+/// The shell script that joins the job's cgroup (`$1`: its `cgroup.procs`;
+/// writing `0` moves the writer) and then runs the command (`$2`), or
+/// says why it could not join and exits [`JOIN_FAILED`].
+const JOIN_THEN_EVAL: &str = "echo 0 2>/dev/null >\"$1\" || { echo \"respool: cannot join the job's cgroup: $1\" >&2; exit 125; }; shift; eval \"shift; $1\"";
+
+/// The exit status of a shell that could not join its job's cgroup.
+const JOIN_FAILED: i32 = 125;
+
+/// What that shell wrote to its standard error.
+const JOIN_FAILED_MESSAGE: &[u8] = b"respool: cannot join the job's cgroup: ";
 
 #[cfg(test)]
 mod tests {
@@ -1084,5 +1222,80 @@ mod tests {
         c.write_to(&mut out).expect("write_to");
         assert_eq!(out.len() as u64, c.len());
         assert!(out.iter().all(|&b| b == 7));
+    }
+
+    fn sh(args: &[&str]) -> std::process::Output {
+        Command::new("/bin/sh")
+            .args(args)
+            .output()
+            .expect("run /bin/sh")
+    }
+
+    #[test]
+    fn the_join_script_joins_then_runs_the_command_as_sh_c_would() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let procs = dir.path().join("cgroup.procs");
+        std::fs::write(&procs, "").expect("create");
+        let p = procs.to_str().expect("utf-8 path");
+        let out = sh(&["-c", JOIN_THEN_EVAL, "sh", p, "echo \"$0:$#:$1\"; exit 3"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "sh:0:\n");
+        assert_eq!(out.status.code(), Some(3));
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // It wrote "0" (itself) to the group's cgroup.procs first.
+        assert_eq!(std::fs::read_to_string(&procs).expect("read"), "0\n");
+    }
+
+    #[test]
+    fn a_shell_that_cannot_join_says_so_and_runs_nothing() {
+        let out = sh(&[
+            "-c",
+            JOIN_THEN_EVAL,
+            "sh",
+            "/nonexistent/respool/cgroup.procs",
+            "echo ran",
+        ]);
+        assert_eq!(out.status.code(), Some(JOIN_FAILED));
+        assert!(out.stdout.is_empty());
+        assert!(out.stderr.starts_with(JOIN_FAILED_MESSAGE));
+    }
+
+    fn readable(fd: RawFd) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the call; -1 waits until it is ready.
+        unsafe { libc::poll(&mut p, 1, -1) == 1 }
+    }
+
+    #[test]
+    // Reaped by `reap(pid)`, as run_in reaps its jobs, not by `Child::wait`.
+    #[allow(clippy::zombie_processes)]
+    fn both_exit_signals_fire_on_exit_without_reaping() {
+        for use_thread in [false, true] {
+            let child = Command::new("/bin/sh")
+                .args(["-c", "exit 4"])
+                .spawn()
+                .expect("spawn");
+            let pid = child.id() as libc::pid_t;
+            let exit = if use_thread {
+                ExitSignal::waiter_thread(pid).expect("waiter thread")
+            } else {
+                ExitSignal::new(pid).expect("exit signal")
+            };
+            assert_eq!(matches!(exit, ExitSignal::Thread { .. }), use_thread);
+            assert!(readable(exit.fd()));
+            // Exited, and still there to be reaped with its status.
+            assert!(has_exited(pid));
+            exit.finish().expect("finish");
+            let (status, _) = reap(pid).expect("reap");
+            assert!(libc::WIFEXITED(status));
+            assert_eq!(libc::WEXITSTATUS(status), 4);
+        }
     }
 }
