@@ -51,6 +51,7 @@ pub struct Builder {
     thread_name: String,
     stack_size: Option<usize>,
     measure_all: bool,
+    tasks_report_memory: bool,
     learning: crate::learn::LearningConfig,
     store: Option<std::sync::Arc<dyn crate::store::ProfileStore>>,
     on_task_end: Option<crate::config::TaskEndHook>,
@@ -98,6 +99,7 @@ impl Builder {
             thread_name: "respool".to_owned(),
             stack_size: None,
             measure_all: false,
+            tasks_report_memory: false,
             learning: crate::learn::LearningConfig::default(),
             store: None,
             on_task_end: None,
@@ -325,6 +327,33 @@ impl Builder {
     /// Costs two clock reads per task.
     pub fn measure_all(mut self, on: bool) -> Self {
         self.measure_all = on;
+        self
+    }
+
+    /// The pool's classified tasks report their memory themselves, with
+    /// [`TaskContext::report_usage`](crate::TaskContext::report_usage) (the
+    /// memory of child processes, for example, which no allocator sees).
+    /// Memory can then be learned without the
+    /// [tracking allocator](crate::alloc), so the cold-start probe applies
+    /// as it does with that allocator: a class whose memory is not learned
+    /// yet runs at most
+    /// [`probe_concurrency`](crate::learn::LearningConfig::probe_concurrency)
+    /// tasks at once for its first
+    /// [`probe_runs`](crate::learn::LearningConfig::probe_runs) runs, so that
+    /// tasks that outgrow the fallback cannot all start together. Off by
+    /// default. `respool run` turns it on.
+    ///
+    /// ```
+    /// use respool::{Dim, Pool};
+    /// let pool = Pool::builder().memory("1GiB").tasks_report_memory(true).build()?;
+    /// pool.task()
+    ///     .class("convert")
+    ///     .spawn(|ctx| ctx.report_usage(Dim::Memory, 300 << 20))?
+    ///     .join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tasks_report_memory(mut self, on: bool) -> Self {
+        self.tasks_report_memory = on;
         self
     }
 
@@ -734,6 +763,7 @@ impl Builder {
             thread_name: self.thread_name,
             stack_size: self.stack_size,
             measure_all: self.measure_all,
+            tasks_report_memory: self.tasks_report_memory,
             learning: self.learning,
             store: self.store,
             on_task_end: self.on_task_end,

@@ -30,6 +30,8 @@ pub(crate) struct Config {
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
     pub(crate) measure_all: bool,
+    /// Tasks report their memory (`Builder::tasks_report_memory`).
+    pub(crate) tasks_report_memory: bool,
     pub(crate) learning: crate::learn::LearningConfig,
     pub(crate) store: Option<Arc<dyn crate::store::ProfileStore>>,
     pub(crate) on_task_end: Option<TaskEndHook>,

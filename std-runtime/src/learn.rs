@@ -84,8 +84,9 @@ pub struct LearningConfig {
     /// Cold start: while a class's memory use is not learned, at most this
     /// many of its tasks run at once (default 1; 0 switches it off), so that
     /// the first runs of a class whose tasks outgrow the fallback cannot all
-    /// start together. It applies only when the tracking allocator is
-    /// installed (so memory can be learned), under the `Defer` and
+    /// start together. It applies only when memory can be learned (the
+    /// tracking allocator is installed, or the tasks report their memory:
+    /// `Builder::tasks_report_memory`), under the `Defer` and
     /// `BlockUntilDeadline` policies, for at most `probe_runs` runs.
     pub probe_concurrency: u32,
     /// Runs after which a class is no longer probed even if its memory use

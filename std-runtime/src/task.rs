@@ -493,7 +493,7 @@ impl Template {
             let est = shared.learner.estimate(class, self.size);
             desc.probe = est.probe
                 && self.request.get(respool_core::Dim::Memory).is_none()
-                && crate::alloc::is_installed()
+                && (crate::alloc::is_installed() || shared.config.tasks_report_memory)
                 && shared
                     .sched
                     .tracker

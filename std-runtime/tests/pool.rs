@@ -1489,3 +1489,61 @@ fn a_single_domain_reports_what_the_tracker_holds() {
     pool.shutdown();
     assert_eq!(pool.snapshot().domains[0].0.get(Dim::Memory), Some(0));
 }
+
+#[test]
+fn a_new_class_whose_tasks_report_memory_runs_one_at_a_time_until_learned() {
+    // No tracking allocator in this test binary: the tasks say what they
+    // used (as `respool run` does for child processes). The fallback (1 MiB)
+    // is far below what each reports (30 MiB), and 4 workers and plenty of
+    // CPU would start the whole wave at once without the cold-start probe.
+    const MIB: u64 = 1 << 20;
+    let pool = Pool::builder()
+        .workers(4)
+        .capacity(
+            Resources::new()
+                .with(Dim::Memory, 100 * MIB)
+                .unwrap()
+                .with(Dim::Cpu, 64_000)
+                .unwrap(),
+        )
+        .headroom(Resources::NONE)
+        .learning(respool::learn::LearningConfig {
+            fallback: Resources::new().with(Dim::Memory, MIB).unwrap(),
+            ..respool::learn::LearningConfig::default()
+        })
+        .tasks_report_memory(true)
+        .build()
+        .unwrap();
+    let running = Arc::new(AtomicI64::new(0));
+    let peak = Arc::new(AtomicI64::new(0));
+    let gate = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let (running, peak, gate) = (running.clone(), peak.clone(), gate.clone());
+            pool.task()
+                .class("child-process")
+                .spawn(move |ctx: &TaskContext| {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    wait_until("the gate", || gate.load(Ordering::SeqCst));
+                    ctx.report_usage(Dim::Memory, 30 * MIB);
+                    running.fetch_sub(1, Ordering::SeqCst);
+                })
+                .unwrap()
+        })
+        .collect();
+    // Either a second task started beside the first (the probe failed), or
+    // the other five wait for the first to finish.
+    wait_until("a second task to start, or five to wait", || {
+        running.load(Ordering::SeqCst) > 1 || pool.snapshot().waiting == 5
+    });
+    gate.store(true, Ordering::SeqCst);
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        1,
+        "the class ran one task at a time while its memory was not learned"
+    );
+}
