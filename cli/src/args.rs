@@ -24,6 +24,30 @@ pub enum Command {
     Run(RunArgs),
     /// Shows and edits the learned profiles.
     Profiles(ProfilesArgs),
+    /// Runs a generated workload (GNU sort on small and large files) with
+    /// a count-only runner (xargs -P) and twice with `respool run`, under
+    /// one memory budget, and shows what each used.
+    Demo(DemoArgs),
+}
+
+/// `respool demo`'s options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Jobs at once, for xargs -P and respool run -j [default: the CPUs, at least 2].
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
+    /// The memory budget the workload is sized for and run under
+    /// [default: 512MiB, or half the available memory if less].
+    #[arg(long, value_name = "BUDGET", value_parser = parse_budget)]
+    pub memory: Option<u64>,
+    /// Write the workload, the profiles and the results under DIR (made if
+    /// missing, and kept) instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
+    /// Make no memory cgroup, as where this process may not (not root):
+    /// the budget goes to respool as --memory, memory is sampled.
+    #[arg(long)]
+    pub no_cgroup: bool,
 }
 
 /// `respool run`'s options.

@@ -4,6 +4,7 @@
 pub mod job;
 
 pub mod args;
+pub mod demo;
 pub mod input;
 pub mod joblog;
 pub mod profiles;

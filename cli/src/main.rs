@@ -19,6 +19,7 @@ fn main() {
     let status = match cli.command {
         Command::Run(args) => respool_cli::schedule::run(args),
         Command::Profiles(args) => respool_cli::profiles::run(args),
+        Command::Demo(args) => respool_cli::demo::run(args),
     };
     std::process::exit(status);
 }

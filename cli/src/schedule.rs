@@ -327,6 +327,18 @@ fn account(
     }
 }
 
+/// How a class's jobs had their memory reserved, for the summary.
+#[derive(Default)]
+struct Sizing {
+    /// From a confident prediction.
+    learned: u64,
+    /// From the class's measured runs, not confident yet (the core's
+    /// "covered" estimate: the class's own data, its misses' percentile).
+    measured: u64,
+    /// The fallback (nothing learned), or a raised OOM retry.
+    fallback: u64,
+}
+
 /// A job whose results line waits for its other half.
 #[derive(Default)]
 struct Pending {
@@ -426,6 +438,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         .headroom(Resources::NONE)
         .learning(learning)
         .observer(Reservations)
+        .tasks_report_memory(true)
         .profile_store(FileStore::new(&store_path))
         .thread_name("respool-job")
         .on_task_end(move |r: &TaskReport| {
@@ -559,6 +572,8 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let mut oom_gave_up = 0u64;
     let mut ran_classes = std::collections::BTreeSet::new();
     let mut io_error: Option<String> = None;
+    let mut sizing: BTreeMap<String, Sizing> = BTreeMap::new();
+    let fallback = limits.fallback;
     let halting_now = args
         .halt
         .and_then(|h| h.0)
@@ -580,7 +595,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
             } => {
                 let p = pending.entry(seq).or_default();
                 p.report = Some((reserved, predicted));
-                if writing(&mut results, p, &mut io_error) {
+                if writing(&mut results, p, &mut io_error, &mut sizing, fallback) {
                     pending.remove(&seq);
                 }
             }
@@ -635,7 +650,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                 let seq = record.seq;
                 let p = pending.entry(seq).or_default();
                 p.record = Some(record);
-                if writing(&mut results, p, &mut io_error) {
+                if writing(&mut results, p, &mut io_error, &mut sizing, fallback) {
                     pending.remove(&seq);
                 }
             }
@@ -662,7 +677,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     for (_, mut p) in std::mem::take(&mut pending) {
         if p.record.is_some() {
             p.report.get_or_insert((None, None));
-            writing(&mut results, &mut p, &mut io_error);
+            writing(&mut results, &mut p, &mut io_error, &mut sizing, fallback);
         }
     }
     let save_error = pool.save_profiles().err();
@@ -709,7 +724,21 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                 "{} {} runs, memory predicted within 10% {}/{}",
                 c.class, c.runs, d.within_10pct, d.predictions
             ),
-            _ => format!("{} {} runs, memory not predicted yet", c.class, c.runs),
+            _ => match sizing.get(&c.class) {
+                Some(s) if s.measured > 0 => format!(
+                    "{} {} runs, memory of {} job{} reserved from its measured runs \
+                     (not confident enough to predict yet), {} on the fallback",
+                    c.class,
+                    c.runs,
+                    s.measured,
+                    if s.measured == 1 { "" } else { "s" },
+                    s.fallback
+                ),
+                _ => format!(
+                    "{} {} runs, memory not learned yet (the fallback reserved)",
+                    c.class, c.runs
+                ),
+            },
         })
         .collect();
     if !classes.is_empty() {
@@ -733,10 +762,18 @@ fn writing(
     results: &mut Option<ResultsFile>,
     p: &mut Pending,
     io_error: &mut Option<String>,
+    sizing: &mut BTreeMap<String, Sizing>,
+    fallback: Option<u64>,
 ) -> bool {
     if let (Some(record), Some((reserved, predicted))) = (&mut p.record, p.report) {
         record.reserved_memory_bytes = reserved;
         record.predicted_memory_bytes = predicted;
+        let s = sizing.entry(record.class.clone()).or_default();
+        match (reserved, predicted) {
+            (_, Some(_)) => s.learned += 1,
+            (Some(r), None) if Some(r) != fallback && record.attempts == 1 => s.measured += 1,
+            _ => s.fallback += 1,
+        }
         if let Some(r) = results {
             if let Err(e) = r.write(record) {
                 io_error.get_or_insert(format!("cannot write the results file: {e}"));

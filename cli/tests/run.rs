@@ -816,3 +816,28 @@ fn job_that_cannot_fit_in_the_budget_gives_up() {
         "{err}"
     );
 }
+
+#[test]
+fn the_demo_runs_and_respool_stays_under_its_budget() {
+    // A small budget keeps it quick; without cgroups, as a user who is not
+    // root sees it (the kernel's own figures are checked by ci/demo.sh).
+    let o = exec(
+        BIN,
+        &["demo", "--memory", "96MiB", "-j", "2", "--no-cgroup"],
+        b"",
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    for run in ["first run", "second run"] {
+        assert!(
+            out.lines().any(|l| l.starts_with("respool run,")
+                && l.contains(run)
+                && l.contains("under the budget, every job done")),
+            "{run}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("reserved what sort's earlier runs measured"),
+        "{out}"
+    );
+}
