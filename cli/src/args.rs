@@ -31,7 +31,10 @@ pub enum Command {
 #[command(
     after_help = "Arguments: `::: A B C` (each `:::` group is an input source), `:::: FILE...` \
                   (one argument per line, `-` is standard input), else standard input one per line. \
-                  Several sources combine as GNU parallel's (every combination, in order).\n\
+                  Several sources combine as GNU parallel's (every combination, in order); \
+                  a source after `:::+` or `::::+` is linked to the one before it: paired \
+                  argument by argument instead of combined (a longer source's extra arguments are dropped, \
+                  as GNU parallel 20221122 drops them).\n\
                   Replacement strings: {} {.} {/} {//} {/.} {#} and {N} {N.} {N/} {N//} {N/.}; \
                   without any, the arguments are appended. Arguments are shell-quoted."
 )]
@@ -87,6 +90,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub oom_retries: u32,
     /// The command, then its input: COMMAND... [::: ARGS...]... [:::: FILE...]...
+    /// (`:::+`, `::::+`: linked to the source before)
     #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }

@@ -354,7 +354,8 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let line = input::split(&args.command).map_err(usage)?;
     let template = Template::parse(&line.command.join(&b' '));
     let sources = input::read_sources(&line.sources).map_err(usage)?;
-    let product = Product::new(sources);
+    let linked: Vec<bool> = line.sources.iter().map(|s| s.linked).collect();
+    let product = Product::new(sources, &linked);
     let total = product.total();
 
     if args.dry_run {

@@ -219,6 +219,108 @@ fn outputs_are_whole_without_keep_order() {
     }
 }
 
+/// Linked sources (`:::+`, `::::+`): our `--dry-run` and `-k` outputs, as
+/// GNU parallel 20221122 prints them (checked against it where installed).
+#[test]
+fn linked_sources_as_gnu_parallel() {
+    let env = Env::new();
+    let four = env.path("four");
+    std::fs::write(&four, "f1\nf2\nf3\nf4\n").expect("written");
+    let empty = env.path("empty");
+    std::fs::write(&empty, "").expect("written");
+    let (four, empty) = (
+        four.to_str().expect("utf-8 temp path"),
+        empty.to_str().expect("utf-8 temp path"),
+    );
+    // (the arguments after the options, what `-k` prints)
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["echo", ":::", "a", "b", ":::+", "1", "2"],
+            "a 1\nb 2\n",
+        ),
+        (
+            vec!["echo", ":::", "a", "b", ":::", "x", "y", ":::+", "1", "2"],
+            "a x 1\na y 2\nb x 1\nb y 2\n",
+        ),
+        (
+            vec!["echo", ":::", "a", "b", ":::+", "1", "2", ":::", "x", "y"],
+            "a 1 x\na 1 y\nb 2 x\nb 2 y\n",
+        ),
+        // Unequal lengths: as long as the shortest.
+        (
+            vec!["echo", "::::", four, ":::+", "1", "2", "3"],
+            "f1 1\nf2 2\nf3 3\n",
+        ),
+        (
+            vec!["echo", ":::", "a", "b", "c", ":::+", "1", "2"],
+            "a 1\nb 2\n",
+        ),
+        (
+            vec![
+                "echo", ":::", "a", "b", ":::+", "1", "2", "3", ":::+", "X", "Y", "Z",
+            ],
+            "a 1 X\nb 2 Y\n",
+        ),
+        (
+            vec!["echo", ":::", "a", "b", "c", "::::+", four, four],
+            "a f1 f1\nb f2 f2\nc f3 f3\n",
+        ),
+        (
+            vec![
+                "echo", ":::", "a", "b", "c", ":::+", "1", "2", ":::", "x", "y", ":::+", "P", "Q",
+                "R",
+            ],
+            "a 1 x P\na 1 y Q\nb 2 x P\nb 2 y Q\n",
+        ),
+        // Replacement strings, quoting and numbering over linked sources.
+        (
+            vec![
+                "echo", "{#}", "{2}-{1}", ":::", "a b", "c", "d", ":::+", "1", "2",
+            ],
+            "1 1-a b\n2 2-c\n",
+        ),
+        // An empty source is one empty argument; a first `:::+` is `:::`.
+        (
+            vec!["echo", ":::", "a", "b", ":::", ":::+", "1", "2"],
+            "a  1\nb  1\n",
+        ),
+        (vec!["echo", ":::", "a", "b", "::::+", empty], "a \n"),
+        (vec!["echo", ":::", "a", "b", "::::", empty], "a \nb \n"),
+        (vec!["echo", ":::+", "a", "b"], "a\nb\n"),
+    ];
+    let parallel = gnu_parallel();
+    for (args, expected) in &cases {
+        let mut k = vec!["-k"];
+        k.extend(args);
+        let ours = env.run(&k, b"");
+        assert_eq!(stdout(&ours), *expected, "{args:?}: {}", stderr(&ours));
+        assert_eq!(ours.status.code(), Some(0), "{args:?}");
+        // GNU parallel's --dry-run prints in no fixed order without -k.
+        let mut dry = vec!["-k", "--dry-run"];
+        dry.extend(args);
+        let ours_dry = env.run(&dry, b"");
+        assert_eq!(
+            stdout(&ours_dry).lines().count(),
+            expected.lines().count(),
+            "{args:?}"
+        );
+        if let Some(parallel) = parallel {
+            let theirs = exec(parallel, &k, b"");
+            assert_eq!(stdout(&ours), stdout(&theirs), "-k {args:?}");
+            let theirs_dry = exec(parallel, &dry, b"");
+            assert_eq!(stdout(&ours_dry), stdout(&theirs_dry), "--dry-run {args:?}");
+        }
+    }
+    // `::::+` with no file is a usage error.
+    let o = env.run(&["echo", ":::", "a", "::::+"], b"");
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        stderr(&o).contains("::::+ must be followed"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn dry_run_prints_and_runs_nothing() {
     let env = Env::new();
