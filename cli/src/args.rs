@@ -59,8 +59,11 @@ pub struct RunArgs {
     /// class's median run time (P above 100).
     #[arg(long, value_name = "DURATION|P%", value_parser = parse_timeout)]
     pub timeout: Option<Timeout>,
-    /// The jobs' class (what respool learns under) [default: the program's name].
-    #[arg(long, value_name = "NAME")]
+    /// The jobs' class (what respool learns under): a name, or a template
+    /// with the command's replacement strings, expanded per job without
+    /// quoting (e.g. 'sort-{/.}', 'conv-{2}') [default, and where the
+    /// template expands to nothing: the program's name].
+    #[arg(long, value_name = "NAME|TEMPLATE")]
     pub class: Option<String>,
     /// The profiles file [default: $XDG_STATE_HOME/respool/profiles.json,
     /// else ~/.local/state/respool/profiles.json].

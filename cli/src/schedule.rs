@@ -205,6 +205,15 @@ fn class_of(command: &[u8]) -> String {
     }
 }
 
+/// The class of job `seq`: `--class`'s template expanded for its arguments
+/// (unquoted), else (no `--class`, or an empty expansion) its program's name.
+fn class_for(template: Option<&Template>, args: &[&[u8]], seq: u64, command: &[u8]) -> String {
+    match template.map(|t| t.expand_unquoted(args, seq)) {
+        Some(name) if !name.is_empty() => String::from_utf8_lossy(&name).into_owned(),
+        _ => class_of(command),
+    }
+}
+
 /// The summed size of the arguments that name readable regular files.
 fn size_hint(args: &[Vec<u8>]) -> Option<u64> {
     let mut total = None;
@@ -490,7 +499,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         let medians = Arc::clone(&medians);
         let measurer = Arc::clone(&measurer);
         let limits = Arc::clone(&limits);
-        let class_override = args.class.clone();
+        let class_template = args.class.as_deref().map(|c| Template::parse(c.as_bytes()));
         let timeout = args.timeout;
         std::thread::Builder::new()
             .name("respool-submit".to_owned())
@@ -505,10 +514,8 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                     }
                     let refs: Vec<&[u8]> = tuple.iter().map(Vec::as_slice).collect();
                     let command = template.expand(&refs, seq);
-                    let class: Arc<str> = class_override
-                        .clone()
-                        .unwrap_or_else(|| class_of(&command))
-                        .into();
+                    let class: Arc<str> =
+                        class_for(class_template.as_ref(), &refs, seq, &command).into();
                     let job = JobTask {
                         seq,
                         command,

@@ -646,6 +646,59 @@ fn results_lines_carry_memory_and_its_source() {
     assert_eq!(seqs, vec![(1, 0), (2, 2)]);
 }
 
+/// `--class` as a template: each job's class from its own arguments,
+/// unquoted; a plain name for all; an empty expansion falls back to the
+/// program's name.
+#[test]
+fn class_templates_expand_per_job() {
+    let env = Env::new();
+    let results = env.path("r.jsonl");
+    let classes = |class: &str, inputs: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "--no-cgroup",
+            "--results",
+            results.to_str().expect("utf-8 temp path"),
+            "--class",
+            class,
+            "true",
+        ];
+        args.extend(inputs);
+        let o = env.run(&args, b"");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let mut lines: Vec<(u64, String)> = results_lines(&results)
+            .iter()
+            .map(|v| {
+                (
+                    v["seq"].as_u64().expect("seq"),
+                    v["class"].as_str().expect("class").to_owned(),
+                )
+            })
+            .collect();
+        lines.sort();
+        lines.into_iter().map(|(_, c)| c).collect()
+    };
+    assert_eq!(
+        classes("sort-{/.}", &[":::", "dir/a.txt", "it's b.tar.gz", "c"]),
+        ["sort-a", "sort-it's b.tar", "sort-c"]
+    );
+    assert_eq!(
+        classes("conv-{2}", &[":::", "a", "b", ":::", "png", "jpg"]),
+        ["conv-png", "conv-jpg", "conv-png", "conv-jpg"]
+    );
+    assert_eq!(classes("k{#}", &[":::", "a", "b"]), ["k1", "k2"]);
+    assert_eq!(classes("fixed", &[":::", "a", "b"]), ["fixed", "fixed"]);
+    // {2} of an empty argument: the program's name.
+    assert_eq!(
+        classes("{2}", &[":::", "a", "b", ":::+", "x", ""]),
+        ["x", "true"]
+    );
+    // The classes are learned under their names.
+    let list = stdout(&env.profiles(&["list"]));
+    for class in ["sort-a", "conv-png", "conv-jpg", "k2", "fixed", "x", "true"] {
+        assert!(list.contains(&format!("\n{class}\t")), "{class} in {list}");
+    }
+}
+
 #[test]
 fn profiles_persist_between_runs() {
     let env = Env::new();
