@@ -72,6 +72,16 @@ pub struct RunArgs {
     /// Write GNU parallel's joblog to FILE.
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<PathBuf>,
+    /// Skip the jobs the --joblog FILE records (by job number, as GNU
+    /// parallel), run the others, and append to FILE (and to --results).
+    /// A missing FILE: every job runs. Jobs stopped by Ctrl-C are recorded
+    /// (Signal 9), so --resume does not run them again: --resume-failed does.
+    #[arg(long, requires = "joblog")]
+    pub resume: bool,
+    /// As --resume, but also run again the jobs the joblog records as
+    /// failed (Exitval or Signal not 0).
+    #[arg(long, requires = "joblog")]
+    pub resume_failed: bool,
     /// Write one JSON object per job (memory, CPU, prediction) to FILE.
     #[arg(long, value_name = "FILE.jsonl")]
     pub results: Option<PathBuf>,

@@ -13,7 +13,7 @@
 //! results, and is learned from.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStringExt;
@@ -120,6 +120,9 @@ enum Msg {
     Done(Box<Finished>),
     /// A job was not started because `--halt` stopped the run.
     Skipped(u64),
+    /// A job was not started because the joblog records it as done
+    /// (`--resume`, `--resume-failed`).
+    AlreadyDone(u64),
     /// What respool reserved and predicted for a job (from `on_task_end`).
     Report {
         seq: u64,
@@ -361,6 +364,27 @@ fn usage(message: impl std::fmt::Display) -> (i32, String) {
 #[allow(clippy::too_many_lines)]
 fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let line = input::split(&args.command).map_err(usage)?;
+    // --resume / --resume-failed: the joblog is read (and found sound)
+    // before anything is written, so that it is never lost.
+    let resume = args.resume || args.resume_failed;
+    let (recorded, done) = match (&args.joblog, resume) {
+        (Some(path), true) => {
+            let recorded = joblog::read(path).map_err(|e| {
+                usage(format!(
+                    "cannot resume from the joblog {}: {e}; it is left as it is",
+                    path.display()
+                ))
+            })?;
+            let done = match &recorded {
+                None => HashSet::new(),
+                Some(r) if args.resume_failed => r.succeeded.clone(),
+                Some(r) => r.seen.clone(),
+            };
+            (recorded, done)
+        }
+        (None, true) => return Err(usage("--resume and --resume-failed need --joblog FILE")),
+        (_, false) => (None, HashSet::new()),
+    };
     let template = Template::parse(&line.command.join(&b' '));
     let sources = input::read_sources(&line.sources).map_err(usage)?;
     let linked: Vec<bool> = line.sources.iter().map(|s| s.linked).collect();
@@ -371,6 +395,9 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         let stdout = io::stdout();
         let mut out = stdout.lock();
         for (i, tuple) in product.enumerate() {
+            if done.contains(&(i as u64 + 1)) {
+                continue;
+            }
             let refs: Vec<&[u8]> = tuple.iter().map(Vec::as_slice).collect();
             let mut cmd = template.expand(&refs, i as u64 + 1);
             cmd.push(b'\n');
@@ -383,18 +410,29 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
 
     let mut joblog = match &args.joblog {
         Some(p) => Some(
-            JobLog::create(p)
-                .map_err(|e| usage(format!("cannot write the joblog {}: {e}", p.display())))?,
+            if resume {
+                JobLog::append(p, recorded.as_ref())
+            } else {
+                JobLog::create(p)
+            }
+            .map_err(|e| usage(format!("cannot write the joblog {}: {e}", p.display())))?,
         ),
         None => None,
     };
     let mut results = match &args.results {
-        Some(p) => Some(ResultsFile::create(p).map_err(|e| {
-            usage(format!(
-                "cannot write the results file {}: {e}",
-                p.display()
-            ))
-        })?),
+        Some(p) => Some(
+            if resume {
+                ResultsFile::append(p)
+            } else {
+                ResultsFile::create(p)
+            }
+            .map_err(|e| {
+                usage(format!(
+                    "cannot write the results file {}: {e}",
+                    p.display()
+                ))
+            })?,
+        ),
         None => None,
     };
     let store_path = match &args.store {
@@ -507,6 +545,11 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                 let mut n = 0u64;
                 for (i, tuple) in product.enumerate() {
                     let seq = i as u64 + 1;
+                    if done.contains(&seq) {
+                        let _ = tx.send(Msg::AlreadyDone(seq));
+                        n = seq;
+                        continue;
+                    }
                     if halted.load(Ordering::SeqCst) {
                         let _ = tx.send(Msg::Skipped(seq));
                         n = seq;
@@ -561,6 +604,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let mut submitted: Option<u64> = None;
     let mut accounted = 0u64;
     let mut skipped = 0u64;
+    let mut already_done = 0u64;
     let mut peak_measured: Option<(u64, u64)> = None; // (bytes, seq)
     let mut oom_kills = 0u64;
     let mut oom_recovered = 0u64;
@@ -579,6 +623,11 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
             Msg::Skipped(seq) => {
                 accounted += 1;
                 skipped += 1;
+                out.skip(seq);
+            }
+            Msg::AlreadyDone(seq) => {
+                accounted += 1;
+                already_done += 1;
                 out.skip(seq);
             }
             Msg::Report {
@@ -687,6 +736,16 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         if halting.done == 1 { "" } else { "s" },
         halting.failed
     );
+    if already_done > 0 {
+        summary.push_str(&format!(
+            ", {already_done} skipped as done in the joblog ({})",
+            if args.resume_failed {
+                "--resume-failed"
+            } else {
+                "--resume"
+            }
+        ));
+    }
     if skipped > 0 {
         summary.push_str(&format!(", {skipped} not started (--halt or Ctrl-C)"));
     }

@@ -594,6 +594,283 @@ fn joblog_matches_gnu_parallel() {
     }
 }
 
+/// GNU parallel's joblog header.
+const HEADER: &str = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
+
+/// A joblog as an interrupted run leaves it: job 1 succeeded, 2 failed, 3
+/// was killed by a signal, 4 never ran, 5 succeeded, 6 failed and then
+/// succeeded (a second line), 7 timed out (-1); 8 to 10 never ran.
+fn interrupted_joblog() -> String {
+    let line = |seq: u32, exit: i32, signal: i32| {
+        format!(
+            "{seq}\t:\t1796547468.038\t     0.010\t0\t2\t{exit}\t{signal}\techo {seq}; exit 0\n"
+        )
+    };
+    [
+        HEADER.to_owned(),
+        line(1, 0, 0),
+        line(2, 1, 0),
+        line(3, 0, 9),
+        line(5, 0, 0),
+        line(6, 2, 0),
+        line(7, -1, 0),
+        line(6, 0, 0),
+    ]
+    .concat()
+}
+
+/// The Seq, Exitval, Signal and Command of a joblog's lines after the
+/// first `skip` bytes, in the order written.
+fn appended_rows(path: &Path, skip: usize) -> Vec<[String; 4]> {
+    let text = std::fs::read(path).expect("joblog");
+    String::from_utf8_lossy(&text[skip..])
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            [f[0], f[6], f[7], f[8]].map(str::to_owned)
+        })
+        .collect()
+}
+
+/// --resume and --resume-failed skip and run again exactly the jobs GNU
+/// parallel's own options would, on the same joblog; the joblog is
+/// appended to, never rewritten, without a second header.
+#[test]
+fn resume_skips_and_reruns_as_gnu_parallel() {
+    let env = Env::new();
+    let before = interrupted_joblog();
+    let parallel = gnu_parallel();
+    // Job N prints N and exits with its input (job 2 and job 8 fail).
+    let tail = [
+        "echo {#}; exit {}",
+        ":::",
+        "0",
+        "1",
+        "0",
+        "0",
+        "0",
+        "2",
+        "0",
+        "3",
+        "0",
+        "0",
+    ];
+    for (option, ran, status) in [
+        ("--resume", "4\n8\n9\n10\n", 1),
+        ("--resume-failed", "2\n3\n4\n7\n8\n9\n10\n", 2),
+    ] {
+        let ours = env.path("ours.log");
+        std::fs::write(&ours, &before).expect("written");
+        let mut args: Vec<&str> = vec!["--dry-run", "-j3", option, "--joblog"];
+        args.push(ours.to_str().expect("utf-8 temp path"));
+        args.extend(tail);
+        // --dry-run shows the jobs that would run and writes nothing.
+        let dry = env.run(&args, b"");
+        assert_eq!(dry.status.code(), Some(0));
+        assert_eq!(
+            stdout(&dry).lines().count(),
+            ran.lines().count(),
+            "{option} --dry-run: {}",
+            stdout(&dry)
+        );
+        assert_eq!(std::fs::read_to_string(&ours).expect("joblog"), before);
+        args[0] = "-k";
+        let o = env.run(&args, b"");
+        assert_eq!(stdout(&o), ran, "{option}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(status), "{option}: {}", stderr(&o));
+        let after = std::fs::read_to_string(&ours).expect("joblog");
+        assert!(
+            after.starts_with(&before),
+            "{option}: appended to, not rewritten"
+        );
+        assert_eq!(after.matches("Seq\t").count(), 1, "{option}: one header");
+        let mut rows = appended_rows(&ours, before.len());
+        rows.sort_by_key(|r| r[0].parse::<u64>().expect("Seq"));
+        let seqs: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
+        assert_eq!(
+            seqs.join("\n") + "\n",
+            ran,
+            "{option}: a line for each job run"
+        );
+
+        if let Some(parallel) = parallel {
+            let theirs = env.path("theirs.log");
+            std::fs::write(&theirs, &before).expect("written");
+            args[4] = theirs.to_str().expect("utf-8 temp path");
+            let t = exec(parallel, &args, b"");
+            assert_eq!(stdout(&o), stdout(&t), "{option}: the jobs run");
+            assert_eq!(o.status.code(), t.status.code(), "{option}");
+            let mut theirs_rows = appended_rows(&theirs, before.len());
+            theirs_rows.sort_by_key(|r| r[0].parse::<u64>().expect("Seq"));
+            assert_eq!(rows, theirs_rows, "{option}: the lines appended");
+        }
+    }
+}
+
+/// What --resume does when there is nothing to resume from, or something
+/// that is not a joblog.
+#[test]
+fn resume_without_a_sound_joblog() {
+    let env = Env::new();
+    let log = env.path("log");
+    let log_s = log.to_str().expect("utf-8 temp path");
+    // No --joblog: a usage error.
+    for option in ["--resume", "--resume-failed"] {
+        let o = env.run(&[option, "echo", ":::", "a"], b"");
+        assert_eq!(o.status.code(), Some(255), "{}", stderr(&o));
+        assert!(stderr(&o).contains("--joblog"), "{}", stderr(&o));
+        assert!(o.stdout.is_empty());
+    }
+    // No joblog yet: every job runs, and the joblog is made with its header.
+    let o = env.run(
+        &["-k", "--resume", "--joblog", log_s, "echo", ":::", "a", "b"],
+        b"",
+    );
+    assert_eq!(
+        (o.status.code(), stdout(&o)),
+        (Some(0), "a\nb\n".to_owned())
+    );
+    let (header, rows) = joblog_rows(&log);
+    assert_eq!((header.as_str(), rows.len()), (HEADER, 2));
+    // Then nothing is left to do.
+    let o = env.run(
+        &["-k", "--resume", "--joblog", log_s, "echo", ":::", "a", "b"],
+        b"",
+    );
+    assert_eq!((o.status.code(), stdout(&o)), (Some(0), String::new()));
+    // Not a joblog, or not readable: exit 255, nothing run, nothing touched.
+    let bad_cases = [
+        "not a joblog\n".to_owned(),
+        format!("{HEADER}1\t:\t1796547468.038\t0.010\n"),
+        format!("{HEADER}x\t:\t1796547468.038\t0.010\t0\t0\t0\t0\techo\n"),
+    ];
+    for bad in &bad_cases {
+        std::fs::write(&log, bad).expect("written");
+        for option in ["--resume", "--resume-failed"] {
+            let o = env.run(&[option, "--joblog", log_s, "echo", ":::", "a"], b"");
+            assert_eq!(o.status.code(), Some(255), "{bad:?}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains("cannot resume from the joblog"),
+                "{}",
+                stderr(&o)
+            );
+            assert!(o.stdout.is_empty(), "nothing ran");
+            assert_eq!(&std::fs::read_to_string(&log).expect("kept"), bad);
+        }
+    }
+    let dir = env.path("a-directory");
+    std::fs::create_dir(&dir).expect("made");
+    let o = env.run(
+        &[
+            OsStr::new("--resume"),
+            OsStr::new("--joblog"),
+            dir.as_os_str(),
+            OsStr::new("echo"),
+            OsStr::new(":::"),
+            OsStr::new("a"),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(255), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+}
+
+/// With --resume the results file is added to, as the joblog is.
+#[test]
+fn resume_appends_to_the_results() {
+    let env = Env::new();
+    let log = env.path("log");
+    let results = env.path("r.jsonl");
+    let run = |inputs: &[&str]| {
+        let mut args: Vec<&OsStr> = ["--no-cgroup", "--resume", "--joblog"]
+            .map(OsStr::new)
+            .to_vec();
+        args.push(log.as_os_str());
+        args.push(OsStr::new("--results"));
+        args.push(results.as_os_str());
+        args.push(OsStr::new("true"));
+        args.push(OsStr::new(":::"));
+        args.extend(inputs.iter().map(OsStr::new));
+        let o = env.run(&args, b"");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    run(&["a", "b"]);
+    run(&["a", "b", "c"]);
+    let seqs: Vec<u64> = results_lines(&results)
+        .iter()
+        .map(|v| v["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs.len(), 3, "{seqs:?}");
+    assert_eq!(seqs.last(), Some(&3));
+}
+
+/// GNU parallel resumes from our joblog as from its own: `parallel
+/// --resume`, `--resume-failed` and `--retry-failed` run the same commands
+/// with our joblog of a run as with its own joblog of the same run.
+#[test]
+fn gnu_parallel_resumes_from_our_joblog() {
+    let Some(parallel) = gnu_parallel() else {
+        return;
+    };
+    let env = Env::new();
+    // (No argument with a newline: GNU parallel splits a `:::` argument at
+    // its newlines; see below for such a command.)
+    let first = [
+        "echo a",
+        "echo e; exit 3",
+        "echo k; kill -9 $$",
+        "echo b",
+        "echo f; exit 5",
+    ];
+    let more = ["echo c", "echo d; exit 4"];
+    let ours = env.path("ours.log");
+    let theirs = env.path("theirs.log");
+    let log_args = |log: &Path, inputs: &[&str]| -> Vec<OsString> {
+        let mut args: Vec<OsString> =
+            vec!["--joblog".into(), log.into(), "{}".into(), ":::".into()];
+        args.extend(inputs.iter().map(OsString::from));
+        args
+    };
+    let o = env.run(&log_args(&ours, &first), b"");
+    let t = exec(parallel, &log_args(&theirs, &first), b"");
+    assert_eq!(o.status.code(), t.status.code());
+    let all: Vec<&str> = first.iter().chain(&more).copied().collect();
+    for option in ["--resume", "--resume-failed", "--retry-failed"] {
+        let mut outputs = Vec::new();
+        for log in [&ours, &theirs] {
+            let copy = env.path("copy.log");
+            std::fs::copy(log, &copy).expect("copied");
+            let mut args: Vec<OsString> = vec!["-k".into(), option.into()];
+            if option == "--retry-failed" {
+                // The commands come from the joblog.
+                args.extend(["--joblog".into(), copy.clone().into()]);
+            } else {
+                args.extend(log_args(&copy, &all));
+            }
+            let run = exec(parallel, &args, b"");
+            outputs.push((stdout(&run), run.status.code(), stderr(&run)));
+        }
+        assert_eq!(
+            outputs[0], outputs[1],
+            "parallel {option}: ours, then its own"
+        );
+        let expected = match option {
+            "--resume" => "c\nd\n",
+            "--resume-failed" => "e\nk\nf\nc\nd\n",
+            _ => "e\nk\nf\n",
+        };
+        assert_eq!(outputs[0].0, expected, "parallel {option}");
+    }
+    // A command with a newline (written as NUL in the joblog): GNU
+    // parallel's --retry-failed runs it as it was.
+    let o = env.run(&log_args(&ours, &["echo 'n1\nn2'; exit 5", "echo b"]), b"");
+    assert_eq!(o.status.code(), Some(1));
+    let mut args: Vec<OsString> = vec!["-k".into(), "--retry-failed".into(), "--joblog".into()];
+    args.push(ours.clone().into());
+    let run = exec(parallel, &args, b"");
+    assert_eq!(stdout(&run), "n1\nn2\n", "{}", stderr(&run));
+}
+
 #[test]
 fn results_lines_carry_memory_and_its_source() {
     let env = Env::new();
