@@ -38,6 +38,9 @@ use crate::results::{JobRecord, ResultsFile};
 /// Exit status for usage errors (GNU parallel's).
 pub const USAGE: i32 = 255;
 
+/// Exit status when Ctrl-C (SIGINT) stops the run (GNU parallel's).
+pub const INTERRUPTED: i32 = 255;
+
 /// Largest exit status counting failed jobs (GNU parallel's: 101 means more than 100).
 pub const MAX_FAILED_STATUS: u64 = 101;
 
@@ -332,7 +335,7 @@ fn account(
     if let Some(now) = h.finished(exit, signal, command) {
         halted.store(true, Ordering::SeqCst);
         if now {
-            job::kill_running();
+            job::stop_all();
         } else {
             eprintln!("respool: Starting no more jobs. Waiting for the running ones to finish.");
         }
@@ -509,6 +512,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     }
 
     let halted = Arc::new(AtomicBool::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
     let halting = Arc::new(Mutex::new(Halting {
         halt: args.halt.and_then(|h| h.0),
         total,
@@ -520,11 +524,16 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let pool = Arc::new(pool);
     {
         // Ctrl-C: start nothing more and stop the running jobs; the joblog
-        // and results are then completed as for `--halt now`.
+        // and results are then completed as for `--halt now`, and the exit
+        // status is GNU parallel's for Ctrl-C (255).
         let halted = Arc::clone(&halted);
+        let interrupted = Arc::clone(&interrupted);
         if let Err(e) = ctrlc::set_handler(move || {
+            if !interrupted.swap(true, Ordering::SeqCst) {
+                eprintln!("respool: Ctrl-C: starting no more jobs, stopping the running ones.");
+            }
             halted.store(true, Ordering::SeqCst);
-            job::kill_running();
+            job::stop_all();
         }) {
             eprintln!("respool: Ctrl-C will not stop the jobs cleanly: {e}");
         }
@@ -611,10 +620,6 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let mut oom_gave_up = 0u64;
     let mut ran_classes = std::collections::BTreeSet::new();
     let mut io_error: Option<String> = None;
-    let halting_now = args
-        .halt
-        .and_then(|h| h.0)
-        .is_some_and(|h| h.when == HaltWhen::Now);
 
     while submitted.is_none_or(|n| accounted < n) {
         let Ok(msg) = rx.recv() else { break };
@@ -685,10 +690,6 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                     }
                 }
                 out.done(f);
-                if halted.load(Ordering::SeqCst) && halting_now {
-                    // A job that started as the run halted.
-                    job::kill_running();
-                }
                 let seq = record.seq;
                 let p = pending.entry(seq).or_default();
                 p.record = Some(record);
@@ -788,6 +789,9 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     }
     if let Some(e) = io_error {
         eprintln!("respool: {e}");
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        return Ok(INTERRUPTED);
     }
     Ok(halting
         .status
@@ -962,14 +966,27 @@ impl JobTask {
             stdin_null: true,
         };
         let measurer = &self.measurer;
-        let result = if self.halted.load(Ordering::SeqCst) {
+        let stopped = || {
             // An OOM retry after --halt or Ctrl-C: nothing more starts.
             Err("was OOM-killed and not retried: the run was stopped".to_owned())
+        };
+        let result = if self.halted.load(Ordering::SeqCst) {
+            stopped()
         } else {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                job::run_job(&spec, measurer).map_err(|e: JobError| e.to_string())
-            }))
-            .unwrap_or_else(|_| Err("could not be run: the job runner panicked".to_owned()))
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job::run_job(&spec, measurer)
+            })) {
+                // Ctrl-C or --halt now came after the check above: this
+                // job is not started, as if the check had seen it.
+                Ok(Err(JobError::Stopped)) if self.attempt == 1 => {
+                    CURRENT_SEQ.with(|c| c.set(0));
+                    let _ = self.tx.send(Msg::Skipped(self.seq));
+                    return;
+                }
+                Ok(Err(JobError::Stopped)) => stopped(),
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("could not be run: the job runner panicked".to_owned()),
+            }
         };
         let mut oom_kills = self.oom_kills;
         let mut gave_up = false;

@@ -1248,3 +1248,163 @@ fn job_that_cannot_fit_in_the_budget_gives_up() {
         "{err}"
     );
 }
+
+/// Whether no process has id `pid` (`kill(pid, 0)` fails with ESRCH; a
+/// negative `pid`: no process is in that group).
+fn gone(pid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 sends nothing; it takes plain integers.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Ctrl-C (SIGINT to respool): nothing more starts, the running jobs are
+/// stopped, the joblog has a whole line for each job that started, and no
+/// job process and no cgroup is left. The jobs announce themselves through
+/// a FIFO (their shell's pid), so the test knows they run without sleeping.
+#[test]
+fn ctrl_c_stops_the_jobs_and_leaves_nothing_behind() {
+    use std::io::BufRead;
+    use std::os::unix::ffi::OsStrExt;
+    use std::time::{Duration, Instant};
+
+    /// Only so that a broken respool fails the test instead of hanging it.
+    const SAFETY_NET: Duration = Duration::from_secs(60);
+
+    let env = Env::new();
+    let fifo = env.path("started");
+    let c_fifo = std::ffi::CString::new(fifo.as_os_str().as_bytes()).expect("no NUL");
+    // SAFETY: mkfifo reads a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+    // Open for reading and writing: never blocks, and never reads EOF when
+    // a job closes its end.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .expect("the FIFO opens");
+    let (tx, announced) = std::sync::mpsc::channel::<i32>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader).lines() {
+            let Ok(line) = line else { return };
+            if let Ok(pid) = line.trim().parse() {
+                if tx.send(pid).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+
+    let log = env.path("log");
+    let command = format!(
+        "echo $$ > '{}'; exec sleep 1000 {{}}",
+        fifo.to_str().expect("utf-8 temp path")
+    );
+    let mut args: Vec<OsString> = vec![
+        "run".into(),
+        "--store".into(),
+        env.store().into(),
+        "-j2".into(),
+        "--joblog".into(),
+        log.clone().into(),
+        command.into(),
+        ":::".into(),
+    ];
+    args.extend((1..=10).map(|i| OsString::from(i.to_string())));
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .env_remove("XDG_STATE_HOME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("respool starts");
+    let respool = i32::try_from(child.id()).expect("a pid");
+
+    // The two jobs -j2 allows, running.
+    let mut pids = Vec::new();
+    for _ in 0..2 {
+        match announced.recv_timeout(SAFETY_NET) {
+            Ok(pid) => pids.push(pid),
+            Err(_) => {
+                let _ = child.kill();
+                let o = child.wait_with_output().expect("respool ends");
+                panic!("no job announced itself: {}", stderr(&o));
+            }
+        }
+    }
+
+    // The cgroups the jobs run in (the lines of /proc/PID/cgroup that name
+    // respool's per-process parent).
+    let job_groups: Vec<String> = pids
+        .iter()
+        .filter_map(|pid| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+            let parent = format!("/respool-{respool}/");
+            text.lines()
+                .find(|l| l.contains(&parent))
+                .map(str::to_owned)
+        })
+        .collect();
+
+    // SAFETY: kill(2) takes plain integers; `respool` is our unreaped child.
+    assert_eq!(unsafe { libc::kill(respool, libc::SIGINT) }, 0);
+    let deadline = Instant::now() + SAFETY_NET;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            for &pid in &pids {
+                // SAFETY: kill(2) takes plain integers (the job's group).
+                unsafe {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
+            }
+            let o = child.wait_with_output().expect("respool ends");
+            panic!("respool still runs after Ctrl-C: {}", stderr(&o));
+        }
+        std::thread::sleep(Duration::from_millis(10)); // the safety net's poll
+    }
+    let o = child.wait_with_output().expect("respool's output");
+    let err = stderr(&o);
+
+    // GNU parallel's status when Ctrl-C stops it.
+    assert_eq!(o.status.code(), Some(255), "{err}");
+    // Nothing more started: only the two announced jobs ran.
+    assert!(announced.try_recv().is_err(), "a job started after Ctrl-C");
+    assert!(err.contains("2 jobs, 2 failed, 8 not started"), "{err}");
+    // A whole joblog line for each of them (killed by SIGKILL), nothing more.
+    let text = std::fs::read_to_string(&log).expect("joblog");
+    assert!(text.ends_with('\n'), "{text:?}");
+    let (header, rows) = joblog_rows(&log);
+    assert_eq!(header, HEADER);
+    assert_eq!(rows.len(), 2, "{text}");
+    for (row, seq) in rows.iter().zip(["1", "2"]) {
+        assert_eq!(row.len(), 9, "{row:?}");
+        assert_eq!((row[0].as_str(), row[7].as_str()), (seq, "9"), "{row:?}");
+        assert!(
+            row[8].ends_with(&format!("exec sleep 1000 {seq}")),
+            "{row:?}"
+        );
+    }
+    // No job process is left, nor anything of its process group.
+    for pid in pids {
+        assert!(gone(pid), "job process {pid} is still there");
+        assert!(gone(-pid), "a process of job group {pid} is still there");
+    }
+    // No cgroup is left (when jobs ran in cgroups).
+    let parent = ["cgroup v1 memory controller at ", "cgroup v2 at "]
+        .iter()
+        .find_map(|prefix| {
+            let (_, rest) = err.split_once(prefix)?;
+            rest.split(';').next()
+        });
+    match parent {
+        Some(dir) => {
+            assert_eq!(job_groups.len(), 2, "each job in a group of {dir}");
+            assert!(!Path::new(dir).exists(), "cgroup {dir} is left");
+        }
+        None => {
+            assert!(err.contains("rusage"), "{err}");
+            println!("cgroup check skipped: no cgroup could be made here ({err})");
+        }
+    }
+}
