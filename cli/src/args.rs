@@ -55,7 +55,10 @@ pub struct DemoArgs {
 #[command(
     after_help = "Arguments: `::: A B C` (each `:::` group is an input source), `:::: FILE...` \
                   (one argument per line, `-` is standard input), else standard input one per line. \
-                  Several sources combine as GNU parallel's (every combination, in order).\n\
+                  Several sources combine as GNU parallel's (every combination, in order); \
+                  a source after `:::+` or `::::+` is linked to the one before it: paired \
+                  argument by argument instead of combined (a longer source's extra arguments are dropped, \
+                  as GNU parallel 20221122 drops them).\n\
                   Replacement strings: {} {.} {/} {//} {/.} {#} and {N} {N.} {N/} {N//} {N/.}; \
                   without any, the arguments are appended. Arguments are shell-quoted."
 )]
@@ -80,8 +83,11 @@ pub struct RunArgs {
     /// class's median run time (P above 100).
     #[arg(long, value_name = "DURATION|P%", value_parser = parse_timeout)]
     pub timeout: Option<Timeout>,
-    /// The jobs' class (what respool learns under) [default: the program's name].
-    #[arg(long, value_name = "NAME")]
+    /// The jobs' class (what respool learns under): a name, or a template
+    /// with the command's replacement strings, expanded per job without
+    /// quoting (e.g. 'sort-{/.}', 'conv-{2}') [default, and where the
+    /// template expands to nothing: the program's name].
+    #[arg(long, value_name = "NAME|TEMPLATE")]
     pub class: Option<String>,
     /// The profiles file [default: $XDG_STATE_HOME/respool/profiles.json,
     /// else ~/.local/state/respool/profiles.json].
@@ -90,6 +96,16 @@ pub struct RunArgs {
     /// Write GNU parallel's joblog to FILE.
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<PathBuf>,
+    /// Skip the jobs the --joblog FILE records (by job number, as GNU
+    /// parallel), run the others, and append to FILE (and to --results).
+    /// A missing FILE: every job runs. Jobs stopped by Ctrl-C are not in
+    /// the joblog (as GNU parallel's), so --resume runs them again.
+    #[arg(long, requires = "joblog")]
+    pub resume: bool,
+    /// As --resume, but also run again the jobs the joblog records as
+    /// failed (Exitval or Signal not 0).
+    #[arg(long, requires = "joblog")]
+    pub resume_failed: bool,
     /// Write one JSON object per job (memory, CPU, prediction) to FILE.
     #[arg(long, value_name = "FILE.jsonl")]
     pub results: Option<PathBuf>,
@@ -111,6 +127,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub oom_retries: u32,
     /// The command, then its input: COMMAND... [::: ARGS...]... [:::: FILE...]...
+    /// (`:::+`, `::::+`: linked to the source before)
     #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }

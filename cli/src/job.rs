@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -242,6 +242,8 @@ pub enum JobError {
     Wait(io::Error),
     /// Reading the job's output, or spilling it to a temporary file, failed.
     Output(io::Error),
+    /// Not started: [`stop_all`] was called (Ctrl-C, `--halt now`).
+    Stopped,
 }
 
 impl fmt::Display for JobError {
@@ -253,6 +255,7 @@ impl fmt::Display for JobError {
             }
             JobError::Wait(e) => write!(f, "waiting for the job failed: {e}"),
             JobError::Output(e) => write!(f, "capturing the job's output failed: {e}"),
+            JobError::Stopped => f.write_str("not started: the run was stopped"),
         }
     }
 }
@@ -262,6 +265,7 @@ impl std::error::Error for JobError {
         match self {
             JobError::Spawn(e) | JobError::Wait(e) | JobError::Output(e) => Some(e),
             JobError::Cgroup { error, .. } => Some(error),
+            JobError::Stopped => None,
         }
     }
 }
@@ -276,10 +280,28 @@ fn running() -> MutexGuard<'static, Option<HashSet<libc::pid_t>>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Kills every running job's process group with SIGKILL (Ctrl-C); jobs then
+/// Set by [`stop_all`] (under the `RUNNING` lock): no job starts any more.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
+/// Kills every running job's process group with SIGKILL; jobs then
 /// return from [`run_job`] with their signal.
 pub fn kill_running() {
     let guard = running();
+    if let Some(set) = guard.as_ref() {
+        for &pgid in set {
+            kill_group(pgid);
+        }
+    }
+}
+
+/// Stops this process's jobs for good (Ctrl-C, `--halt now`): kills the
+/// running ones as [`kill_running`] does, and every later [`run_job`]
+/// returns [`JobError::Stopped`] without starting anything. Both happen
+/// under the lock a job is started and registered under, so that no job
+/// can start between the kill and the stop.
+pub fn stop_all() {
+    let guard = running();
+    STOPPED.store(true, Ordering::SeqCst);
     if let Some(set) = guard.as_ref() {
         for &pgid in set {
             kill_group(pgid);
@@ -559,6 +581,9 @@ fn run_in(spec: &JobSpec, cgroup: Option<&JobCgroup>) -> Result<JobOutcome, JobE
     // Spawned and registered under the lock, so that kill_running never misses it.
     let mut child = {
         let mut guard = running();
+        if STOPPED.load(Ordering::SeqCst) {
+            return Err(JobError::Stopped);
+        }
         let child = command.spawn().map_err(JobError::Spawn)?;
         guard
             .get_or_insert_with(HashSet::new)

@@ -153,12 +153,32 @@ impl Template {
     /// input source).
     #[must_use]
     pub fn expand(&self, args: &[&[u8]], seq: u64) -> Vec<u8> {
+        let mut out = self.expand_pieces(args, seq, self.quote);
+        if self.append {
+            if !out.is_empty() && !args.is_empty() {
+                out.push(b' ');
+            }
+            push_all(&mut out, args, Op::Whole, true);
+        }
+        out
+    }
+
+    /// The text of job `seq` with arguments `args`, its replacement strings
+    /// replaced and nothing shell-quoted, and no argument appended when it
+    /// has none (a `--class` template: `sort-{/.}`, `conv-{2}`, or a plain
+    /// name, which comes back as it is).
+    #[must_use]
+    pub fn expand_unquoted(&self, args: &[&[u8]], seq: u64) -> Vec<u8> {
+        self.expand_pieces(args, seq, false)
+    }
+
+    fn expand_pieces(&self, args: &[&[u8]], seq: u64, quote: bool) -> Vec<u8> {
         let mut out = Vec::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Literal(text) => out.extend_from_slice(text),
                 Piece::Seq => out.extend_from_slice(seq.to_string().as_bytes()),
-                Piece::Arg { source: None, op } => push_all(&mut out, args, *op, self.quote),
+                Piece::Arg { source: None, op } => push_all(&mut out, args, *op, quote),
                 Piece::Arg {
                     source: Some(n),
                     op,
@@ -167,7 +187,7 @@ impl Template {
                     // (GNU parallel does the same).
                     if let Some(arg) = args.get(*n) {
                         let value = apply(*op, arg);
-                        if self.quote {
+                        if quote {
                             out.extend_from_slice(&shell_quote(&value));
                         } else {
                             out.extend_from_slice(&value);
@@ -175,12 +195,6 @@ impl Template {
                     }
                 }
             }
-        }
-        if self.append {
-            if !out.is_empty() && !args.is_empty() {
-                out.push(b' ');
-            }
-            push_all(&mut out, args, Op::Whole, true);
         }
         out
     }
@@ -330,5 +344,20 @@ mod tests {
         assert_eq!(s(t.expand(&[b"x", b"b c"], 1)), "1b c");
         let t = Template::parse(b" {}");
         assert_eq!(s(t.expand(&[b"echo a"], 1)), " 'echo a'");
+    }
+
+    #[test]
+    fn unquoted_expansion_for_class_templates() {
+        let t = Template::parse(b"sort-{/.}");
+        assert_eq!(s(t.expand_unquoted(&[b"dir/it's a.txt"], 1)), "sort-it's a");
+        let t = Template::parse(b"conv-{2}-{#}");
+        assert_eq!(s(t.expand_unquoted(&[b"a", b"x y"], 3)), "conv-x y-3");
+        // A plain name: as it is, nothing appended.
+        let t = Template::parse(b"fixed");
+        assert_eq!(s(t.expand_unquoted(&[b"a"], 1)), "fixed");
+        // {} is every argument; a missing source is nothing.
+        let t = Template::parse(b"{}{3}");
+        assert_eq!(s(t.expand_unquoted(&[b"a", b"b"], 1)), "a b");
+        assert_eq!(s(Template::parse(b"{2}").expand_unquoted(&[b"a"], 1)), "");
     }
 }

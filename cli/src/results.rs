@@ -2,7 +2,7 @@
 //! cannot carry (memory measured, predicted and reserved, and where each
 //! figure comes from).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
@@ -75,6 +75,19 @@ impl ResultsFile {
     pub fn create(path: &Path) -> io::Result<ResultsFile> {
         Ok(ResultsFile {
             out: BufWriter::new(File::create(path)?),
+        })
+    }
+
+    /// Opens the file to add to what it holds (`--resume`), creating it if
+    /// it is missing.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error, for the caller to report before any job runs.
+    pub fn append(path: &Path) -> io::Result<ResultsFile> {
+        let file = OpenOptions::new().append(true).create(true).open(path)?;
+        Ok(ResultsFile {
+            out: BufWriter::new(file),
         })
     }
 

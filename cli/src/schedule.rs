@@ -13,7 +13,7 @@
 //! results, and is learned from.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStringExt;
@@ -37,6 +37,9 @@ use crate::results::{JobRecord, ResultsFile};
 
 /// Exit status for usage errors (GNU parallel's).
 pub const USAGE: i32 = 255;
+
+/// Exit status when Ctrl-C (SIGINT) stops the run (GNU parallel's).
+pub const INTERRUPTED: i32 = 255;
 
 /// Largest exit status counting failed jobs (GNU parallel's: 101 means more than 100).
 pub const MAX_FAILED_STATUS: u64 = 101;
@@ -120,6 +123,9 @@ enum Msg {
     Done(Box<Finished>),
     /// A job was not started because `--halt` stopped the run.
     Skipped(u64),
+    /// A job was not started because the joblog records it as done
+    /// (`--resume`, `--resume-failed`).
+    AlreadyDone(u64),
     /// What respool reserved and predicted for a job (from `on_task_end`).
     Report {
         seq: u64,
@@ -202,6 +208,15 @@ fn class_of(command: &[u8]) -> String {
         "sh".to_owned()
     } else {
         name
+    }
+}
+
+/// The class of job `seq`: `--class`'s template expanded for its arguments
+/// (unquoted), else (no `--class`, or an empty expansion) its program's name.
+fn class_for(template: Option<&Template>, args: &[&[u8]], seq: u64, command: &[u8]) -> String {
+    match template.map(|t| t.expand_unquoted(args, seq)) {
+        Some(name) if !name.is_empty() => String::from_utf8_lossy(&name).into_owned(),
+        _ => class_of(command),
     }
 }
 
@@ -320,7 +335,7 @@ fn account(
     if let Some(now) = h.finished(exit, signal, command) {
         halted.store(true, Ordering::SeqCst);
         if now {
-            job::kill_running();
+            job::stop_all();
         } else {
             eprintln!("respool: Starting no more jobs. Waiting for the running ones to finish.");
         }
@@ -364,15 +379,40 @@ fn usage(message: impl std::fmt::Display) -> (i32, String) {
 #[allow(clippy::too_many_lines)]
 fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let line = input::split(&args.command).map_err(usage)?;
+    // --resume / --resume-failed: the joblog is read (and found sound)
+    // before anything is written, so that it is never lost.
+    let resume = args.resume || args.resume_failed;
+    let (recorded, done) = match (&args.joblog, resume) {
+        (Some(path), true) => {
+            let recorded = joblog::read(path).map_err(|e| {
+                usage(format!(
+                    "cannot resume from the joblog {}: {e}; it is left as it is",
+                    path.display()
+                ))
+            })?;
+            let done = match &recorded {
+                None => HashSet::new(),
+                Some(r) if args.resume_failed => r.succeeded.clone(),
+                Some(r) => r.seen.clone(),
+            };
+            (recorded, done)
+        }
+        (None, true) => return Err(usage("--resume and --resume-failed need --joblog FILE")),
+        (_, false) => (None, HashSet::new()),
+    };
     let template = Template::parse(&line.command.join(&b' '));
     let sources = input::read_sources(&line.sources).map_err(usage)?;
-    let product = Product::new(sources);
+    let linked: Vec<bool> = line.sources.iter().map(|s| s.linked).collect();
+    let product = Product::new(sources, &linked);
     let total = product.total();
 
     if args.dry_run {
         let stdout = io::stdout();
         let mut out = stdout.lock();
         for (i, tuple) in product.enumerate() {
+            if done.contains(&(i as u64 + 1)) {
+                continue;
+            }
             let refs: Vec<&[u8]> = tuple.iter().map(Vec::as_slice).collect();
             let mut cmd = template.expand(&refs, i as u64 + 1);
             cmd.push(b'\n');
@@ -385,18 +425,29 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
 
     let mut joblog = match &args.joblog {
         Some(p) => Some(
-            JobLog::create(p)
-                .map_err(|e| usage(format!("cannot write the joblog {}: {e}", p.display())))?,
+            if resume {
+                JobLog::append(p, recorded.as_ref())
+            } else {
+                JobLog::create(p)
+            }
+            .map_err(|e| usage(format!("cannot write the joblog {}: {e}", p.display())))?,
         ),
         None => None,
     };
     let mut results = match &args.results {
-        Some(p) => Some(ResultsFile::create(p).map_err(|e| {
-            usage(format!(
-                "cannot write the results file {}: {e}",
-                p.display()
-            ))
-        })?),
+        Some(p) => Some(
+            if resume {
+                ResultsFile::append(p)
+            } else {
+                ResultsFile::create(p)
+            }
+            .map_err(|e| {
+                usage(format!(
+                    "cannot write the results file {}: {e}",
+                    p.display()
+                ))
+            })?,
+        ),
         None => None,
     };
     let store_path = match &args.store {
@@ -474,6 +525,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     }
 
     let halted = Arc::new(AtomicBool::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
     let halting = Arc::new(Mutex::new(Halting {
         halt: args.halt.and_then(|h| h.0),
         total,
@@ -484,12 +536,18 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     }));
     let pool = Arc::new(pool);
     {
-        // Ctrl-C: start nothing more and stop the running jobs; the joblog
-        // and results are then completed as for `--halt now`.
+        // Ctrl-C: start nothing more and stop the running jobs; the jobs
+        // it stopped are left out of the joblog (GNU parallel's way:
+        // `--resume` runs them again), the results are completed, and the
+        // exit status is GNU parallel's for Ctrl-C (255).
         let halted = Arc::clone(&halted);
+        let interrupted = Arc::clone(&interrupted);
         if let Err(e) = ctrlc::set_handler(move || {
+            if !interrupted.swap(true, Ordering::SeqCst) {
+                eprintln!("respool: Ctrl-C: starting no more jobs, stopping the running ones.");
+            }
             halted.store(true, Ordering::SeqCst);
-            job::kill_running();
+            job::stop_all();
         }) {
             eprintln!("respool: Ctrl-C will not stop the jobs cleanly: {e}");
         }
@@ -502,7 +560,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         let medians = Arc::clone(&medians);
         let measurer = Arc::clone(&measurer);
         let limits = Arc::clone(&limits);
-        let class_override = args.class.clone();
+        let class_template = args.class.as_deref().map(|c| Template::parse(c.as_bytes()));
         let timeout = args.timeout;
         std::thread::Builder::new()
             .name("respool-submit".to_owned())
@@ -510,6 +568,11 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                 let mut n = 0u64;
                 for (i, tuple) in product.enumerate() {
                     let seq = i as u64 + 1;
+                    if done.contains(&seq) {
+                        let _ = tx.send(Msg::AlreadyDone(seq));
+                        n = seq;
+                        continue;
+                    }
                     if halted.load(Ordering::SeqCst) {
                         let _ = tx.send(Msg::Skipped(seq));
                         n = seq;
@@ -517,10 +580,8 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                     }
                     let refs: Vec<&[u8]> = tuple.iter().map(Vec::as_slice).collect();
                     let command = template.expand(&refs, seq);
-                    let class: Arc<str> = class_override
-                        .clone()
-                        .unwrap_or_else(|| class_of(&command))
-                        .into();
+                    let class: Arc<str> =
+                        class_for(class_template.as_ref(), &refs, seq, &command).into();
                     let job = JobTask {
                         seq,
                         command,
@@ -566,6 +627,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let mut submitted: Option<u64> = None;
     let mut accounted = 0u64;
     let mut skipped = 0u64;
+    let mut already_done = 0u64;
     let mut peak_measured: Option<(u64, u64)> = None; // (bytes, seq)
     let mut oom_kills = 0u64;
     let mut oom_recovered = 0u64;
@@ -574,10 +636,6 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let mut io_error: Option<String> = None;
     let mut sizing: BTreeMap<String, Sizing> = BTreeMap::new();
     let fallback = limits.fallback;
-    let halting_now = args
-        .halt
-        .and_then(|h| h.0)
-        .is_some_and(|h| h.when == HaltWhen::Now);
 
     while submitted.is_none_or(|n| accounted < n) {
         let Ok(msg) = rx.recv() else { break };
@@ -586,6 +644,11 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
             Msg::Skipped(seq) => {
                 accounted += 1;
                 skipped += 1;
+                out.skip(seq);
+            }
+            Msg::AlreadyDone(seq) => {
+                accounted += 1;
+                already_done += 1;
                 out.skip(seq);
             }
             Msg::Report {
@@ -634,7 +697,14 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                         }
                     }
                 }
-                if let Some(log) = &mut joblog {
+                // A job Ctrl-C killed did not finish: as GNU parallel, it is
+                // left out of the joblog, so that `--resume` runs it again
+                // (`--results` still has it).
+                let cut_short = interrupted.load(Ordering::SeqCst)
+                    && f.result
+                        .as_ref()
+                        .is_ok_and(|o| o.signal == Some(libc::SIGKILL));
+                if let Some(log) = joblog.as_mut().filter(|_| !cut_short) {
                     if let Err(e) = log.write(&joblog_entry(&f)) {
                         io_error.get_or_insert(format!(
                             "cannot write the joblog {}: {e}",
@@ -643,10 +713,6 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                     }
                 }
                 out.done(f);
-                if halted.load(Ordering::SeqCst) && halting_now {
-                    // A job that started as the run halted.
-                    job::kill_running();
-                }
                 let seq = record.seq;
                 let p = pending.entry(seq).or_default();
                 p.record = Some(record);
@@ -694,6 +760,16 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         if halting.done == 1 { "" } else { "s" },
         halting.failed
     );
+    if already_done > 0 {
+        summary.push_str(&format!(
+            ", {already_done} skipped as done in the joblog ({})",
+            if args.resume_failed {
+                "--resume-failed"
+            } else {
+                "--resume"
+            }
+        ));
+    }
     if skipped > 0 {
         summary.push_str(&format!(", {skipped} not started (--halt or Ctrl-C)"));
     }
@@ -750,6 +826,9 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     }
     if let Some(e) = io_error {
         eprintln!("respool: {e}");
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        return Ok(INTERRUPTED);
     }
     Ok(halting
         .status
@@ -932,14 +1011,27 @@ impl JobTask {
             stdin_null: true,
         };
         let measurer = &self.measurer;
-        let result = if self.halted.load(Ordering::SeqCst) {
+        let stopped = || {
             // An OOM retry after --halt or Ctrl-C: nothing more starts.
             Err("was OOM-killed and not retried: the run was stopped".to_owned())
+        };
+        let result = if self.halted.load(Ordering::SeqCst) {
+            stopped()
         } else {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                job::run_job(&spec, measurer).map_err(|e: JobError| e.to_string())
-            }))
-            .unwrap_or_else(|_| Err("could not be run: the job runner panicked".to_owned()))
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job::run_job(&spec, measurer)
+            })) {
+                // Ctrl-C or --halt now came after the check above: this
+                // job is not started, as if the check had seen it.
+                Ok(Err(JobError::Stopped)) if self.attempt == 1 => {
+                    CURRENT_SEQ.with(|c| c.set(0));
+                    let _ = self.tx.send(Msg::Skipped(self.seq));
+                    return;
+                }
+                Ok(Err(JobError::Stopped)) => stopped(),
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("could not be run: the job runner panicked".to_owned()),
+            }
         };
         let mut oom_kills = self.oom_kills;
         let mut gave_up = false;

@@ -219,6 +219,108 @@ fn outputs_are_whole_without_keep_order() {
     }
 }
 
+/// Linked sources (`:::+`, `::::+`): our `--dry-run` and `-k` outputs, as
+/// GNU parallel 20221122 prints them (checked against it where installed).
+#[test]
+fn linked_sources_as_gnu_parallel() {
+    let env = Env::new();
+    let four = env.path("four");
+    std::fs::write(&four, "f1\nf2\nf3\nf4\n").expect("written");
+    let empty = env.path("empty");
+    std::fs::write(&empty, "").expect("written");
+    let (four, empty) = (
+        four.to_str().expect("utf-8 temp path"),
+        empty.to_str().expect("utf-8 temp path"),
+    );
+    // (the arguments after the options, what `-k` prints)
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["echo", ":::", "a", "b", ":::+", "1", "2"],
+            "a 1\nb 2\n",
+        ),
+        (
+            vec!["echo", ":::", "a", "b", ":::", "x", "y", ":::+", "1", "2"],
+            "a x 1\na y 2\nb x 1\nb y 2\n",
+        ),
+        (
+            vec!["echo", ":::", "a", "b", ":::+", "1", "2", ":::", "x", "y"],
+            "a 1 x\na 1 y\nb 2 x\nb 2 y\n",
+        ),
+        // Unequal lengths: as long as the shortest.
+        (
+            vec!["echo", "::::", four, ":::+", "1", "2", "3"],
+            "f1 1\nf2 2\nf3 3\n",
+        ),
+        (
+            vec!["echo", ":::", "a", "b", "c", ":::+", "1", "2"],
+            "a 1\nb 2\n",
+        ),
+        (
+            vec![
+                "echo", ":::", "a", "b", ":::+", "1", "2", "3", ":::+", "X", "Y", "Z",
+            ],
+            "a 1 X\nb 2 Y\n",
+        ),
+        (
+            vec!["echo", ":::", "a", "b", "c", "::::+", four, four],
+            "a f1 f1\nb f2 f2\nc f3 f3\n",
+        ),
+        (
+            vec![
+                "echo", ":::", "a", "b", "c", ":::+", "1", "2", ":::", "x", "y", ":::+", "P", "Q",
+                "R",
+            ],
+            "a 1 x P\na 1 y Q\nb 2 x P\nb 2 y Q\n",
+        ),
+        // Replacement strings, quoting and numbering over linked sources.
+        (
+            vec![
+                "echo", "{#}", "{2}-{1}", ":::", "a b", "c", "d", ":::+", "1", "2",
+            ],
+            "1 1-a b\n2 2-c\n",
+        ),
+        // An empty source is one empty argument; a first `:::+` is `:::`.
+        (
+            vec!["echo", ":::", "a", "b", ":::", ":::+", "1", "2"],
+            "a  1\nb  1\n",
+        ),
+        (vec!["echo", ":::", "a", "b", "::::+", empty], "a \n"),
+        (vec!["echo", ":::", "a", "b", "::::", empty], "a \nb \n"),
+        (vec!["echo", ":::+", "a", "b"], "a\nb\n"),
+    ];
+    let parallel = gnu_parallel();
+    for (args, expected) in &cases {
+        let mut k = vec!["-k"];
+        k.extend(args);
+        let ours = env.run(&k, b"");
+        assert_eq!(stdout(&ours), *expected, "{args:?}: {}", stderr(&ours));
+        assert_eq!(ours.status.code(), Some(0), "{args:?}");
+        // GNU parallel's --dry-run prints in no fixed order without -k.
+        let mut dry = vec!["-k", "--dry-run"];
+        dry.extend(args);
+        let ours_dry = env.run(&dry, b"");
+        assert_eq!(
+            stdout(&ours_dry).lines().count(),
+            expected.lines().count(),
+            "{args:?}"
+        );
+        if let Some(parallel) = parallel {
+            let theirs = exec(parallel, &k, b"");
+            assert_eq!(stdout(&ours), stdout(&theirs), "-k {args:?}");
+            let theirs_dry = exec(parallel, &dry, b"");
+            assert_eq!(stdout(&ours_dry), stdout(&theirs_dry), "--dry-run {args:?}");
+        }
+    }
+    // `::::+` with no file is a usage error.
+    let o = env.run(&["echo", ":::", "a", "::::+"], b"");
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        stderr(&o).contains("::::+ must be followed"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn dry_run_prints_and_runs_nothing() {
     let env = Env::new();
@@ -492,6 +594,283 @@ fn joblog_matches_gnu_parallel() {
     }
 }
 
+/// GNU parallel's joblog header.
+const HEADER: &str = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
+
+/// A joblog as an interrupted run leaves it: job 1 succeeded, 2 failed, 3
+/// was killed by a signal, 4 never ran, 5 succeeded, 6 failed and then
+/// succeeded (a second line), 7 timed out (-1); 8 to 10 never ran.
+fn interrupted_joblog() -> String {
+    let line = |seq: u32, exit: i32, signal: i32| {
+        format!(
+            "{seq}\t:\t1796547468.038\t     0.010\t0\t2\t{exit}\t{signal}\techo {seq}; exit 0\n"
+        )
+    };
+    [
+        HEADER.to_owned(),
+        line(1, 0, 0),
+        line(2, 1, 0),
+        line(3, 0, 9),
+        line(5, 0, 0),
+        line(6, 2, 0),
+        line(7, -1, 0),
+        line(6, 0, 0),
+    ]
+    .concat()
+}
+
+/// The Seq, Exitval, Signal and Command of a joblog's lines after the
+/// first `skip` bytes, in the order written.
+fn appended_rows(path: &Path, skip: usize) -> Vec<[String; 4]> {
+    let text = std::fs::read(path).expect("joblog");
+    String::from_utf8_lossy(&text[skip..])
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            [f[0], f[6], f[7], f[8]].map(str::to_owned)
+        })
+        .collect()
+}
+
+/// --resume and --resume-failed skip and run again exactly the jobs GNU
+/// parallel's own options would, on the same joblog; the joblog is
+/// appended to, never rewritten, without a second header.
+#[test]
+fn resume_skips_and_reruns_as_gnu_parallel() {
+    let env = Env::new();
+    let before = interrupted_joblog();
+    let parallel = gnu_parallel();
+    // Job N prints N and exits with its input (job 2 and job 8 fail).
+    let tail = [
+        "echo {#}; exit {}",
+        ":::",
+        "0",
+        "1",
+        "0",
+        "0",
+        "0",
+        "2",
+        "0",
+        "3",
+        "0",
+        "0",
+    ];
+    for (option, ran, status) in [
+        ("--resume", "4\n8\n9\n10\n", 1),
+        ("--resume-failed", "2\n3\n4\n7\n8\n9\n10\n", 2),
+    ] {
+        let ours = env.path("ours.log");
+        std::fs::write(&ours, &before).expect("written");
+        let mut args: Vec<&str> = vec!["--dry-run", "-j3", option, "--joblog"];
+        args.push(ours.to_str().expect("utf-8 temp path"));
+        args.extend(tail);
+        // --dry-run shows the jobs that would run and writes nothing.
+        let dry = env.run(&args, b"");
+        assert_eq!(dry.status.code(), Some(0));
+        assert_eq!(
+            stdout(&dry).lines().count(),
+            ran.lines().count(),
+            "{option} --dry-run: {}",
+            stdout(&dry)
+        );
+        assert_eq!(std::fs::read_to_string(&ours).expect("joblog"), before);
+        args[0] = "-k";
+        let o = env.run(&args, b"");
+        assert_eq!(stdout(&o), ran, "{option}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(status), "{option}: {}", stderr(&o));
+        let after = std::fs::read_to_string(&ours).expect("joblog");
+        assert!(
+            after.starts_with(&before),
+            "{option}: appended to, not rewritten"
+        );
+        assert_eq!(after.matches("Seq\t").count(), 1, "{option}: one header");
+        let mut rows = appended_rows(&ours, before.len());
+        rows.sort_by_key(|r| r[0].parse::<u64>().expect("Seq"));
+        let seqs: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
+        assert_eq!(
+            seqs.join("\n") + "\n",
+            ran,
+            "{option}: a line for each job run"
+        );
+
+        if let Some(parallel) = parallel {
+            let theirs = env.path("theirs.log");
+            std::fs::write(&theirs, &before).expect("written");
+            args[4] = theirs.to_str().expect("utf-8 temp path");
+            let t = exec(parallel, &args, b"");
+            assert_eq!(stdout(&o), stdout(&t), "{option}: the jobs run");
+            assert_eq!(o.status.code(), t.status.code(), "{option}");
+            let mut theirs_rows = appended_rows(&theirs, before.len());
+            theirs_rows.sort_by_key(|r| r[0].parse::<u64>().expect("Seq"));
+            assert_eq!(rows, theirs_rows, "{option}: the lines appended");
+        }
+    }
+}
+
+/// What --resume does when there is nothing to resume from, or something
+/// that is not a joblog.
+#[test]
+fn resume_without_a_sound_joblog() {
+    let env = Env::new();
+    let log = env.path("log");
+    let log_s = log.to_str().expect("utf-8 temp path");
+    // No --joblog: a usage error.
+    for option in ["--resume", "--resume-failed"] {
+        let o = env.run(&[option, "echo", ":::", "a"], b"");
+        assert_eq!(o.status.code(), Some(255), "{}", stderr(&o));
+        assert!(stderr(&o).contains("--joblog"), "{}", stderr(&o));
+        assert!(o.stdout.is_empty());
+    }
+    // No joblog yet: every job runs, and the joblog is made with its header.
+    let o = env.run(
+        &["-k", "--resume", "--joblog", log_s, "echo", ":::", "a", "b"],
+        b"",
+    );
+    assert_eq!(
+        (o.status.code(), stdout(&o)),
+        (Some(0), "a\nb\n".to_owned())
+    );
+    let (header, rows) = joblog_rows(&log);
+    assert_eq!((header.as_str(), rows.len()), (HEADER, 2));
+    // Then nothing is left to do.
+    let o = env.run(
+        &["-k", "--resume", "--joblog", log_s, "echo", ":::", "a", "b"],
+        b"",
+    );
+    assert_eq!((o.status.code(), stdout(&o)), (Some(0), String::new()));
+    // Not a joblog, or not readable: exit 255, nothing run, nothing touched.
+    let bad_cases = [
+        "not a joblog\n".to_owned(),
+        format!("{HEADER}1\t:\t1796547468.038\t0.010\n"),
+        format!("{HEADER}x\t:\t1796547468.038\t0.010\t0\t0\t0\t0\techo\n"),
+    ];
+    for bad in &bad_cases {
+        std::fs::write(&log, bad).expect("written");
+        for option in ["--resume", "--resume-failed"] {
+            let o = env.run(&[option, "--joblog", log_s, "echo", ":::", "a"], b"");
+            assert_eq!(o.status.code(), Some(255), "{bad:?}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains("cannot resume from the joblog"),
+                "{}",
+                stderr(&o)
+            );
+            assert!(o.stdout.is_empty(), "nothing ran");
+            assert_eq!(&std::fs::read_to_string(&log).expect("kept"), bad);
+        }
+    }
+    let dir = env.path("a-directory");
+    std::fs::create_dir(&dir).expect("made");
+    let o = env.run(
+        &[
+            OsStr::new("--resume"),
+            OsStr::new("--joblog"),
+            dir.as_os_str(),
+            OsStr::new("echo"),
+            OsStr::new(":::"),
+            OsStr::new("a"),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(255), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+}
+
+/// With --resume the results file is added to, as the joblog is.
+#[test]
+fn resume_appends_to_the_results() {
+    let env = Env::new();
+    let log = env.path("log");
+    let results = env.path("r.jsonl");
+    let run = |inputs: &[&str]| {
+        let mut args: Vec<&OsStr> = ["--no-cgroup", "--resume", "--joblog"]
+            .map(OsStr::new)
+            .to_vec();
+        args.push(log.as_os_str());
+        args.push(OsStr::new("--results"));
+        args.push(results.as_os_str());
+        args.push(OsStr::new("true"));
+        args.push(OsStr::new(":::"));
+        args.extend(inputs.iter().map(OsStr::new));
+        let o = env.run(&args, b"");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    run(&["a", "b"]);
+    run(&["a", "b", "c"]);
+    let seqs: Vec<u64> = results_lines(&results)
+        .iter()
+        .map(|v| v["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs.len(), 3, "{seqs:?}");
+    assert_eq!(seqs.last(), Some(&3));
+}
+
+/// GNU parallel resumes from our joblog as from its own: `parallel
+/// --resume`, `--resume-failed` and `--retry-failed` run the same commands
+/// with our joblog of a run as with its own joblog of the same run.
+#[test]
+fn gnu_parallel_resumes_from_our_joblog() {
+    let Some(parallel) = gnu_parallel() else {
+        return;
+    };
+    let env = Env::new();
+    // (No argument with a newline: GNU parallel splits a `:::` argument at
+    // its newlines; see below for such a command.)
+    let first = [
+        "echo a",
+        "echo e; exit 3",
+        "echo k; kill -9 $$",
+        "echo b",
+        "echo f; exit 5",
+    ];
+    let more = ["echo c", "echo d; exit 4"];
+    let ours = env.path("ours.log");
+    let theirs = env.path("theirs.log");
+    let log_args = |log: &Path, inputs: &[&str]| -> Vec<OsString> {
+        let mut args: Vec<OsString> =
+            vec!["--joblog".into(), log.into(), "{}".into(), ":::".into()];
+        args.extend(inputs.iter().map(OsString::from));
+        args
+    };
+    let o = env.run(&log_args(&ours, &first), b"");
+    let t = exec(parallel, &log_args(&theirs, &first), b"");
+    assert_eq!(o.status.code(), t.status.code());
+    let all: Vec<&str> = first.iter().chain(&more).copied().collect();
+    for option in ["--resume", "--resume-failed", "--retry-failed"] {
+        let mut outputs = Vec::new();
+        for log in [&ours, &theirs] {
+            let copy = env.path("copy.log");
+            std::fs::copy(log, &copy).expect("copied");
+            let mut args: Vec<OsString> = vec!["-k".into(), option.into()];
+            if option == "--retry-failed" {
+                // The commands come from the joblog.
+                args.extend(["--joblog".into(), copy.clone().into()]);
+            } else {
+                args.extend(log_args(&copy, &all));
+            }
+            let run = exec(parallel, &args, b"");
+            outputs.push((stdout(&run), run.status.code(), stderr(&run)));
+        }
+        assert_eq!(
+            outputs[0], outputs[1],
+            "parallel {option}: ours, then its own"
+        );
+        let expected = match option {
+            "--resume" => "c\nd\n",
+            "--resume-failed" => "e\nk\nf\nc\nd\n",
+            _ => "e\nk\nf\n",
+        };
+        assert_eq!(outputs[0].0, expected, "parallel {option}");
+    }
+    // A command with a newline (written as NUL in the joblog): GNU
+    // parallel's --retry-failed runs it as it was.
+    let o = env.run(&log_args(&ours, &["echo 'n1\nn2'; exit 5", "echo b"]), b"");
+    assert_eq!(o.status.code(), Some(1));
+    let mut args: Vec<OsString> = vec!["-k".into(), "--retry-failed".into(), "--joblog".into()];
+    args.push(ours.clone().into());
+    let run = exec(parallel, &args, b"");
+    assert_eq!(stdout(&run), "n1\nn2\n", "{}", stderr(&run));
+}
+
 #[test]
 fn results_lines_carry_memory_and_its_source() {
     let env = Env::new();
@@ -542,6 +921,59 @@ fn results_lines_carry_memory_and_its_source() {
     }
     seqs.sort_unstable();
     assert_eq!(seqs, vec![(1, 0), (2, 2)]);
+}
+
+/// `--class` as a template: each job's class from its own arguments,
+/// unquoted; a plain name for all; an empty expansion falls back to the
+/// program's name.
+#[test]
+fn class_templates_expand_per_job() {
+    let env = Env::new();
+    let results = env.path("r.jsonl");
+    let classes = |class: &str, inputs: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "--no-cgroup",
+            "--results",
+            results.to_str().expect("utf-8 temp path"),
+            "--class",
+            class,
+            "true",
+        ];
+        args.extend(inputs);
+        let o = env.run(&args, b"");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let mut lines: Vec<(u64, String)> = results_lines(&results)
+            .iter()
+            .map(|v| {
+                (
+                    v["seq"].as_u64().expect("seq"),
+                    v["class"].as_str().expect("class").to_owned(),
+                )
+            })
+            .collect();
+        lines.sort();
+        lines.into_iter().map(|(_, c)| c).collect()
+    };
+    assert_eq!(
+        classes("sort-{/.}", &[":::", "dir/a.txt", "it's b.tar.gz", "c"]),
+        ["sort-a", "sort-it's b.tar", "sort-c"]
+    );
+    assert_eq!(
+        classes("conv-{2}", &[":::", "a", "b", ":::", "png", "jpg"]),
+        ["conv-png", "conv-jpg", "conv-png", "conv-jpg"]
+    );
+    assert_eq!(classes("k{#}", &[":::", "a", "b"]), ["k1", "k2"]);
+    assert_eq!(classes("fixed", &[":::", "a", "b"]), ["fixed", "fixed"]);
+    // {2} of an empty argument: the program's name.
+    assert_eq!(
+        classes("{2}", &[":::", "a", "b", ":::+", "x", ""]),
+        ["x", "true"]
+    );
+    // The classes are learned under their names.
+    let list = stdout(&env.profiles(&["list"]));
+    for class in ["sort-a", "conv-png", "conv-jpg", "k2", "fixed", "x", "true"] {
+        assert!(list.contains(&format!("\n{class}\t")), "{class} in {list}");
+    }
 }
 
 #[test]
@@ -840,4 +1272,159 @@ fn the_demo_runs_and_respool_stays_under_its_budget() {
         out.contains("reserved what sort's earlier runs measured"),
         "{out}"
     );
+}
+
+/// Whether no process has id `pid` (`kill(pid, 0)` fails with ESRCH; a
+/// negative `pid`: no process is in that group).
+fn gone(pid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 sends nothing; it takes plain integers.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Ctrl-C (SIGINT to respool): nothing more starts, the running jobs are
+/// stopped, the joblog has a whole line for each job that started, and no
+/// job process and no cgroup is left. The jobs announce themselves through
+/// a FIFO (their shell's pid), so the test knows they run without sleeping.
+#[test]
+fn ctrl_c_stops_the_jobs_and_leaves_nothing_behind() {
+    use std::io::BufRead;
+    use std::os::unix::ffi::OsStrExt;
+    use std::time::{Duration, Instant};
+
+    /// Only so that a broken respool fails the test instead of hanging it.
+    const SAFETY_NET: Duration = Duration::from_secs(60);
+
+    let env = Env::new();
+    let fifo = env.path("started");
+    let c_fifo = std::ffi::CString::new(fifo.as_os_str().as_bytes()).expect("no NUL");
+    // SAFETY: mkfifo reads a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+    // Open for reading and writing: never blocks, and never reads EOF when
+    // a job closes its end.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .expect("the FIFO opens");
+    let (tx, announced) = std::sync::mpsc::channel::<i32>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader).lines() {
+            let Ok(line) = line else { return };
+            if let Ok(pid) = line.trim().parse() {
+                if tx.send(pid).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+
+    let log = env.path("log");
+    let command = format!(
+        "echo $$ > '{}'; exec sleep 1000 {{}}",
+        fifo.to_str().expect("utf-8 temp path")
+    );
+    let mut args: Vec<OsString> = vec![
+        "run".into(),
+        "--store".into(),
+        env.store().into(),
+        "-j2".into(),
+        // A class per job: a class not learned yet runs one job at a time
+        // (the cold-start probe), and this test needs two running.
+        "--class".into(),
+        "job-{}".into(),
+        "--joblog".into(),
+        log.clone().into(),
+        command.into(),
+        ":::".into(),
+    ];
+    args.extend((1..=10).map(|i| OsString::from(i.to_string())));
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .env_remove("XDG_STATE_HOME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("respool starts");
+    let respool = i32::try_from(child.id()).expect("a pid");
+
+    // The two jobs -j2 allows, running.
+    let mut pids = Vec::new();
+    for _ in 0..2 {
+        match announced.recv_timeout(SAFETY_NET) {
+            Ok(pid) => pids.push(pid),
+            Err(_) => {
+                let _ = child.kill();
+                let o = child.wait_with_output().expect("respool ends");
+                panic!("no job announced itself: {}", stderr(&o));
+            }
+        }
+    }
+
+    // The cgroups the jobs run in (the lines of /proc/PID/cgroup that name
+    // respool's per-process parent).
+    let job_groups: Vec<String> = pids
+        .iter()
+        .filter_map(|pid| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+            let parent = format!("/respool-{respool}/");
+            text.lines()
+                .find(|l| l.contains(&parent))
+                .map(str::to_owned)
+        })
+        .collect();
+
+    // SAFETY: kill(2) takes plain integers; `respool` is our unreaped child.
+    assert_eq!(unsafe { libc::kill(respool, libc::SIGINT) }, 0);
+    let deadline = Instant::now() + SAFETY_NET;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            for &pid in &pids {
+                // SAFETY: kill(2) takes plain integers (the job's group).
+                unsafe {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
+            }
+            let o = child.wait_with_output().expect("respool ends");
+            panic!("respool still runs after Ctrl-C: {}", stderr(&o));
+        }
+        std::thread::sleep(Duration::from_millis(10)); // the safety net's poll
+    }
+    let o = child.wait_with_output().expect("respool's output");
+    let err = stderr(&o);
+
+    // GNU parallel's status when Ctrl-C stops it.
+    assert_eq!(o.status.code(), Some(255), "{err}");
+    // Nothing more started: only the two announced jobs ran.
+    assert!(announced.try_recv().is_err(), "a job started after Ctrl-C");
+    assert!(err.contains("2 jobs, 2 failed, 8 not started"), "{err}");
+    // The joblog is whole (its header, nothing partial) and, as GNU
+    // parallel's after Ctrl-C (checked with 20221122), has no line for the
+    // two jobs Ctrl-C stopped: `--resume` runs them again.
+    let text = std::fs::read_to_string(&log).expect("joblog");
+    assert_eq!(text, HEADER);
+    // No job process is left, nor anything of its process group.
+    for pid in pids {
+        assert!(gone(pid), "job process {pid} is still there");
+        assert!(gone(-pid), "a process of job group {pid} is still there");
+    }
+    // No cgroup is left (when jobs ran in cgroups).
+    let parent = ["cgroup v1 memory controller at ", "cgroup v2 at "]
+        .iter()
+        .find_map(|prefix| {
+            let (_, rest) = err.split_once(prefix)?;
+            rest.split(';').next()
+        });
+    match parent {
+        Some(dir) => {
+            assert_eq!(job_groups.len(), 2, "each job in a group of {dir}");
+            assert!(!Path::new(dir).exists(), "cgroup {dir} is left");
+        }
+        None => {
+            assert!(err.contains("rusage"), "{err}");
+            println!("cgroup check skipped: no cgroup could be made here ({err})");
+        }
+    }
 }
