@@ -126,6 +126,11 @@ pub struct RunArgs {
     /// whole budget is not retried.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub oom_retries: u32,
+    /// Do not draw the progress bar (it is drawn only when standard error
+    /// is a terminal: jobs done, running and waiting, memory reserved and
+    /// used against the budget, time left).
+    #[arg(long)]
+    pub no_progress: bool,
     /// The command, then its input: COMMAND... [::: ARGS...]... [:::: FILE...]...
     /// (`:::+`, `::::+`: linked to the source before)
     #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]

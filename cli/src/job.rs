@@ -102,6 +102,21 @@ impl Measurer {
             MeasurerKind::Cgroup(p) => Some(&p.dir),
         }
     }
+
+    /// The memory the running jobs use together now, as the kernel counts
+    /// it for the per-process parent group (`memory.usage_in_bytes` in v1,
+    /// `memory.current` in v2); `None` under rusage or where it cannot be
+    /// read.
+    pub fn current_usage(&self) -> Option<u64> {
+        match &self.kind {
+            MeasurerKind::Rusage => None,
+            MeasurerKind::Cgroup(p) => read_u64(&p.dir.join(match p.version {
+                Version::V1 => "memory.usage_in_bytes",
+                Version::V2 => "memory.current",
+            }))
+            .ok(),
+        }
+    }
 }
 
 /// One job to run.

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod input;
 pub mod joblog;
 pub mod profiles;
+pub mod progress;
 pub mod replace;
 pub mod results;
 pub mod schedule;

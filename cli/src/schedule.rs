@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ use crate::args::{Halt, HaltCount, HaltWhen, HaltWhy, RunArgs, Timeout};
 use crate::input::{self, Product};
 use crate::job::{self, JobError, JobOutcome, JobSpec, Measurer};
 use crate::joblog::{self, JobLog};
+use crate::progress::{Progress, Status, say};
 use crate::replace::Template;
 use crate::results::{JobRecord, ResultsFile};
 
@@ -47,6 +48,9 @@ pub const MAX_FAILED_STATUS: u64 = 101;
 /// Run-time samples kept per class for `--timeout P%` (GNU parallel's first
 /// remedian level holds 999).
 const MEDIAN_WINDOW: usize = 999;
+
+/// Jobs running now (for the progress bar).
+static RUNNING_JOBS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// The job the pool's task on this worker thread runs, for `on_task_end`.
@@ -293,10 +297,10 @@ impl Halting {
             (_, true) => "failed",
             (_, false) => "succeeded",
         };
-        eprintln!(
+        say(format!(
             "respool: This job {what}:\n{}",
             String::from_utf8_lossy(command)
-        );
+        ));
         let threshold = match halt.count {
             HaltCount::Jobs(n) => n as f64,
             HaltCount::Percent(p) => self.total as f64 * p / 100.0,
@@ -337,7 +341,7 @@ fn account(
         if now {
             job::stop_all();
         } else {
-            eprintln!("respool: Starting no more jobs. Waiting for the running ones to finish.");
+            say("respool: Starting no more jobs. Waiting for the running ones to finish.");
         }
     }
 }
@@ -366,7 +370,7 @@ pub fn run(args: RunArgs) -> i32 {
     match run_inner(args) {
         Ok(status) => status,
         Err((status, message)) => {
-            eprintln!("respool: {message}");
+            say(format!("respool: {message}"));
             status
         }
     }
@@ -544,12 +548,14 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         let interrupted = Arc::clone(&interrupted);
         if let Err(e) = ctrlc::set_handler(move || {
             if !interrupted.swap(true, Ordering::SeqCst) {
-                eprintln!("respool: Ctrl-C: starting no more jobs, stopping the running ones.");
+                say("respool: Ctrl-C: starting no more jobs, stopping the running ones.");
             }
             halted.store(true, Ordering::SeqCst);
             job::stop_all();
         }) {
-            eprintln!("respool: Ctrl-C will not stop the jobs cleanly: {e}");
+            say(format!(
+                "respool: Ctrl-C will not stop the jobs cleanly: {e}"
+            ));
         }
     }
     let submitter = {
@@ -637,8 +643,27 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let mut sizing: BTreeMap<String, Sizing> = BTreeMap::new();
     let fallback = limits.fallback;
 
+    let progress = Progress::new(!args.no_progress, total, budget);
+    let status = || Status {
+        running: RUNNING_JOBS.load(Ordering::Relaxed),
+        waiting: pool.snapshot().waiting,
+        reserved: pool.snapshot().reserved.get(Dim::Memory),
+        measured: measurer.current_usage(),
+    };
     while submitted.is_none_or(|n| accounted < n) {
-        let Ok(msg) = rx.recv() else { break };
+        let msg = if progress.shown() {
+            match rx.recv_timeout(Duration::from_millis(250)) {
+                Ok(msg) => msg,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    progress.update(accounted, status());
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            let Ok(msg) = rx.recv() else { break };
+            msg
+        };
         match msg {
             Msg::Submitted(n) => submitted = Some(n),
             Msg::Skipped(seq) => {
@@ -666,11 +691,11 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                 accounted += 1;
                 let f = *f;
                 if let Err(e) = &f.result {
-                    eprintln!(
+                    say(format!(
                         "respool: job {} ({}) {e}",
                         f.seq,
                         String::from_utf8_lossy(&f.command)
-                    );
+                    ));
                 }
                 let record = record_of(&f);
                 ran_classes.insert(f.class.to_string());
@@ -686,10 +711,10 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
                         }
                     }
                     if o.timed_out {
-                        eprintln!(
+                        say(format!(
                             "respool: Warning: This job was killed because it timed out:\n{}",
                             String::from_utf8_lossy(&f.command)
-                        );
+                        ));
                     }
                     if o.exit_code == Some(0) && !o.timed_out {
                         if let Ok(mut m) = medians.lock() {
@@ -726,6 +751,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         let () = e;
         io_error.get_or_insert("the submitting thread panicked".to_owned());
     }
+    progress.finish();
     pool.shutdown();
     // Reports that came after the last job's message.
     for msg in rx.try_iter() {
@@ -820,12 +846,12 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     if !classes.is_empty() {
         summary.push_str(&format!("; {}", classes.join("; ")));
     }
-    eprintln!("{summary}");
+    say(&summary);
     if let Some(e) = save_error {
-        eprintln!("respool: the learned profiles were not saved: {e}");
+        say(format!("respool: the learned profiles were not saved: {e}"));
     }
     if let Some(e) = io_error {
-        eprintln!("respool: {e}");
+        say(format!("respool: {e}"));
     }
     if interrupted.load(Ordering::SeqCst) {
         return Ok(INTERRUPTED);
@@ -1019,7 +1045,10 @@ impl JobTask {
             stopped()
         } else {
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                job::run_job(&spec, measurer)
+                RUNNING_JOBS.fetch_add(1, Ordering::Relaxed);
+                let r = job::run_job(&spec, measurer);
+                RUNNING_JOBS.fetch_sub(1, Ordering::Relaxed);
+                r
             })) {
                 // Ctrl-C or --halt now came after the check above: this
                 // job is not started, as if the check had seen it.
@@ -1059,30 +1088,30 @@ impl JobTask {
                 let raised = self.limits.budget.map_or(raised, |b| raised.min(b));
                 if at_budget {
                     gave_up = true;
-                    eprintln!(
+                    say(format!(
                         "respool: job {} was OOM-killed at the whole budget ({}): class {} \
                          cannot fit even alone; not retried:\n{command}",
                         self.seq,
                         fmt_bytes(previous),
                         self.class,
-                    );
+                    ));
                 } else if oom_kills > self.limits.oom_retries {
-                    eprintln!(
+                    say(format!(
                         "respool: job {} was OOM-killed {oom_kills} times (at {}); \
                          --oom-retries {} spent:\n{command}",
                         self.seq,
                         fmt_bytes(peak),
                         self.limits.oom_retries,
-                    );
+                    ));
                 } else if self.halted.load(Ordering::SeqCst) {
                     // --halt or Ctrl-C: this attempt is the last.
                 } else if let Some(pool) = self.pool.upgrade() {
-                    eprintln!(
+                    say(format!(
                         "respool: job {} was OOM-killed at {}; retrying with {} reserved:\n{command}",
                         self.seq,
                         fmt_bytes(peak),
                         fmt_bytes(raised),
-                    );
+                    ));
                     let retry = JobTask {
                         seq: self.seq,
                         command: self.command.clone(),
@@ -1106,9 +1135,10 @@ impl JobTask {
                             CURRENT_SEQ.with(|c| c.set(0));
                             return;
                         }
-                        Err(e) => {
-                            eprintln!("respool: job {}: the retry was refused: {e}", self.seq)
-                        }
+                        Err(e) => say(format!(
+                            "respool: job {}: the retry was refused: {e}",
+                            self.seq
+                        )),
                     }
                 }
             }
@@ -1158,6 +1188,10 @@ impl Output {
     }
 
     fn print(f: &Finished) {
+        crate::progress::suspend(|| Output::print_now(f));
+    }
+
+    fn print_now(f: &Finished) {
         if let Ok(o) = &f.result {
             let stdout = io::stdout();
             let mut out = stdout.lock();

@@ -1428,3 +1428,53 @@ fn ctrl_c_stops_the_jobs_and_leaves_nothing_behind() {
         }
     }
 }
+
+#[test]
+fn the_progress_bar_is_drawn_on_a_terminal_only() {
+    let env = Env::new();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "run",
+            "--store",
+            env.store().to_str().expect("utf-8"),
+            "-j1",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        v.extend(
+            ["sleep", ":::", "0.4", "0.4"]
+                .iter()
+                .map(|s| (*s).to_owned()),
+        );
+        v
+    };
+    // Piped: no bar.
+    let o = exec(BIN, &args(&[]), b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("ETA"), "{}", stderr(&o));
+    // On a terminal (util-linux's `script` gives the command a pty): the bar,
+    // unless --no-progress.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIP the terminal half: no `script` (util-linux) here");
+        return;
+    }
+    let on_pty = |extra: &[&str]| -> String {
+        let line = std::iter::once(BIN.to_owned())
+            .chain(args(extra))
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let o = exec("script", &["-qec", &line, "/dev/null"], b"");
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let shown = on_pty(&[]);
+    assert!(shown.contains("jobs  running"), "{shown:?}");
+    assert!(shown.contains("ETA"), "{shown:?}");
+    assert!(shown.contains("respool: 2 jobs, 0 failed"), "{shown:?}");
+    let hidden = on_pty(&["--no-progress"]);
+    assert!(!hidden.contains("ETA"), "{hidden:?}");
+    assert!(hidden.contains("respool: 2 jobs, 0 failed"), "{hidden:?}");
+}
