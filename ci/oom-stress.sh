@@ -22,107 +22,31 @@ skip() {
     exit 77
 }
 
-[ "$(id -u)" -eq 0 ] || skip "not root (creating a memory cgroup needs root)"
-[ "$(uname -s)" = Linux ] || skip "not Linux (memory cgroups are Linux-only)"
-
-# --- Which memory controller: pure v2 at /sys/fs/cgroup, else v1, else a v2
-# mount (hybrid) that has the memory controller.
-VERSION=""
-PARENT=""
-self_path() { # $1: "memory" (v1) or "" (v2): this shell's group path
-    if [ -n "$1" ]; then
-        awk -F: -v c="$1" '{ n = split($2, a, ","); for (i = 1; i <= n; i++) if (a[i] == c) print $3 }' /proc/self/cgroup
-    else
-        awk -F: '$1 == "0" && $2 == "" { print $3 }' /proc/self/cgroup
-    fi
-}
-v2_parent() { # $1: v2 mount point; prints a parent under which children get memory.max
-    local mnt=$1 path dir
-    path=$(self_path "")
-    [ -n "$path" ] || return 1
-    dir="$mnt${path%/}"
-    if [ "$path" = "/" ]; then
-        grep -qw memory "$mnt/cgroup.controllers" || return 1
-        grep -qw memory "$mnt/cgroup.subtree_control" || echo +memory >"$mnt/cgroup.subtree_control" 2>/dev/null || return 1
-        echo "$mnt"
-    else
-        # A sibling of this group: its parent already hands memory down
-        # (no-internal-processes rule: this group has processes).
-        grep -qw memory "$dir/cgroup.controllers" 2>/dev/null || return 1
-        dirname "$dir"
-    fi
-}
-if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    VERSION=2
-    PARENT=$(v2_parent /sys/fs/cgroup) || skip "cgroup v2 at /sys/fs/cgroup without a memory controller this process can delegate"
-elif [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]; then
-    VERSION=1
-    PARENT="/sys/fs/cgroup/memory$(self_path memory)"
-    PARENT=${PARENT%/}
-else
-    mnt=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-    if [ -n "$mnt" ] && PARENT=$(v2_parent "$mnt"); then
-        VERSION=2
-    else
-        skip "no memory cgroup controller (neither v1 nor v2) is mounted"
-    fi
-fi
-[ -w "$PARENT" ] || skip "$PARENT is not writable"
+# shellcheck source=ci/lib/cgroup.sh
+. ci/lib/cgroup.sh
+cgroup_detect || skip "$CG_WHY"
+VERSION=$CG_VERSION
+PARENT=$CG_PARENT
 
 echo "== build (release)"
 cargo build --quiet --release -p respool --example oom_stress
 BIN=$PWD/target/release/examples/oom_stress
 
 WORK=$(mktemp -d)
-GROUPS_MADE=()
 cleanup() {
-    local g
-    for g in "${GROUPS_MADE[@]}"; do
-        [ -d "$g" ] || continue
-        # Processes left (a failed run): kill them, then remove the group.
-        if [ -f "$g/cgroup.procs" ]; then
-            while read -r p; do kill -9 "$p" 2>/dev/null || true; done <"$g/cgroup.procs"
-        fi
-        for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$g" 2>/dev/null && break; sleep 0.2; done
-        [ -d "$g" ] && echo "warning: could not remove $g" >&2
-    done
+    cgroup_cleanup
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 # Makes a fresh group with the limit and no swap; prints its path.
 make_group() {
-    local g="$PARENT/respool-oom-$$-$1"
-    mkdir "$g" || return 1
-    GROUPS_MADE+=("$g")
-    if [ "$VERSION" = 1 ]; then
-        echo "$LIMIT" >"$g/memory.limit_in_bytes"
-        [ -f "$g/memory.memsw.limit_in_bytes" ] && echo "$LIMIT" >"$g/memory.memsw.limit_in_bytes"
-        [ -f "$g/memory.swappiness" ] && { echo 0 >"$g/memory.swappiness" 2>/dev/null || true; }
-    else
-        echo "$LIMIT" >"$g/memory.max"
-        [ -f "$g/memory.swap.max" ] && echo 0 >"$g/memory.swap.max"
-    fi
-    echo "$g"
+    cgroup_make "respool-oom-$$-$1" "$LIMIT"
 }
 
-oom_kills() { # $1: group
-    if [ "$VERSION" = 1 ]; then
-        awk '$1 == "oom_kill" { print $2 }' "$1/memory.oom_control"
-    else
-        awk '$1 == "oom_kill" { print $2 }' "$1/memory.events"
-    fi
-}
+oom_kills() { cgroup_oom_kills "$1"; }
 
-peak_bytes() { # $1: group; "n/a" where the kernel has no peak (v2 before 5.19)
-    if [ "$VERSION" = 1 ]; then
-        cat "$1/memory.max_usage_in_bytes"
-    elif [ -f "$1/memory.peak" ]; then
-        cat "$1/memory.peak"
-    else
-        echo n/a
-    fi
-}
+peak_bytes() { cgroup_peak "$1"; }
 
 ROWS=()
 # run_case NAME ARGS...: runs the stress binary alone in a fresh group; sets
@@ -136,7 +60,7 @@ run_case() {
     t0=$(date +%s%N)
     RC=0
     # The child joins the group before exec, so everything it allocates is charged there.
-    sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$g" "$BIN" "$@" >"$log" 2>&1 || RC=$?
+    cgroup_run "$g" "$BIN" "$@" >"$log" 2>&1 || RC=$?
     t1=$(date +%s%N)
     OOM=$(oom_kills "$g")
     PEAK=$(peak_bytes "$g")
