@@ -44,7 +44,15 @@
 //! `respool_class_prediction_accuracy_ratio{class}` (share within 10% over
 //! the class's last 64 predictions), `respool_class_predictions_total{class}`,
 //! `respool_class_predictions_within_10pct_total{class}`. Only dimensions
-//! the pool tracks.
+//! the pool tracks. With a shared profile store (`RedisStore`, see
+//! [`respool::store::StoreStatus`]): `respool_profile_store_up`,
+//! `respool_profile_store_pending_samples`,
+//! `respool_profile_store_problem_classes` (gauges) and
+//! `respool_profile_store_written_samples_total`,
+//! `respool_profile_store_dropped_samples_total`,
+//! `respool_profile_store_refused_samples_total`,
+//! `respool_profile_store_failures_total`,
+//! `respool_profile_store_reads_total` (counters).
 //!
 //! From the system monitor at scrape time (see
 //! [`MetricsConfig::system_readings`]): `respool_memory_pressure_ratio`
@@ -1281,6 +1289,9 @@ impl Metrics {
             "Share of free CPU-domain capacity that the request at the head of the wait queue cannot use.",
             ratio(s.fragmentation.as_ppm()),
         )?;
+        if let Some(st) = &s.store {
+            self.encode_store(enc, st)?;
+        }
         // Per class, with the same cap as the event families.
         let mut by_slot: Vec<(u32, u64, u64, Option<u32>)> = Vec::new();
         for c in &s.classes {
@@ -1332,6 +1343,63 @@ impl Metrics {
             "Predictions of each class's usage within 10% of what was measured.",
             "class",
             by_slot.iter().map(|(slot, _, w, _)| (name_of(*slot), *w)),
+        )
+    }
+
+    /// A shared profile store's state (a `RedisStore`), from the snapshot.
+    #[allow(clippy::unused_self)]
+    fn encode_store(
+        &self,
+        enc: &mut DescriptorEncoder<'_>,
+        st: &respool::store::StoreStatus,
+    ) -> fmt::Result {
+        gauge(
+            enc,
+            "respool_profile_store_up",
+            "1 when the shared profile store answered the last attempt to reach it, else 0 (learning then goes on locally).",
+            i64::from(st.reachable),
+        )?;
+        gauge(
+            enc,
+            "respool_profile_store_pending_samples",
+            "Samples learned here and not yet merged into the shared profile store (retried with backoff).",
+            i64::try_from(st.pending).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            enc,
+            "respool_profile_store_problem_classes",
+            "Classes whose stored profile is corrupt or of a newer schema (left untouched, learned locally).",
+            i64::try_from(st.problems.len()).unwrap_or(i64::MAX),
+        )?;
+        counter(
+            enc,
+            "respool_profile_store_written_samples",
+            "Samples merged into the shared profile store.",
+            st.written,
+        )?;
+        counter(
+            enc,
+            "respool_profile_store_dropped_samples",
+            "Samples dropped because too many were pending while the store was unreachable.",
+            st.dropped,
+        )?;
+        counter(
+            enc,
+            "respool_profile_store_refused_samples",
+            "Samples not written because their class's stored profile is corrupt or newer.",
+            st.rejected,
+        )?;
+        counter(
+            enc,
+            "respool_profile_store_failures",
+            "Attempts to reach the shared profile store that failed.",
+            st.failures,
+        )?;
+        counter(
+            enc,
+            "respool_profile_store_reads",
+            "Successful reads of the shared profiles.",
+            st.refreshes,
         )
     }
 

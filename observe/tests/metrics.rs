@@ -638,3 +638,66 @@ fn bad_configurations_are_typed_errors() {
     };
     assert!(e.to_string().contains("max_classes"));
 }
+
+/// A profile store that reports a state, as a shared store (Redis) does.
+#[derive(Debug)]
+struct Reporting(respool::store::StoreStatus);
+
+impl respool::store::ProfileStore for Reporting {
+    fn load(&self) -> Result<Option<respool::store::Profiles>, respool::store::StoreError> {
+        Ok(None)
+    }
+    fn save(&self, _: &respool::store::Profiles) -> Result<(), respool::store::StoreError> {
+        Ok(())
+    }
+    fn status(&self) -> Option<respool::store::StoreStatus> {
+        Some(self.0.clone())
+    }
+}
+
+#[test]
+fn a_shared_profile_stores_state_is_exported() {
+    let mut st = respool::store::StoreStatus::default();
+    st.store = "redis redis://127.0.0.1:6379/ namespace respool".into();
+    st.reachable = false;
+    st.pending = 17;
+    st.written = 40;
+    st.failures = 3;
+    st.problems = vec![("old".into(), "corrupt".into())];
+    let metrics = Metrics::new(config()).unwrap();
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .memory("64MiB")
+            .profile_store(Reporting(st))
+            .observer(metrics.clone())
+            .build()
+            .unwrap(),
+    );
+    let text = metrics.encode_text(&SnapshotSource::of(&pool)).unwrap();
+    for line in [
+        "respool_profile_store_up 0",
+        "respool_profile_store_pending_samples 17",
+        "respool_profile_store_problem_classes 1",
+        "respool_profile_store_written_samples_total 40",
+        "respool_profile_store_failures_total 3",
+        "respool_profile_store_dropped_samples_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    // Without a store that reports, the families are left out.
+    let plain = pool_without_store(&metrics);
+    let text = metrics.encode_text(&SnapshotSource::of(&plain)).unwrap();
+    assert!(!text.contains("respool_profile_store"), "{text}");
+}
+
+fn pool_without_store(metrics: &Arc<Metrics>) -> Arc<Pool> {
+    Arc::new(
+        Pool::builder()
+            .workers(1)
+            .memory("64MiB")
+            .observer(metrics.clone())
+            .build()
+            .unwrap(),
+    )
+}

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use respool_core::predict::{Accuracy, PredictConfig, ResourcePredictor};
 use respool_core::{Dim, DimSet, PerDim, Ppm, Resources};
 
-use crate::store::{ClassRecord, Profiles, Sample};
+use crate::store::{ClassRecord, ProfileStore, Profiles, Sample};
 use crate::sync::lock;
 
 /// How respool learns task requirements; given to
@@ -254,6 +254,10 @@ pub(crate) struct Learner {
     /// amounts are reserved as expected, with no margin.
     soft: DimSet,
     classes: RwLock<HashMap<Arc<str>, Arc<Mutex<Profile>>>>,
+    /// A store that takes each sample as it is learned (a shared store
+    /// merges them into what other processes learned; see
+    /// [`ProfileStore::record`]).
+    sink: Option<Arc<dyn ProfileStore>>,
 }
 
 fn unix_ns() -> u64 {
@@ -275,7 +279,15 @@ impl Learner {
             config,
             soft,
             classes: RwLock::new(HashMap::new()),
+            sink: None,
         }
+    }
+
+    /// Hands every sample learned from now on to `store` as well
+    /// ([`ProfileStore::record`]).
+    pub(crate) fn with_sink(mut self, store: Option<Arc<dyn ProfileStore>>) -> Learner {
+        self.sink = store;
+        self
     }
 
     fn class(&self, key: &Arc<str>) -> Arc<Mutex<Profile>> {
@@ -395,6 +407,15 @@ impl Learner {
         p.predictor.observe(&cfg, usage, size, at);
         p.runs += 1;
         let sample = Sample::new(at, size, wall, usage, None);
+        if let Some(sink) = &self.sink {
+            // A copy for the store, handed over after the class's lock is
+            // released (the store only queues it: no I/O here).
+            let copy = sample.clone();
+            self.push_sample(&mut p, sample, at);
+            drop(p);
+            sink.record(class, &copy);
+            return;
+        }
         self.push_sample(&mut p, sample, at);
     }
 
@@ -414,7 +435,12 @@ impl Learner {
             .predictor
             .observe_oom(&self.predict_config(), Dim::Memory, usage, at);
         let sample = Sample::new(at, None, Duration::ZERO, &Resources::NONE, Some(usage));
+        let copy = self.sink.as_ref().map(|_| sample.clone());
         self.push_sample(&mut p, sample, at);
+        drop(p);
+        if let (Some(sink), Some(copy)) = (&self.sink, copy) {
+            sink.record(class, &copy);
+        }
         bumped
     }
 
@@ -538,43 +564,86 @@ impl Learner {
         self.import_at(profiles, unix_ns())
     }
 
+    /// [`Learner::import`] for a shared store's refresh: the predictors and
+    /// histories of the classes in `profiles` are rebuilt from the shared
+    /// samples, but what this process measured about its own predictions
+    /// (accuracy, clamped submissions) is kept. Returns the number of
+    /// classes refreshed.
+    pub(crate) fn refresh(&self, profiles: &Profiles) -> usize {
+        self.load_at(profiles, unix_ns(), true)
+    }
+
     /// [`Learner::import`] at time `now` (nanoseconds since the Unix epoch).
     fn import_at(&self, profiles: &Profiles, now: u64) -> usize {
+        self.load_at(profiles, now, false)
+    }
+
+    fn load_at(&self, profiles: &Profiles, now: u64, keep_stats: bool) -> usize {
         let cfg = self.predict_config();
-        let mut classes = self
+        // The predictors are rebuilt before any lock is taken: submissions
+        // (which read the class table) never wait for a replay.
+        let built: Vec<(Arc<str>, Profile)> = profiles
             .classes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for record in &profiles.classes {
-            let mut p = Profile::new();
-            p.runs = record.runs;
-            for s in self.kept(&record.samples, now) {
-                match s.oom_bytes() {
-                    Some(bytes) => {
-                        p.predictor
-                            .observe_oom(&cfg, Dim::Memory, bytes, s.at_unix_ns());
-                    }
-                    None => p.predictor.observe(
-                        &cfg,
-                        &learnable(&s.usage(), Duration::from_nanos(s.wall_ns)),
-                        s.size,
-                        s.at_unix_ns(),
-                    ),
-                }
-                // Kept as learned, so that saving it back drops what was
-                // never measured.
-                let mut kept = s.clone();
-                if Duration::from_nanos(s.wall_ns) < crate::measure::TaskUsage::MIN_RATE_WALL
-                    && s.oom_bytes().is_none()
-                {
-                    kept.usage.remove(Dim::Cpu.name());
-                    kept.usage.remove(Dim::Iops.name());
-                }
-                p.history.push_back(kept);
+            .iter()
+            .map(|record| {
+                (
+                    Arc::from(record.class.as_str()),
+                    self.rebuild(&cfg, record, now),
+                )
+            })
+            .collect();
+        if keep_stats {
+            for (key, mut p) in built {
+                // Replaced in place: a task admitted on the old profile
+                // records its accuracy into the same entry.
+                let entry = self.class(&key);
+                let mut old = lock(&entry);
+                p.accuracy = old.accuracy;
+                p.recent = std::mem::take(&mut old.recent);
+                p.clamped = old.clamped;
+                *old = p;
             }
-            classes.insert(Arc::from(record.class.as_str()), Arc::new(Mutex::new(p)));
+        } else {
+            let mut classes = self
+                .classes
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (key, p) in built {
+                classes.insert(key, Arc::new(Mutex::new(p)));
+            }
         }
         profiles.classes.len()
+    }
+
+    /// A class's profile rebuilt from its stored history.
+    fn rebuild(&self, cfg: &PredictConfig, record: &ClassRecord, now: u64) -> Profile {
+        let mut p = Profile::new();
+        p.runs = record.runs;
+        for s in self.kept(&record.samples, now) {
+            match s.oom_bytes() {
+                Some(bytes) => {
+                    p.predictor
+                        .observe_oom(cfg, Dim::Memory, bytes, s.at_unix_ns());
+                }
+                None => p.predictor.observe(
+                    cfg,
+                    &learnable(&s.usage(), Duration::from_nanos(s.wall_ns)),
+                    s.size,
+                    s.at_unix_ns(),
+                ),
+            }
+            // Kept as learned, so that saving it back drops what was
+            // never measured.
+            let mut kept = s.clone();
+            if Duration::from_nanos(s.wall_ns) < crate::measure::TaskUsage::MIN_RATE_WALL
+                && s.oom_bytes().is_none()
+            {
+                kept.usage.remove(Dim::Cpu.name());
+                kept.usage.remove(Dim::Iops.name());
+            }
+            p.history.push_back(kept);
+        }
+        p
     }
 
     /// The samples of a stored history that the configuration keeps at
@@ -679,6 +748,68 @@ mod tests {
 
     fn fallback() -> Resources {
         LearningConfig::default().fallback
+    }
+
+    /// A store that keeps what it is handed, sample by sample.
+    #[derive(Debug, Default)]
+    struct Recording(Mutex<Vec<(String, Sample)>>);
+
+    impl ProfileStore for Recording {
+        fn load(&self) -> Result<Option<Profiles>, crate::store::StoreError> {
+            Ok(None)
+        }
+        fn save(&self, _: &Profiles) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn record(&self, class: &str, sample: &Sample) {
+            lock(&self.0).push((class.to_owned(), sample.clone()));
+        }
+    }
+
+    #[test]
+    fn every_learned_sample_reaches_the_sink_and_a_refresh_keeps_the_accuracy() {
+        let sink = Arc::new(Recording::default());
+        let l = Learner::new(LearningConfig::default()).with_sink(Some(sink.clone()));
+        for i in 0..5 {
+            l.observe_at(
+                &key("c"),
+                None,
+                &mem(8 * MIB),
+                Duration::from_millis(1),
+                &mem(8 * MIB),
+                NOW + i * MS,
+            );
+        }
+        l.observe_oom_at(&key("c"), 9 * MIB, NOW + 10 * MS);
+        let got = lock(&sink.0).clone();
+        assert_eq!(got.len(), 6, "every run and the OOM event");
+        assert_eq!(
+            got.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(),
+            l.export().classes[0].samples,
+            "the same samples the history keeps"
+        );
+        let before = l.accuracy().0[0].clone();
+        assert_eq!(before.predictions, 5);
+        // A refresh from a shared store (more runs, from elsewhere) rebuilds
+        // the predictor but keeps this process's accuracy record.
+        let shared: Vec<Sample> = (0..20).map(|i| sample(16 * MIB, NOW + i * MS)).collect();
+        assert_eq!(
+            l.load_at(&record("c", 20, shared.clone()), NOW + DAY, true),
+            1
+        );
+        let after = l.accuracy().0[0].clone();
+        assert_eq!(
+            (after.runs, after.predictions, after.within_10pct),
+            (20, 5, before.within_10pct)
+        );
+        assert_same_predictor(
+            &predictor(&l, "c"),
+            &reference(&l, &shared),
+            "rebuilt from the shared samples",
+        );
+        // An import, by contrast, starts the class afresh.
+        l.import_at(&record("c", 20, shared), NOW + DAY);
+        assert_eq!(l.accuracy().0[0].predictions, 0);
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub struct PoolSnapshot {
     pub learning: ClassAccuracy,
     /// Prediction accuracy and expected usage per class, sorted by key.
     pub classes: Vec<ClassAccuracy>,
+    /// How the [profile store](crate::Builder::profile_store) is doing, for
+    /// a store that says (a shared one: reachable, samples waiting to be
+    /// written; see [`StoreStatus`](crate::store::StoreStatus)).
+    pub store: Option<crate::store::StoreStatus>,
 }
 
 pub(crate) fn take(s: &Shared) -> PoolSnapshot {
@@ -116,6 +120,7 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
         latency: s.metrics.latency(),
         learning,
         classes,
+        store: s.config.store.as_ref().and_then(|st| st.status()),
     }
 }
 
@@ -172,6 +177,9 @@ impl fmt::Display for PoolSnapshot {
                 self.learning.within_10pct,
                 self.learning.share()
             )?;
+        }
+        if let Some(store) = &self.store {
+            writeln!(f, "profile store: {store}")?;
         }
         write!(
             f,
