@@ -41,6 +41,7 @@ mod builder;
 mod config;
 mod engine;
 mod error;
+pub mod export;
 mod handle;
 mod job;
 pub mod learn;
