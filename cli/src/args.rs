@@ -93,6 +93,15 @@ pub struct RunArgs {
     /// else ~/.local/state/respool/profiles.json].
     #[arg(long, value_name = "PATH")]
     pub store: Option<PathBuf>,
+    /// Price the run at this instance type's on-demand rates (the summary
+    /// says what the jobs cost, and what they held unused) [default:
+    /// m7i.large].
+    #[arg(long, value_name = "TYPE", default_value = "m7i.large")]
+    pub instance: String,
+    /// A price table of your own (CSV: provider,region,instance,vcpus,
+    /// memory_gib,gpus,usd_per_hour,as_of,source) instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub pricing: Option<PathBuf>,
     /// Write GNU parallel's joblog to FILE.
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<PathBuf>,

@@ -1490,3 +1490,54 @@ fn profiles_export_to_cluster_schedulers() {
         assert!(!stderr(&o).is_empty());
     }
 }
+
+#[test]
+fn the_summary_prices_the_run() {
+    let env = Env::new();
+    let o = env.run(&["--class", "c", "true", ":::", "1", "2"], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("; this run: $") && err.contains(" at m7i.large (aws us-east-1, as of "),
+        "{err}"
+    );
+    assert!(err.contains("more reserved but unused (slack)"), "{err}");
+    // Another instance from a price table of one's own.
+    let table = env.path("prices.csv");
+    std::fs::write(
+        &table,
+        "provider,region,instance,vcpus,memory_gib,gpus,usd_per_hour,as_of,source\n\
+         onprem,lab,rack-a,64,256,0,2.5,2026-01-15,https://intranet.example/costs\n",
+    )
+    .expect("written");
+    let mut args: Vec<OsString> = vec!["--pricing".into(), table.clone().into()];
+    args.extend(["--instance", "rack-a", "true", ":::", "1"].map(OsString::from));
+    let o = env.run(&args, b"");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(" at rack-a (onprem lab, as of 2026-01-15) prices"),
+        "{}",
+        stderr(&o)
+    );
+    // Unknown instances and invalid tables are usage errors that say why.
+    let o = env.run(&["--instance", "m9.huge", "true", ":::", "1"], b"");
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        stderr(&o).contains("no instance \"m9.huge\""),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(
+        &table,
+        "provider,region,instance,vcpus,memory_gib,gpus,usd_per_hour,as_of,source\n\
+         onprem,lab,rack-a,64,256,0,2.5,,https://intranet.example/costs\n",
+    )
+    .expect("written");
+    let o = env.run(&args, b"");
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        stderr(&o).contains("line 2: as_of is missing"),
+        "{}",
+        stderr(&o)
+    );
+}

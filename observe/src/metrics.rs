@@ -52,7 +52,10 @@
 //! `respool_profile_store_dropped_samples_total`,
 //! `respool_profile_store_refused_samples_total`,
 //! `respool_profile_store_failures_total`,
-//! `respool_profile_store_reads_total` (counters).
+//! `respool_profile_store_reads_total` (counters). With
+//! [`Builder::pricing`](respool::Builder::pricing), per class:
+//! `respool_class_cost_usd_total{class}` (what its runs used, priced) and
+//! `respool_class_slack_cost_usd_total{class}` (what they held unused).
 //!
 //! From the system monitor at scrape time (see
 //! [`MetricsConfig::system_readings`]): `respool_memory_pressure_ratio`
@@ -978,12 +981,12 @@ impl Collector for MetricsCollector {
 }
 
 /// Writes one counter family; `series` of (label value, value).
-pub(crate) fn counter_family<'a>(
+pub(crate) fn counter_family<'a, V: prometheus_client::encoding::EncodeCounterValue>(
     enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     label: &str,
-    series: impl IntoIterator<Item = (&'a str, u64)>,
+    series: impl IntoIterator<Item = (&'a str, V)>,
 ) -> fmt::Result {
     let mut series = series.into_iter().peekable();
     if series.peek().is_none() {
@@ -993,7 +996,7 @@ pub(crate) fn counter_family<'a>(
     for (v, n) in series {
         let labels = [(label, v)];
         m.encode_family(&labels)?
-            .encode_counter::<NoLabelSet, u64, u64>(&n, None)?;
+            .encode_counter::<NoLabelSet, V, u64>(&n, None)?;
     }
     Ok(())
 }
@@ -1343,6 +1346,35 @@ impl Metrics {
             "Predictions of each class's usage within 10% of what was measured.",
             "class",
             by_slot.iter().map(|(slot, _, w, _)| (name_of(*slot), *w)),
+        )?;
+        // Costs, when the pool prices its classes (Builder::pricing).
+        let mut costs: Vec<(u32, u64, u64)> = Vec::new();
+        for c in &s.classes {
+            let Some(cost) = c.cost else { continue };
+            let slot = self.classes.slot(&c.class);
+            match costs.iter_mut().find(|(i, ..)| *i == slot) {
+                Some(e) => {
+                    e.1 = e.1.saturating_add(cost.nano_usd);
+                    e.2 = e.2.saturating_add(cost.slack_nano_usd);
+                }
+                None => costs.push((slot, cost.nano_usd, cost.slack_nano_usd)),
+            }
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let usd = |nano: u64| nano as f64 / 1e9;
+        counter_family(
+            enc,
+            "respool_class_cost_usd",
+            "What each class's measured runs used (CPU, memory and GPU over time), priced at the pool's pricing, in USD.",
+            "class",
+            costs.iter().map(|(slot, n, _)| (name_of(*slot), usd(*n))),
+        )?;
+        counter_family(
+            enc,
+            "respool_class_slack_cost_usd",
+            "What each class's runs held (reserved) and did not use, priced at the pool's pricing, in USD.",
+            "class",
+            costs.iter().map(|(slot, _, n)| (name_of(*slot), usd(*n))),
         )
     }
 

@@ -701,3 +701,46 @@ fn pool_without_store(metrics: &Arc<Metrics>) -> Arc<Pool> {
             .unwrap(),
     )
 }
+
+#[test]
+fn class_costs_are_exported_when_the_pool_prices_them() {
+    let metrics = Metrics::new(config()).unwrap();
+    let pricing = respool::cost::Pricing {
+        label: "test".into(),
+        rates: respool::cost::Rates {
+            usd_per_vcpu_hour: 3600.0,
+            usd_per_gib_hour: 3600.0,
+            usd_per_gpu_hour: 0.0,
+        },
+    };
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .memory("64MiB")
+            .pricing(pricing)
+            .observer(metrics.clone())
+            .build()
+            .unwrap(),
+    );
+    pool.task()
+        .class("priced")
+        .memory("8MiB")
+        .spawn(|ctx| ctx.report_usage(Dim::Memory, MIB))
+        .unwrap()
+        .join()
+        .unwrap();
+    pool.shutdown();
+    let cost = pool.snapshot().classes[0].cost.expect("priced");
+    let text = metrics.encode_text(&SnapshotSource::of(&pool)).unwrap();
+    let value = |family: &str| -> f64 {
+        let prefix = format!("{family}{{class=\"priced\"}} ");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert!((value("respool_class_cost_usd_total") - cost.usd()).abs() < 1e-9);
+    assert!((value("respool_class_slack_cost_usd_total") - cost.slack_usd()).abs() < 1e-9);
+    assert!(cost.slack_usd() > 0.0, "8 MiB held, 1 MiB used");
+}

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use respool_core::predict::{Accuracy, PredictConfig, ResourcePredictor};
 use respool_core::{Dim, DimSet, PerDim, Ppm, Resources};
 
+use crate::cost::{ClassCost, UsageTotals};
 use crate::store::{ClassRecord, ProfileStore, Profiles, Sample};
 use crate::sync::lock;
 
@@ -139,6 +140,9 @@ pub(crate) struct Profile {
     /// Submissions whose estimate was clamped to what the pool can ever
     /// grant (see `Learner::note_clamped`).
     clamped: u64,
+    /// What this process's measured runs used, and what they held.
+    used: UsageTotals,
+    held: UsageTotals,
 }
 
 const RECENT: usize = 64;
@@ -152,6 +156,8 @@ impl Profile {
             accuracy: PerDim([Accuracy::new(); Dim::COUNT]),
             recent: VecDeque::new(),
             clamped: 0,
+            used: UsageTotals::default(),
+            held: UsageTotals::default(),
         }
     }
 }
@@ -181,6 +187,14 @@ pub struct ClassAccuracy {
     /// time). Not zero: the class needs more than this pool has, or its
     /// profile holds values from a larger machine.
     pub clamped: u64,
+    /// What the class's runs measured in this process used (CPU,
+    /// memory and GPU over time; see [`crate::cost`]).
+    pub used: UsageTotals,
+    /// What they held: their reservations over their run time.
+    pub held: UsageTotals,
+    /// `used` and the slack (`held` beyond `used`) priced, when the pool
+    /// has [`Builder::pricing`](crate::Builder::pricing).
+    pub cost: Option<ClassCost>,
 }
 
 /// Accuracy of the predictions in one dimension (see [`ClassAccuracy`]).
@@ -419,6 +433,35 @@ impl Learner {
         self.push_sample(&mut p, sample, at);
     }
 
+    /// Adds a run of `class` that used `usage` and held `reserved` for
+    /// `wall` to its totals (whatever became of the task: a panicked task
+    /// cost as much). Only when learning is enabled.
+    pub(crate) fn account(
+        &self,
+        class: &Arc<str>,
+        usage: &Resources,
+        reserved: &Resources,
+        wall: Duration,
+    ) {
+        if !self.config.enabled {
+            return;
+        }
+        let wall = u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX);
+        let profile = self.class(class);
+        let mut p = lock(&profile);
+        let amounts = |r: &Resources| {
+            (
+                r.amount(Dim::Cpu),
+                r.amount(Dim::Memory),
+                r.amount(Dim::Gpu),
+            )
+        };
+        let (c, m, g) = amounts(usage);
+        p.used.add(c, m, g, wall);
+        let (c, m, g) = amounts(reserved);
+        p.held.add(c, m, g, wall);
+    }
+
     /// Records an out-of-memory event of a task of `class` at `usage` bytes;
     /// returns the bumped value (recorded only when learning is enabled).
     pub(crate) fn observe_oom(&self, class: &Arc<str>, usage: u64) -> u64 {
@@ -493,6 +536,9 @@ impl Learner {
                     expected,
                     by_dim: by_dim(&p.accuracy),
                     clamped: p.clamped,
+                    used: p.used,
+                    held: p.held,
+                    cost: None,
                 }
             })
             .collect();
@@ -531,6 +577,13 @@ impl Learner {
                 })
                 .collect(),
             clamped: out.iter().map(|c| c.clamped).sum(),
+            used: out
+                .iter()
+                .fold(UsageTotals::default(), |t, c| t.plus(&c.used)),
+            held: out
+                .iter()
+                .fold(UsageTotals::default(), |t, c| t.plus(&c.held)),
+            cost: None,
         };
         (out, total)
     }
@@ -601,6 +654,8 @@ impl Learner {
                 p.accuracy = old.accuracy;
                 p.recent = std::mem::take(&mut old.recent);
                 p.clamped = old.clamped;
+                p.used = old.used;
+                p.held = old.held;
                 *old = p;
             }
         } else {

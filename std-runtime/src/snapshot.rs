@@ -71,10 +71,19 @@ pub struct PoolSnapshot {
     /// a store that says (a shared one: reachable, samples waiting to be
     /// written; see [`StoreStatus`](crate::store::StoreStatus)).
     pub store: Option<crate::store::StoreStatus>,
+    /// What the costs in `classes` and `learning` are priced at (the
+    /// [`Pricing`](crate::cost::Pricing) label), when the pool has
+    /// [`Builder::pricing`](crate::Builder::pricing).
+    pub pricing: Option<String>,
 }
 
 pub(crate) fn take(s: &Shared) -> PoolSnapshot {
-    let (classes, learning) = s.learner.accuracy();
+    let (mut classes, mut learning) = s.learner.accuracy();
+    if let Some(p) = &s.config.pricing {
+        for c in classes.iter_mut().chain(std::iter::once(&mut learning)) {
+            c.cost = Some(crate::cost::ClassCost::of(&c.used, &c.held, &p.rates));
+        }
+    }
     let (fragmentation, mut domains, peak_waiting) = s.sched.placement_view(s.now_ns());
     let capacity = s.sched.tracker.capacity();
     let reserved = s.sched.tracker.reserved();
@@ -121,6 +130,7 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
         learning,
         classes,
         store: s.config.store.as_ref().and_then(|st| st.status()),
+        pricing: s.config.pricing.as_ref().map(|p| p.label.clone()),
     }
 }
 
@@ -176,6 +186,14 @@ impl fmt::Display for PoolSnapshot {
                 self.learning.predictions,
                 self.learning.within_10pct,
                 self.learning.share()
+            )?;
+        }
+        if let (Some(label), Some(cost)) = (&self.pricing, self.learning.cost) {
+            writeln!(
+                f,
+                "cost: {} at {label} prices, {} more held unused (slack)",
+                crate::cost::format_usd(cost.usd()),
+                crate::cost::format_usd(cost.slack_usd())
             )?;
         }
         if let Some(store) = &self.store {
