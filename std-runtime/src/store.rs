@@ -69,7 +69,7 @@ use crate::sync::lock;
 use respool_sys::Excerpt;
 
 #[cfg(feature = "redis")]
-pub mod redis;
+mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisStore};
 

@@ -1,88 +1,5 @@
-//! Learned profiles shared by many processes through Redis (cargo feature
-//! `redis`).
-//!
-//! # What is stored, and why samples
-//!
-//! Each class is kept as the same bounded, time-limited history of
-//! measured samples that [`FileStore`](super::FileStore) writes, plus its
-//! run count. The learner rebuilds its predictors from those samples, in
-//! time order (see [`crate::learn`]): an ensemble whose members are an
-//! exponentially smoothed mean, a regression on the size hint and the
-//! VPA-style decaying histogram, and which follows whichever member has
-//! been most accurate *in sample order*. Histogram bucket weights and
-//! moments merge by addition, but the smoothed mean and the ensemble's
-//! accuracy record do not: two summaries merged would be a predictor no
-//! process ever computed. Merging the samples themselves gives every
-//! process, after a read, exactly the predictor of one process that saw all
-//! of them in time order (ties at the same millisecond broken by sample id,
-//! the same way everywhere), which is the property the tests check. The
-//! cost is bounded by the history cap (256 samples per class by default, as
-//! locally).
-//!
-//! A merge must lose nothing when processes write at once, and count
-//! nothing twice when a write is retried after a reply was lost. Both are
-//! the server's job, in one Lua script per class and batch (a script runs
-//! atomically): each sample carries an id unique to its process and
-//! sequence (`ZADD` of the same member is idempotent), and each process
-//! numbers its batches: a batch whose number the class has already seen
-//! from that process is a retry that already landed, and is skipped whole
-//! (run count included).
-//!
-//! # Key schema (version 1)
-//!
-//! Under a namespace (default `respool`), every key carries the schema
-//! version, so that a later schema lives beside this one instead of
-//! overwriting it:
-//!
-//! | key | type | content |
-//! |-----|------|---------|
-//! | `<ns>:v1:class:<class>` | hash | `schema` (1), `class`, `runs`, `ooms`, `updated_ms` |
-//! | `<ns>:v1:samples:<class>` | sorted set | one member per sample: the [`Sample`] as JSON plus its `"id"`; score: its time in ms |
-//! | `<ns>:v1:classes` | sorted set | class names, scored by their last write (ms) |
-//! | `<ns>:v1:writer:<id>` | hash | per class, the last batch number this process merged |
-//!
-//! Every key expires after [`RedisConfig::expire_after`] without a write
-//! (default 30 days); the history is trimmed at each write to the newest
-//! [`RedisConfig::history`] samples no older than [`RedisConfig::max_age`].
-//! A class whose hash or sample set is not what this schema wrote (a
-//! foreign key, a `schema` above 1, a member that is not a sample) is
-//! reported in [`StoreStatus::problems`] and a warning, left untouched by
-//! writes (the script checks before it changes anything), and learned
-//! locally only.
-//!
-//! Keys of one class are not in one hash slot: Redis Cluster is not
-//! supported (a single primary, with replicas or Sentinel in front, is).
-//!
-//! # No task waits on Redis
-//!
-//! All I/O happens on the store's own thread. A finished task's sample is
-//! learned locally, then queued for that thread ([`ProfileStore::record`]:
-//! a channel send). The thread writes the queue in batches every
-//! [`RedisConfig::write_every`], and reads every class again every
-//! [`RedisConfig::refresh_every`], replacing the pool's profiles with the
-//! shared ones (plus what it has not written yet). When Redis cannot be
-//! reached, learning goes on locally, the queue keeps up to
-//! [`RedisConfig::max_pending`] samples, writes are retried with
-//! exponential backoff (from [`RedisConfig::retry_min`] to
-//! [`RedisConfig::retry_max`]) and merged when Redis is back; the pool's
-//! [snapshot](crate::PoolSnapshot) shows it in its `store` field, and
-//! `respool-observe` exports it as metrics. Building a pool waits for the
-//! first read at most [`RedisConfig::first_read_wait`], then goes on with
-//! what it has.
-//!
-//! # Passwords, ACL users, TLS
-//!
-//! The URL carries them, as for every Redis client:
-//! `redis://:password@host:6379/0` for `requirepass`,
-//! `redis://user:password@host:6379/0` for an ACL user (who needs
-//! `~<ns>:*` keys, `EVALSHA`, `EVAL`, `SCRIPT`, `ZRANGEBYSCORE` and `PING`;
-//! `+@all ~respool:*` is the simple grant). Passwords never appear in the
-//! status, errors or logs. `rediss://` (TLS) needs one of the `redis`
-//! crate's TLS features, which this crate leaves off so as not to pull a
-//! TLS stack into every build: add
-//! `redis = { version = "1.8", features = ["tls-rustls"] }` (or
-//! `tls-native-tls`) to your own `Cargo.toml` and cargo enables it for
-//! respool's copy too.
+//! `RedisStore`: learned profiles shared by many processes through Redis
+//! (cargo feature `redis`); see its documentation.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -163,12 +80,9 @@ impl Default for RedisConfig {
 }
 
 /// A [`ProfileStore`] shared by every process that opens the same Redis
-/// and namespace (see the [module documentation](self) for the schema, the
-/// merge and what happens when Redis is away).
-///
-/// Cloning gives another handle on the same store (one thread, one queue);
-/// the thread ends when the last handle is dropped, after one last attempt
-/// to write what is queued.
+/// and namespace. Cloning gives another handle on the same store (one
+/// thread, one queue); the thread ends when the last handle is dropped,
+/// after one last attempt to write what is queued.
 ///
 /// # Examples
 ///
@@ -182,6 +96,89 @@ impl Default for RedisConfig {
 /// println!("{}", store.status());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # What is stored, and why samples
+///
+/// Each class is kept as the same bounded, time-limited history of
+/// measured samples that [`FileStore`](super::FileStore) writes, plus its
+/// run count. The learner rebuilds its predictors from those samples, in
+/// time order (see [`crate::learn`]): an ensemble whose members are an
+/// exponentially smoothed mean, a regression on the size hint and the
+/// VPA-style decaying histogram, and which follows whichever member has
+/// been most accurate *in sample order*. Histogram bucket weights and
+/// moments merge by addition, but the smoothed mean and the ensemble's
+/// accuracy record do not: two summaries merged would be a predictor no
+/// process ever computed. Merging the samples themselves gives every
+/// process, after a read, exactly the predictor of one process that saw all
+/// of them in time order (ties at the same millisecond broken by sample id,
+/// the same way everywhere), which is the property the tests check. The
+/// cost is bounded by the history cap (256 samples per class by default, as
+/// locally).
+///
+/// A merge must lose nothing when processes write at once, and count
+/// nothing twice when a write is retried after a reply was lost. Both are
+/// the server's job, in one Lua script per class and batch (a script runs
+/// atomically): each sample carries an id unique to its process and
+/// sequence (`ZADD` of the same member is idempotent), and each process
+/// numbers its batches: a batch whose number the class has already seen
+/// from that process is a retry that already landed, and is skipped whole
+/// (run count included).
+///
+/// # Key schema (version 1)
+///
+/// Under a namespace (default `respool`), every key carries the schema
+/// version, so that a later schema lives beside this one instead of
+/// overwriting it:
+///
+/// | key | type | content |
+/// |-----|------|---------|
+/// | `<ns>:v1:class:<class>` | hash | `schema` (1), `class`, `runs`, `ooms`, `updated_ms` |
+/// | `<ns>:v1:samples:<class>` | sorted set | one member per sample: the [`Sample`] as JSON plus its `"id"`; score: its time in ms |
+/// | `<ns>:v1:classes` | sorted set | class names, scored by their last write (ms) |
+/// | `<ns>:v1:writer:<id>` | hash | per class, the last batch number this process merged |
+///
+/// Every key expires after [`RedisConfig::expire_after`] without a write
+/// (default 30 days); the history is trimmed at each write to the newest
+/// [`RedisConfig::history`] samples no older than [`RedisConfig::max_age`].
+/// A class whose hash or sample set is not what this schema wrote (a
+/// foreign key, a `schema` above 1, a member that is not a sample) is
+/// reported in [`StoreStatus::problems`] and a warning, left untouched by
+/// writes (the script checks before it changes anything), and learned
+/// locally only.
+///
+/// Keys of one class are not in one hash slot: Redis Cluster is not
+/// supported (a single primary, with replicas or Sentinel in front, is).
+///
+/// # No task waits on Redis
+///
+/// All I/O happens on the store's own thread. A finished task's sample is
+/// learned locally, then queued for that thread ([`ProfileStore::record`]:
+/// a channel send). The thread writes the queue in batches every
+/// [`RedisConfig::write_every`], and reads every class again every
+/// [`RedisConfig::refresh_every`], replacing the pool's profiles with the
+/// shared ones (plus what it has not written yet). When Redis cannot be
+/// reached, learning goes on locally, the queue keeps up to
+/// [`RedisConfig::max_pending`] samples, writes are retried with
+/// exponential backoff (from [`RedisConfig::retry_min`] to
+/// [`RedisConfig::retry_max`]) and merged when Redis is back; the pool's
+/// [snapshot](crate::PoolSnapshot) shows it in its `store` field, and
+/// `respool-observe` exports it as metrics. Building a pool waits for the
+/// first read at most [`RedisConfig::first_read_wait`], then goes on with
+/// what it has.
+///
+/// # Passwords, ACL users, TLS
+///
+/// The URL carries them, as for every Redis client:
+/// `redis://:password@host:6379/0` for `requirepass`,
+/// `redis://user:password@host:6379/0` for an ACL user (who needs
+/// `~<ns>:*` keys, `EVALSHA`, `EVAL`, `SCRIPT`, `ZRANGEBYSCORE` and `PING`;
+/// `+@all ~respool:*` is the simple grant). Passwords never appear in the
+/// status, errors or logs. `rediss://` (TLS) needs one of the `redis`
+/// crate's TLS features, which this crate leaves off so as not to pull a
+/// TLS stack into every build: add
+/// `redis = { version = "1.8", features = ["tls-rustls"] }` (or
+/// `tls-native-tls`) to your own `Cargo.toml` and cargo enables it for
+/// respool's copy too.
 #[derive(Clone)]
 pub struct RedisStore {
     tx: Sender<Msg>,
@@ -227,7 +224,7 @@ struct Shared {
 impl RedisStore {
     /// Opens a store on the Redis at `url` (`redis://[user][:password@]host[:port][/db]`,
     /// or `rediss://` with a TLS feature of the `redis` crate, see the
-    /// [module documentation](self)) and starts its thread. Redis is not
+    /// [`RedisStore`] documentation) and starts its thread. Redis is not
     /// contacted here: it may be down, and come up later.
     ///
     /// # Errors
