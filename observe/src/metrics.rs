@@ -40,7 +40,10 @@
 //! `respool_reserved_cores{dim}` (CPU, millicores / 1000),
 //! `respool_capacity{dim}`, `respool_effective_capacity{dim}`,
 //! `respool_reserved{dim}` (IOPS, network, GPUs, user dimensions),
-//! `respool_fragmentation_ratio`, and per class
+//! `respool_fragmentation_ratio`,
+//! `respool_wait_head_shortfall_bytes{dim}`, `respool_wait_head_shortfall_cores{dim}`,
+//! `respool_wait_head_shortfall{dim}` (what the task at the head of the
+//! wait queue lacks to start, per dimension; absent when nobody waits), and per class
 //! `respool_class_prediction_accuracy_ratio{class}` (share within 10% over
 //! the class's last 64 predictions), `respool_class_predictions_total{class}`,
 //! `respool_class_predictions_within_10pct_total{class}`. Only dimensions
@@ -1285,6 +1288,13 @@ impl Metrics {
             "respool_reserved",
             "Reserved by admitted tasks per tracked dimension",
             &res,
+        )?;
+        let short: Vec<(Dim, u64)> = s.head_shortfall.iter().collect();
+        per_unit_families(
+            enc,
+            "respool_wait_head_shortfall",
+            "What the task at the head of the wait queue lacks to start (its request minus what is free), per dimension it asks for",
+            &short,
         )?;
         gauge(
             enc,

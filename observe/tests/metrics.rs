@@ -744,3 +744,46 @@ fn class_costs_are_exported_when_the_pool_prices_them() {
     assert!((value("respool_class_slack_cost_usd_total") - cost.slack_usd()).abs() < 1e-9);
     assert!(cost.slack_usd() > 0.0, "8 MiB held, 1 MiB used");
 }
+
+#[test]
+fn the_head_waiters_shortfall_is_exported_per_dimension() {
+    let metrics = Metrics::new(config()).unwrap();
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(2)
+            .memory("1GiB")
+            .headroom(Resources::NONE)
+            .observer(metrics.clone())
+            .build()
+            .unwrap(),
+    );
+    let (release, held) = mpsc::channel::<()>();
+    let big = pool
+        .task()
+        .memory("800MiB")
+        .spawn(move |_| held.recv().unwrap())
+        .unwrap();
+    wait_until("the first task to hold its 800 MiB", || {
+        pool.snapshot().reserved.get(Dim::Memory) == Some(800 * MIB)
+    });
+    let next = pool.task().memory("600MiB").spawn(|_| ()).unwrap();
+    wait_until("the second task to wait", || pool.snapshot().waiting == 1);
+    // 600 MiB wanted, 1024 - 800 = 224 MiB free: 376 MiB short.
+    let snap = pool.snapshot();
+    assert_eq!(snap.head_shortfall.get(Dim::Memory), Some(376 * MIB));
+    let text = metrics.encode_text(&SnapshotSource::of(&pool)).unwrap();
+    let line = format!(
+        "respool_wait_head_shortfall_bytes{{dim=\"memory\"}} {}",
+        376 * MIB
+    );
+    assert!(
+        text.lines().any(|l| l == line || l == format!("{line}.0")),
+        "{line} missing:\n{text}"
+    );
+    release.send(()).unwrap();
+    big.join().unwrap();
+    next.join().unwrap();
+    // Nobody waits: the family is left out.
+    let text = metrics.encode_text(&SnapshotSource::of(&pool)).unwrap();
+    assert!(!text.contains("respool_wait_head_shortfall"), "{text}");
+}

@@ -52,6 +52,11 @@ pub struct PoolSnapshot {
     pub reserved: Resources,
     /// `reserved / capacity` per tracked dimension (`None`: untracked).
     pub utilisation: [Option<Ppm>; Dim::COUNT],
+    /// What the task at the head of the wait queue lacks to start, per
+    /// tracked dimension it asks for: its request minus what is free (zero
+    /// in a dimension where it would fit; empty when nobody waits). A
+    /// signal for autoscaling: how much more of what would let work start.
+    pub head_shortfall: Resources,
     /// Share of free CPU-domain capacity that the request at the head of the
     /// wait queue cannot use (zero with a single CPU domain or nobody waiting).
     pub fragmentation: Ppm,
@@ -84,9 +89,19 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
             c.cost = Some(crate::cost::ClassCost::of(&c.used, &c.held, &p.rates));
         }
     }
-    let (fragmentation, mut domains, peak_waiting) = s.sched.placement_view(s.now_ns());
+    let (fragmentation, mut domains, peak_waiting, head) = s.sched.placement_view(s.now_ns());
     let capacity = s.sched.tracker.capacity();
     let reserved = s.sched.tracker.reserved();
+    let effective = s.sched.tracker.effective_capacity();
+    // What the head of the wait queue lacks, in the dimensions it asks for
+    // and the pool tracks.
+    let mut shortfall = Resources::NONE;
+    for (dim, want) in head.iter() {
+        if let Some(cap) = effective.get(dim) {
+            let free = cap.saturating_sub(reserved.amount(dim));
+            shortfall = shortfall.with_saturating(dim, want.saturating_sub(free));
+        }
+    }
     if s.sched.trivial {
         // One CPU domain and nothing to place: the packer is not kept up
         // to date (admission is the tracker's alone), so the one domain's
@@ -118,7 +133,8 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
         waiting: s.waiting(),
         peak_waiting,
         held_for_room: s.metrics.held_for_room.load(Ordering::Relaxed),
-        effective_capacity: s.sched.tracker.effective_capacity(),
+        effective_capacity: effective,
+        head_shortfall: shortfall,
         utilisation: reserved.utilisation(&capacity),
         capacity,
         reserved,
