@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 crates=(
     "respool-core core"
     "respool-sys sys"
-    "respool std-runtime --features redis"
+    "respool std-runtime --features redis-tls"
     "respool-ffi ffi"
     "respool-observe observe --all-features"
 )
@@ -23,7 +23,7 @@ for entry in "${crates[@]}"; do
     # reader of the surface cares about); default features, unless the
     # entry names flags (respool-observe: every feature, so that the
     # dashboard and OpenTelemetry surfaces are listed too; respool: its
-    # `redis` feature, so that RedisStore is listed).
+    # `redis-tls` feature, so that RedisStore and its TLS option are listed).
     # shellcheck disable=SC2086 # $flags: optional extra flags, split on purpose
     cargo public-api --package "$name" $flags -sss --color never >"$out/$name.txt"
     if [ "$update" = 1 ]; then

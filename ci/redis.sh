@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Why: RedisStore (profiles shared by many processes) against a real Redis: four learner processes lose no sample, a Redis that hangs or restarts never holds a task up and is caught up with, requirepass and ACL users, corrupt and newer values left untouched.
+# Why: RedisStore (profiles shared by many processes) against a real Redis: four learner processes lose no sample, a Redis that hangs or restarts never holds a task up and is caught up with, requirepass and ACL users, TLS with a CA of the test's own, corrupt and newer values left untouched.
 #
 # Installs Debian's redis-server when it is missing (as root, or with sudo),
 # starts one on a free loopback port in a temporary directory for the
@@ -63,8 +63,10 @@ echo "== redis-server $pid on 127.0.0.1:$port"
 export RESPOOL_TEST_REDIS_URL="redis://127.0.0.1:$port/"
 export RESPOOL_REDIS_SERVER="$server"
 export RESPOOL_REQUIRE_REDIS=1
-cargo test -j"${CARGO_BUILD_JOBS:-2}" -p respool --features redis --test redis_store
-cargo test -j"${CARGO_BUILD_JOBS:-2}" -p respool --features redis --lib store::
+# redis-tls: the TLS test too (Debian's server is built with TLS; the test
+# makes its own CA and certificate with openssl).
+cargo test -j"${CARGO_BUILD_JOBS:-2}" -p respool --features redis-tls --test redis_store
+cargo test -j"${CARGO_BUILD_JOBS:-2}" -p respool --features redis-tls --lib store::
 # The store's doctests, and the guide's chapter on many machines (its Redis example
 # uses $RESPOOL_TEST_REDIS_URL).
-cargo test -j"${CARGO_BUILD_JOBS:-2}" -p respool --features redis --doc -- store Fleet
+cargo test -j"${CARGO_BUILD_JOBS:-2}" -p respool --features redis-tls --doc -- store Fleet

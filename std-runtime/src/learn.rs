@@ -656,6 +656,7 @@ impl Learner {
                 p.clamped = old.clamped;
                 p.used = old.used;
                 p.held = old.held;
+                self.keep_local(&cfg, &mut p, &old, now);
                 *old = p;
             }
         } else {
@@ -668,6 +669,47 @@ impl Learner {
             }
         }
         profiles.classes.len()
+    }
+
+    /// Adds to `fresh` (a class rebuilt from a shared store's copy) the
+    /// samples of `local` (the class as this process has it now) that the
+    /// copy lacks and that are not older than its oldest: samples learned
+    /// here and not yet merged into the store, including those learned
+    /// while the copy was being read and rebuilt. Without this a refresh
+    /// would drop them from this process until the next one. They are
+    /// replayed after the shared ones (out of time order until the next
+    /// refresh brings them back in place).
+    fn keep_local(&self, cfg: &PredictConfig, fresh: &mut Profile, local: &Profile, now: u64) {
+        let key = |s: &Sample| (s.at_unix_ms, s.wall_ns, s.oom_bytes);
+        let shared: std::collections::HashSet<(u64, u64, Option<u64>)> =
+            fresh.history.iter().map(key).collect();
+        let oldest = fresh.history.iter().map(|s| s.at_unix_ms).min();
+        let missing: Vec<Sample> = local
+            .history
+            .iter()
+            .filter(|s| oldest.is_none_or(|o| s.at_unix_ms >= o))
+            .filter(|s| !shared.contains(&key(s)) || !fresh.history.contains(s))
+            .cloned()
+            .collect();
+        for s in missing {
+            match s.oom_bytes() {
+                Some(bytes) => {
+                    fresh
+                        .predictor
+                        .observe_oom(cfg, Dim::Memory, bytes, s.at_unix_ns());
+                }
+                None => {
+                    fresh.predictor.observe(
+                        cfg,
+                        &learnable(&s.usage(), Duration::from_nanos(s.wall_ns)),
+                        s.size,
+                        s.at_unix_ns(),
+                    );
+                    fresh.runs += 1;
+                }
+            }
+            self.push_sample(fresh, s, now);
+        }
     }
 
     /// A class's profile rebuilt from its stored history.
@@ -845,9 +887,11 @@ mod tests {
         );
         let before = l.accuracy().0[0].clone();
         assert_eq!(before.predictions, 5);
-        // A refresh from a shared store (more runs, from elsewhere) rebuilds
-        // the predictor but keeps this process's accuracy record.
-        let shared: Vec<Sample> = (0..20).map(|i| sample(16 * MIB, NOW + i * MS)).collect();
+        // A refresh from a shared store (ours, merged, and 15 runs from
+        // elsewhere) rebuilds the predictor but keeps this process's
+        // accuracy record.
+        let mut shared = l.export().classes[0].samples.clone();
+        shared.extend((0..15).map(|i| sample(16 * MIB, NOW + (20 + i) * MS)));
         assert_eq!(
             l.load_at(&record("c", 20, shared.clone()), NOW + DAY, true),
             1
@@ -857,14 +901,44 @@ mod tests {
             (after.runs, after.predictions, after.within_10pct),
             (20, 5, before.within_10pct)
         );
-        assert_same_predictor(
-            &predictor(&l, "c"),
-            &reference(&l, &shared),
-            "rebuilt from the shared samples",
-        );
+        assert_eq!(l.export().classes[0].samples, shared, "the shared history");
         // An import, by contrast, starts the class afresh.
         l.import_at(&record("c", 20, shared), NOW + DAY);
         assert_eq!(l.accuracy().0[0].predictions, 0);
+    }
+
+    #[test]
+    fn a_refresh_keeps_what_was_learned_here_and_not_yet_shared() {
+        let l = Learner::new(LearningConfig::default());
+        for i in 0..5 {
+            observe(&l, "c", (10 + i) * MIB, NOW + i * MS);
+        }
+        let local = l.export().classes[0].samples.clone();
+        // The shared copy has the first three of ours (merged), two from
+        // elsewhere, and 10 runs in all.
+        let mut shared: Vec<Sample> = local[..3].to_vec();
+        shared.push(sample(50 * MIB, NOW + MS / 2));
+        shared.push(sample(60 * MIB, NOW + 3 * MS / 2));
+        shared.sort_by_key(|s| s.at_unix_ms);
+        l.load_at(&record("c", 10, shared.clone()), NOW + 10 * MS, true);
+        let got = l.export().classes[0].clone();
+        assert_eq!(got.runs, 12, "10 shared + 2 of ours not yet shared");
+        assert_eq!(got.samples.len(), 7);
+        for s in local.iter().chain(shared.iter()) {
+            assert!(got.samples.contains(s), "{s:?} kept");
+        }
+        // A second refresh that has them all adds nothing.
+        let mut all = shared;
+        all.extend(local[3..].iter().cloned());
+        all.sort_by_key(|s| s.at_unix_ms);
+        l.load_at(&record("c", 12, all.clone()), NOW + 20 * MS, true);
+        let got = l.export().classes[0].clone();
+        assert_eq!((got.runs, got.samples.len()), (12, 7));
+        assert_same_predictor(
+            &predictor(&l, "c"),
+            &reference(&l, &all),
+            "in time order again",
+        );
     }
 
     #[test]

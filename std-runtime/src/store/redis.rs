@@ -59,6 +59,10 @@ pub struct RedisConfig {
     /// Samples kept while Redis cannot be reached (default 100 000); past
     /// that the oldest are dropped and counted in [`StoreStatus::dropped`].
     pub max_pending: usize,
+    /// A PEM file of the certificate authority to trust for a `rediss://`
+    /// server, besides the system's (default none). Needs the `redis-tls`
+    /// feature.
+    pub tls_root_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -75,6 +79,7 @@ impl Default for RedisConfig {
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(30),
             max_pending: 100_000,
+            tls_root_ca: None,
         }
     }
 }
@@ -110,8 +115,9 @@ impl Default for RedisConfig {
 /// accuracy record do not: two summaries merged would be a predictor no
 /// process ever computed. Merging the samples themselves gives every
 /// process, after a read, exactly the predictor of one process that saw all
-/// of them in time order (ties at the same millisecond broken by sample id,
-/// the same way everywhere), which is the property the tests check. The
+/// of them in time order (samples of the same millisecond ordered by their
+/// content, the same way everywhere), which is the property the tests
+/// check. The
 /// cost is bounded by the history cap (256 samples per class by default, as
 /// locally).
 ///
@@ -173,12 +179,13 @@ impl Default for RedisConfig {
 /// `redis://user:password@host:6379/0` for an ACL user (who needs
 /// `~<ns>:*` keys, `EVALSHA`, `EVAL`, `SCRIPT`, `ZRANGEBYSCORE` and `PING`;
 /// `+@all ~respool:*` is the simple grant). Passwords never appear in the
-/// status, errors or logs. `rediss://` (TLS) needs one of the `redis`
-/// crate's TLS features, which this crate leaves off so as not to pull a
-/// TLS stack into every build: add
-/// `redis = { version = "1.8", features = ["tls-rustls"] }` (or
-/// `tls-native-tls`) to your own `Cargo.toml` and cargo enables it for
-/// respool's copy too.
+/// status, errors or logs. `rediss://host:6380/` (TLS) needs the
+/// `redis-tls` feature (the `redis` crate's `tls-native-tls`: OpenSSL on
+/// Linux), which `redis` leaves off so as not to pull a TLS stack into
+/// every build; the server's certificate is checked against the system's
+/// authorities and [`RedisConfig::tls_root_ca`]. (The `redis` crate's
+/// `tls-rustls` feature, enabled in your own `Cargo.toml`, also gives
+/// `rediss://` with the system's authorities.)
 #[derive(Clone)]
 pub struct RedisStore {
     tx: Sender<Msg>,
@@ -250,7 +257,30 @@ impl RedisStore {
         if config.timeout.is_zero() {
             return Err(bad("the timeout must be more than zero".into()));
         }
-        let client = redis::Client::open(url).map_err(|e| bad(redacted_error(&e)))?;
+        let client = match &config.tls_root_ca {
+            None => redis::Client::open(url).map_err(|e| bad(redacted_error(&e)))?,
+            #[cfg(feature = "redis-tls")]
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    bad(format!(
+                        "cannot read the TLS root certificate {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+                .map_err(|e| bad(redacted_error(&e)))?
+            }
+            #[cfg(not(feature = "redis-tls"))]
+            Some(_) => {
+                return Err(bad("tls_root_ca needs respool's redis-tls feature".into()));
+            }
+        };
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -992,7 +1022,13 @@ impl Writer {
                         record.samples.push(q.sample.clone());
                     }
                 }
-                record.samples.sort_by_key(|s| s.at_unix_ms);
+                // Time order; samples of the same millisecond (from several
+                // processes) by their content, so that every reader (and
+                // one process that saw them all, sorted the same way)
+                // replays them in the same order.
+                record.samples.sort_by_cached_key(|s| {
+                    (s.at_unix_ms, serde_json::to_string(s).unwrap_or_default())
+                });
                 record
             })
             .collect()
@@ -1091,6 +1127,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("history"), "{e}");
+        let ca = RedisConfig {
+            tls_root_ca: Some("/nonexistent/ca.pem".into()),
+            ..RedisConfig::default()
+        };
+        let e = RedisStore::open("rediss://127.0.0.1:1/", ca).unwrap_err();
+        if cfg!(feature = "redis-tls") {
+            assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        } else {
+            assert!(e.to_string().contains("redis-tls feature"), "{e}");
+        }
     }
 
     #[test]
