@@ -740,3 +740,35 @@ fn tls_with_a_certificate_authority_of_ones_own() {
     assert!(learn(&plain).0.is_err());
     std::fs::remove_dir_all(&certs).unwrap();
 }
+
+#[test]
+fn classes_not_written_for_expire_after_are_forgotten() {
+    let Some(server) = server("expiry", &[]) else {
+        return;
+    };
+    let cfg = RedisConfig {
+        expire_after: Duration::from_millis(300),
+        ..config("expiry")
+    };
+    let store = RedisStore::open(&server.url(""), cfg.clone()).unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let doc = format!(
+        r#"{{"format":"respool-profiles","version":1,"saved_at_unix_ms":0,"classes":[
+            {{"class":"brief","runs":1,"samples":[{{"at_unix_ms":{now_ms},"usage":{{"memory":1}}}}]}}]}}"#
+    );
+    store.merge(&Profiles::from_json(&doc, "test").unwrap());
+    store.flush().unwrap();
+    let both = ["EXISTS", "expiry:v1:class:brief", "expiry:v1:samples:brief"];
+    assert_eq!(server.cli(None, &both), "2", "written");
+    // Redis expires the keys itself; wait for it (the deadline only fails).
+    let start = Instant::now();
+    while server.cli(None, &both) != "0" {
+        assert!(start.elapsed() < SAFETY, "the class never expired");
+        std::thread::yield_now();
+    }
+    let fresh = RedisStore::open(&server.url(""), cfg).unwrap();
+    assert_eq!(fresh.load().unwrap(), None, "forgotten");
+}
