@@ -35,7 +35,9 @@
 //!
 //! The built-in table ([`PriceTable::builtin`], `std-runtime/data/pricing.csv`)
 //! holds common AWS, Google Cloud and Azure instance types, each row with
-//! its source page and the date its price was read. Prices change: bring
+//! its source page and the date its price is given for (written offline
+//! from the providers' list prices, not checked against the pages: see
+//! the file's header). Prices change: bring
 //! your own file in the same format ([`PriceTable::from_file`],
 //! `respool run --pricing FILE`), or give rates directly ([`Rates`]).
 //!
@@ -122,9 +124,9 @@ pub struct PriceRow {
     pub gpus: u32,
     /// On-demand price per hour, in USD.
     pub usd_per_hour: f64,
-    /// When the price was read from its source (`YYYY-MM-DD`).
+    /// The date the price is given for (`YYYY-MM-DD`).
     pub as_of: String,
-    /// Where it was read (an `https://` URL).
+    /// The page that publishes it (an `https://` URL).
     pub source: String,
 }
 
