@@ -45,6 +45,8 @@ steps=(
     demo          # README's first command (and its other example) run as written
     examples      # every example of every crate runs and holds what it shows
     observe       # respool-observe: metrics (promtool), traces, slow tasks, OTel, the dashboard in a headless browser
+    redis         # RedisStore against a real redis-server: concurrent learners, restarts, passwords
+    exports       # learned requests as k8s/Slurm/HyperQueue/Ray, and deploy/, parsed and validated offline
     monitor-overhead # monitoring under 0.1% of one CPU
     coverage      # line coverage of core, sys and runtime above 80%
 )

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p respool --all-targets --features hwloc,nvml -- -D warnings
+cargo clippy -p respool --all-targets --features hwloc,nvml,redis-tls -- -D warnings
 cargo clippy -p respool-sys --all-targets --features hwloc,nvml -- -D warnings
 cargo clippy -p respool-observe --all-targets --all-features -- -D warnings
 # The no_std host binary (its own workspace: panic = "abort", no std).

@@ -5,9 +5,11 @@ set -euo pipefail
 # parallel: GNU parallel, which respool run's tests compare with;
 # prometheus: promtool checks the metrics exposition; chromium, chromium-driver
 # drive the dashboard (ci/dashboard_browser.py speaks WebDriver itself);
-# graphviz renders the architecture diagrams (ci/diagrams.sh).
+# graphviz renders the architecture diagrams (ci/diagrams.sh); redis-server
+# (Debian 12: 7.0.15, with redis-cli) is what ci/redis.sh tests RedisStore against;
+# libssl-dev builds respool's redis-tls feature (native-tls on OpenSSL).
 apt_packages=(libhwloc-dev libudev-dev pkg-config valgrind cmake gcc g++ llvm-22 stress-ng
-    prometheus chromium chromium-driver graphviz parallel)
+    prometheus chromium chromium-driver graphviz parallel redis-server libssl-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")

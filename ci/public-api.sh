@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 crates=(
     "respool-core core"
     "respool-sys sys"
-    "respool std-runtime"
+    "respool std-runtime --features redis-tls"
     "respool-ffi ffi"
     "respool-observe observe --all-features"
 )
@@ -22,7 +22,8 @@ for entry in "${crates[@]}"; do
     # -sss: without blanket, auto-trait and auto-derived impls (what a
     # reader of the surface cares about); default features, unless the
     # entry names flags (respool-observe: every feature, so that the
-    # dashboard and OpenTelemetry surfaces are listed too).
+    # dashboard and OpenTelemetry surfaces are listed too; respool: its
+    # `redis-tls` feature, so that RedisStore and its TLS option are listed).
     # shellcheck disable=SC2086 # $flags: optional extra flags, split on purpose
     cargo public-api --package "$name" $flags -sss --color never >"$out/$name.txt"
     if [ "$update" = 1 ]; then

@@ -93,6 +93,15 @@ pub struct RunArgs {
     /// else ~/.local/state/respool/profiles.json].
     #[arg(long, value_name = "PATH")]
     pub store: Option<PathBuf>,
+    /// Price the run at this instance type's on-demand rates (the summary
+    /// says what the jobs cost, and what they held unused) [default:
+    /// m7i.large].
+    #[arg(long, value_name = "TYPE", default_value = "m7i.large")]
+    pub instance: String,
+    /// A price table of your own (CSV: provider,region,instance,vcpus,
+    /// memory_gib,gpus,usd_per_hour,as_of,source) instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub pricing: Option<PathBuf>,
     /// Write GNU parallel's joblog to FILE.
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<PathBuf>,
@@ -158,8 +167,32 @@ pub enum ProfilesAction {
         /// The class.
         class: String,
     },
-    /// Every profile, as JSON on standard output.
-    Export,
+    /// Every profile on standard output: the profiles document (JSON, the
+    /// default; `respool profiles import` reads it back), or each class's
+    /// learned requests for a cluster scheduler.
+    ///
+    /// A request is the PERCENTILE of the class's measured samples plus
+    /// MARGIN, rounded up (memory to whole MiB).
+    ///
+    /// Examples:
+    ///   respool profiles export > profiles.json
+    ///   respool profiles export --format k8s            # container resources per class
+    ///   respool profiles export --format slurm --percentile 99 --margin 20
+    ///   respool profiles export --format hq > job.toml  # hq job submit-file job.toml
+    ///   respool profiles export --format ray
+    #[command(verbatim_doc_comment)]
+    Export {
+        /// json (the profiles document), k8s (container resources), slurm
+        /// (#SBATCH options), hq (a HyperQueue job file), ray (task options).
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        /// The percentile of the measured samples, 0 to 100 (not for json).
+        #[arg(long, value_name = "P", default_value = "95", value_parser = parse_percent)]
+        percentile: respool::Ppm,
+        /// Added on top, in percent (not for json).
+        #[arg(long, value_name = "PERCENT", default_value = "15", value_parser = parse_margin)]
+        margin: respool::Ppm,
+    },
     /// Adds the classes of FILE (an export) to the store, replacing those of the same name.
     Import {
         /// The exported JSON file (`-`: standard input).
@@ -170,6 +203,44 @@ pub enum ProfilesAction {
         /// The class.
         class: String,
     },
+}
+
+/// What `respool profiles export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The profiles document.
+    Json,
+    /// Kubernetes container `resources` per class.
+    K8s,
+    /// Slurm `#SBATCH` options per class.
+    Slurm,
+    /// A HyperQueue job file.
+    Hq,
+    /// Ray task options per class.
+    Ray,
+}
+
+/// A percentage, as parts per million.
+fn percent(s: &str, max: f64) -> Result<respool::Ppm, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of percent"))?;
+    if !(0.0..=max).contains(&v) {
+        return Err(format!("{s:?} is outside 0 to {max}"));
+    }
+    // In range: at most 1000% = 10^7 ppm, which fits a u32.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ppm = (v * 10_000.0).round() as u32;
+    Ok(respool::Ppm::from_ppm(ppm))
+}
+
+fn parse_percent(s: &str) -> Result<respool::Ppm, String> {
+    percent(s, 100.0)
+}
+
+fn parse_margin(s: &str) -> Result<respool::Ppm, String> {
+    percent(s, 1000.0)
 }
 
 /// When `--halt` stops.

@@ -1,4 +1,5 @@
-//! `respool profiles list|show|export|import|forget` on the profiles file.
+//! `respool profiles list|show|export|import|forget` on the profiles file
+//! (`export --format k8s|slurm|hq|ray`: see [`respool::export`]).
 //! A corrupt or newer file is reported and left untouched (the store's
 //! loader refuses it before anything could be written back).
 
@@ -6,9 +7,10 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use respool::Dim;
+use respool::export::{ExportConfig, Format, render, requests};
 use respool::store::{ClassRecord, FileStore, ProfileStore, Profiles, StoreError};
 
-use crate::args::{ProfilesAction, ProfilesArgs};
+use crate::args::{ExportFormat, ProfilesAction, ProfilesArgs};
 use crate::schedule::{USAGE, default_store, fmt_bytes};
 
 /// Runs `respool profiles`; returns the exit status (0, 1 for a store or
@@ -100,10 +102,28 @@ fn act(path: &Path, action: ProfilesAction) -> Result<(), String> {
             let json = serde_json::to_string_pretty(record).map_err(|e| e.to_string())?;
             write_out(&format!("{json}\n"))
         }
-        ProfilesAction::Export => {
+        ProfilesAction::Export {
+            format,
+            percentile,
+            margin,
+        } => {
             let profiles = load(&store)?;
-            let json = profiles.to_json().map_err(|e| e.to_string())?;
-            write_out(&format!("{json}\n"))
+            let format = match format {
+                ExportFormat::Json => {
+                    let json = profiles.to_json().map_err(|e| e.to_string())?;
+                    return write_out(&format!("{json}\n"));
+                }
+                ExportFormat::K8s => Format::Kubernetes,
+                ExportFormat::Slurm => Format::Slurm,
+                ExportFormat::Hq => Format::HyperQueue,
+                ExportFormat::Ray => Format::Ray,
+            };
+            let config = ExportConfig {
+                percentile,
+                margin,
+                ..ExportConfig::default()
+            };
+            write_out(&render(&requests(&profiles, &config), format))
         }
         ProfilesAction::Import { file } => {
             let mut text = String::new();

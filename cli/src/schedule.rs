@@ -459,6 +459,14 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         None => default_store().map_err(usage)?,
     };
 
+    let table = match &args.pricing {
+        Some(p) => respool::cost::PriceTable::from_file(p).map_err(|e| usage(e.to_string()))?,
+        None => respool::cost::PriceTable::builtin(),
+    };
+    let pricing = table
+        .pricing(&args.instance)
+        .map_err(|e| usage(format!("--instance: {e}")))?;
+
     let detected = respool::sys::default_capacity();
     let workers = args.jobs.unwrap_or(detected.workers.max(1));
     let budget = args.memory.or_else(|| detected.capacity.get(Dim::Memory));
@@ -494,6 +502,7 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         .learning(learning)
         .observer(Reservations)
         .tasks_report_memory(true)
+        .pricing(pricing)
         .profile_store(FileStore::new(&store_path))
         .thread_name("respool-job")
         .on_task_end(move |r: &TaskReport| {
@@ -845,6 +854,26 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         .collect();
     if !classes.is_empty() {
         summary.push_str(&format!("; {}", classes.join("; ")));
+    }
+    let (cost, slack) = snapshot
+        .classes
+        .iter()
+        .filter(|c| ran_classes.contains(&c.class))
+        .filter_map(|c| c.cost)
+        .fold((0u64, 0u64), |(u, s), c| {
+            (
+                u.saturating_add(c.nano_usd),
+                s.saturating_add(c.slack_nano_usd),
+            )
+        });
+    if let Some(label) = &snapshot.pricing {
+        #[allow(clippy::cast_precision_loss)]
+        let usd = |n: u64| respool::cost::format_usd(n as f64 / 1e9);
+        summary.push_str(&format!(
+            "; this run: {} at {label} prices, {} more reserved but unused (slack)",
+            usd(cost),
+            usd(slack)
+        ));
     }
     say(&summary);
     if let Some(e) = save_error {

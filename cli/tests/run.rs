@@ -1478,3 +1478,116 @@ fn the_progress_bar_is_drawn_on_a_terminal_only() {
     assert!(!hidden.contains("ETA"), "{hidden:?}");
     assert!(hidden.contains("respool: 2 jobs, 0 failed"), "{hidden:?}");
 }
+
+#[test]
+fn profiles_export_to_cluster_schedulers() {
+    // deploy/profiles-example.json: the numbers below are computed by hand
+    // from its samples (nearest-rank p95, +15%, rounded up).
+    let env = Env::new();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/profiles-example.json");
+    std::fs::copy(&fixture, env.store()).expect("fixture copied");
+    let out = |args: &[&str]| {
+        let o = env.profiles(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    // JSON stays the default: the profiles document itself.
+    let doc: serde_json::Value = serde_json::from_str(&out(&["export"])).expect("JSON");
+    assert_eq!(doc["format"], "respool-profiles");
+    let k8s: serde_json::Value =
+        serde_json::from_str(&out(&["export", "--format", "k8s"])).expect("JSON");
+    // thumbnail: p95 256 MiB x 1.15 = 294.4 -> 295 Mi; p95 1133m x 1.15 -> 1303m.
+    assert_eq!(k8s["thumbnail"]["requests"]["memory"], "295Mi");
+    assert_eq!(k8s["thumbnail"]["limits"]["memory"], "295Mi");
+    assert_eq!(k8s["thumbnail"]["requests"]["cpu"], "1303m");
+    // transcode: killed at 2560 MiB, so at least 2560 x 1.2 = 3072 Mi (its
+    // p95 + 15% is 2524 Mi).
+    assert_eq!(k8s["transcode"]["requests"]["memory"], "3072Mi");
+    assert_eq!(k8s["transcode"]["requests"]["cpu"], "4548m");
+    let slurm = out(&["export", "--format", "slurm"]);
+    assert!(slurm.contains("#SBATCH --mem=295M\n"), "{slurm}");
+    assert!(slurm.contains("#SBATCH --cpus-per-task=2\n"), "{slurm}");
+    let hq = out(&["export", "--format", "hq"]);
+    // 295 MiB = 309.3 MB -> 310.
+    assert!(
+        hq.contains("resources = { \"cpus\" = \"1.303\", \"mem\" = \"310\" }"),
+        "{hq}"
+    );
+    let ray: serde_json::Value =
+        serde_json::from_str(&out(&["export", "--format", "ray"])).expect("JSON");
+    assert_eq!(ray["thumbnail"]["memory"], 295u64 << 20);
+    assert_eq!(ray["thumbnail"]["num_cpus"], 1.303);
+    // Another percentile and margin: p100 of thumbnail is 180 + 78 = 258 MiB, +0%.
+    let k8s: serde_json::Value = serde_json::from_str(&out(&[
+        "export",
+        "--format",
+        "k8s",
+        "--percentile",
+        "100",
+        "--margin",
+        "0",
+    ]))
+    .expect("JSON");
+    assert_eq!(k8s["thumbnail"]["requests"]["memory"], "258Mi");
+    // Usage errors exit 255 with the reason.
+    for bad in [
+        &["export", "--format", "yaml"][..],
+        &["export", "--format", "k8s", "--percentile", "101"],
+        &["export", "--format", "k8s", "--margin", "-1"],
+    ] {
+        let o = env.profiles(bad);
+        assert_eq!(o.status.code(), Some(255), "{bad:?}");
+        assert!(!stderr(&o).is_empty());
+    }
+}
+
+#[test]
+fn the_summary_prices_the_run() {
+    let env = Env::new();
+    let o = env.run(&["--class", "c", "true", ":::", "1", "2"], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("; this run: $") && err.contains(" at m7i.large (aws us-east-1, as of "),
+        "{err}"
+    );
+    assert!(err.contains("more reserved but unused (slack)"), "{err}");
+    // Another instance from a price table of one's own.
+    let table = env.path("prices.csv");
+    std::fs::write(
+        &table,
+        "provider,region,instance,vcpus,memory_gib,gpus,usd_per_hour,as_of,source\n\
+         onprem,lab,rack-a,64,256,0,2.5,2026-01-15,https://intranet.example/costs\n",
+    )
+    .expect("written");
+    let mut args: Vec<OsString> = vec!["--pricing".into(), table.clone().into()];
+    args.extend(["--instance", "rack-a", "true", ":::", "1"].map(OsString::from));
+    let o = env.run(&args, b"");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(" at rack-a (onprem lab, as of 2026-01-15) prices"),
+        "{}",
+        stderr(&o)
+    );
+    // Unknown instances and invalid tables are usage errors that say why.
+    let o = env.run(&["--instance", "m9.huge", "true", ":::", "1"], b"");
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        stderr(&o).contains("no instance \"m9.huge\""),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(
+        &table,
+        "provider,region,instance,vcpus,memory_gib,gpus,usd_per_hour,as_of,source\n\
+         onprem,lab,rack-a,64,256,0,2.5,,https://intranet.example/costs\n",
+    )
+    .expect("written");
+    let o = env.run(&args, b"");
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        stderr(&o).contains("line 2: as_of is missing"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -40,11 +40,25 @@
 //! `respool_reserved_cores{dim}` (CPU, millicores / 1000),
 //! `respool_capacity{dim}`, `respool_effective_capacity{dim}`,
 //! `respool_reserved{dim}` (IOPS, network, GPUs, user dimensions),
-//! `respool_fragmentation_ratio`, and per class
+//! `respool_fragmentation_ratio`,
+//! `respool_wait_head_shortfall_bytes{dim}`, `respool_wait_head_shortfall_cores{dim}`,
+//! `respool_wait_head_shortfall{dim}` (what the task at the head of the
+//! wait queue lacks to start, per dimension; absent when nobody waits), and per class
 //! `respool_class_prediction_accuracy_ratio{class}` (share within 10% over
 //! the class's last 64 predictions), `respool_class_predictions_total{class}`,
 //! `respool_class_predictions_within_10pct_total{class}`. Only dimensions
-//! the pool tracks.
+//! the pool tracks. With a shared profile store (`RedisStore`, see
+//! [`respool::store::StoreStatus`]): `respool_profile_store_up`,
+//! `respool_profile_store_pending_samples`,
+//! `respool_profile_store_problem_classes` (gauges) and
+//! `respool_profile_store_written_samples_total`,
+//! `respool_profile_store_dropped_samples_total`,
+//! `respool_profile_store_refused_samples_total`,
+//! `respool_profile_store_failures_total`,
+//! `respool_profile_store_reads_total` (counters). With
+//! [`Builder::pricing`](respool::Builder::pricing), per class:
+//! `respool_class_cost_usd_total{class}` (what its runs used, priced) and
+//! `respool_class_slack_cost_usd_total{class}` (what they held unused).
 //!
 //! From the system monitor at scrape time (see
 //! [`MetricsConfig::system_readings`]): `respool_memory_pressure_ratio`
@@ -970,12 +984,12 @@ impl Collector for MetricsCollector {
 }
 
 /// Writes one counter family; `series` of (label value, value).
-pub(crate) fn counter_family<'a>(
+pub(crate) fn counter_family<'a, V: prometheus_client::encoding::EncodeCounterValue>(
     enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     label: &str,
-    series: impl IntoIterator<Item = (&'a str, u64)>,
+    series: impl IntoIterator<Item = (&'a str, V)>,
 ) -> fmt::Result {
     let mut series = series.into_iter().peekable();
     if series.peek().is_none() {
@@ -985,7 +999,7 @@ pub(crate) fn counter_family<'a>(
     for (v, n) in series {
         let labels = [(label, v)];
         m.encode_family(&labels)?
-            .encode_counter::<NoLabelSet, u64, u64>(&n, None)?;
+            .encode_counter::<NoLabelSet, V, u64>(&n, None)?;
     }
     Ok(())
 }
@@ -1275,12 +1289,22 @@ impl Metrics {
             "Reserved by admitted tasks per tracked dimension",
             &res,
         )?;
+        let short: Vec<(Dim, u64)> = s.head_shortfall.iter().collect();
+        per_unit_families(
+            enc,
+            "respool_wait_head_shortfall",
+            "What the task at the head of the wait queue lacks to start (its request minus what is free), per dimension it asks for",
+            &short,
+        )?;
         gauge(
             enc,
             "respool_fragmentation_ratio",
             "Share of free CPU-domain capacity that the request at the head of the wait queue cannot use.",
             ratio(s.fragmentation.as_ppm()),
         )?;
+        if let Some(st) = &s.store {
+            self.encode_store(enc, st)?;
+        }
         // Per class, with the same cap as the event families.
         let mut by_slot: Vec<(u32, u64, u64, Option<u32>)> = Vec::new();
         for c in &s.classes {
@@ -1332,6 +1356,92 @@ impl Metrics {
             "Predictions of each class's usage within 10% of what was measured.",
             "class",
             by_slot.iter().map(|(slot, _, w, _)| (name_of(*slot), *w)),
+        )?;
+        // Costs, when the pool prices its classes (Builder::pricing).
+        let mut costs: Vec<(u32, u64, u64)> = Vec::new();
+        for c in &s.classes {
+            let Some(cost) = c.cost else { continue };
+            let slot = self.classes.slot(&c.class);
+            match costs.iter_mut().find(|(i, ..)| *i == slot) {
+                Some(e) => {
+                    e.1 = e.1.saturating_add(cost.nano_usd);
+                    e.2 = e.2.saturating_add(cost.slack_nano_usd);
+                }
+                None => costs.push((slot, cost.nano_usd, cost.slack_nano_usd)),
+            }
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let usd = |nano: u64| nano as f64 / 1e9;
+        counter_family(
+            enc,
+            "respool_class_cost_usd",
+            "What each class's measured runs used (CPU, memory and GPU over time), priced at the pool's pricing, in USD.",
+            "class",
+            costs.iter().map(|(slot, n, _)| (name_of(*slot), usd(*n))),
+        )?;
+        counter_family(
+            enc,
+            "respool_class_slack_cost_usd",
+            "What each class's runs held (reserved) and did not use, priced at the pool's pricing, in USD.",
+            "class",
+            costs.iter().map(|(slot, _, n)| (name_of(*slot), usd(*n))),
+        )
+    }
+
+    /// A shared profile store's state (a `RedisStore`), from the snapshot.
+    #[allow(clippy::unused_self)]
+    fn encode_store(
+        &self,
+        enc: &mut DescriptorEncoder<'_>,
+        st: &respool::store::StoreStatus,
+    ) -> fmt::Result {
+        gauge(
+            enc,
+            "respool_profile_store_up",
+            "1 when the shared profile store answered the last attempt to reach it, else 0 (learning then goes on locally).",
+            i64::from(st.reachable),
+        )?;
+        gauge(
+            enc,
+            "respool_profile_store_pending_samples",
+            "Samples learned here and not yet merged into the shared profile store (retried with backoff).",
+            i64::try_from(st.pending).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            enc,
+            "respool_profile_store_problem_classes",
+            "Classes whose stored profile is corrupt or of a newer schema (left untouched, learned locally).",
+            i64::try_from(st.problems.len()).unwrap_or(i64::MAX),
+        )?;
+        counter(
+            enc,
+            "respool_profile_store_written_samples",
+            "Samples merged into the shared profile store.",
+            st.written,
+        )?;
+        counter(
+            enc,
+            "respool_profile_store_dropped_samples",
+            "Samples dropped because too many were pending while the store was unreachable.",
+            st.dropped,
+        )?;
+        counter(
+            enc,
+            "respool_profile_store_refused_samples",
+            "Samples not written because their class's stored profile is corrupt or newer.",
+            st.rejected,
+        )?;
+        counter(
+            enc,
+            "respool_profile_store_failures",
+            "Attempts to reach the shared profile store that failed.",
+            st.failures,
+        )?;
+        counter(
+            enc,
+            "respool_profile_store_reads",
+            "Successful reads of the shared profiles.",
+            st.refreshes,
         )
     }
 

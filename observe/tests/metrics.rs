@@ -638,3 +638,152 @@ fn bad_configurations_are_typed_errors() {
     };
     assert!(e.to_string().contains("max_classes"));
 }
+
+/// A profile store that reports a state, as a shared store (Redis) does.
+#[derive(Debug)]
+struct Reporting(respool::store::StoreStatus);
+
+impl respool::store::ProfileStore for Reporting {
+    fn load(&self) -> Result<Option<respool::store::Profiles>, respool::store::StoreError> {
+        Ok(None)
+    }
+    fn save(&self, _: &respool::store::Profiles) -> Result<(), respool::store::StoreError> {
+        Ok(())
+    }
+    fn status(&self) -> Option<respool::store::StoreStatus> {
+        Some(self.0.clone())
+    }
+}
+
+#[test]
+fn a_shared_profile_stores_state_is_exported() {
+    let mut st = respool::store::StoreStatus::default();
+    st.store = "redis redis://127.0.0.1:6379/ namespace respool".into();
+    st.reachable = false;
+    st.pending = 17;
+    st.written = 40;
+    st.failures = 3;
+    st.problems = vec![("old".into(), "corrupt".into())];
+    let metrics = Metrics::new(config()).unwrap();
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .memory("64MiB")
+            .profile_store(Reporting(st))
+            .observer(metrics.clone())
+            .build()
+            .unwrap(),
+    );
+    let text = metrics.encode_text(&SnapshotSource::of(&pool)).unwrap();
+    for line in [
+        "respool_profile_store_up 0",
+        "respool_profile_store_pending_samples 17",
+        "respool_profile_store_problem_classes 1",
+        "respool_profile_store_written_samples_total 40",
+        "respool_profile_store_failures_total 3",
+        "respool_profile_store_dropped_samples_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    // Without a store that reports, the families are left out.
+    let plain = pool_without_store(&metrics);
+    let text = metrics.encode_text(&SnapshotSource::of(&plain)).unwrap();
+    assert!(!text.contains("respool_profile_store"), "{text}");
+}
+
+fn pool_without_store(metrics: &Arc<Metrics>) -> Arc<Pool> {
+    Arc::new(
+        Pool::builder()
+            .workers(1)
+            .memory("64MiB")
+            .observer(metrics.clone())
+            .build()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn class_costs_are_exported_when_the_pool_prices_them() {
+    let metrics = Metrics::new(config()).unwrap();
+    let pricing = respool::cost::Pricing {
+        label: "test".into(),
+        rates: respool::cost::Rates {
+            usd_per_vcpu_hour: 3600.0,
+            usd_per_gib_hour: 3600.0,
+            usd_per_gpu_hour: 0.0,
+        },
+    };
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(1)
+            .memory("64MiB")
+            .pricing(pricing)
+            .observer(metrics.clone())
+            .build()
+            .unwrap(),
+    );
+    pool.task()
+        .class("priced")
+        .memory("8MiB")
+        .spawn(|ctx| ctx.report_usage(Dim::Memory, MIB))
+        .unwrap()
+        .join()
+        .unwrap();
+    pool.shutdown();
+    let cost = pool.snapshot().classes[0].cost.expect("priced");
+    let text = metrics.encode_text(&SnapshotSource::of(&pool)).unwrap();
+    let value = |family: &str| -> f64 {
+        let prefix = format!("{family}{{class=\"priced\"}} ");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert!((value("respool_class_cost_usd_total") - cost.usd()).abs() < 1e-9);
+    assert!((value("respool_class_slack_cost_usd_total") - cost.slack_usd()).abs() < 1e-9);
+    assert!(cost.slack_usd() > 0.0, "8 MiB held, 1 MiB used");
+}
+
+#[test]
+fn the_head_waiters_shortfall_is_exported_per_dimension() {
+    let metrics = Metrics::new(config()).unwrap();
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(2)
+            .memory("1GiB")
+            .headroom(Resources::NONE)
+            .observer(metrics.clone())
+            .build()
+            .unwrap(),
+    );
+    let (release, held) = mpsc::channel::<()>();
+    let big = pool
+        .task()
+        .memory("800MiB")
+        .spawn(move |_| held.recv().unwrap())
+        .unwrap();
+    wait_until("the first task to hold its 800 MiB", || {
+        pool.snapshot().reserved.get(Dim::Memory) == Some(800 * MIB)
+    });
+    let next = pool.task().memory("600MiB").spawn(|_| ()).unwrap();
+    wait_until("the second task to wait", || pool.snapshot().waiting == 1);
+    // 600 MiB wanted, 1024 - 800 = 224 MiB free: 376 MiB short.
+    let snap = pool.snapshot();
+    assert_eq!(snap.head_shortfall.get(Dim::Memory), Some(376 * MIB));
+    let text = metrics.encode_text(&SnapshotSource::of(&pool)).unwrap();
+    let line = format!(
+        "respool_wait_head_shortfall_bytes{{dim=\"memory\"}} {}",
+        376 * MIB
+    );
+    assert!(
+        text.lines().any(|l| l == line || l == format!("{line}.0")),
+        "{line} missing:\n{text}"
+    );
+    release.send(()).unwrap();
+    big.join().unwrap();
+    next.join().unwrap();
+    // Nobody waits: the family is left out.
+    let text = metrics.encode_text(&SnapshotSource::of(&pool)).unwrap();
+    assert!(!text.contains("respool_wait_head_shortfall"), "{text}");
+}

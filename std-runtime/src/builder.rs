@@ -54,6 +54,7 @@ pub struct Builder {
     tasks_report_memory: bool,
     learning: crate::learn::LearningConfig,
     store: Option<std::sync::Arc<dyn crate::store::ProfileStore>>,
+    pricing: Option<crate::cost::Pricing>,
     on_task_end: Option<crate::config::TaskEndHook>,
     monitor: Option<bool>,
     monitor_config: crate::sys::MonitorConfig,
@@ -102,6 +103,7 @@ impl Builder {
             tasks_report_memory: false,
             learning: crate::learn::LearningConfig::default(),
             store: None,
+            pricing: None,
             on_task_end: None,
             monitor: None,
             monitor_config: crate::sys::MonitorConfig::default(),
@@ -368,6 +370,35 @@ impl Builder {
     /// shutdown.
     pub fn profile_store(mut self, store: impl crate::store::ProfileStore + 'static) -> Self {
         self.store = Some(std::sync::Arc::new(store));
+        self
+    }
+
+    /// Prices what each class's measured runs used and held (see
+    /// [`crate::cost`]): the snapshot then shows each class's cost and the
+    /// cost of its slack ([`ClassAccuracy::cost`](crate::learn::ClassAccuracy::cost)).
+    ///
+    /// ```
+    /// use respool::Pool;
+    /// use respool::cost::PriceTable;
+    /// let pricing = PriceTable::builtin().pricing("m7i.large")?;
+    /// let pool = Pool::builder().workers(1).memory("1GiB").pricing(pricing).build()?;
+    /// pool.task()
+    ///     .class("resize")
+    ///     .memory("64MiB")
+    ///     .spawn(|ctx| ctx.report_usage(respool::Dim::Memory, 16 << 20))?
+    ///     .join()?;
+    /// pool.shutdown(); // counters are exact after shutdown
+    /// let snap = pool.snapshot();
+    /// let class = &snap.classes[0];
+    /// // 64 MiB held, 16 MiB used, for as long as the task ran.
+    /// assert_eq!(class.held.memory_byte_ns, 4 * class.used.memory_byte_ns);
+    /// let cost = class.cost.expect("priced"); // in nano-USD: a task this short costs ~$0
+    /// assert!(cost.slack_nano_usd >= cost.nano_usd);
+    /// assert!(snap.to_string().contains("at m7i.large"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pricing(mut self, pricing: crate::cost::Pricing) -> Self {
+        self.pricing = Some(pricing);
         self
     }
 
@@ -766,6 +797,7 @@ impl Builder {
             tasks_report_memory: self.tasks_report_memory,
             learning: self.learning,
             store: self.store,
+            pricing: self.pricing,
             on_task_end: self.on_task_end,
             monitor,
             monitor_source: self

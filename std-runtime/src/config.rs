@@ -34,6 +34,8 @@ pub(crate) struct Config {
     pub(crate) tasks_report_memory: bool,
     pub(crate) learning: crate::learn::LearningConfig,
     pub(crate) store: Option<Arc<dyn crate::store::ProfileStore>>,
+    /// Prices for the per-class costs of the snapshot.
+    pub(crate) pricing: Option<crate::cost::Pricing>,
     pub(crate) on_task_end: Option<TaskEndHook>,
     /// Start a monitor with this configuration.
     pub(crate) monitor: Option<crate::sys::MonitorConfig>,

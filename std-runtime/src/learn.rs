@@ -23,7 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use respool_core::predict::{Accuracy, PredictConfig, ResourcePredictor};
 use respool_core::{Dim, DimSet, PerDim, Ppm, Resources};
 
-use crate::store::{ClassRecord, Profiles, Sample};
+use crate::cost::{ClassCost, UsageTotals};
+use crate::store::{ClassRecord, ProfileStore, Profiles, Sample};
 use crate::sync::lock;
 
 /// How respool learns task requirements; given to
@@ -139,6 +140,9 @@ pub(crate) struct Profile {
     /// Submissions whose estimate was clamped to what the pool can ever
     /// grant (see `Learner::note_clamped`).
     clamped: u64,
+    /// What this process's measured runs used, and what they held.
+    used: UsageTotals,
+    held: UsageTotals,
 }
 
 const RECENT: usize = 64;
@@ -152,6 +156,8 @@ impl Profile {
             accuracy: PerDim([Accuracy::new(); Dim::COUNT]),
             recent: VecDeque::new(),
             clamped: 0,
+            used: UsageTotals::default(),
+            held: UsageTotals::default(),
         }
     }
 }
@@ -181,6 +187,14 @@ pub struct ClassAccuracy {
     /// time). Not zero: the class needs more than this pool has, or its
     /// profile holds values from a larger machine.
     pub clamped: u64,
+    /// What the class's runs measured in this process used (CPU,
+    /// memory and GPU over time; see [`crate::cost`]).
+    pub used: UsageTotals,
+    /// What they held: their reservations over their run time.
+    pub held: UsageTotals,
+    /// `used` and the slack (`held` beyond `used`) priced, when the pool
+    /// has [`Builder::pricing`](crate::Builder::pricing).
+    pub cost: Option<ClassCost>,
 }
 
 /// Accuracy of the predictions in one dimension (see [`ClassAccuracy`]).
@@ -254,6 +268,10 @@ pub(crate) struct Learner {
     /// amounts are reserved as expected, with no margin.
     soft: DimSet,
     classes: RwLock<HashMap<Arc<str>, Arc<Mutex<Profile>>>>,
+    /// A store that takes each sample as it is learned (a shared store
+    /// merges them into what other processes learned; see
+    /// [`ProfileStore::record`]).
+    sink: Option<Arc<dyn ProfileStore>>,
 }
 
 fn unix_ns() -> u64 {
@@ -275,7 +293,15 @@ impl Learner {
             config,
             soft,
             classes: RwLock::new(HashMap::new()),
+            sink: None,
         }
+    }
+
+    /// Hands every sample learned from now on to `store` as well
+    /// ([`ProfileStore::record`]).
+    pub(crate) fn with_sink(mut self, store: Option<Arc<dyn ProfileStore>>) -> Learner {
+        self.sink = store;
+        self
     }
 
     fn class(&self, key: &Arc<str>) -> Arc<Mutex<Profile>> {
@@ -395,7 +421,45 @@ impl Learner {
         p.predictor.observe(&cfg, usage, size, at);
         p.runs += 1;
         let sample = Sample::new(at, size, wall, usage, None);
+        if let Some(sink) = &self.sink {
+            // A copy for the store, handed over after the class's lock is
+            // released (the store only queues it: no I/O here).
+            let copy = sample.clone();
+            self.push_sample(&mut p, sample, at);
+            drop(p);
+            sink.record(class, &copy);
+            return;
+        }
         self.push_sample(&mut p, sample, at);
+    }
+
+    /// Adds a run of `class` that used `usage` and held `reserved` for
+    /// `wall` to its totals (whatever became of the task: a panicked task
+    /// cost as much). Only when learning is enabled.
+    pub(crate) fn account(
+        &self,
+        class: &Arc<str>,
+        usage: &Resources,
+        reserved: &Resources,
+        wall: Duration,
+    ) {
+        if !self.config.enabled {
+            return;
+        }
+        let wall = u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX);
+        let profile = self.class(class);
+        let mut p = lock(&profile);
+        let amounts = |r: &Resources| {
+            (
+                r.amount(Dim::Cpu),
+                r.amount(Dim::Memory),
+                r.amount(Dim::Gpu),
+            )
+        };
+        let (c, m, g) = amounts(usage);
+        p.used.add(c, m, g, wall);
+        let (c, m, g) = amounts(reserved);
+        p.held.add(c, m, g, wall);
     }
 
     /// Records an out-of-memory event of a task of `class` at `usage` bytes;
@@ -414,7 +478,12 @@ impl Learner {
             .predictor
             .observe_oom(&self.predict_config(), Dim::Memory, usage, at);
         let sample = Sample::new(at, None, Duration::ZERO, &Resources::NONE, Some(usage));
+        let copy = self.sink.as_ref().map(|_| sample.clone());
         self.push_sample(&mut p, sample, at);
+        drop(p);
+        if let (Some(sink), Some(copy)) = (&self.sink, copy) {
+            sink.record(class, &copy);
+        }
         bumped
     }
 
@@ -467,6 +536,9 @@ impl Learner {
                     expected,
                     by_dim: by_dim(&p.accuracy),
                     clamped: p.clamped,
+                    used: p.used,
+                    held: p.held,
+                    cost: None,
                 }
             })
             .collect();
@@ -505,6 +577,13 @@ impl Learner {
                 })
                 .collect(),
             clamped: out.iter().map(|c| c.clamped).sum(),
+            used: out
+                .iter()
+                .fold(UsageTotals::default(), |t, c| t.plus(&c.used)),
+            held: out
+                .iter()
+                .fold(UsageTotals::default(), |t, c| t.plus(&c.held)),
+            cost: None,
         };
         (out, total)
     }
@@ -538,43 +617,130 @@ impl Learner {
         self.import_at(profiles, unix_ns())
     }
 
+    /// [`Learner::import`] for a shared store's refresh: the predictors and
+    /// histories of the classes in `profiles` are rebuilt from the shared
+    /// samples, but what this process measured about its own predictions
+    /// (accuracy, clamped submissions) is kept. Returns the number of
+    /// classes refreshed.
+    pub(crate) fn refresh(&self, profiles: &Profiles) -> usize {
+        self.load_at(profiles, unix_ns(), true)
+    }
+
     /// [`Learner::import`] at time `now` (nanoseconds since the Unix epoch).
     fn import_at(&self, profiles: &Profiles, now: u64) -> usize {
+        self.load_at(profiles, now, false)
+    }
+
+    fn load_at(&self, profiles: &Profiles, now: u64, keep_stats: bool) -> usize {
         let cfg = self.predict_config();
-        let mut classes = self
+        // The predictors are rebuilt before any lock is taken: submissions
+        // (which read the class table) never wait for a replay.
+        let built: Vec<(Arc<str>, Profile)> = profiles
             .classes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for record in &profiles.classes {
-            let mut p = Profile::new();
-            p.runs = record.runs;
-            for s in self.kept(&record.samples, now) {
-                match s.oom_bytes() {
-                    Some(bytes) => {
-                        p.predictor
-                            .observe_oom(&cfg, Dim::Memory, bytes, s.at_unix_ns());
-                    }
-                    None => p.predictor.observe(
-                        &cfg,
+            .iter()
+            .map(|record| {
+                (
+                    Arc::from(record.class.as_str()),
+                    self.rebuild(&cfg, record, now),
+                )
+            })
+            .collect();
+        if keep_stats {
+            for (key, mut p) in built {
+                // Replaced in place: a task admitted on the old profile
+                // records its accuracy into the same entry.
+                let entry = self.class(&key);
+                let mut old = lock(&entry);
+                p.accuracy = old.accuracy;
+                p.recent = std::mem::take(&mut old.recent);
+                p.clamped = old.clamped;
+                p.used = old.used;
+                p.held = old.held;
+                self.keep_local(&cfg, &mut p, &old, now);
+                *old = p;
+            }
+        } else {
+            let mut classes = self
+                .classes
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (key, p) in built {
+                classes.insert(key, Arc::new(Mutex::new(p)));
+            }
+        }
+        profiles.classes.len()
+    }
+
+    /// Adds to `fresh` (a class rebuilt from a shared store's copy) the
+    /// samples of `local` (the class as this process has it now) that the
+    /// copy lacks and that are not older than its oldest: samples learned
+    /// here and not yet merged into the store, including those learned
+    /// while the copy was being read and rebuilt. Without this a refresh
+    /// would drop them from this process until the next one. They are
+    /// replayed after the shared ones (out of time order until the next
+    /// refresh brings them back in place).
+    fn keep_local(&self, cfg: &PredictConfig, fresh: &mut Profile, local: &Profile, now: u64) {
+        let key = |s: &Sample| (s.at_unix_ms, s.wall_ns, s.oom_bytes);
+        let shared: std::collections::HashSet<(u64, u64, Option<u64>)> =
+            fresh.history.iter().map(key).collect();
+        let oldest = fresh.history.iter().map(|s| s.at_unix_ms).min();
+        let missing: Vec<Sample> = local
+            .history
+            .iter()
+            .filter(|s| oldest.is_none_or(|o| s.at_unix_ms >= o))
+            .filter(|s| !shared.contains(&key(s)) || !fresh.history.contains(s))
+            .cloned()
+            .collect();
+        for s in missing {
+            match s.oom_bytes() {
+                Some(bytes) => {
+                    fresh
+                        .predictor
+                        .observe_oom(cfg, Dim::Memory, bytes, s.at_unix_ns());
+                }
+                None => {
+                    fresh.predictor.observe(
+                        cfg,
                         &learnable(&s.usage(), Duration::from_nanos(s.wall_ns)),
                         s.size,
                         s.at_unix_ns(),
-                    ),
+                    );
+                    fresh.runs += 1;
                 }
-                // Kept as learned, so that saving it back drops what was
-                // never measured.
-                let mut kept = s.clone();
-                if Duration::from_nanos(s.wall_ns) < crate::measure::TaskUsage::MIN_RATE_WALL
-                    && s.oom_bytes().is_none()
-                {
-                    kept.usage.remove(Dim::Cpu.name());
-                    kept.usage.remove(Dim::Iops.name());
-                }
-                p.history.push_back(kept);
             }
-            classes.insert(Arc::from(record.class.as_str()), Arc::new(Mutex::new(p)));
+            self.push_sample(fresh, s, now);
         }
-        profiles.classes.len()
+    }
+
+    /// A class's profile rebuilt from its stored history.
+    fn rebuild(&self, cfg: &PredictConfig, record: &ClassRecord, now: u64) -> Profile {
+        let mut p = Profile::new();
+        p.runs = record.runs;
+        for s in self.kept(&record.samples, now) {
+            match s.oom_bytes() {
+                Some(bytes) => {
+                    p.predictor
+                        .observe_oom(cfg, Dim::Memory, bytes, s.at_unix_ns());
+                }
+                None => p.predictor.observe(
+                    cfg,
+                    &learnable(&s.usage(), Duration::from_nanos(s.wall_ns)),
+                    s.size,
+                    s.at_unix_ns(),
+                ),
+            }
+            // Kept as learned, so that saving it back drops what was
+            // never measured.
+            let mut kept = s.clone();
+            if Duration::from_nanos(s.wall_ns) < crate::measure::TaskUsage::MIN_RATE_WALL
+                && s.oom_bytes().is_none()
+            {
+                kept.usage.remove(Dim::Cpu.name());
+                kept.usage.remove(Dim::Iops.name());
+            }
+            p.history.push_back(kept);
+        }
+        p
     }
 
     /// The samples of a stored history that the configuration keeps at
@@ -679,6 +845,100 @@ mod tests {
 
     fn fallback() -> Resources {
         LearningConfig::default().fallback
+    }
+
+    /// A store that keeps what it is handed, sample by sample.
+    #[derive(Debug, Default)]
+    struct Recording(Mutex<Vec<(String, Sample)>>);
+
+    impl ProfileStore for Recording {
+        fn load(&self) -> Result<Option<Profiles>, crate::store::StoreError> {
+            Ok(None)
+        }
+        fn save(&self, _: &Profiles) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn record(&self, class: &str, sample: &Sample) {
+            lock(&self.0).push((class.to_owned(), sample.clone()));
+        }
+    }
+
+    #[test]
+    fn every_learned_sample_reaches_the_sink_and_a_refresh_keeps_the_accuracy() {
+        let sink = Arc::new(Recording::default());
+        let l = Learner::new(LearningConfig::default()).with_sink(Some(sink.clone()));
+        for i in 0..5 {
+            l.observe_at(
+                &key("c"),
+                None,
+                &mem(8 * MIB),
+                Duration::from_millis(1),
+                &mem(8 * MIB),
+                NOW + i * MS,
+            );
+        }
+        l.observe_oom_at(&key("c"), 9 * MIB, NOW + 10 * MS);
+        let got = lock(&sink.0).clone();
+        assert_eq!(got.len(), 6, "every run and the OOM event");
+        assert_eq!(
+            got.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(),
+            l.export().classes[0].samples,
+            "the same samples the history keeps"
+        );
+        let before = l.accuracy().0[0].clone();
+        assert_eq!(before.predictions, 5);
+        // A refresh from a shared store (ours, merged, and 15 runs from
+        // elsewhere) rebuilds the predictor but keeps this process's
+        // accuracy record.
+        let mut shared = l.export().classes[0].samples.clone();
+        shared.extend((0..15).map(|i| sample(16 * MIB, NOW + (20 + i) * MS)));
+        assert_eq!(
+            l.load_at(&record("c", 20, shared.clone()), NOW + DAY, true),
+            1
+        );
+        let after = l.accuracy().0[0].clone();
+        assert_eq!(
+            (after.runs, after.predictions, after.within_10pct),
+            (20, 5, before.within_10pct)
+        );
+        assert_eq!(l.export().classes[0].samples, shared, "the shared history");
+        // An import, by contrast, starts the class afresh.
+        l.import_at(&record("c", 20, shared), NOW + DAY);
+        assert_eq!(l.accuracy().0[0].predictions, 0);
+    }
+
+    #[test]
+    fn a_refresh_keeps_what_was_learned_here_and_not_yet_shared() {
+        let l = Learner::new(LearningConfig::default());
+        for i in 0..5 {
+            observe(&l, "c", (10 + i) * MIB, NOW + i * MS);
+        }
+        let local = l.export().classes[0].samples.clone();
+        // The shared copy has the first three of ours (merged), two from
+        // elsewhere, and 10 runs in all.
+        let mut shared: Vec<Sample> = local[..3].to_vec();
+        shared.push(sample(50 * MIB, NOW + MS / 2));
+        shared.push(sample(60 * MIB, NOW + 3 * MS / 2));
+        shared.sort_by_key(|s| s.at_unix_ms);
+        l.load_at(&record("c", 10, shared.clone()), NOW + 10 * MS, true);
+        let got = l.export().classes[0].clone();
+        assert_eq!(got.runs, 12, "10 shared + 2 of ours not yet shared");
+        assert_eq!(got.samples.len(), 7);
+        for s in local.iter().chain(shared.iter()) {
+            assert!(got.samples.contains(s), "{s:?} kept");
+        }
+        // A second refresh that has them all adds nothing.
+        let mut all = shared;
+        all.extend(local[3..].iter().cloned());
+        all.sort_by_key(|s| s.at_unix_ms);
+        l.load_at(&record("c", 12, all.clone()), NOW + 20 * MS, true);
+        let got = l.export().classes[0].clone();
+        assert_eq!((got.runs, got.samples.len()), (12, 7));
+        assert_same_predictor(
+            &predictor(&l, "c"),
+            &reference(&l, &all),
+            "in time order again",
+        );
     }
 
     #[test]

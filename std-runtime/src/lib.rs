@@ -39,8 +39,10 @@ pub mod alloc;
 mod barrier;
 mod builder;
 mod config;
+pub mod cost;
 mod engine;
 mod error;
+pub mod export;
 mod handle;
 mod job;
 pub mod learn;
@@ -102,6 +104,8 @@ mod guide {
     struct Monitors;
     #[doc = include_str!("../../docs/guide/src/placement.md")]
     struct Placement;
+    #[doc = include_str!("../../docs/guide/src/fleet.md")]
+    struct Fleet;
     #[doc = include_str!("../../docs/guide/src/c-api.md")]
     struct CApi;
     #[doc = include_str!("../../docs/guide/src/troubleshooting.md")]

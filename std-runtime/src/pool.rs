@@ -147,7 +147,8 @@ impl Pool {
                 respool_core::DimSet::ALL.intersection(respool_core::DimSet::from_bits_truncate(
                     !config.hard.bits(),
                 )),
-            ),
+            )
+            .with_sink(config.store.clone()),
             metrics: Metrics::new(workers),
             epoch: Instant::now(),
             on_cancel: {
@@ -177,6 +178,15 @@ impl Pool {
                 Ok(None) => {}
                 Err(e) => return Err(BuildError::Store(e)),
             }
+            // A shared store replaces the profiles when it reads them again
+            // (on its own thread; a pool gone by then is left alone).
+            let weak = Arc::downgrade(&shared);
+            store.watch(Box::new(move |profiles| {
+                if let Some(s) = weak.upgrade() {
+                    let n = s.learner.refresh(profiles);
+                    tracing::trace!(target: "respool::learn", classes = n, "shared profiles refreshed");
+                }
+            }));
         }
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {

@@ -704,10 +704,17 @@ impl Scheduler {
     /// Fragmentation of the CPU domains for the request at the head of the
     /// wait queue, what each domain holds, and the most tasks that waited at
     /// once (for the snapshot), at `now` on the pool clock.
+    /// Fragmentation, per-domain use, the peak wait-queue depth, and the
+    /// request of the task at the head of the wait queue (none: empty).
     pub(crate) fn placement_view(
         &self,
         now: u64,
-    ) -> (respool_core::Ppm, Vec<(Resources, Resources)>, usize) {
+    ) -> (
+        respool_core::Ppm,
+        Vec<(Resources, Resources)>,
+        usize,
+        Resources,
+    ) {
         let g = lock(&self.state);
         let typical = g
             .waitq
@@ -719,7 +726,7 @@ impl Scheduler {
         } else {
             g.placer.fragmentation(&typical)
         };
-        (frag, g.placer.usage(), g.waitq.stats().max_depth)
+        (frag, g.placer.usage(), g.waitq.stats().max_depth, typical)
     }
 
     /// Removes every waiting task (shutdown now) and returns them, except

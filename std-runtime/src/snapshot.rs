@@ -52,6 +52,11 @@ pub struct PoolSnapshot {
     pub reserved: Resources,
     /// `reserved / capacity` per tracked dimension (`None`: untracked).
     pub utilisation: [Option<Ppm>; Dim::COUNT],
+    /// What the task at the head of the wait queue lacks to start, per
+    /// tracked dimension it asks for: its request minus what is free (zero
+    /// in a dimension where it would fit; empty when nobody waits). A
+    /// signal for autoscaling: how much more of what would let work start.
+    pub head_shortfall: Resources,
     /// Share of free CPU-domain capacity that the request at the head of the
     /// wait queue cannot use (zero with a single CPU domain or nobody waiting).
     pub fragmentation: Ppm,
@@ -67,13 +72,36 @@ pub struct PoolSnapshot {
     pub learning: ClassAccuracy,
     /// Prediction accuracy and expected usage per class, sorted by key.
     pub classes: Vec<ClassAccuracy>,
+    /// How the [profile store](crate::Builder::profile_store) is doing, for
+    /// a store that says (a shared one: reachable, samples waiting to be
+    /// written; see [`StoreStatus`](crate::store::StoreStatus)).
+    pub store: Option<crate::store::StoreStatus>,
+    /// What the costs in `classes` and `learning` are priced at (the
+    /// [`Pricing`](crate::cost::Pricing) label), when the pool has
+    /// [`Builder::pricing`](crate::Builder::pricing).
+    pub pricing: Option<String>,
 }
 
 pub(crate) fn take(s: &Shared) -> PoolSnapshot {
-    let (classes, learning) = s.learner.accuracy();
-    let (fragmentation, mut domains, peak_waiting) = s.sched.placement_view(s.now_ns());
+    let (mut classes, mut learning) = s.learner.accuracy();
+    if let Some(p) = &s.config.pricing {
+        for c in classes.iter_mut().chain(std::iter::once(&mut learning)) {
+            c.cost = Some(crate::cost::ClassCost::of(&c.used, &c.held, &p.rates));
+        }
+    }
+    let (fragmentation, mut domains, peak_waiting, head) = s.sched.placement_view(s.now_ns());
     let capacity = s.sched.tracker.capacity();
     let reserved = s.sched.tracker.reserved();
+    let effective = s.sched.tracker.effective_capacity();
+    // What the head of the wait queue lacks, in the dimensions it asks for
+    // and the pool tracks.
+    let mut shortfall = Resources::NONE;
+    for (dim, want) in head.iter() {
+        if let Some(cap) = effective.get(dim) {
+            let free = cap.saturating_sub(reserved.amount(dim));
+            shortfall = shortfall.with_saturating(dim, want.saturating_sub(free));
+        }
+    }
     if s.sched.trivial {
         // One CPU domain and nothing to place: the packer is not kept up
         // to date (admission is the tracker's alone), so the one domain's
@@ -105,7 +133,8 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
         waiting: s.waiting(),
         peak_waiting,
         held_for_room: s.metrics.held_for_room.load(Ordering::Relaxed),
-        effective_capacity: s.sched.tracker.effective_capacity(),
+        effective_capacity: effective,
+        head_shortfall: shortfall,
         utilisation: reserved.utilisation(&capacity),
         capacity,
         reserved,
@@ -116,6 +145,8 @@ pub(crate) fn take(s: &Shared) -> PoolSnapshot {
         latency: s.metrics.latency(),
         learning,
         classes,
+        store: s.config.store.as_ref().and_then(|st| st.status()),
+        pricing: s.config.pricing.as_ref().map(|p| p.label.clone()),
     }
 }
 
@@ -172,6 +203,17 @@ impl fmt::Display for PoolSnapshot {
                 self.learning.within_10pct,
                 self.learning.share()
             )?;
+        }
+        if let (Some(label), Some(cost)) = (&self.pricing, self.learning.cost) {
+            writeln!(
+                f,
+                "cost: {} at {label} prices, {} more held unused (slack)",
+                crate::cost::format_usd(cost.usd()),
+                crate::cost::format_usd(cost.slack_usd())
+            )?;
+        }
+        if let Some(store) = &self.store {
+            writeln!(f, "profile store: {store}")?;
         }
         write!(
             f,

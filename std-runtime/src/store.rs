@@ -18,6 +18,15 @@
 //! implements the same two calls with blocking I/O, and gets the same
 //! versioned document to send and receive.
 //!
+//! A store shared by many processes implements three more calls, all with
+//! defaults that do nothing: [`ProfileStore::record`] takes each sample as
+//! it is learned (to queue it for a background writer: it runs on the
+//! worker, so it must not block), [`ProfileStore::watch`] hands the store a
+//! callback through which it replaces the pool's profiles with the shared
+//! ones when it has read them again, and [`ProfileStore::status`] says how
+//! the store is doing, for the pool's [snapshot](crate::PoolSnapshot).
+//! `RedisStore` (cargo feature `redis`) is such a store.
+//!
 //! # File format (version 1)
 //!
 //! ```json
@@ -58,6 +67,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::sync::lock;
 use respool_sys::Excerpt;
+
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisConfig, RedisStore};
 
 /// The format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -255,6 +269,13 @@ pub enum StoreError {
         /// The newest version this build reads.
         supported: u32,
     },
+    /// A networked store could not be configured or reached.
+    Remote {
+        /// The store (its address, without any password).
+        store: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -286,6 +307,12 @@ impl fmt::Display for StoreError {
                 "profile store {} has format version {found}, newer than the {supported} \
                  this respool reads (the file was left as it is; upgrade respool or use another path)",
                 Excerpt::plain(source)
+            ),
+            StoreError::Remote { store, message } => write!(
+                f,
+                "profile store {}: {}",
+                Excerpt::plain(store),
+                Excerpt::plain(message)
             ),
         }
     }
@@ -351,6 +378,97 @@ pub trait ProfileStore: Send + Sync + fmt::Debug {
     /// A [`StoreError`] if they could not be written; the previous content
     /// is then still intact.
     fn save(&self, profiles: &Profiles) -> Result<(), StoreError>;
+
+    /// Takes one sample of `class` as the pool learns it (a pool built
+    /// with this store calls it for every measured run and every reported
+    /// out-of-memory event). It runs on the worker that ran the task, after
+    /// the task: a store must only queue the sample here (no I/O, no
+    /// waiting). The default ignores it (a file store saves whole documents).
+    fn record(&self, class: &str, sample: &Sample) {
+        let _ = (class, sample);
+    }
+
+    /// Gives the store a callback that replaces the pool's profiles of the
+    /// classes it is given with those (what other processes learned too).
+    /// A pool built with this store calls it once, after loading. A store
+    /// that reads a shared copy again calls it from its own thread, never
+    /// from a task's. The default drops it.
+    fn watch(&self, apply: ProfileSink) {
+        drop(apply);
+    }
+
+    /// How the store is doing (reachable, samples waiting to be written,
+    /// classes it left untouched); `None` for a store with nothing to say
+    /// (the default). Shown in the pool's [snapshot](crate::PoolSnapshot).
+    fn status(&self) -> Option<StoreStatus> {
+        None
+    }
+}
+
+/// The callback given to [`ProfileStore::watch`].
+pub type ProfileSink = Box<dyn Fn(&Profiles) + Send + Sync>;
+
+/// How a store shared by many processes is doing (see
+/// [`ProfileStore::status`]); each figure is counted since the store was
+/// opened, by this process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStatus {
+    /// What the store is, for people (an address without its password,
+    /// and a namespace).
+    pub store: String,
+    /// Whether the last attempt to reach it succeeded.
+    pub reachable: bool,
+    /// Samples learned here and not yet merged into the store (they are
+    /// retried with backoff).
+    pub pending: u64,
+    /// Samples merged into the store.
+    pub written: u64,
+    /// Samples dropped because too many were pending (the store was
+    /// unreachable for long).
+    pub dropped: u64,
+    /// Samples not written because the class's stored value is corrupt or
+    /// of a newer schema (left untouched).
+    pub rejected: u64,
+    /// Attempts to reach the store that failed.
+    pub failures: u64,
+    /// Successful reads of the shared profiles.
+    pub refreshes: u64,
+    /// When the store was last reached, in milliseconds since the Unix epoch.
+    pub last_ok_unix_ms: Option<u64>,
+    /// The last error, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// Classes whose stored value is corrupt or of a newer schema, with
+    /// what is wrong: reported, left untouched, learned locally only.
+    pub problems: Vec<(String, String)>,
+}
+
+impl fmt::Display for StoreStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {} pending, {} written, {} dropped, {} refused, {} failures, {} reads",
+            self.store,
+            if self.reachable {
+                "reachable"
+            } else {
+                "UNREACHABLE"
+            },
+            self.pending,
+            self.written,
+            self.dropped,
+            self.rejected,
+            self.failures,
+            self.refreshes
+        )?;
+        if let Some(e) = &self.last_error {
+            write!(f, " (last error: {e})")?;
+        }
+        for (class, problem) in &self.problems {
+            write!(f, "; class {}: {problem}", Excerpt::quoted(class))?;
+        }
+        Ok(())
+    }
 }
 
 /// Profiles kept in memory.

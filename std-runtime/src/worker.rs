@@ -635,6 +635,12 @@ impl Shared {
     ) {
         let measured = usage.as_resources();
         if let Some(class) = &desc.class {
+            self.learner.account(
+                class,
+                &measured,
+                &desc.request.saturating_add(&grown),
+                usage.wall,
+            );
             if !panicked {
                 let expected = desc.expected.as_deref().copied().unwrap_or(Resources::NONE);
                 // Its observer was told before the release (`run_described`).

@@ -16,10 +16,12 @@ use std::path::Path;
 /// Bottom to top. A module may use the modules of the layers before its own.
 const LAYERS: &[&[&str]] = &[
     // Leaves: no module of the crate.
-    &["sync", "barrier", "job", "alloc", "metrics", "place"],
+    &[
+        "sync", "barrier", "job", "alloc", "metrics", "place", "cost",
+    ],
     // Utilities over the leaves.
     &["measure", "runq", "timer", "units", "store", "sys"],
-    &["error", "learn"],
+    &["error", "learn", "export"],
     &["limits", "handle"],
     // The observer seam (its `Started` event carries a handle's canceller).
     &["observe"],
