@@ -166,8 +166,13 @@ impl<'p> TaskBuilder<'p> {
     }
 
     /// Requires an amount of `dim` given as text (`"512MiB"`, `"500m"`).
+    ///
+    /// The text is parsed once per thread while it stays the same for its
+    /// dimension (a per-thread cache of the last text of each dimension);
+    /// a [`Resources`] built once and given to
+    /// [`requirements`](TaskBuilder::requirements) costs less still.
     pub fn require_str(self, dim: Dim, amount: &str) -> Self {
-        match units::parse_amount(dim, amount) {
+        match units::parse_amount_cached(dim, amount) {
             Ok(v) => self.require(dim, v),
             Err(e) => self.fail(SubmitError::InvalidRequirement(e)),
         }
