@@ -356,20 +356,31 @@ thread_local! {
 /// each dimension: a program that submits many tasks with the same
 /// `.cpu("250m")` parses it once per thread, and compares at most 22 bytes
 /// for each task after that (issue 21). Errors are not cached.
+#[inline]
 pub(crate) fn parse_amount_cached(dim: Dim, input: &str) -> Result<u64, ParseError> {
     let bytes = input.as_bytes();
-    let cacheable = !bytes.is_empty() && bytes.len() <= CACHED_LEN;
     let hit = PARSED.try_with(|cache| {
         let entry = cache.get(dim.index())?.get();
-        let len = usize::from(entry.len);
-        (cacheable && len == bytes.len() && entry.text.get(..len) == Some(bytes))
-            .then_some(entry.value)
+        // Byte by byte: the texts are a few bytes long, shorter than a call
+        // to `memcmp` would take.
+        (entry.len != 0
+            && usize::from(entry.len) == bytes.len()
+            && entry.text.iter().zip(bytes).all(|(a, b)| a == b))
+        .then_some(entry.value)
     });
-    if let Ok(Some(v)) = hit {
-        return Ok(v);
+    match hit {
+        Ok(Some(v)) => Ok(v),
+        _ => parse_and_cache(dim, input),
     }
+}
+
+/// The cache's miss: parses `input` and keeps it as `dim`'s last text.
+#[cold]
+#[inline(never)]
+fn parse_and_cache(dim: Dim, input: &str) -> Result<u64, ParseError> {
+    let bytes = input.as_bytes();
     let value = parse_amount(dim, input)?;
-    if cacheable {
+    if !bytes.is_empty() && bytes.len() <= CACHED_LEN {
         let mut entry = Parsed {
             len: u8::try_from(bytes.len()).unwrap_or(0),
             text: [0; CACHED_LEN],
