@@ -199,11 +199,21 @@ fn main() {
             format!("{:.3}", allocs[i] as f64 / (waves * 1000 * rounds) as f64)
         });
     }
-    if wanted("saturated") && !empty_only {
+    let saturated_ran = wanted("saturated") && !empty_only;
+    if saturated_ran {
         saturated(tasks, rounds, workers);
     }
     if !wanted("round trip") || empty_only {
         return;
+    }
+    if saturated_ran {
+        // The saturated table came between: the round trip's rows need
+        // their header again.
+        println!();
+        println!(
+            "| workload | pool | median ns/task | vs fastest peer | same-round ratio (median) | best rounds vs fastest | allocations/task |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|");
     }
     // Round trip: one task submitted and its value awaited, repeatedly.
     let trips = (tasks / 10).max(100);
@@ -269,27 +279,34 @@ fn saturated(tasks: usize, rounds: usize, workers: usize) {
         "| workload | tasks per round | deferred at submit | plain median ns/task | waiting median ns/task | same-round ratio (median) | range |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    let workloads: [(&str, Duration, Option<usize>, usize); 5] = [
+    let deep_label = |us: u32| {
+        if deep == 100_000 {
+            format!("{us} us, 100,000 deep")
+        } else {
+            format!("{us} us, {deep} deep")
+        }
+    };
+    let workloads: [(String, Duration, Option<usize>, usize); 5] = [
         (
-            "10 us, all at once",
+            "10 us, all at once".to_owned(),
             Duration::from_micros(10),
             None,
             (tasks / 10).max(100),
         ),
         (
-            "5 us, 10 deep",
+            "5 us, 10 deep".to_owned(),
             Duration::from_micros(5),
             Some(10),
             (tasks / 5).max(100),
         ),
-        ("5 us, 100,000 deep", Duration::from_micros(5), None, deep),
+        (deep_label(5), Duration::from_micros(5), None, deep),
         (
-            "50 us, 10 deep",
+            "50 us, 10 deep".to_owned(),
             Duration::from_micros(50),
             Some(10),
             (tasks / 50).max(100),
         ),
-        ("50 us, 100,000 deep", Duration::from_micros(50), None, deep),
+        (deep_label(50), Duration::from_micros(50), None, deep),
     ];
     let only = std::env::var("RESPOOL_BENCH_SAT_ONLY").ok();
     for (label, work, depth, n) in workloads {
