@@ -389,6 +389,12 @@ impl Builder {
     /// capacity is detected, off when you set it (an explicit capacity is a
     /// budget of its own, unrelated to what the machine uses), and on with
     /// [`system_monitor`](Builder::system_monitor).
+    ///
+    /// The platform's monitor starts on its own thread and takes its first
+    /// sample 5 ms after `build()` (or after its interval, when shorter):
+    /// `build()` waits for neither, and a pool that lives less than that
+    /// never reads the monitor's files. A source given with
+    /// [`system_monitor`](Builder::system_monitor) samples at once.
     pub fn monitor(mut self, on: bool) -> Self {
         self.monitor = Some(on);
         self
