@@ -147,6 +147,25 @@ fn declared(h: Held) -> Held {
     h
 }
 
+// The same requirements given as text, as most programs write them: each
+// parsed once per thread (issue 21's parse cache), then compared.
+#[library_benchmark]
+#[bench::x100(setup = plain, teardown = release, config = limit(DECLARED_STR_LIMIT))]
+fn declared_str(h: Held) -> Held {
+    for i in 0..100u64 {
+        h.pool
+            .task()
+            .cpu("10m")
+            .memory("1MiB")
+            .iops("1")
+            .execute(move |_| {
+                black_box(i);
+            })
+            .expect("accepted");
+    }
+    h
+}
+
 #[library_benchmark]
 #[bench::x100(setup = observed, teardown = release, config = limit(OBSERVED_LIMIT))]
 fn execute_observed(h: Held) -> Held {
@@ -219,11 +238,12 @@ const RUN_OBSERVED_LIMIT: u64 = 59_500;
 const EXECUTE_LIMIT: u64 = 14_000;
 const SUBMIT_LIMIT: u64 = 49_000;
 const DECLARED_LIMIT: u64 = 47_500;
+const DECLARED_STR_LIMIT: u64 = 81_500;
 const OBSERVED_LIMIT: u64 = 44_000;
 
 library_benchmark_group!(
     name = pool;
-    benchmarks = execute, submit, declared, execute_observed, run
+    benchmarks = execute, submit, declared, declared_str, execute_observed, run
 );
 
 main!(library_benchmark_groups = pool);

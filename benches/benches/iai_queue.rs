@@ -83,6 +83,18 @@ fn setup(fit: bool) -> (Queue, Vec<Ticket>, Task<u64>) {
     (q, tickets, extra)
 }
 
+/// A queue of `depth` tasks with the default weights (no fit term, the
+/// pool's default), as [`setup`] builds it.
+fn setup_depth(depth: u64) -> Queue {
+    let mut state = 0x9e37_79b9_7f4a_7c15;
+    let storage: Box<[Slot<u64>]> = (0..=depth).map(|_| Slot::new()).collect();
+    let mut q = ScoredQueue::with_storage(storage, config(false));
+    for i in 0..depth {
+        let _ = q.push(task(i, &mut state));
+    }
+    q
+}
+
 fn limit(ir: u64) -> LibraryBenchmarkConfig {
     let mut config = LibraryBenchmarkConfig::default();
     config.tool(Callgrind::default().hard_limits([(EventKind::Ir, ir)]));
@@ -127,6 +139,32 @@ fn top8_fit((q, _, _): (Queue, Vec<Ticket>, Task<u64>)) -> Queue {
     q
 }
 
+// The search a dispatch round makes first (issue 21): the best waiter
+// alone, default weights; the same at 1,000 and 100,000 waiters.
+#[library_benchmark]
+#[bench::depth_1000(args = (1_000), setup = setup_depth, config = limit(TOP1_LIMIT))]
+#[bench::depth_100000(args = (100_000), setup = setup_depth, config = limit(TOP1_LIMIT))]
+fn top1(q: Queue) -> Queue {
+    let avail = half_free();
+    let mut window = [Ranked::EMPTY; 1];
+    let top = black_box(&q).top_k(black_box(NOW), black_box(&avail), &mut window);
+    black_box((top, window));
+    q
+}
+
+// The window's search (8 entries, default weights), which a dispatch round
+// made on every call before issue 21 and now makes only when the best
+// waiter cannot start.
+#[library_benchmark]
+#[bench::depth_1000(args = (1_000), setup = setup_depth, config = limit(TOP8_LIMIT))]
+fn top8(q: Queue) -> Queue {
+    let avail = half_free();
+    let mut window = [Ranked::EMPTY; 8];
+    let top = black_box(&q).top_k(black_box(NOW), black_box(&avail), &mut window);
+    black_box((top, window));
+    q
+}
+
 #[library_benchmark]
 #[bench::depth_1000(args = (false), setup = setup, config = limit(TAKE_LIMIT))]
 fn take((mut q, tickets, _): (Queue, Vec<Ticket>, Task<u64>)) -> Queue {
@@ -148,9 +186,11 @@ const POP_LIMIT: u64 = 3_500;
 const POP_FIT_LIMIT: u64 = 24_500;
 const TOP8_FIT_LIMIT: u64 = 59_000;
 const TAKE_LIMIT: u64 = 1_300;
+const TOP1_LIMIT: u64 = 1_650;
+const TOP8_LIMIT: u64 = 15_500;
 
 library_benchmark_group!(
     name = queue,
-    benchmarks = [push, pop, pop_fit, top8_fit, take]
+    benchmarks = [push, pop, pop_fit, top8_fit, top1, top8, take]
 );
 main!(library_benchmark_groups = queue);

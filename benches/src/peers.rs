@@ -270,7 +270,8 @@ impl Peer {
 }
 
 /// 2^50 of CPU, memory and IOPS: nothing the benchmarks submit runs out.
-fn big_capacity() -> Resources {
+#[must_use]
+pub fn big_capacity() -> Resources {
     let big = 1u64 << 50;
     Resources::new()
         .with_saturating(Dim::Cpu, big)

@@ -44,6 +44,9 @@ pub(crate) struct Config {
     pub(crate) monitor_source: Option<MonitorSource>,
     /// Memory capacity follows the container's limit when it changes.
     pub(crate) follow_container_limit: bool,
+    /// The process's cgroups as detection found them (`None` when nothing
+    /// was detected): the monitor starts from it instead of reading them again.
+    pub(crate) cgroup: Option<respool_sys::cgroup::CgroupLayout>,
     /// Placement domains (at least one CPU domain).
     pub(crate) domains: Vec<crate::place::DomainSpec>,
     /// Placement algorithm.

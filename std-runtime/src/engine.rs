@@ -160,6 +160,10 @@ pub(crate) struct Shared {
     /// Set when the pool was shut down from one of its own tasks: the last
     /// worker to go idle with nothing left ends all workers.
     pub(crate) exit_when_done: AtomicBool,
+    /// The thread waiting in `Pool::shutdown` for the pool to drain: a
+    /// worker that goes idle once the gate is closed unparks it, so that it
+    /// does not sleep longer than the pool takes to drain.
+    pub(crate) shutdown_waiter: Mutex<Option<std::thread::Thread>>,
     pub(crate) self_weak: Weak<Shared>,
     /// Per worker, the reservations of its finished tasks not given back
     /// yet (see `WorkerBatch`, `Shared::give_back`).
@@ -457,6 +461,14 @@ impl Shared {
     }
 
     /// Nothing accepted is left anywhere (used by graceful shutdown).
+    /// Wakes the thread waiting in `Pool::shutdown`, if any (it checks
+    /// [`Shared::quiescent`] again).
+    pub(crate) fn wake_shutdown_waiter(&self) {
+        if let Some(t) = lock(&self.shutdown_waiter).as_ref() {
+            t.unpark();
+        }
+    }
+
     pub(crate) fn quiescent(&self) -> bool {
         self.gate.is_closed()
             && self.gate.in_flight() == 0

@@ -41,6 +41,14 @@ use std::time::{Duration, Instant};
 use respool_core::Resources;
 
 use crate::config::Config;
+
+/// How long the platform monitor waits before its first sample (or its
+/// interval, when shorter). A pool that lives less than this never opens
+/// the monitor's files, and neither its `build()` nor its shutdown waits
+/// for them (issue 21: building and shutting down a pool in under 0.5 ms);
+/// a longer-lived pool sees its first sample this much later, which is
+/// less than the default interval (1 s) between any two samples.
+const FIRST_SAMPLE_AFTER: Duration = Duration::from_millis(5);
 use crate::engine::{Gate, PriorityLane, Shared};
 use crate::error::{BuildError, SubmitError};
 use crate::handle::{JoinHandle, Packet};
@@ -161,6 +169,7 @@ impl Pool {
                 })
             },
             exit_when_done: AtomicBool::new(false),
+            shutdown_waiter: Mutex::new(None),
             self_weak: weak.clone(),
             logs: (0..workers)
                 .map(|_| crossbeam_utils::CachePadded::new(respool_core::ReleaseLog::new()))
@@ -223,15 +232,25 @@ impl Pool {
             .sleepers
             .set_threads(threads.iter().map(|h| h.thread().clone()).collect());
         let monitor = shared.config.monitor.and_then(|cfg| {
-            // The builder's source if one was given, else this platform's.
+            // The builder's source if one was given, else this platform's,
+            // opened on the monitor's thread: `build()` does not wait for
+            // its files nor for the first sample.
             let source = shared
                 .config
                 .monitor_source
                 .as_ref()
-                .and_then(|s| lock(s).take())
-                .unwrap_or_else(crate::sys::platform_monitor);
+                .and_then(|s| lock(s).take());
             let name = format!("{}-monitor", shared.config.thread_name);
-            match crate::sys::Monitor::with_source_named(source, cfg, name) {
+            let started = match source {
+                Some(source) => crate::sys::Monitor::with_source_named(source, cfg, name),
+                None => crate::sys::Monitor::start_deferred(
+                    cfg,
+                    name,
+                    shared.config.cgroup.clone(),
+                    FIRST_SAMPLE_AFTER.min(cfg.interval),
+                ),
+            };
+            match started {
                 Ok(m) => {
                     let weak = Arc::downgrade(&shared);
                     m.subscribe(move |snap| {
@@ -540,6 +559,11 @@ impl Pool {
             drop(self.shutdown_now());
             return;
         }
+        // Each worker that goes idle from here on unparks this thread (a
+        // sleep of 10 us takes 60 us or more with Linux's timer slack); the
+        // timeout covers what drains without a worker going idle (the
+        // timer, a concurrent `shutdown`, which takes the waiter's place).
+        *lock(&s.shutdown_waiter) = Some(thread::current());
         let mut backoff = Duration::from_micros(10);
         loop {
             s.dispatch();
@@ -549,11 +573,13 @@ impl Pool {
             if s.on_own_worker() {
                 // Cannot wait for ourselves: let the workers finish on their own.
                 s.exit_when_done.store(true, Ordering::SeqCst);
+                *lock(&s.shutdown_waiter) = None;
                 return;
             }
-            thread::sleep(backoff);
+            thread::park_timeout(backoff);
             backoff = (backoff * 2).min(Duration::from_millis(1));
         }
+        *lock(&s.shutdown_waiter) = None;
         let first = !s.saved.swap(true, Ordering::SeqCst);
         self.join_all();
         if first {

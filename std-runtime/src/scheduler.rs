@@ -110,9 +110,33 @@ pub(crate) struct SchedState {
     probes: HashMap<std::sync::Arc<str>, u32>,
     /// The most probes of one class at once.
     probe_limit: u32,
+    /// Per dimension, at most the smallest amount a waiter requests (a
+    /// dimension a waiter leaves unset counts 0); `None` before the first
+    /// waiter. Lowered by each new waiter, started afresh only when the wait
+    /// queue is empty, so it may be below the true minimum (when the
+    /// smallest waiter has left) but never above it. Where the tracker
+    /// cannot reserve it, it cannot reserve any waiter: a dispatch round
+    /// ends in O(dimensions) instead of searching the queue (issue 21).
+    min_request: Option<Resources>,
 }
 
 impl SchedState {
+    /// Whether no waiter can be reserved now: the tracker cannot reserve
+    /// [`SchedState::min_request`] (without a floor: a waiter's floor only
+    /// asks for more). `false` means "maybe".
+    fn none_fits(&self, tracker: &Tracker) -> bool {
+        self.min_request
+            .is_some_and(|least| !tracker.fits_above(&least, &Resources::NONE))
+    }
+
+    /// Notes a new waiter's request in [`SchedState::min_request`].
+    fn note_waiter(&mut self, request: &Resources) {
+        self.min_request = Some(match self.min_request {
+            Some(least) if !self.waitq.is_empty() => least.min(request),
+            _ => *request,
+        });
+    }
+
     /// Whether a task may start as far as cold-start probing goes.
     fn probe_allows(&self, desc: Option<&Description>) -> bool {
         match desc {
@@ -196,6 +220,7 @@ impl Scheduler {
                 max_slots,
                 probes: HashMap::new(),
                 probe_limit: config.learning.probe_concurrency.max(1),
+                min_request: None,
             }),
             resolved: Condvar::new(),
             room: Condvar::new(),
@@ -360,6 +385,7 @@ impl Scheduler {
         g: &mut SchedState,
         item: respool_core::queue::Task<Pending>,
     ) -> Result<(), respool_core::queue::Task<Pending>> {
+        g.note_waiter(&item.request);
         g.waitq
             .push(item)
             .or_else(|back| {
@@ -523,7 +549,9 @@ impl Scheduler {
         }
         let mut admitted = Vec::new();
         loop {
-            let avail = Availability::of(&res.tracker);
+            if g.waitq.is_empty() || g.none_fits(&res.tracker) {
+                break;
+            }
             let SchedState {
                 waitq,
                 placer,
@@ -534,8 +562,24 @@ impl Scheduler {
                 probe_limit,
                 ..
             } = g;
-            let top = waitq.top_k(now, &avail, window);
-            let Some(first) = window.first().filter(|_| top.len > 0) else {
+            // The best waiter alone first, where scores do not depend on
+            // what is free (no fit term: the default weights): a search for
+            // one entry, which ends at the heaps' roots and is exact, so it
+            // finds the head the full search would put first. When the head
+            // can start, as it does when every waiter needs the same, the
+            // lookahead window is not needed; only when it cannot does the
+            // window search the queue.
+            let weights = waitq.config().weights;
+            let fit_free = weights.fits == 0 && weights.alignment == 0;
+            // Without a fit term no score reads what is free.
+            let avail = if fit_free {
+                Availability::new(Resources::NONE, Resources::NONE)
+            } else {
+                Availability::of(&res.tracker)
+            };
+            let narrow = if fit_free { 1 } else { window.len() };
+            let mut top = waitq.top_k(now, &avail, window.get_mut(..narrow).unwrap_or_default());
+            let Some(first) = window.first().filter(|_| top.len > 0).copied() else {
                 break;
             };
             if *head != Some(first.ticket) {
@@ -543,30 +587,38 @@ impl Scheduler {
                 lookahead.head_left();
                 *head = Some(first.ticket);
             }
-            let mut chosen = None;
-            for (i, r) in window.iter().take(top.len).enumerate() {
-                if i > 0 && lookahead.head_only() {
-                    break;
+            let pick = |window: &[Ranked], lookahead: &Lookahead| {
+                for (i, r) in window.iter().enumerate() {
+                    if i > 0 && lookahead.head_only() {
+                        break;
+                    }
+                    let Some(t) = waitq.get(r.ticket) else {
+                        continue;
+                    };
+                    if !placer.fits(&t.request) {
+                        continue;
+                    }
+                    // A cold-start probe of a class that already runs its share waits.
+                    let probing = t.item.work.desc.as_deref().filter(|e| e.probe);
+                    if probing
+                        .and_then(|e| e.class.as_ref())
+                        .is_some_and(|c| probes.get(c).copied().unwrap_or(0) >= *probe_limit)
+                    {
+                        continue;
+                    }
+                    let floor = res.floor(t.item.urgency);
+                    if let Ok(reservation) = Reservation::try_new(&res.tracker, &t.request, &floor)
+                    {
+                        return Some((i, r.ticket, reservation.detach().1));
+                    }
                 }
-                let Some(t) = waitq.get(r.ticket) else {
-                    continue;
-                };
-                if !placer.fits(&t.request) {
-                    continue;
-                }
-                // A cold-start probe of a class that already runs its share waits.
-                let probing = t.item.work.desc.as_deref().filter(|e| e.probe);
-                if probing
-                    .and_then(|e| e.class.as_ref())
-                    .is_some_and(|c| probes.get(c).copied().unwrap_or(0) >= *probe_limit)
-                {
-                    continue;
-                }
-                let floor = res.floor(t.item.urgency);
-                if let Ok(reservation) = Reservation::try_new(&res.tracker, &t.request, &floor) {
-                    chosen = Some((i, r.ticket, reservation.detach().1));
-                    break;
-                }
+                None
+            };
+            let mut chosen = pick(window.get(..top.len).unwrap_or_default(), lookahead);
+            if chosen.is_none() && narrow < window.len() {
+                // Exact in both searches (no fit term): the same head first.
+                top = waitq.top_k(now, &avail, window);
+                chosen = pick(window.get(..top.len).unwrap_or_default(), lookahead);
             }
             let Some((i, ticket, held)) = chosen else {
                 break;

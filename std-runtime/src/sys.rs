@@ -72,5 +72,5 @@ pub use respool_sys::topology::{DomainInfo, DomainKind, Topology, TopologySource
 pub use respool_sys::container::{DefaultCapacity, Headroom, MachineCapacity, default_capacity};
 
 // What the pool itself calls, not part of respool's API.
-pub(crate) use respool_sys::monitor::{Monitor, platform_monitor};
+pub(crate) use respool_sys::monitor::Monitor;
 pub(crate) use respool_sys::topology::{current_thread_cpus, pin_current_thread};

@@ -149,27 +149,51 @@ impl<'p> TaskBuilder<'p> {
 
     /// The task's class key: tasks of one class are expected to need similar
     /// resources, and respool learns what they need from earlier runs.
+    #[inline]
     pub fn class(mut self, key: impl Into<Arc<str>>) -> Self {
         self.class = Some(key.into());
         self
     }
 
     /// Requires `amount` of `dim` (in the dimension's unit, see [`Dim`]).
+    #[inline]
     pub fn require(mut self, dim: Dim, amount: u64) -> Self {
+        self.set(dim, amount);
+        self
+    }
+
+    /// Requires an amount of `dim` given as text (`"512MiB"`, `"500m"`).
+    ///
+    /// The text is parsed once per thread while it stays the same for its
+    /// dimension (a per-thread cache of the last text of each dimension);
+    /// a [`Resources`] built once and given to
+    /// [`requirements`](TaskBuilder::requirements) costs less still.
+    #[inline]
+    pub fn require_str(mut self, dim: Dim, amount: &str) -> Self {
+        self.set_str(dim, amount);
+        self
+    }
+
+    /// [`TaskBuilder::require`] in place: the builder (a few hundred bytes)
+    /// is not moved for each requirement.
+    #[inline]
+    fn set(&mut self, dim: Dim, amount: u64) {
         match self.request.with(dim, amount) {
             Ok(r) => self.request = r,
             Err(e) => {
                 self.error.get_or_insert(SubmitError::InvalidAmount(e));
             }
         }
-        self
     }
 
-    /// Requires an amount of `dim` given as text (`"512MiB"`, `"500m"`).
-    pub fn require_str(self, dim: Dim, amount: &str) -> Self {
-        match units::parse_amount(dim, amount) {
-            Ok(v) => self.require(dim, v),
-            Err(e) => self.fail(SubmitError::InvalidRequirement(e)),
+    /// [`TaskBuilder::require_str`] in place.
+    #[inline]
+    fn set_str(&mut self, dim: Dim, amount: &str) {
+        match units::parse_amount_cached(dim, amount) {
+            Ok(v) => self.set(dim, v),
+            Err(e) => {
+                self.error.get_or_insert(SubmitError::InvalidRequirement(e));
+            }
         }
     }
 
@@ -185,36 +209,49 @@ impl<'p> TaskBuilder<'p> {
     }
 
     /// CPU, as cores or millicores: `"2"`, `"1.5"`, `"500m"`.
-    pub fn cpu(self, amount: &str) -> Self {
-        self.require_str(Dim::Cpu, amount)
+    #[inline]
+    pub fn cpu(mut self, amount: &str) -> Self {
+        self.set_str(Dim::Cpu, amount);
+        self
     }
 
     /// Memory: `"512MiB"`, `"1.5G"`, `"4096"` (bytes).
-    pub fn memory(self, amount: &str) -> Self {
-        self.require_str(Dim::Memory, amount)
+    #[inline]
+    pub fn memory(mut self, amount: &str) -> Self {
+        self.set_str(Dim::Memory, amount);
+        self
     }
 
     /// Storage operations per second: `"2000"`, `"10k"`.
-    pub fn iops(self, amount: &str) -> Self {
-        self.require_str(Dim::Iops, amount)
+    #[inline]
+    pub fn iops(mut self, amount: &str) -> Self {
+        self.set_str(Dim::Iops, amount);
+        self
     }
 
     /// Network bandwidth: `"100Mbit/s"`, `"12.5MB/s"`.
-    pub fn network(self, amount: &str) -> Self {
-        self.require_str(Dim::Network, amount)
+    #[inline]
+    pub fn network(mut self, amount: &str) -> Self {
+        self.set_str(Dim::Network, amount);
+        self
     }
 
     /// Whole GPU devices.
-    pub fn gpus(self, devices: u64) -> Self {
-        self.require(Dim::Gpu, devices)
+    #[inline]
+    pub fn gpus(mut self, devices: u64) -> Self {
+        self.set(Dim::Gpu, devices);
+        self
     }
 
     /// GPU memory: `"8GiB"`.
-    pub fn gpu_memory(self, amount: &str) -> Self {
-        self.require_str(Dim::GpuMemory, amount)
+    #[inline]
+    pub fn gpu_memory(mut self, amount: &str) -> Self {
+        self.set_str(Dim::GpuMemory, amount);
+        self
     }
 
     /// Priority: higher runs first among tasks ready to run (default 0).
+    #[inline]
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self
@@ -222,6 +259,7 @@ impl<'p> TaskBuilder<'p> {
 
     /// Critical: may use the capacity held back by the pool's critical
     /// reserve, and waits ahead of normal tasks.
+    #[inline]
     pub fn critical(mut self) -> Self {
         self.urgency = Urgency::Critical;
         self
@@ -230,6 +268,7 @@ impl<'p> TaskBuilder<'p> {
     /// A deadline: earlier deadlines run first among tasks of one priority,
     /// and a task whose deadline has passed when a worker picks it up is not
     /// started ([`TaskError::DeadlineMissed`]).
+    #[inline]
     pub fn deadline(mut self, at: Instant) -> Self {
         self.deadline = Some(at);
         self
@@ -245,6 +284,7 @@ impl<'p> TaskBuilder<'p> {
     /// also means it is never started). For no timeout, do not set one. (The
     /// C API, whose timeout is a number of milliseconds, takes 0 as "no
     /// timeout".)
+    #[inline]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -253,6 +293,7 @@ impl<'p> TaskBuilder<'p> {
     /// Retries a failed attempt (an `Err` or a panic) up to `retries` more
     /// times, waiting `backoff` between attempts (used by
     /// [`TaskBuilder::spawn_retrying`]).
+    #[inline]
     pub fn retries(mut self, retries: u32, backoff: Backoff) -> Self {
         self.retries = retries;
         self.backoff = backoff;
@@ -261,13 +302,9 @@ impl<'p> TaskBuilder<'p> {
 
     /// A size feature (input bytes, items): learned requirements of the class
     /// are predicted from it when usage grows with input size.
+    #[inline]
     pub fn size_hint(mut self, size: u64) -> Self {
         self.size = Some(size);
-        self
-    }
-
-    fn fail(mut self, e: SubmitError) -> Self {
-        self.error.get_or_insert(e);
         self
     }
 

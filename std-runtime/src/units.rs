@@ -324,6 +324,81 @@ pub fn parse_amount(dim: Dim, input: &str) -> Result<u64, ParseError> {
     }
 }
 
+/// The longest amount text the parse cache keeps.
+const CACHED_LEN: usize = 22;
+
+/// One entry of the parse cache: an amount text of at most
+/// [`CACHED_LEN`] bytes and what it parsed to.
+#[derive(Clone, Copy)]
+struct Parsed {
+    /// Bytes of `text` used; 0 for an empty entry (an empty text is never
+    /// cached: it does not parse).
+    len: u8,
+    text: [u8; CACHED_LEN],
+    value: u64,
+}
+
+impl Parsed {
+    const EMPTY: Parsed = Parsed {
+        len: 0,
+        text: [0; CACHED_LEN],
+        value: 0,
+    };
+}
+
+thread_local! {
+    /// Per thread and dimension, the last amount text parsed and its value.
+    static PARSED: [std::cell::Cell<Parsed>; Dim::COUNT] =
+        const { [const { std::cell::Cell::new(Parsed::EMPTY) }; Dim::COUNT] };
+}
+
+/// [`parse_amount`] through a per-thread cache of the last text parsed for
+/// each dimension: a program that submits many tasks with the same
+/// `.cpu("250m")` parses it once per thread, and compares at most 22 bytes
+/// for each task after that (issue 21). Errors are not cached.
+#[inline]
+pub(crate) fn parse_amount_cached(dim: Dim, input: &str) -> Result<u64, ParseError> {
+    let bytes = input.as_bytes();
+    let hit = PARSED.try_with(|cache| {
+        let entry = cache.get(dim.index())?.get();
+        // Byte by byte: the texts are a few bytes long, shorter than a call
+        // to `memcmp` would take.
+        (entry.len != 0
+            && usize::from(entry.len) == bytes.len()
+            && entry.text.iter().zip(bytes).all(|(a, b)| a == b))
+        .then_some(entry.value)
+    });
+    match hit {
+        Ok(Some(v)) => Ok(v),
+        _ => parse_and_cache(dim, input),
+    }
+}
+
+/// The cache's miss: parses `input` and keeps it as `dim`'s last text.
+#[cold]
+#[inline(never)]
+fn parse_and_cache(dim: Dim, input: &str) -> Result<u64, ParseError> {
+    let bytes = input.as_bytes();
+    let value = parse_amount(dim, input)?;
+    if !bytes.is_empty() && bytes.len() <= CACHED_LEN {
+        let mut entry = Parsed {
+            len: u8::try_from(bytes.len()).unwrap_or(0),
+            text: [0; CACHED_LEN],
+            value,
+        };
+        if let Some(t) = entry.text.get_mut(..bytes.len()) {
+            t.copy_from_slice(bytes);
+        }
+        // During the thread's teardown the cache is gone: nothing to keep.
+        let _ = PARSED.try_with(|cache| {
+            if let Some(slot) = cache.get(dim.index()) {
+                slot.set(entry);
+            }
+        });
+    }
+    Ok(value)
+}
+
 /// Formats bytes with a binary prefix and up to one decimal: `"1.5 GiB"`.
 #[must_use]
 pub fn format_bytes(bytes: u64) -> String {
@@ -356,6 +431,41 @@ pub fn format_cpu(millicores: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cache answers what the parser answers: for a repeated text, a
+    /// text that replaces it, one of another dimension, one too long to
+    /// cache, and errors (never cached).
+    #[test]
+    fn parse_cache_agrees_with_the_parser() {
+        let long = "1073741824                B";
+        assert!(long.len() > CACHED_LEN);
+        let cases = [
+            (Dim::Memory, "1MiB"),
+            (Dim::Memory, "1MiB"),
+            (Dim::Cpu, "1MiB"),
+            (Dim::Memory, "2MiB"),
+            (Dim::Memory, "1MiB"),
+            (Dim::Cpu, "250m"),
+            (Dim::Cpu, "250m"),
+            (Dim::Cpu, "25"),
+            (Dim::Cpu, "250"),
+            (Dim::Memory, long),
+            (Dim::Memory, long),
+            (Dim::Iops, "1k"),
+            (Dim::Iops, "1kk"),
+            (Dim::Iops, "1k"),
+            (Dim::Memory, ""),
+            (Dim::Network, "100Mbit/s"),
+            (Dim::Network, "100Mbit/s"),
+        ];
+        for (dim, text) in cases {
+            assert_eq!(
+                parse_amount_cached(dim, text),
+                parse_amount(dim, text),
+                "{dim:?} {text:?}"
+            );
+        }
+    }
 
     #[test]
     fn cpu_table() {

@@ -197,6 +197,9 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
             continue;
         }
         shared.active.fetch_sub(1, Ordering::SeqCst);
+        if shared.gate.is_closed() {
+            shared.wake_shutdown_waiter();
+        }
         if shared.exit_when_done.load(Ordering::SeqCst) && shared.quiescent() {
             shared.exit.store(true, Ordering::SeqCst);
             shared.sleepers.notify_all();

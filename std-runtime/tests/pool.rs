@@ -400,6 +400,33 @@ fn lookahead_lets_small_tasks_pass_a_big_head_a_bounded_number_of_times() {
     assert_eq!(order.lock().unwrap().len(), 6);
 }
 
+/// Waiters that need the same start in the order they were submitted, and
+/// each release admits the next (issue 21: a dispatch round takes the best
+/// waiter alone when it fits, and ends without searching the queue when the
+/// least any waiter needs does not fit).
+#[test]
+fn equal_waiters_start_in_submission_order() {
+    let pool = pool(2, 100, Policy::Defer);
+    let (release, held) = hold_memory(&pool, 100);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let handles: Vec<_> = (0..50)
+        .map(|i| {
+            let order = order.clone();
+            pool.task()
+                .memory("60B")
+                .spawn(move |_| order.lock().unwrap().push(i))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(pool.snapshot().waiting, 50);
+    release.send(()).unwrap();
+    held.join().unwrap();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), (0..50).collect::<Vec<_>>());
+}
+
 #[test]
 fn tasks_are_placed_on_numa_domains_and_gpus() {
     use respool::DomainSpec;

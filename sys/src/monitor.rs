@@ -572,14 +572,7 @@ impl<M: SystemMonitor> Sampler<M> {
     /// [validate](MonitorConfig::validate).
     pub fn new(source: M, config: MonitorConfig) -> Result<Sampler<M>, SysError> {
         config.validate()?;
-        let mut snapshot = Snapshot::default();
-        for r in Resource::ALL {
-            if !config.enabled.get(r.index()).copied().unwrap_or(false) {
-                if let Some(s) = snapshot.status.get_mut(r.index()) {
-                    *s = ResourceStatus::Disabled;
-                }
-            }
-        }
+        let snapshot = initial_snapshot(&config);
         Ok(Sampler {
             source,
             config,
@@ -793,7 +786,7 @@ impl Monitor {
     /// [`SysError::InvalidConfig`] for a bad `config`, [`SysError::Spawn`]
     /// when the thread cannot be started.
     pub fn start(config: MonitorConfig) -> Result<Monitor, SysError> {
-        Monitor::with_source(platform_monitor(), config)
+        Monitor::start_named(config, "respool-monitor".to_owned())
     }
 
     /// Starts a monitor over `source`.
@@ -815,7 +808,82 @@ impl Monitor {
     ///
     /// As [`Monitor::start`].
     pub fn start_named(config: MonitorConfig, thread_name: String) -> Result<Monitor, SysError> {
-        Monitor::with_source_named(platform_monitor(), config, thread_name)
+        Monitor::spawn_source(platform_monitor, config, thread_name, Duration::ZERO)
+    }
+
+    /// [`Monitor::start_named`] for a pool's `build()`: returns once the
+    /// thread is started, and the thread waits `first_sample_after` (or
+    /// until stopped) before it opens its source and takes the first
+    /// sample, so that a pool that lives less than that never reads a file
+    /// and its `build()` and shutdown do not wait for the reads. A `layout`
+    /// already discovered (by [`MachineCapacity`](crate::container::MachineCapacity))
+    /// is used instead of reading and parsing the cgroup files again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Monitor::start`].
+    pub fn start_deferred(
+        config: MonitorConfig,
+        thread_name: String,
+        layout: Option<crate::cgroup::CgroupLayout>,
+        first_sample_after: Duration,
+    ) -> Result<Monitor, SysError> {
+        #[cfg(target_os = "linux")]
+        let make = move || -> Box<dyn SystemMonitor> {
+            match layout {
+                Some(l) => Box::new(crate::procfs_monitor::ProcfsMonitor::with_layout(
+                    &SysRoot::host(),
+                    &l,
+                )),
+                None => platform_monitor(),
+            }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let make = move || {
+            let _ = layout;
+            platform_monitor()
+        };
+        Monitor::spawn_source(make, config, thread_name, first_sample_after)
+    }
+
+    /// Starts the sampling thread, which waits `delay` (or until stopped),
+    /// makes its source with `make` and then samples: the caller does not
+    /// wait for the source's files to be opened nor for the first sample.
+    fn spawn_source<M: SystemMonitor, F: FnOnce() -> M + Send + 'static>(
+        make: F,
+        config: MonitorConfig,
+        thread_name: String,
+        delay: Duration,
+    ) -> Result<Monitor, SysError> {
+        config.validate()?;
+        let shared = Arc::new(Shared::new(initial_snapshot(&config)));
+        let thread_shared = Arc::clone(&shared);
+        let thread = thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || {
+                // `stop` unparks this thread; a spurious wake-up waits again.
+                let start = Instant::now();
+                while !thread_shared.stop.load(Ordering::Acquire) {
+                    match delay.checked_sub(start.elapsed()) {
+                        Some(left) if !left.is_zero() => thread::park_timeout(left),
+                        _ => break,
+                    }
+                }
+                // Stopped before it sampled: nothing to read.
+                if thread_shared.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Ok(sampler) = Sampler::new(make(), config) {
+                    run(sampler, &thread_shared);
+                }
+            })
+            .map_err(|e| SysError::Spawn { kind: e.kind() })?;
+        Ok(Monitor {
+            shared,
+            thread: Some(thread),
+            interval: config.interval,
+            source_name: PLATFORM_SOURCE,
+        })
     }
 
     /// [`Monitor::with_source`] with a name for the sampling thread.
@@ -830,20 +898,7 @@ impl Monitor {
     ) -> Result<Monitor, SysError> {
         let source_name = source.name();
         let sampler = Sampler::new(source, config)?;
-        let shared = Arc::new(Shared {
-            latest: Mutex::new(*sampler.snapshot()),
-            new_sample: Condvar::new(),
-            errors: Mutex::new(Vec::new()),
-            subscribers: Mutex::new(Subscribers {
-                next_id: 0,
-                list: Vec::new(),
-            }),
-            stop: AtomicBool::new(false),
-            samples: AtomicU64::new(0),
-            cpu_ns: AtomicU64::new(u64::MAX),
-            tid: AtomicI32::new(0),
-            callback_panics: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(*sampler.snapshot()));
         let thread_shared = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name(thread_name)
@@ -980,6 +1035,47 @@ impl std::fmt::Debug for Monitor {
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
+}
+
+impl Shared {
+    /// The state of a monitor whose latest snapshot is `latest`.
+    fn new(latest: Snapshot) -> Shared {
+        Shared {
+            latest: Mutex::new(latest),
+            new_sample: Condvar::new(),
+            errors: Mutex::new(Vec::new()),
+            subscribers: Mutex::new(Subscribers {
+                next_id: 0,
+                list: Vec::new(),
+            }),
+            stop: AtomicBool::new(false),
+            samples: AtomicU64::new(0),
+            cpu_ns: AtomicU64::new(u64::MAX),
+            tid: AtomicI32::new(0),
+            callback_panics: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The name of [`platform_monitor`]'s source.
+const PLATFORM_SOURCE: &str = if cfg!(target_os = "linux") {
+    "procfs"
+} else {
+    "sysinfo"
+};
+
+/// The snapshot before the first sample: the resources `config` disables
+/// marked so, the others not read yet.
+fn initial_snapshot(config: &MonitorConfig) -> Snapshot {
+    let mut snapshot = Snapshot::default();
+    for r in Resource::ALL {
+        if !config.enabled.get(r.index()).copied().unwrap_or(false) {
+            if let Some(s) = snapshot.status.get_mut(r.index()) {
+                *s = ResourceStatus::Disabled;
+            }
+        }
+    }
+    snapshot
 }
 
 /// The sampling thread.

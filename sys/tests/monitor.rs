@@ -367,3 +367,45 @@ fn real_machine_readings() {
     assert!(stats.sampler_tid.is_some() && stats.sampler_cpu.is_some());
     drop(monitor);
 }
+
+/// A deferred monitor (a pool's, issue 21) returns before it reads
+/// anything, and one stopped before its first sample never reads: its stop
+/// does not wait out the delay.
+#[test]
+fn a_deferred_monitor_stopped_early_never_samples() {
+    let samples = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let monitor = Monitor::start_deferred(
+        MonitorConfig::default(),
+        "deferred".to_owned(),
+        None,
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let seen = samples.clone();
+    monitor.subscribe(move |_| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    assert_eq!(monitor.stats().samples, 0);
+    assert_eq!(monitor.latest().seq, 0);
+    monitor.stop();
+    assert_eq!(samples.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// A deferred monitor over the cgroup layout detection found samples like
+/// any other once its delay is over.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_deferred_monitor_over_a_detected_layout_samples() {
+    let layout = respool_sys::container::MachineCapacity::detect_host().cgroup;
+    let monitor = Monitor::start_deferred(
+        MonitorConfig::default().with_interval(Duration::from_millis(50)),
+        "deferred".to_owned(),
+        Some(layout),
+        Duration::ZERO,
+    )
+    .unwrap();
+    assert_eq!(monitor.source_name(), "procfs");
+    let s = monitor.wait_for_sample(0, Duration::from_secs(30)).unwrap();
+    assert!(s.memory.is_some());
+    monitor.stop();
+}

@@ -199,11 +199,21 @@ fn main() {
             format!("{:.3}", allocs[i] as f64 / (waves * 1000 * rounds) as f64)
         });
     }
-    if wanted("saturated") && !empty_only {
+    let saturated_ran = wanted("saturated") && !empty_only;
+    if saturated_ran {
         saturated(tasks, rounds, workers);
     }
     if !wanted("round trip") || empty_only {
         return;
+    }
+    if saturated_ran {
+        // The saturated table came between: the round trip's rows need
+        // their header again.
+        println!();
+        println!(
+            "| workload | pool | median ns/task | vs fastest peer | same-round ratio (median) | best rounds vs fastest | allocations/task |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|");
     }
     // Round trip: one task submitted and its value awaited, repeatedly.
     let trips = (tasks / 10).max(100);
@@ -230,66 +240,140 @@ fn main() {
 /// default): each submission takes the deferral path (the wait queue, a
 /// process-wide barrier, the workers' release logs given back) and each
 /// finished task admits a waiter. respool only (the peers have no
-/// admission), against the same 10 us tasks on a respool pool without
+/// admission), against the same tasks on a respool pool without
 /// requirements and the same number of workers, in the same rounds.
+///
+/// Workloads (issue 21: the cost per task must not depend on how many
+/// wait): tasks of 10 us all submitted at once (the first measurement),
+/// then 5 us and 50 us tasks with the wait queue kept about 10 deep (the
+/// submitter keeps at most `workers + 10` tasks outstanding) and 100,000
+/// deep (100,000 tasks submitted at once).
+/// `RESPOOL_BENCH_SAT_DEEP=<n>` replaces 100,000 (for a quick run).
 fn saturated(tasks: usize, rounds: usize, workers: usize) {
     use respool::{Dim, Pool, Resources};
-    let n = (tasks / 10).max(100);
-    let work = Duration::from_micros(10);
+    let deep: usize = std::env::var("RESPOOL_BENCH_SAT_DEEP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let per_task = 1000;
-    let build = |cpu: u64| {
+    let build = |cpu: u64, n: usize| {
         Pool::builder()
             .workers(workers)
             .capacity(Resources::new().with_saturating(Dim::Cpu, cpu))
             .headroom(Resources::NONE)
-            .max_waiting(n)
+            .max_waiting(n.max(16))
             .build()
             .expect("respool pool")
     };
-    let plain = Peer::Respool(build(1 << 40));
-    let gated = Peer::Respool3(
-        build(2 * per_task),
-        Resources::new().with_saturating(Dim::Cpu, per_task),
-    );
     let deferred = |p: &Peer| match p {
         Peer::Respool3(pool, _) => pool.snapshot().admission.deferred,
         _ => 0,
     };
-    plain.batch(n, work);
-    gated.batch(n, work);
-    let before = deferred(&gated);
-    let (mut t_plain, mut t_gated) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        for k in 0..2 {
-            let gate = (k + round) % 2 == 1;
-            let t0 = Instant::now();
-            if gate { &gated } else { &plain }.batch(n, work);
-            let ns = t0.elapsed().as_nanos() as f64 / n as f64;
-            if gate {
-                t_gated.push(ns)
-            } else {
-                t_plain.push(ns)
+    println!();
+    println!(
+        "Saturated: tasks needing half the CPU capacity each (two run, the others wait), \
+         against the same tasks without requirements, {rounds} rounds:"
+    );
+    println!();
+    println!(
+        "| workload | tasks per round | deferred at submit | plain median ns/task | waiting median ns/task | same-round ratio (median) | range |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let deep_label = |us: u32| {
+        if deep == 100_000 {
+            format!("{us} us, 100,000 deep")
+        } else {
+            format!("{us} us, {deep} deep")
+        }
+    };
+    let workloads: [(String, Duration, Option<usize>, usize); 5] = [
+        (
+            "10 us, all at once".to_owned(),
+            Duration::from_micros(10),
+            None,
+            (tasks / 10).max(100),
+        ),
+        (
+            "5 us, 10 deep".to_owned(),
+            Duration::from_micros(5),
+            Some(10),
+            (tasks / 5).max(100),
+        ),
+        (deep_label(5), Duration::from_micros(5), None, deep),
+        (
+            "50 us, 10 deep".to_owned(),
+            Duration::from_micros(50),
+            Some(10),
+            (tasks / 50).max(100),
+        ),
+        (deep_label(50), Duration::from_micros(50), None, deep),
+    ];
+    let only = std::env::var("RESPOOL_BENCH_SAT_ONLY").ok();
+    for (label, work, depth, n) in workloads {
+        if only.as_deref().is_some_and(|o| !label.starts_with(o)) {
+            continue;
+        }
+        let plain = Peer::Respool(build(1 << 40, n));
+        let gated = Peer::Respool3(
+            build(2 * per_task, n),
+            Resources::new().with_saturating(Dim::Cpu, per_task),
+        );
+        let run = |p: &Peer| match depth {
+            None => p.batch(n, work),
+            Some(d) => windowed(p, n, work, d + workers),
+        };
+        run(&plain);
+        run(&gated);
+        let before = deferred(&gated);
+        let (mut t_plain, mut t_gated) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            for k in 0..2 {
+                let gate = (k + round) % 2 == 1;
+                let t0 = Instant::now();
+                run(if gate { &gated } else { &plain });
+                let ns = t0.elapsed().as_nanos() as f64 / n as f64;
+                if gate {
+                    t_gated.push(ns)
+                } else {
+                    t_plain.push(ns)
+                }
             }
         }
+        let deferred = deferred(&gated) - before;
+        let mut pairs: Vec<f64> = t_gated.iter().zip(&t_plain).map(|(g, p)| g / p).collect();
+        let lo = pairs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = pairs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "| saturated, {label} | {n} | {:.0}% | {:.0} | {:.0} | {:.3} | {lo:.3}-{hi:.3} |",
+            100.0 * deferred as f64 / (n * rounds) as f64,
+            median(&mut t_plain),
+            median(&mut t_gated),
+            median(&mut pairs)
+        );
     }
-    let deferred = deferred(&gated) - before;
-    let mut pairs: Vec<f64> = t_gated.iter().zip(&t_plain).map(|(g, p)| g / p).collect();
-    println!();
-    println!(
-        "Saturated: {n} tasks of 10 us per round needing half the CPU capacity each \
-         ({:.0}% of them deferred at submit), against the same tasks without requirements:",
-        100.0 * deferred as f64 / (n * rounds) as f64
-    );
-    println!();
-    println!("| workload | pool | median ns/task | same-round ratio (median) |");
-    println!("|---|---|---:|---:|");
-    println!(
-        "| saturated, 10 us | respool execute | {:.0} | 1.000 |",
-        median(&mut t_plain)
-    );
-    println!(
-        "| saturated, 10 us | respool, half the CPU each (waits) | {:.0} | {:.3} |",
-        median(&mut t_gated),
-        median(&mut pairs)
-    );
+}
+
+/// Submits `n` tasks of `work` keeping at most `outstanding` of them
+/// submitted and not finished (a wait queue of about `outstanding -
+/// workers`), and waits for all of them.
+fn windowed(p: &Peer, n: usize, work: Duration, outstanding: usize) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let done = Arc::new(AtomicUsize::new(0));
+    let me = std::thread::current();
+    for i in 0..n {
+        while i.saturating_sub(done.load(Ordering::Acquire)) >= outstanding {
+            std::thread::park();
+        }
+        let done = Arc::clone(&done);
+        let me = me.clone();
+        p.spawn(move || {
+            respool_benches::peers::spin_for(work);
+            done.fetch_add(1, Ordering::AcqRel);
+            me.unpark();
+        });
+    }
+    while done.load(Ordering::Acquire) < n {
+        std::thread::park();
+    }
 }
