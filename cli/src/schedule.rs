@@ -557,7 +557,9 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
         let interrupted = Arc::clone(&interrupted);
         if let Err(e) = ctrlc::set_handler(move || {
             if !interrupted.swap(true, Ordering::SeqCst) {
-                say("respool: interrupted (Ctrl-C, SIGTERM or SIGHUP): starting no more jobs, stopping the running ones.");
+                say(
+                    "respool: interrupted (Ctrl-C, SIGTERM or SIGHUP): starting no more jobs, stopping the running ones.",
+                );
             }
             halted.store(true, Ordering::SeqCst);
             job::stop_all();
