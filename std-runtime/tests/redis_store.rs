@@ -382,6 +382,28 @@ fn run_tasks(pool: &Pool, n: u64, mem: u64) -> Duration {
     slowest
 }
 
+/// A pool on `store` runs three tasks of `class` that each report `mem`,
+/// shuts down and saves: what saving said, and what the pool learned.
+fn learn_three(store: &RedisStore, class: &str, mem: u64) -> (Result<bool, StoreError>, Profiles) {
+    let pool = Pool::builder()
+        .workers(1)
+        .memory("1GiB")
+        .tasks_report_memory(true)
+        .profile_store(store.clone())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        pool.task()
+            .class(class)
+            .spawn(move |ctx| ctx.report_usage(Dim::Memory, mem))
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+    pool.shutdown();
+    (pool.save_profiles(), pool.profiles())
+}
+
 fn runs_in(p: &Profiles, class: &str) -> u64 {
     p.classes
         .iter()
@@ -476,25 +498,7 @@ fn passwords_and_acl_users() {
     let Some(server) = server("auth", &["--requirepass", "s3cret-pw"]) else {
         return;
     };
-    let learn = |store: &RedisStore, class: &str| {
-        let pool = Pool::builder()
-            .workers(1)
-            .memory("1GiB")
-            .tasks_report_memory(true)
-            .profile_store(store.clone())
-            .build()
-            .unwrap();
-        for _ in 0..3 {
-            pool.task()
-                .class(class)
-                .spawn(|ctx| ctx.report_usage(Dim::Memory, 5 * MIB))
-                .unwrap()
-                .join()
-                .unwrap();
-        }
-        pool.shutdown();
-        (pool.save_profiles(), pool.profiles())
-    };
+    let learn = |store: &RedisStore, class: &str| learn_three(store, class, 5 * MIB);
     // The right password.
     let good = RedisStore::open(&server.url(":s3cret-pw@"), config("auth")).unwrap();
     assert!(learn(&good, "c").0.is_ok());
@@ -694,25 +698,7 @@ fn tls_with_a_certificate_authority_of_ones_own() {
         return;
     };
     let url = format!("rediss://127.0.0.1:{}/", server.port);
-    let learn = |store: &RedisStore| {
-        let pool = Pool::builder()
-            .workers(1)
-            .memory("1GiB")
-            .tasks_report_memory(true)
-            .profile_store(store.clone())
-            .build()
-            .unwrap();
-        for _ in 0..3 {
-            pool.task()
-                .class("tls")
-                .spawn(|ctx| ctx.report_usage(Dim::Memory, 3 * MIB))
-                .unwrap()
-                .join()
-                .unwrap();
-        }
-        pool.shutdown();
-        (pool.save_profiles(), pool.profiles())
-    };
+    let learn = |store: &RedisStore| learn_three(store, "tls", 3 * MIB);
     let trusted = RedisStore::open(
         &url,
         RedisConfig {
