@@ -32,13 +32,33 @@ const LARGE_PERCENT: u64 = 60;
 /// Share of the budget the largest small job needs, in percent (the
 /// smallest: 1%).
 const SMALL_PERCENT: u64 = 8;
+/// The smallest budget the demo runs under (sort's own start-up needs a
+/// few MiB).
+const MIN_BUDGET: u64 = 64 << 20;
 /// The sort every job runs: one thread, output discarded.
 const SORT: &str = "sort --parallel=1 -o /dev/null";
 
 /// Runs the demonstration; returns the exit status (1 when `respool run`
-/// went over the budget or a job failed).
+/// went over the budget or a job failed, 255 for a budget it cannot use).
 pub fn run(args: DemoArgs) -> i32 {
-    match run_inner(&args) {
+    let budget = args.memory.unwrap_or_else(default_budget);
+    // The workload's files are sized from the budget, and the count-only
+    // run is meant to go over it: a budget beyond half of what this
+    // machine has would put the machine itself at risk.
+    let available = respool::sys::default_capacity()
+        .capacity
+        .get(respool::Dim::Memory);
+    if budget < MIN_BUDGET || available.is_some_and(|a| budget > a / 2) {
+        eprintln!(
+            "respool demo: --memory {} is outside what the demo can use: from {} to half \
+             of this machine's available memory ({})",
+            fmt_bytes(budget),
+            fmt_bytes(MIN_BUDGET),
+            available.map_or_else(|| "unknown".to_owned(), |a| fmt_bytes(a / 2)),
+        );
+        return crate::schedule::USAGE;
+    }
+    match run_inner(&args, budget) {
         Ok(status) => status,
         Err(message) => {
             eprintln!("respool demo: {message}");
@@ -71,11 +91,10 @@ struct RunResult {
     sampled_peak: u64,
 }
 
-fn run_inner(args: &DemoArgs) -> Result<i32, String> {
+fn run_inner(args: &DemoArgs, budget: u64) -> Result<i32, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let cpus = respool::sys::default_capacity().workers.max(2);
     let jobs = args.jobs.unwrap_or(cpus);
-    let budget = args.memory.unwrap_or_else(default_budget);
     let work = match &args.dir {
         Some(d) => {
             std::fs::create_dir_all(d).map_err(|e| format!("cannot make {}: {e}", d.display()))?;

@@ -1250,6 +1250,23 @@ fn job_that_cannot_fit_in_the_budget_gives_up() {
 }
 
 #[test]
+fn the_demo_refuses_a_budget_it_cannot_use() {
+    // Its files are sized from the budget, and its count-only run is meant
+    // to go over it: nothing is written for a budget too small or beyond
+    // half of this machine's memory.
+    for memory in ["1MiB", "1000TiB"] {
+        let o = exec(BIN, &["demo", "--memory", memory, "--no-cgroup"], b"");
+        assert_eq!(o.status.code(), Some(255), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("outside what the demo can use"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    }
+}
+
+#[test]
 fn the_demo_runs_and_respool_stays_under_its_budget() {
     // A small budget keeps it quick; without cgroups, as a user who is not
     // root sees it (the kernel's own figures are checked by ci/demo.sh).
