@@ -193,6 +193,23 @@ pub enum ProfilesAction {
         #[arg(long, value_name = "PERCENT", default_value = "15", value_parser = parse_margin)]
         margin: respool::Ppm,
     },
+    /// What each class costs per run, what its learned request would cost
+    /// (the prediction for its next run) and the slack between them, and
+    /// the instance type of the price table that runs it cheapest.
+    Cost {
+        /// The instance type to price at [default: m7i.large].
+        #[arg(long, value_name = "TYPE", default_value = "m7i.large")]
+        instance: String,
+        /// A price table of your own (CSV, as for `respool run --pricing`).
+        #[arg(long, value_name = "FILE")]
+        pricing: Option<PathBuf>,
+        /// The percentile of the measured samples the request is taken at, 0 to 100.
+        #[arg(long, value_name = "P", default_value = "95", value_parser = parse_percent)]
+        percentile: respool::Ppm,
+        /// Added on top of the request, in percent.
+        #[arg(long, value_name = "PERCENT", default_value = "15", value_parser = parse_margin)]
+        margin: respool::Ppm,
+    },
     /// Adds the classes of FILE (an export) to the store, replacing those of the same name.
     Import {
         /// The exported JSON file (`-`: standard input).

@@ -1608,3 +1608,76 @@ fn the_summary_prices_the_run() {
         stderr(&o)
     );
 }
+
+#[test]
+fn profiles_cost_by_hand() {
+    // One class: ten runs of an hour, each one CPU and 1 GiB. Its request
+    // (p95 + 15%, memory rounded up to MiB): 1,150 millicores, 1,178 MiB.
+    let env = Env::new();
+    let samples: Vec<String> = (0..10)
+        .map(|i| {
+            format!(
+                r#"{{"at_unix_ms":{},"wall_ns":3600000000000,"usage":{{"cpu":1000,"memory":1073741824}}}}"#,
+                1_764_979_200_000u64 + i
+            )
+        })
+        .collect();
+    std::fs::write(
+        env.store(),
+        format!(
+            r#"{{"format":"respool-profiles","version":1,"saved_at_unix_ms":0,"classes":[{{"class":"k","runs":10,"samples":[{}]}}]}}"#,
+            samples.join(",")
+        ),
+    )
+    .expect("store written");
+    // Two instance types of 2 vCPUs: 8 GiB at $0.10/h, 4 GiB at $0.08/h.
+    let table = env.path("prices.csv");
+    std::fs::write(
+        &table,
+        "provider,region,instance,vcpus,memory_gib,gpus,usd_per_hour,as_of,source\n\
+         test,here,a.big,2,8,0,0.10,2026-12-06,https://example.com/a\n\
+         test,here,b.small,2,4,0,0.08,2026-12-06,https://example.com/b\n",
+    )
+    .expect("prices written");
+    let o = env.profiles(&[
+        "cost",
+        "--instance",
+        "a.big",
+        "--pricing",
+        table.to_str().expect("utf-8"),
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("k\t"))
+        .expect("a row for k")
+        .split('\t')
+        .collect();
+    // a.big's price split (respool::cost): a vCPU-hour v, a GiB-hour v * r.
+    let r = respool::cost::MEMORY_TO_CPU_PRICE_RATIO;
+    let v = 0.10 / (2.0 + r * 8.0);
+    let used = v + v * r; // one CPU and 1 GiB for an hour
+    let requested = 1.15 * v + 1178.0 / 1024.0 * v * r;
+    let usd = respool::cost::format_usd;
+    assert_eq!(row[1], "10");
+    assert_eq!(row[2], "3600.000s");
+    assert_eq!(row[3], usd(used));
+    assert_eq!(row[4], usd(requested));
+    assert_eq!(row[5], usd(requested - used));
+    // One request fits on either type at a time (1,150 millicores of 2,000):
+    // 1,000 hour-long runs cost $100 on a.big, $80 on b.small, the cheapest.
+    assert_eq!(row[6], usd(100.0));
+    assert_eq!(row[7], "b.small (test)");
+    assert_eq!(row[8], usd(80.0));
+    // An instance the table does not have: said, exit 1.
+    let o = env.profiles(&[
+        "cost",
+        "--instance",
+        "c.none",
+        "--pricing",
+        table.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("c.none"), "{}", stderr(&o));
+}
