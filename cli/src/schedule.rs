@@ -655,11 +655,14 @@ fn run_inner(args: RunArgs) -> Result<i32, (i32, String)> {
     let fallback = limits.fallback;
 
     let progress = Progress::new(!args.no_progress, total, budget);
-    let status = || Status {
-        running: RUNNING_JOBS.load(Ordering::Relaxed),
-        waiting: pool.snapshot().waiting,
-        reserved: pool.snapshot().reserved.get(Dim::Memory),
-        measured: measurer.current_usage(),
+    let status = || {
+        let snapshot = pool.snapshot();
+        Status {
+            running: RUNNING_JOBS.load(Ordering::Relaxed),
+            waiting: snapshot.waiting,
+            reserved: snapshot.reserved.get(Dim::Memory),
+            measured: measurer.current_usage(),
+        }
     };
     while submitted.is_none_or(|n| accounted < n) {
         let msg = if progress.shown() {
