@@ -382,16 +382,21 @@ fn run_tasks(pool: &Pool, n: u64, mem: u64) -> Duration {
     slowest
 }
 
-/// A pool on `store` runs three tasks of `class` that each report `mem`,
-/// shuts down and saves: what saving said, and what the pool learned.
-fn learn_three(store: &RedisStore, class: &str, mem: u64) -> (Result<bool, StoreError>, Profiles) {
-    let pool = Pool::builder()
+/// One worker and 1 GiB, learning through `store`.
+fn small_pool(store: &RedisStore) -> Pool {
+    Pool::builder()
         .workers(1)
         .memory("1GiB")
         .tasks_report_memory(true)
         .profile_store(store.clone())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// A pool on `store` runs three tasks of `class` that each report `mem`,
+/// shuts down and saves: what saving said, and what the pool learned.
+fn learn_three(store: &RedisStore, class: &str, mem: u64) -> (Result<bool, StoreError>, Profiles) {
+    let pool = small_pool(store);
     for _ in 0..3 {
         pool.task()
             .class(class)
@@ -568,13 +573,7 @@ fn corrupt_and_newer_values_are_reported_and_left_untouched() {
     );
 
     // Learning those classes goes on locally; the writes are refused.
-    let pool = Pool::builder()
-        .workers(1)
-        .memory("1GiB")
-        .tasks_report_memory(true)
-        .profile_store(store.clone())
-        .build()
-        .unwrap();
+    let pool = small_pool(&store);
     for class in ["string", "future", "member", "fine"] {
         pool.task()
             .class(class)
