@@ -237,8 +237,8 @@ const RUN_LIMIT: u64 = 13_500;
 const RUN_OBSERVED_LIMIT: u64 = 59_500;
 const EXECUTE_LIMIT: u64 = 14_000;
 const SUBMIT_LIMIT: u64 = 49_000;
-const DECLARED_LIMIT: u64 = 47_500;
-const DECLARED_STR_LIMIT: u64 = 81_500;
+const DECLARED_LIMIT: u64 = 63_000;
+const DECLARED_STR_LIMIT: u64 = 96_000;
 const OBSERVED_LIMIT: u64 = 44_000;
 
 library_benchmark_group!(

@@ -48,9 +48,9 @@ fn limit(ir: u64) -> LibraryBenchmarkConfig {
 }
 
 #[library_benchmark]
-#[bench::dims_1(args = (1), setup = setup, config = limit(400))]
-#[bench::dims_3(args = (3), setup = setup, config = limit(500))]
-#[bench::dims_6(args = (6), setup = setup, config = limit(650))]
+#[bench::dims_1(args = (1), setup = setup, config = limit(520))]
+#[bench::dims_3(args = (3), setup = setup, config = limit(655))]
+#[bench::dims_6(args = (6), setup = setup, config = limit(800))]
 fn reserve_release((tracker, req): (Tracker, Resources)) -> Tracker {
     let r = black_box(&tracker).try_reserve(black_box(&req));
     drop(black_box(r));
@@ -70,15 +70,30 @@ fn setup_boxed(dims: usize) -> (Box<Tracker>, Box<Resources>) {
 }
 
 #[library_benchmark]
-#[bench::dims_1(args = (1), setup = setup_boxed, config = limit(200))]
-#[bench::dims_3(args = (3), setup = setup_boxed, config = limit(300))]
-#[bench::dims_6(args = (6), setup = setup_boxed, config = limit(455))]
+#[bench::dims_1(args = (1), setup = setup_boxed, config = limit(285))]
+#[bench::dims_3(args = (3), setup = setup_boxed, config = limit(425))]
+#[bench::dims_6(args = (6), setup = setup_boxed, config = limit(575))]
 fn reserve_release_boxed(
     (tracker, req): (Box<Tracker>, Box<Resources>),
 ) -> (Box<Tracker>, Box<Resources>) {
     let r = black_box(&*tracker).try_reserve(black_box(&*req));
     black_box(&r);
     drop(r);
+    (tracker, req)
+}
+
+// 100 reservations and releases in a loop: the count divided by 100 is the
+// cost of one without the harness's call and copies around it.
+#[library_benchmark]
+#[bench::dims_6(args = (6), setup = setup_boxed, config = limit(55_500))]
+fn reserve_release_x100(
+    (tracker, req): (Box<Tracker>, Box<Resources>),
+) -> (Box<Tracker>, Box<Resources>) {
+    for _ in 0..100 {
+        let r = black_box(&*tracker).try_reserve(black_box(&*req));
+        black_box(&r);
+        drop(r);
+    }
     (tracker, req)
 }
 
@@ -92,7 +107,7 @@ fn setup_admission(dims: usize) -> (Tracker, Admission, Resources) {
 }
 
 #[library_benchmark]
-#[bench::dims_3(args = (3), setup = setup_admission, config = limit(610))]
+#[bench::dims_3(args = (3), setup = setup_admission, config = limit(745))]
 fn admit_release((tracker, admission, req): (Tracker, Admission, Resources)) -> Tracker {
     let d = black_box(&admission).decide(&tracker, black_box(&req), Urgency::Normal, 0, 0);
     drop(black_box(d));
@@ -115,7 +130,7 @@ fn setup_packed(dims: usize) -> (Tracker, Admission, Resources, LogWriter<'stati
 }
 
 #[library_benchmark]
-#[bench::dims_3(args = (3), setup = setup_packed, config = limit(490))]
+#[bench::dims_3(args = (3), setup = setup_packed, config = limit(675))]
 fn admit_packed_log(
     (tracker, admission, req, mut writer): (Tracker, Admission, Resources, LogWriter<'static>),
 ) -> (Tracker, LogWriter<'static>) {
@@ -133,6 +148,7 @@ library_benchmark_group!(
     benchmarks = [
         reserve_release,
         reserve_release_boxed,
+        reserve_release_x100,
         admit_release,
         admit_packed_log
     ]

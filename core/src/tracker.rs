@@ -24,57 +24,134 @@
 //!
 //! # The algorithm
 //!
-//! One `AtomicI64` per dimension holds `available`. Reserving an amount `n` in
-//! a dimension is a compare-and-swap loop that moves `available` from `a` to
-//! `a - n` only if `a - n >= floor` (the floor is zero, or the share held back
-//! for critical work, see [`crate::admission`]). A multi-dimensional request
-//! reserves its dimensions one after another in index order; if one fails,
-//! the dimensions already taken are given back (`fetch_add`) and the request
-//! fails as a whole with the [`Shortfall`] of the failing dimension. Releasing
-//! is one `fetch_add` per dimension.
+//! `available` is kept in the dimension's *units* (see [Units](#units)),
+//! as a signed 32-bit field, two dimensions to one `AtomicU64` word:
+//! dimension index `i` is field `i % 2` of word `i / 2`, stored with a
+//! bias of 2^31 (`stored = available + 2^31`, an unsigned 32-bit number).
+//! The five words sit on one cache line of their own.
 //!
-//! Changes of capacity, headroom and external usage are applied to `available`
-//! as a single `fetch_add` of their delta. These setters are rare (a monitor
-//! thread, configuration), and they are serialised among themselves by a small
-//! spin lock that reservations never touch; without it two concurrent setters
-//! could each apply a delta computed against the other's old value and expose,
-//! for an instant, a capacity that nobody set.
+//! Reserving a request is a compare-and-swap loop per word it touches: read
+//! the word, check that each field asked for keeps at least its `floor`
+//! after the amount is taken (the floor is zero, or the share held back for
+//! critical work, see [`crate::admission`]), and swap in the word minus both
+//! amounts at once. A request reserves its words one after another in
+//! index order; if a word fails, the words already taken are given back
+//! (`fetch_add`) and the request fails as a whole with the [`Shortfall`] of
+//! the failing dimension. Releasing is one `fetch_add` per word. A request
+//! of CPU, memory and IOPS is two compare-and-swaps and two `fetch_add`s,
+//! where one counter per dimension took three of each: the locked
+//! instructions, and the cache-line transfers under contention, are what
+//! a reservation's time follows (see `BENCHMARKS.md`).
+//!
+//! Changes of capacity, headroom and external usage are applied to
+//! `available` as a single `fetch_add` of their delta, in units, placed in
+//! the dimension's field. These setters are rare (a monitor thread,
+//! configuration), and they are serialised among themselves by a small
+//! spin lock that reservations never touch; without it two concurrent
+//! setters could each apply a delta computed against the other's old value
+//! and expose, for an instant, a capacity that nobody set.
+//!
+//! ## Why adding to one field leaves the other alone
+//!
+//! A `fetch_add` of `x` placed in field `f` (for the high field `x * 2^32`,
+//! for the low field `x` sign-extended to 64 bits, both wrapping) changes
+//! the word by exactly `x * 2^(32f)` modulo 2^64. As long as the field's
+//! stored value stays within `[0, 2^32)` before and after, no carry or
+//! borrow crosses into the other field: the low field's sum stays below
+//! 2^32 (or, for a negative `x`, at or above zero), so the high half is
+//! untouched; a change of the high half never reaches the low one. The
+//! bounds below keep every field within `[-2^31, 2^31)` at all times, that
+//! is, its stored value within `[0, 2^32)`. A reservation subtracts from
+//! both fields at once, but only after checking that each holds at least
+//! the amount taken from it, so it borrows from neither.
 //!
 //! # Why it never over-commits
 //!
-//! Fix one dimension `d`. Let `R` be the sum of the amounts currently held in
-//! `d` by reservations and `E` the effective capacity, as last applied to the
-//! counter. Every operation that changes `R` or `E` is exactly one atomic
-//! read-modify-write of `available[d]` (a successful CAS for a reservation, a
-//! `fetch_add` for a release, a rollback or an applied capacity delta), so at
-//! every instant `available[d] == E - R`: there is no window in which the
-//! counter and the abstract state disagree. A reservation of `n` in `d`
-//! succeeds only when its CAS observes `available[d] - n >= floor >= 0`, and the
-//! CAS fails if any other operation changed the counter since it was read. So
-//! right after every successful reservation `R <= E - floor <= E`. Releases
-//! only lower `R`. A capacity cut can make `E < R` (reservations already held
-//! cannot be taken back); `available[d]` is then negative and every
-//! reservation of a positive amount in `d` fails until releases bring `R` back
-//! under `E`. The one deliberate exception is [`Reservation::force_grow_to`]:
-//! accounting follows reality, so when a task is measured using more than it
-//! reserved, its reservation grows without a check and new admissions pause.
+//! Fix one dimension `d`. Let `R` be the sum of the units currently held in
+//! `d` by reservations and `E` the effective capacity in units, as last
+//! applied to the field. Every operation that changes `R` or `E` is exactly
+//! one atomic read-modify-write of `d`'s word (a successful CAS for a
+//! reservation, a `fetch_add` for a release, a rollback or an applied
+//! capacity delta), and it changes `d`'s field by exactly its own amount
+//! (above), so at every instant `field(d) == E - R`: there is no window in
+//! which the field and the abstract state disagree. A reservation of `n`
+//! units in `d` succeeds only when its CAS observes
+//! `field(d) - n >= floor >= 0`, and the CAS fails if any other operation changed the word (either
+//! field) since it was read. So right after every successful reservation
+//! `R <= E - floor <= E`. Releases only lower `R`. A capacity cut can make
+//! `E < R` (reservations already held cannot be taken back); the field is
+//! then negative and every reservation of a positive amount in `d` fails
+//! until releases bring `R` back under `E`. The one deliberate exception is
+//! [`Reservation::force_grow_to`]: accounting follows reality, so when a
+//! task is measured using more than it reserved, its reservation grows
+//! without a check and new admissions pause. In amounts, `R` units hold at
+//! least what was asked (amounts are rounded up), and `E` units count the
+//! effective capacity with its capacity rounded up and its headroom and
+//! external usage rounded down: at least the effective capacity and less
+//! than three units more. So the amounts reserved exceed the effective
+//! capacity by less than three units, if at all (a relative 2^-20 or less
+//! of the capacity the tracker was built with; nothing at all where the
+//! unit is one, as for CPU, GPUs and IOPS): the price of a request of
+//! exactly the effective capacity fitting however the capacity falls on
+//! the units.
 //!
-//! Requests are not atomic *across* dimensions: while a request holds dimension
-//! 0 and tries dimension 1, a second request may see dimension 0 as taken and
-//! fail although it would fit once the first rolls back. Such failures are
-//! conservative (they never over-commit) and transient (a rollback completes in
-//! a bounded number of steps), so callers simply retry or defer.
+//! Requests are not atomic *across* words: while a request holds word 0 and
+//! tries word 1, a second request may see word 0 as taken and fail although
+//! it would fit once the first rolls back. Such failures are conservative
+//! (they never over-commit) and transient (a rollback completes in a
+//! bounded number of steps), so callers simply retry or defer.
 //!
 //! The loom models in `core/tests/loom_tracker.rs` check these claims with
-//! three threads reserving and releasing while a fourth changes capacity.
+//! three threads reserving and releasing while a fourth changes capacity,
+//! with requests spanning two words, and with units larger than one while a
+//! setter changes the other field of the same word.
+//!
+//! # Units
+//!
+//! A field holds 32 bits, an amount up to 2^60: each dimension counts in a
+//! unit of `2^shift` of its amounts, fixed when the tracker is built, the
+//! least power of two in which the capacity given then counts below 2^22
+//! units. CPU in millicores, GPUs and most IOPS capacities count in units
+//! of one (capacities below 2^22, about 4 million): exactly as before.
+//! Memory counts in units of 512 bytes for 1 GiB, 32 KiB for 64 GiB,
+//! 512 KiB for 1 TiB: a relative precision of 2^-21 (five in ten million)
+//! of the first capacity or better. What that changes:
+//!
+//! - a reservation holds its request rounded **up** to whole units
+//!   ([`Reservation::held`] says how much; a task asking 1 byte on a 64 GiB
+//!   tracker holds 32 KiB); [`Reservation::shrink`] gives back whole units
+//!   (rounded down); forced growth takes whole units (rounded up). Every
+//!   amount a reservation, a detached or packed token, or a release log
+//!   holds is therefore a whole number of units, and giving it back is
+//!   exact, however such amounts are merged or summed;
+//! - capacity counts in whole units rounded **up**, headroom and external
+//!   usage rounded **down**, so that a request of exactly the effective
+//!   capacity fits; in exchange, reservations may hold up to three units
+//!   (capacity, headroom, external usage: one rounding each) beyond the
+//!   effective capacity: 1.5 KiB on a 1 GiB tracker, 96 KiB on 64 GiB,
+//!   against the 10% (at least 64 MiB) headroom the runtime keeps;
+//! - [`Tracker::available`] and [`Tracker::reserved`] report whole units
+//!   (so `reserved` is zero exactly when nothing is held), while
+//!   [`Tracker::limit`], [`Tracker::capacity`], [`Tracker::headroom`],
+//!   [`Tracker::external`] and [`Tracker::effective_capacity`] report the
+//!   amounts as set, so a request above the exact `capacity - headroom` is
+//!   still refused as never fitting;
+//! - capacity, headroom and external usage are each counted as at most
+//!   2^29 units: capacity may grow 128-fold after the tracker is built
+//!   before it is clamped ([`Tracker::limit`] reports the clamp too, so a
+//!   request above it is refused as never fitting rather than left to wait).
 //!
 //! # Bounds
 //!
-//! Amounts are at most [`MAX_AMOUNT`] = 2^60 (enforced by [`Resources`]).
-//! Capacity, headroom and external usage are each at most 2^60, so effective
-//! capacity lies in `[-2^61, 2^60]`; reservations that pass the check keep
-//! `available >= 0`, and forced growth is clamped so that `available` never
-//! goes below `-2^62`. Every intermediate value fits an `i64` without wrapping.
+//! Capacity, headroom and external usage are each at most 2^29 units, so
+//! the effective capacity `E` lies in `[-2^30, 2^29]`. `R` grows only by a
+//! reservation that passes the check (then `R <= E <= 2^29`) or by forced
+//! growth, which stops at a field of -2^28 (then `R <= E + 2^28 <= 2^29 +
+//! 2^28`). So every field lies in `[-2^30 - 2^29 - 2^28, 2^29]`, inside
+//! `[-2^31, 2^31)`, whatever setters do afterwards. A request of more than
+//! 2^31 units can never be held (the check fails before its amount is
+//! placed in a word); amounts as such are at most [`MAX_AMOUNT`] = 2^60
+//! (enforced by [`Resources`]).
 
 use core::fmt;
 use core::ops::Deref;
@@ -91,14 +168,142 @@ enum Setting {
     External,
 }
 
-/// The lowest value `available` may reach through forced growth: -2^62.
-const AVAILABLE_FLOOR: i64 = -(1 << 62);
+/// Dimensions whose `available` shares one atomic word (a 32-bit field each).
+const PER_WORD: usize = 2;
 
-/// Converts an amount (at most [`MAX_AMOUNT`] by construction) to `i64`.
+/// Atomic words holding `available`: dimension index `i` is field `i % 2` of
+/// word `i / 2`.
+const WORDS: usize = Dim::COUNT.div_ceil(PER_WORD);
+
+/// Added to a field's signed value so that it is stored as an unsigned
+/// 32-bit number: a field holds `available + 2^31`.
+const BIAS: i64 = 1 << 31;
+
+/// The most units that capacity, headroom and external usage are each
+/// counted as in `available` (larger settings are clamped to it, and a
+/// reservation can never exceed it: see [`Tracker::limit`]).
+const MAX_UNITS: i64 = 1 << 29;
+
+/// The lowest value a field may reach through forced growth: -2^28 units.
+const FORCE_FLOOR: i64 = -(1 << 28);
+
+/// A dimension's unit is the least power of two in which the capacity the
+/// tracker is built with counts below 2^22 units: 1 for capacities below
+/// 2^22, about 4 million (CPU in millicores, GPUs, most IOPS), 2 KiB for
+/// 4 GiB of memory, 32 KiB for 64 GiB. Capacity may then grow 128-fold (to
+/// [`MAX_UNITS`]) before it is clamped.
+const INITIAL_UNIT_BITS: u32 = 22;
+
+/// The unit shift of a dimension whose initial capacity is `capacity`.
 #[inline]
-fn signed(amount: u64) -> i64 {
-    // Amounts come from `Resources`, which caps them at 2^60 < i64::MAX.
-    i64::try_from(amount.min(MAX_AMOUNT)).unwrap_or(i64::MAX)
+fn unit_shift(capacity: u64) -> u8 {
+    let bits = u64::BITS.saturating_sub(capacity.leading_zeros());
+    // At most 64 - 22 = 42.
+    u8::try_from(bits.saturating_sub(INITIAL_UNIT_BITS)).unwrap_or(0)
+}
+
+/// `2^shift - 1` (`shift` is at most 42).
+#[inline(always)]
+fn unit_mask(shift: u8) -> u64 {
+    1u64.checked_shl(u32::from(shift))
+        .unwrap_or(0)
+        .wrapping_sub(1)
+}
+
+/// `amount` rounded up to a whole number of units. Exact for every amount
+/// up to [`MAX_AMOUNT`] (2^60, itself a whole number of any unit).
+#[inline(always)]
+fn round_up(amount: u64, shift: u8) -> u64 {
+    round_up_masked(amount.min(MAX_AMOUNT), unit_mask(shift))
+}
+
+/// [`round_up`] on the hot path: `amount` (at most [`MAX_AMOUNT`], as every
+/// amount of a [`Resources`] vector is) and the unit's mask given.
+#[inline(always)]
+fn round_up_masked(amount: u64, mask: u64) -> u64 {
+    // At most 2^60 + 2^42: no wrap.
+    amount.wrapping_add(mask) & !mask
+}
+
+/// A whole number of units (`amount`, at most 2^60, as rounded by
+/// [`round_up`]) counted in units: at most 2^60, so it fits an `i64`.
+#[inline(always)]
+fn units(amount: u64, shift: u8) -> i64 {
+    // `shift` is at most 42 (see `unit_shift`), so the shift never wraps,
+    // and the result is at most 2^60 < i64::MAX.
+    #[allow(clippy::cast_possible_wrap)]
+    let u = amount.min(MAX_AMOUNT).wrapping_shr(u32::from(shift)) as i64;
+    u
+}
+
+/// [`units`] on the hot path, for an amount known to be at most
+/// [`MAX_AMOUNT`].
+#[inline(always)]
+fn units_fast(amount: u64, shift: u8) -> i64 {
+    // As in `units`.
+    #[allow(clippy::cast_possible_wrap)]
+    let u = amount.wrapping_shr(u32::from(shift)) as i64;
+    u
+}
+
+/// A setting (capacity, headroom or external usage) in units: capacity
+/// rounded up, the amounts held back from it rounded down, each clamped to
+/// [`MAX_UNITS`]. A request of exactly the effective capacity (rounded up
+/// itself) therefore fits; the price, at most three units of slack, is said
+/// in the module documentation.
+#[inline]
+fn setting_units(which: Setting, amount: u64, shift: u8) -> i64 {
+    let amount = match which {
+        Setting::Capacity => round_up(amount, shift),
+        Setting::Headroom | Setting::External => amount.min(MAX_AMOUNT) & !unit_mask(shift),
+    };
+    units(amount, shift).min(MAX_UNITS)
+}
+
+/// `capacity - headroom` as [`Tracker::limit`] reports it: exact, except
+/// that capacity counts at most [`MAX_UNITS`] units.
+#[inline]
+fn exact_limit(capacity: u64, headroom: u64, shift: u8) -> i64 {
+    let most = signed_amount_of(MAX_UNITS, shift);
+    let cap = i64::try_from(capacity.min(MAX_AMOUNT))
+        .unwrap_or(i64::MAX)
+        .min(most);
+    let head = i64::try_from(headroom.min(MAX_AMOUNT)).unwrap_or(i64::MAX);
+    // Both are at most 2^60: the difference fits.
+    cap.wrapping_sub(head)
+}
+
+/// A signed number of units (a field's value, at most 2^31 in size) in the
+/// dimension's amounts, clamped to `[-2^62, 2^62]`.
+#[inline]
+fn signed_amount_of(units: i64, shift: u8) -> i64 {
+    let m = 1i64.checked_shl(u32::from(shift)).unwrap_or(i64::MAX);
+    units.saturating_mul(m).clamp(-(1 << 62), 1 << 62)
+}
+
+/// A field's signed value (`available` in units).
+#[inline(always)]
+fn field(word: u64, f: usize) -> i64 {
+    let raw = if f == 0 {
+        word & 0xFFFF_FFFF
+    } else {
+        word >> 32
+    };
+    // `raw < 2^32`: the conversion is lossless.
+    #[allow(clippy::cast_possible_wrap)]
+    let raw = raw as i64;
+    raw.wrapping_sub(BIAS)
+}
+
+/// `units` placed in field `f` of a word, for adding to or subtracting from
+/// it (wrapping: a negative number adds its two's complement, which changes
+/// that field alone as long as the field stays within `[-2^31, 2^31)`, which
+/// the bounds in the module documentation guarantee).
+#[inline(always)]
+fn place(units: i64, f: usize) -> u64 {
+    #[allow(clippy::cast_sign_loss)]
+    let bits = units as u64;
+    if f == 0 { bits } else { bits.wrapping_shl(32) }
 }
 
 /// Why a tracker setting was refused.
@@ -152,8 +357,13 @@ impl core::error::Error for TrackerError {}
 /// # Ok::<(), respool_core::ResourceError>(())
 /// ```
 pub struct Tracker {
-    /// `effective - reserved` per dimension; negative when over-committed.
-    available: [AtomicI64; Dim::COUNT],
+    /// `effective - reserved` per dimension, in the dimension's units, two
+    /// dimensions to a word; negative when over-committed.
+    words: Words,
+    /// Each dimension's unit, `2^shift`; fixed at construction.
+    shift: [u8; Dim::COUNT],
+    /// Each dimension's `2^shift - 1`.
+    mask: [u64; Dim::COUNT],
     /// Configured capacity per dimension (for reporting and never-fits checks).
     capacity: [AtomicU64; Dim::COUNT],
     /// Safety margin held back from reservations, per dimension.
@@ -162,7 +372,8 @@ pub struct Tracker {
     external: [AtomicU64; Dim::COUNT],
     /// Serialises capacity, headroom and external changes (never reservations).
     setter_lock: AtomicBool,
-    /// `capacity - headroom` per dimension, kept in step by the setters.
+    /// `capacity - headroom` per dimension (capacity at most
+    /// [`MAX_UNITS`] units), kept in step by the setters.
     limit: [AtomicI64; Dim::COUNT],
     /// Bumped by every change of capacity or headroom (not external usage), so
     /// that waiters can re-check whether their request can still ever fit.
@@ -170,6 +381,11 @@ pub struct Tracker {
     /// Dimensions with a capacity; fixed at construction.
     tracked: DimSet,
 }
+
+/// `available` of every dimension, two to a word, on a cache line of its
+/// own (the rest of the tracker changes rarely).
+#[repr(align(64))]
+struct Words([AtomicU64; WORDS]);
 
 impl fmt::Debug for Tracker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -189,16 +405,31 @@ impl Tracker {
     pub fn new(capacity: &Resources) -> Tracker {
         // Unset dimensions have amount zero in the raw array.
         let (amounts, tracked) = capacity.to_raw();
+        let shift: [u8; Dim::COUNT] =
+            core::array::from_fn(|i| unit_shift(amounts.get(i).copied().unwrap_or(0)));
+        let initial = |i: usize| {
+            let s = shift.get(i).copied().unwrap_or(0);
+            setting_units(Setting::Capacity, amounts.get(i).copied().unwrap_or(0), s)
+        };
         Tracker {
-            available: core::array::from_fn(|i| {
-                AtomicI64::new(signed(amounts.get(i).copied().unwrap_or(0)))
-            }),
+            words: Words(core::array::from_fn(|w| {
+                let first = w.saturating_mul(PER_WORD);
+                let lo = place(initial(first).wrapping_add(BIAS), 0);
+                let hi = place(initial(first.saturating_add(1)).wrapping_add(BIAS), 1);
+                AtomicU64::new(lo | hi)
+            })),
             capacity: core::array::from_fn(|i| {
                 AtomicU64::new(amounts.get(i).copied().unwrap_or(0))
             }),
             limit: core::array::from_fn(|i| {
-                AtomicI64::new(signed(amounts.get(i).copied().unwrap_or(0)))
+                AtomicI64::new(exact_limit(
+                    amounts.get(i).copied().unwrap_or(0),
+                    0,
+                    shift.get(i).copied().unwrap_or(0),
+                ))
             }),
+            mask: core::array::from_fn(|i| unit_mask(shift.get(i).copied().unwrap_or(0))),
+            shift,
             headroom: core::array::from_fn(|_| AtomicU64::new(0)),
             external: core::array::from_fn(|_| AtomicU64::new(0)),
             setter_lock: AtomicBool::new(false),
@@ -214,9 +445,23 @@ impl Tracker {
         self.tracked
     }
 
+    /// The word holding dimension index `i`'s `available`.
+    #[inline(always)]
+    fn word(&self, i: usize) -> Option<&AtomicU64> {
+        self.words.0.get(i / PER_WORD)
+    }
+
+    /// Dimension index `i`'s unit shift.
+    #[inline(always)]
+    fn shift_of(&self, i: usize) -> u8 {
+        self.shift.get(i).copied().unwrap_or(0)
+    }
+
+    /// `available` of dimension index `i`, in its units.
     #[inline]
-    fn slot(&self, dim: Dim) -> Option<&AtomicI64> {
-        self.available.get(dim.index())
+    fn field_units(&self, i: usize) -> i64 {
+        self.word(i)
+            .map_or(0, |w| field(w.load(Ordering::Acquire), i % PER_WORD))
     }
 
     /// Whether [`Tracker::try_reserve_above`] would reserve `request` above
@@ -231,11 +476,14 @@ impl Tracker {
         while todo != 0 {
             let i = todo.trailing_zeros() as usize;
             todo &= todo.wrapping_sub(1);
-            let (Some(&need), Some(slot)) = (amounts.get(i), self.available.get(i)) else {
+            let need = amounts.get(i).copied().unwrap_or(0);
+            if need == 0 {
                 continue;
-            };
-            let fl = signed(floors.get(i).copied().unwrap_or(0));
-            if need != 0 && slot.load(Ordering::Acquire) < threshold(need, fl) {
+            }
+            let s = self.shift_of(i);
+            let fl = units(round_up(floors.get(i).copied().unwrap_or(0), s), s);
+            let threshold = units(round_up(need, s), s).saturating_add(fl);
+            if self.field_units(i) < threshold {
                 return false;
             }
         }
@@ -243,6 +491,12 @@ impl Tracker {
     }
 
     /// Reserves `request` (its tracked dimensions) or nothing.
+    ///
+    /// The amounts held are the request's, each rounded up to a whole
+    /// number of its dimension's unit (see the [module
+    /// documentation](self#units)): exactly the request for dimensions
+    /// whose capacity was at most about 4 million when the tracker was
+    /// built.
     ///
     /// # Errors
     ///
@@ -269,34 +523,230 @@ impl Tracker {
         Reservation::try_new(self, request, floor)
     }
 
-    /// Reserves the tracked, non-zero dimensions of `request`; on failure rolls
-    /// back and returns the shortfall. Returns the amounts actually held.
+    /// Reserves the tracked, non-zero dimensions of `request` above `floor`,
+    /// word by word (one compare-and-swap per word of two dimensions), or
+    /// nothing. On success, `held(i, amount)` has been called for each
+    /// dimension index `i` held (its amount rounded up to its unit), in
+    /// index order, and the held dimensions' bits are returned. On failure
+    /// everything taken is given back and the shortfall of the failing
+    /// dimension is returned (`held` may have been called for some).
     ///
-    /// This is the hot path (see `benches/benches/iai_tracker.rs`): it walks
-    /// the bits of the dimension mask directly and builds the result once.
-    #[inline]
-    fn reserve_raw(&self, request: &Resources, floor: &Resources) -> Result<Resources, Shortfall> {
+    /// This is the hot path (see `benches/benches/iai_tracker.rs`): per word
+    /// it loads two amounts, rounds them up to their units without a branch,
+    /// and tries one compare-and-swap. `FLOOR` is false when `floor` is
+    /// known to be empty, which leaves its arithmetic out.
+    #[inline(always)]
+    fn reserve_into<const FLOOR: bool>(
+        &self,
+        request: &Resources,
+        floor: &Resources,
+        mut held: impl FnMut(usize, u64),
+    ) -> Result<u16, Shortfall> {
         let amounts = request.raw_amounts();
-        let floors = floor.raw_amounts();
-        let mut todo = request.dims().intersection(self.tracked).bits();
-        let mut taken = 0u16;
-        while todo != 0 {
-            let i = todo.trailing_zeros() as usize;
-            todo &= todo.wrapping_sub(1);
-            let (Some(&need), Some(slot)) = (amounts.get(i), self.available.get(i)) else {
+        let todo = request.dims().intersection(self.tracked).bits();
+        // Bit 2w set: word w holds an asked dimension.
+        let mut words = (todo | (todo >> 1)) & 0x5555;
+        let mut bits = 0u16;
+        while words != 0 {
+            let first_bit = words.trailing_zeros();
+            words &= words.wrapping_sub(1);
+            let first = first_bit as usize;
+            let Some((r0, r1, u0, u1, a0, a1)) = self.word_need(amounts, todo, first_bit) else {
                 continue;
             };
-            if need == 0 {
+            // The exact limit (`capacity - headroom`): units round capacity
+            // up, so without this a request just above it could fit.
+            if let Some(f) = self.over_limit(first, a0, a1) {
+                return Err(self.refuse_over_limit(request, todo, first_bit, f));
+            }
+            let (f0, f1) = if FLOOR {
+                (
+                    self.floor_units(floor, first),
+                    self.floor_units(floor, first.wrapping_add(1)),
+                )
+            } else {
+                (0, 0)
+            };
+            // A field asked nothing of is never short (it may be negative).
+            let t0 = if u0 == 0 {
+                i64::MIN
+            } else {
+                u0.saturating_add(f0)
+            };
+            let t1 = if u1 == 0 {
+                i64::MIN
+            } else {
+                u1.saturating_add(f1)
+            };
+            // Used only once each field is known to hold its amount (at most
+            // 2^29 then), so larger amounts placed wrongly are never added.
+            let delta = place(u0, 0) | place(u1, 1);
+            let Some(word) = self.words.0.get(first / PER_WORD) else {
+                continue;
+            };
+            if delta == 0 {
                 continue;
             }
-            let fl = signed(floors.get(i).copied().unwrap_or(0));
-            if let Err(current) = take_above(slot, need, fl) {
-                self.release_mask(amounts, taken);
-                return Err(self.shortfall_at(i, need, current.saturating_sub(fl)));
+            if let Err((f, current)) = take_word(word, delta, [t0, t1]) {
+                return Err(self.refuse(request, floor, todo, first_bit, f, current));
             }
-            taken |= 1 << i;
+            if u0 != 0 {
+                held(first, r0);
+            }
+            if u1 != 0 {
+                held(first.wrapping_add(1), r1);
+            }
+            let got = u16::from(u0 != 0) | (u16::from(u1 != 0) << 1);
+            // `first_bit < Dim::COUNT < 16`: the shift never wraps.
+            bits |= got.wrapping_shl(first_bit);
         }
-        Ok(request.restricted(DimSet::from_bits_truncate(taken)))
+        Ok(bits)
+    }
+
+    /// What the word whose first dimension is bit `first_bit` is asked for:
+    /// the two amounts rounded up to their units (zero where not asked:
+    /// `todo` lacks the bit) and the same in units.
+    #[inline(always)]
+    fn word_need(
+        &self,
+        amounts: &[u64; Dim::COUNT],
+        todo: u16,
+        first_bit: u32,
+    ) -> Option<(u64, u64, i64, i64, u64, u64)> {
+        let first = first_bit as usize;
+        let range = first..first.wrapping_add(PER_WORD);
+        let (Some(&[a0, a1]), Some(&[s0, s1]), Some(&[m0, m1])) = (
+            amounts.get(range.clone()),
+            self.shift.get(range.clone()),
+            self.mask.get(range),
+        ) else {
+            return None;
+        };
+        // `first_bit < Dim::COUNT < 16`: the shift never wraps.
+        let asked = todo.wrapping_shr(first_bit);
+        // Zero where the dimension is not asked (untracked).
+        let a0 = a0 & 0u64.wrapping_sub(u64::from(asked & 1));
+        let a1 = a1 & 0u64.wrapping_sub(u64::from((asked >> 1) & 1));
+        let (r0, r1) = (round_up_masked(a0, m0), round_up_masked(a1, m1));
+        Some((r0, r1, units_fast(r0, s0), units_fast(r1, s1), a0, a1))
+    }
+
+    /// Which field of the word whose first dimension is index `first` asks
+    /// for more than its exact limit (`capacity - headroom`), if one does;
+    /// `a0` and `a1` are the amounts asked (zero where not asked).
+    #[inline(always)]
+    fn over_limit(&self, first: usize, a0: u64, a1: u64) -> Option<usize> {
+        let Some([l0, l1]) = self.limit.get(first..first.wrapping_add(PER_WORD)) else {
+            return None;
+        };
+        let most = |l: &AtomicI64| l.load(Ordering::Relaxed).max(0).unsigned_abs();
+        if a0 > most(l0) {
+            Some(0)
+        } else if a1 > most(l1) {
+            Some(1)
+        } else {
+            None
+        }
+    }
+
+    /// A refusal of a request above its dimension's exact limit (cold):
+    /// gives back the words taken before, and returns the shortfall
+    /// against the limit.
+    #[cold]
+    #[inline(never)]
+    fn refuse_over_limit(
+        &self,
+        request: &Resources,
+        todo: u16,
+        failed_bit: u32,
+        f: usize,
+    ) -> Shortfall {
+        self.undo(request, todo, failed_bit);
+        let i = (failed_bit as usize).wrapping_add(f);
+        let need = request.raw_amounts().get(i).copied().unwrap_or(0);
+        let limit = self.limit.get(i).map_or(0, |l| l.load(Ordering::Acquire));
+        self.shortfall_at(i, need, limit)
+    }
+
+    /// `floor`'s amount in dimension index `i`, in units, rounded up.
+    #[inline]
+    fn floor_units(&self, floor: &Resources, i: usize) -> i64 {
+        let s = self.shift_of(i);
+        units(
+            round_up(floor.raw_amounts().get(i).copied().unwrap_or(0), s),
+            s,
+        )
+    }
+
+    /// Gives back the words of `request` (asked dimensions `todo`) whose
+    /// first dimension's bit is below `below_bit`, recomputed exactly as
+    /// [`Tracker::reserve_into`] took them (cold: a rollback).
+    #[cold]
+    #[inline(never)]
+    fn undo(&self, request: &Resources, todo: u16, below_bit: u32) {
+        let amounts = request.raw_amounts();
+        let below = 1u32.checked_shl(below_bit).map_or(u16::MAX, |b| {
+            u16::try_from(b.wrapping_sub(1)).unwrap_or(u16::MAX)
+        });
+        let mut words = (todo | (todo >> 1)) & 0x5555 & below;
+        while words != 0 {
+            let first_bit = words.trailing_zeros();
+            words &= words.wrapping_sub(1);
+            if let (Some((_, _, u0, u1, _, _)), Some(word)) = (
+                self.word_need(amounts, todo, first_bit),
+                self.words.0.get(first_bit as usize / PER_WORD),
+            ) {
+                let delta = place(u0, 0) | place(u1, 1);
+                if delta != 0 {
+                    word.fetch_add(delta, Ordering::AcqRel);
+                }
+            }
+        }
+    }
+
+    /// A refusal (cold): gives back the words taken before the one whose
+    /// first dimension is `failed_bit`, and returns the shortfall of field
+    /// `f` of that word, whose value was `current`.
+    #[cold]
+    #[inline(never)]
+    fn refuse(
+        &self,
+        request: &Resources,
+        floor: &Resources,
+        todo: u16,
+        failed_bit: u32,
+        f: usize,
+        current: i64,
+    ) -> Shortfall {
+        self.undo(request, todo, failed_bit);
+        let i = (failed_bit as usize).wrapping_add(f);
+        let need = request.raw_amounts().get(i).copied().unwrap_or(0);
+        let fl = self.floor_units(floor, i);
+        let s = self.shift_of(i);
+        self.shortfall_at(i, need, signed_amount_of(current.saturating_sub(fl), s))
+    }
+
+    /// Reserves the tracked, non-zero dimensions of `request`; on failure rolls
+    /// back and returns the shortfall. Returns the amounts actually held.
+    #[inline]
+    fn reserve_raw(&self, request: &Resources, floor: &Resources) -> Result<Resources, Shortfall> {
+        let mut held = [0u64; Dim::COUNT];
+        let put = |i: usize, amount: u64| {
+            if let Some(h) = held.get_mut(i) {
+                *h = amount;
+            }
+        };
+        let bits = if floor.dims().is_empty() {
+            self.reserve_into::<false>(request, floor, put)?
+        } else {
+            self.reserve_into::<true>(request, floor, put)?
+        };
+        // Every amount is a request's rounded up (at most MAX_AMOUNT, which
+        // is a whole number of units), and zero outside `bits`.
+        Ok(Resources::from_raw_trusted(
+            held,
+            DimSet::from_bits_truncate(bits),
+        ))
     }
 
     /// [`Tracker::try_reserve_above`] straight into a [`PackedReservation`],
@@ -304,44 +754,39 @@ impl Tracker {
     /// tracker as it was, when the request does not fit now (above `floor`)
     /// or holds more than [`PACKED_DIMS`] tracked, non-zero dimensions. The
     /// caller then asks [`Tracker::try_reserve_above`] (or admission) why.
-    #[inline]
+    #[inline(never)]
     pub fn try_reserve_packed(
         &self,
         request: &Resources,
         floor: &Resources,
     ) -> Option<PackedReservation> {
-        let amounts = request.raw_amounts();
-        let floors = floor.raw_amounts();
         let origin = core::num::NonZeroUsize::new(tracker_id(self))?;
-        let mut todo = request.dims().intersection(self.tracked).bits();
-        let mut taken = 0u16;
         let mut packed = [0u64; PACKED_DIMS];
         let mut n = 0usize;
-        while todo != 0 {
-            let i = todo.trailing_zeros() as usize;
-            todo &= todo.wrapping_sub(1);
-            let (Some(&need), Some(slot)) = (amounts.get(i), self.available.get(i)) else {
-                continue;
-            };
-            if need == 0 {
-                continue;
+        let put = |_: usize, amount: u64| {
+            // Beyond PACKED_DIMS only counted: handed back below.
+            if let Some(p) = packed.get_mut(n) {
+                *p = amount;
             }
-            let Some(out) = packed.get_mut(n) else {
-                // More dimensions than a pack holds.
-                self.release_mask(amounts, taken);
-                return None;
-            };
-            if take_above(slot, need, signed(floors.get(i).copied().unwrap_or(0))).is_err() {
-                self.release_mask(amounts, taken);
-                return None;
-            }
-            *out = need;
-            n = n.saturating_add(1);
-            taken |= 1 << i;
+            n = n.wrapping_add(1);
+        };
+        let bits = if floor.dims().is_empty() {
+            self.reserve_into::<false>(request, floor, put).ok()?
+        } else {
+            self.reserve_into::<true>(request, floor, put).ok()?
+        };
+        if n > PACKED_DIMS {
+            // More dimensions than a pack holds (rare): give them back.
+            self.undo(
+                request,
+                request.dims().intersection(self.tracked).bits(),
+                16,
+            );
+            return None;
         }
         Some(PackedReservation {
             amounts: packed,
-            dims: taken,
+            dims: bits,
             origin,
         })
     }
@@ -350,7 +795,7 @@ impl Tracker {
     #[cold]
     fn shortfall_at(&self, i: usize, need: u64, above_floor: i64) -> Shortfall {
         let dim = Dim::from_index(i).unwrap_or(Dim::Cpu);
-        // `current < need + floor` guarantees a shortfall exists.
+        // The field held less than `need` rounded up: a shortfall exists.
         Shortfall::check_signed(dim, need, above_floor).unwrap_or(Shortfall {
             dim,
             requested: need,
@@ -359,15 +804,26 @@ impl Tracker {
         })
     }
 
-    /// Gives back `amounts` in the dimensions of `mask` (bits by index).
+    /// Gives back `amounts` in the dimensions of `mask` (bits by index):
+    /// amounts this tracker handed out, so whole numbers of units, and zero
+    /// outside `mask` (as in a [`Resources`] vector).
     #[inline]
-    fn release_mask(&self, amounts: &[u64; Dim::COUNT], mut mask: u16) {
-        while mask != 0 {
-            let i = mask.trailing_zeros() as usize;
-            mask &= mask.wrapping_sub(1);
-            if let (Some(&amount), Some(slot)) = (amounts.get(i), self.available.get(i)) {
-                slot.fetch_add(signed(amount), Ordering::AcqRel);
-            }
+    fn release_mask(&self, amounts: &[u64; Dim::COUNT], mask: u16) {
+        let mut words = (mask | (mask >> 1)) & 0x5555;
+        while words != 0 {
+            let first = words.trailing_zeros() as usize;
+            words &= words.wrapping_sub(1);
+            let (Some(&[a0, a1]), Some(&[s0, s1]), Some(word)) = (
+                amounts.get(first..first.wrapping_add(PER_WORD)),
+                self.shift.get(first..first.wrapping_add(PER_WORD)),
+                self.words.0.get(first / PER_WORD),
+            ) else {
+                continue;
+            };
+            word.fetch_add(
+                place(units_fast(a0, s0), 0) | place(units_fast(a1, s1), 1),
+                Ordering::AcqRel,
+            );
         }
     }
 
@@ -377,23 +833,42 @@ impl Tracker {
         self.release_mask(held.raw_amounts(), held.dims().bits());
     }
 
-    /// Takes `amount` in `dim` without any check, clamping so that `available`
-    /// stays above -2^62. Returns the amount actually taken.
+    /// Gives back `amount` (a whole number of units this tracker handed
+    /// out) in dimension index `i`.
+    #[inline]
+    fn release_at(&self, i: usize, amount: u64) {
+        if let Some(word) = self.word(i) {
+            word.fetch_add(
+                place(units(amount, self.shift_of(i)), i % PER_WORD),
+                Ordering::AcqRel,
+            );
+        }
+    }
+
+    /// Takes at least `amount` in `dim` without any check, clamping so that
+    /// `available` stays above -2^28 units. Returns the amount actually
+    /// taken (a whole number of units).
     fn force_take(&self, dim: Dim, amount: u64) -> u64 {
-        let Some(slot) = self.slot(dim) else { return 0 };
-        let want = signed(amount);
-        let mut current = slot.load(Ordering::Relaxed);
+        let i = dim.index();
+        let Some(word) = self.word(i) else { return 0 };
+        let f = i % PER_WORD;
+        let s = self.shift_of(i);
+        let want = units(round_up(amount, s), s);
+        let mut current = word.load(Ordering::Relaxed);
         loop {
-            let room = current.saturating_sub(AVAILABLE_FLOOR).max(0);
+            let room = field(current, f).saturating_sub(FORCE_FLOOR).max(0);
+            // At most 2^29 + 2^29 - FORCE_FLOOR < 2^31.
             let take = want.min(room);
-            match slot.compare_exchange_weak(
+            match word.compare_exchange_weak(
                 current,
-                current.saturating_sub(take),
+                current.wrapping_sub(place(take, f)),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                // `take` is in [0, 2^60]: the conversion is lossless.
-                Ok(_) => return u64::try_from(take).unwrap_or(0),
+                // `take` is in [0, 2^31): the conversion is lossless.
+                Ok(_) => {
+                    return u64::try_from(signed_amount_of(take, s)).unwrap_or(0);
+                }
                 Err(actual) => current = actual,
             }
         }
@@ -404,7 +879,8 @@ impl Tracker {
     /// for usage that already happened (a running task measured above its
     /// reservation: accounting follows reality); a dimension it
     /// over-commits admits nothing new until enough is released. Each
-    /// dimension is clamped so that `available` stays above -2^62.
+    /// amount is rounded up to its unit, and each dimension is clamped so
+    /// that `available` stays above -2^28 units.
     pub fn force_reserve(&self, amounts: &Resources) -> DetachedReservation {
         let mut held = Resources::NONE;
         for (dim, amount) in amounts.iter() {
@@ -434,7 +910,7 @@ impl Tracker {
 
     /// Replaces one setting (capacity, headroom or external usage) of every
     /// dimension set in `values`, applying the change to `available` (and to
-    /// `limit` for capacity and headroom) as one delta each.
+    /// `limit` for capacity and headroom) as one delta each, in units.
     fn apply_setting(&self, which: Setting, values: &Resources) -> Result<(), TrackerError> {
         let (setting, adds, limits) = match which {
             Setting::Capacity => (&self.capacity, true, true),
@@ -446,17 +922,24 @@ impl Tracker {
         }
         self.with_setter_lock(|| {
             for (dim, new) in values.iter() {
-                let (Some(cell), Some(slot)) = (setting.get(dim.index()), self.slot(dim)) else {
+                let i = dim.index();
+                let (Some(cell), Some(word)) = (setting.get(i), self.word(i)) else {
                     continue;
                 };
+                let s = self.shift_of(i);
                 let old = cell.swap(new, Ordering::AcqRel);
-                // Both are at most 2^60: the difference fits.
-                let delta = signed(new).wrapping_sub(signed(old));
+                // Both are at most 2^29 units: the difference fits.
+                let delta = setting_units(which, new, s).wrapping_sub(setting_units(which, old, s));
                 let delta = if adds { delta } else { delta.wrapping_neg() };
-                slot.fetch_add(delta, Ordering::AcqRel);
+                word.fetch_add(place(delta, i % PER_WORD), Ordering::AcqRel);
                 if limits {
-                    if let Some(l) = self.limit.get(dim.index()) {
-                        l.fetch_add(delta, Ordering::AcqRel);
+                    if let Some(l) = self.limit.get(i) {
+                        // Serialised by the setter lock: recomputed whole.
+                        let load = |c: &[AtomicU64; Dim::COUNT]| {
+                            c.get(i).map_or(0, |c| c.load(Ordering::Acquire))
+                        };
+                        let limit = exact_limit(load(&self.capacity), load(&self.headroom), s);
+                        l.store(limit, Ordering::Release);
                     }
                 }
             }
@@ -465,8 +948,12 @@ impl Tracker {
     }
 
     /// `capacity - headroom` of `dim` (zero when the headroom is larger),
-    /// or `None` for an untracked dimension. One atomic load: this is what
-    /// admission compares a request against to decide that it can never fit.
+    /// or `None` for an untracked dimension: the most a request may ever
+    /// ask in `dim` (a request of at most this much fits when nothing else
+    /// is held, whatever the units; capacity counts at most 2^29 units, see
+    /// the [module documentation](self#units)). One atomic load: this is
+    /// what admission compares a request against to decide that it can
+    /// never fit.
     #[must_use]
     #[inline]
     pub fn limit(&self, dim: Dim) -> Option<u64> {
@@ -558,11 +1045,13 @@ impl Tracker {
     }
 
     /// `available` of one dimension, signed (negative when over-committed),
-    /// or `None` for an untracked dimension.
+    /// or `None` for an untracked dimension: a whole number of the
+    /// dimension's units (see the [module documentation](self#units)).
     #[must_use]
     pub fn available_signed(&self, dim: Dim) -> Option<i64> {
         if self.tracked.contains(dim) {
-            self.slot(dim).map(|s| s.load(Ordering::Acquire))
+            let i = dim.index();
+            Some(signed_amount_of(self.field_units(i), self.shift_of(i)))
         } else {
             None
         }
@@ -582,23 +1071,24 @@ impl Tracker {
 
     /// What reservations hold in each tracked dimension.
     ///
-    /// The figure is derived (`capacity - headroom - external - available`)
-    /// from separate loads, so while a setter runs concurrently it may be off
-    /// by that setter's change; it is exact whenever no setter is running.
+    /// The figure is derived (`capacity - headroom - external - available`,
+    /// in units) from separate loads, so while a setter runs concurrently it
+    /// may be off by that setter's change; it is exact whenever no setter is
+    /// running.
     #[must_use]
     pub fn reserved(&self) -> Resources {
         let mut out = Resources::NONE;
         for dim in self.tracked {
             let i = dim.index();
-            let load = |c: &[AtomicU64; Dim::COUNT]| {
-                signed(c.get(i).map_or(0, |c| c.load(Ordering::Acquire)))
+            let s = self.shift_of(i);
+            let load = |c: &[AtomicU64; Dim::COUNT], which| {
+                setting_units(which, c.get(i).map_or(0, |c| c.load(Ordering::Acquire)), s)
             };
-            let effective = load(&self.capacity)
-                .wrapping_sub(load(&self.headroom))
-                .wrapping_sub(load(&self.external));
-            let available = self.available_signed(dim).unwrap_or(0);
-            let reserved = effective.saturating_sub(available).max(0);
-            out = out.with_saturating(dim, reserved.unsigned_abs());
+            let effective = load(&self.capacity, Setting::Capacity)
+                .wrapping_sub(load(&self.headroom, Setting::Headroom))
+                .wrapping_sub(load(&self.external, Setting::External));
+            let reserved = effective.saturating_sub(self.field_units(i)).max(0);
+            out = out.with_saturating(dim, signed_amount_of(reserved, s).unsigned_abs());
         }
         out
     }
@@ -719,11 +1209,13 @@ impl<T: Deref<Target = Tracker>> Reservation<T> {
         added
     }
 
-    /// Gives back `less` (capped at what is held) and keeps the rest.
+    /// Gives back `less` (capped at what is held, and rounded down to a
+    /// whole number of the dimension's unit) and keeps the rest.
     pub fn shrink(&mut self, less: &Resources) {
         let give = less.min(&self.held);
         let mut back = Resources::NONE;
         for (dim, amount) in give.iter() {
+            let amount = amount & !unit_mask(self.tracker.shift_of(dim.index()));
             if self.held.dims().contains(dim) && amount > 0 {
                 back = back.with_saturating(dim, amount);
                 let left = self.held.amount(dim).saturating_sub(amount);
@@ -752,21 +1244,28 @@ impl<T: Deref<Target = Tracker>> Reservation<T> {
     }
 }
 
-/// Takes `need` from one dimension's available amount if at least `floor`
-/// stays available afterwards (a compare-and-swap loop); otherwise leaves it
-/// and returns what was available.
+/// Takes the packed units `delta` from `word` if every field stays at or
+/// above its threshold afterwards (a compare-and-swap loop); otherwise leaves
+/// it and returns the first field that is short and its value.
 #[inline(always)]
-fn take_above(slot: &AtomicI64, need: u64, floor: i64) -> Result<(), i64> {
-    let threshold = threshold(need, floor);
-    let mut current = slot.load(Ordering::Relaxed);
+fn take_word(word: &AtomicU64, delta: u64, threshold: [i64; PER_WORD]) -> Result<(), (usize, i64)> {
+    let [t0, t1] = threshold;
+    let mut current = word.load(Ordering::Relaxed);
     loop {
-        if current < threshold {
-            return Err(current);
+        let lo = field(current, 0);
+        if lo < t0 {
+            return Err((0, lo));
         }
-        // `current >= need` here, so the subtraction cannot wrap.
-        match slot.compare_exchange_weak(
+        let hi = field(current, 1);
+        if hi < t1 {
+            return Err((1, hi));
+        }
+        // Each field holds at least what is taken from it (its threshold is
+        // the amount plus a floor of zero or more): no borrow crosses from
+        // one field into the other.
+        match word.compare_exchange_weak(
             current,
-            current.wrapping_sub(signed(need)),
+            current.wrapping_sub(delta),
             Ordering::AcqRel,
             Ordering::Relaxed,
         ) {
@@ -774,13 +1273,6 @@ fn take_above(slot: &AtomicI64, need: u64, floor: i64) -> Result<(), i64> {
             Err(actual) => current = actual,
         }
     }
-}
-
-/// The least `available` from which `need` can be taken above `floor`.
-#[inline]
-fn threshold(need: u64, floor: i64) -> i64 {
-    // `need` and `floor` are at most 2^60 each: the sum fits.
-    signed(need).saturating_add(floor)
 }
 
 /// The address of the tracker behind a handle, used only as an identity.
@@ -1074,11 +1566,7 @@ impl ReleaseLog {
         while todo != 0 {
             let i = todo.trailing_zeros() as usize;
             todo &= todo.wrapping_sub(1);
-            let (Some(added), Some(given), Some(slot)) = (
-                self.added.get(i),
-                self.given.get(i),
-                tracker.available.get(i),
-            ) else {
+            let (Some(added), Some(given)) = (self.added.get(i), self.given.get(i)) else {
                 continue;
             };
             let target = added.load(Ordering::Acquire);
@@ -1093,7 +1581,9 @@ impl ReleaseLog {
                 match given.compare_exchange_weak(from, target, Ordering::AcqRel, Ordering::Acquire)
                 {
                     Ok(_) => {
-                        slot.fetch_add(signed(delta), Ordering::AcqRel);
+                        // A sum of amounts the tracker handed out: a whole
+                        // number of units.
+                        tracker.release_at(i, delta);
                         gave = true;
                         break;
                     }
@@ -1342,7 +1832,9 @@ mod tests {
             .fold(Resources::NONE, |acc, &d| acc.with_saturating(d, 3));
         let (_, detached) = t.try_reserve(&req).unwrap().detach();
         let back = detached.pack().expect_err("four dimensions do not pack");
-        assert_eq!(back.held(), &req);
+        // Each amount rounded up to the unit of a 2^40 capacity, 2^19.
+        assert_eq!(back.held().dims(), req.dims());
+        assert!(back.held().iter().all(|(_, a)| a == 1 << 19));
         back.release(&t).unwrap();
         assert!(
             t.reserved()
@@ -1495,7 +1987,7 @@ mod tests {
         for x in &mut rs {
             x.force_grow_to(&r(&[(Dim::Memory, MAX_AMOUNT)]));
         }
-        assert_eq!(t.available_signed(Dim::Memory), Some(AVAILABLE_FLOOR));
+        assert_eq!(t.available_signed(Dim::Memory), Some(FORCE_FLOOR));
         drop(rs);
         assert_eq!(t.available_signed(Dim::Memory), Some(0));
     }
@@ -1582,5 +2074,138 @@ mod tests {
             h.join().unwrap();
         }
         assert!(t.is_idle());
+    }
+
+    /// Memory in bytes on a 2^40-byte capacity: a unit of 2^19 bytes.
+    fn big_memory() -> Tracker {
+        Tracker::new(&r(&[(Dim::Cpu, 4000), (Dim::Memory, 1 << 40)]))
+    }
+
+    #[test]
+    fn amounts_are_rounded_up_to_whole_units_and_released_exactly() {
+        let t = big_memory();
+        let unit = 1u64 << 19;
+        // CPU (4000 millicores) keeps a unit of 1: exact.
+        let a = t
+            .try_reserve(&r(&[(Dim::Cpu, 7), (Dim::Memory, 1)]))
+            .unwrap();
+        assert_eq!(a.held(), &r(&[(Dim::Cpu, 7), (Dim::Memory, unit)]));
+        assert_eq!(t.reserved(), r(&[(Dim::Cpu, 7), (Dim::Memory, unit)]));
+        let b = t.try_reserve(&r(&[(Dim::Memory, unit + 1)])).unwrap();
+        assert_eq!(b.held().amount(Dim::Memory), 2 * unit);
+        // Merged, shrunk by a part of a unit (rounded down: nothing), by a
+        // unit and a half (one unit), then released: nothing is left.
+        let (_, mut da) = a.detach();
+        let (_, db) = b.detach();
+        da.merge(db).unwrap();
+        let mut c = da.attach(&t).unwrap();
+        c.shrink(&r(&[(Dim::Memory, unit / 2)]));
+        assert_eq!(c.held().amount(Dim::Memory), 3 * unit);
+        c.shrink(&r(&[(Dim::Memory, unit + unit / 2)]));
+        assert_eq!(c.held().amount(Dim::Memory), 2 * unit);
+        assert_eq!(t.reserved().amount(Dim::Memory), 2 * unit);
+        c.release();
+        assert!(t.is_idle());
+        assert_eq!(t.available(), t.capacity());
+    }
+
+    #[test]
+    fn a_request_of_the_whole_limit_fits_and_the_slack_is_under_three_units() {
+        let t = big_memory();
+        let unit = 1u64 << 19;
+        // A capacity that is not a whole number of units counts rounded up,
+        // a headroom rounded down; the limit stays exact.
+        t.set_capacity(&r(&[(Dim::Memory, (1 << 40) + 1)])).unwrap();
+        t.set_headroom(&r(&[(Dim::Memory, 2)])).unwrap();
+        let limit = t.limit(Dim::Memory).unwrap();
+        assert_eq!(limit, (1 << 40) - 1);
+        // One byte more never fits, although its units would.
+        let e = t.try_reserve(&r(&[(Dim::Memory, limit + 1)])).unwrap_err();
+        assert_eq!((e.dim, e.available, e.by), (Dim::Memory, limit, 1));
+        assert!(t.is_idle());
+        // The whole limit fits.
+        let all = t.try_reserve(&r(&[(Dim::Memory, limit)])).unwrap();
+        assert_eq!(all.held().amount(Dim::Memory), 1 << 40);
+        // The slack: the capacity's last, partial unit counts whole, so one
+        // more unit fits past the exact limit, and then nothing (at most
+        // three units in all: capacity, headroom and external usage are
+        // each rounded once).
+        let extra = t.try_reserve(&r(&[(Dim::Memory, 1)])).unwrap();
+        assert!(t.try_reserve(&r(&[(Dim::Memory, 1)])).is_err());
+        let held = all.held().amount(Dim::Memory) + extra.held().amount(Dim::Memory);
+        assert!(
+            held > limit && held - limit < 3 * unit,
+            "held {held}, limit {limit}"
+        );
+        drop((all, extra));
+        t.set_headroom(&r(&[(Dim::Memory, 0)])).unwrap();
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn capacity_grown_past_128_fold_is_clamped_and_the_limit_says_so() {
+        // 1 GiB (31 bits): a unit of 2^9 bytes; 2^29 units = 256 GiB at most.
+        let t = Tracker::new(&r(&[(Dim::Memory, 1 << 30)]));
+        t.set_capacity(&r(&[(Dim::Memory, 1 << 40)])).unwrap();
+        assert_eq!(t.capacity().amount(Dim::Memory), 1 << 40);
+        assert_eq!(t.limit(Dim::Memory), Some(1 << 38));
+        let most = t.try_reserve(&r(&[(Dim::Memory, 1 << 38)])).unwrap();
+        assert!(t.try_reserve(&r(&[(Dim::Memory, 1)])).is_err());
+        drop(most);
+        t.set_capacity(&r(&[(Dim::Memory, 1 << 30)])).unwrap();
+        assert!(t.is_idle());
+        assert_eq!(t.available(), t.capacity());
+    }
+
+    #[test]
+    fn the_two_fields_of_a_word_are_independent() {
+        // CPU and memory share a word: one over-committed (negative) does
+        // not disturb the other, in either direction.
+        let t = Tracker::new(&r(&[(Dim::Cpu, 100), (Dim::Memory, 100)]));
+        let cpu = t.try_reserve(&r(&[(Dim::Cpu, 80)])).unwrap();
+        t.set_capacity(&r(&[(Dim::Cpu, 10)])).unwrap();
+        assert_eq!(t.available_signed(Dim::Cpu), Some(-70));
+        let mem = t.try_reserve(&r(&[(Dim::Memory, 100)])).unwrap();
+        assert_eq!(t.available_signed(Dim::Memory), Some(0));
+        assert_eq!(
+            t.try_reserve(&r(&[(Dim::Cpu, 1), (Dim::Memory, 0)]))
+                .unwrap_err()
+                .dim,
+            Dim::Cpu
+        );
+        let e = t
+            .try_reserve(&r(&[(Dim::Cpu, 0), (Dim::Memory, 1)]))
+            .unwrap_err();
+        assert_eq!((e.dim, e.available, e.by), (Dim::Memory, 0, 1));
+        drop(mem);
+        t.set_external(&r(&[(Dim::Memory, 100)])).unwrap();
+        assert_eq!(t.available_signed(Dim::Memory), Some(0));
+        assert_eq!(t.available_signed(Dim::Cpu), Some(-70));
+        drop(cpu);
+        t.set_capacity(&r(&[(Dim::Cpu, 100)])).unwrap();
+        t.set_external(&r(&[(Dim::Memory, 0)])).unwrap();
+        assert!(t.is_idle());
+        assert_eq!(t.available(), r(&[(Dim::Cpu, 100), (Dim::Memory, 100)]));
+    }
+
+    #[test]
+    fn forced_growth_and_release_logs_count_whole_units() {
+        let t = big_memory();
+        let unit = 1u64 << 19;
+        let forced = t.force_reserve(&r(&[(Dim::Memory, 3)]));
+        assert_eq!(forced.held().amount(Dim::Memory), unit);
+        let log = ReleaseLog::new();
+        let mut w = log.writer().unwrap();
+        w.add_detached(forced).unwrap();
+        for _ in 0..3 {
+            let p = t
+                .try_reserve_packed(&r(&[(Dim::Memory, 5), (Dim::Cpu, 1)]), &Resources::NONE)
+                .unwrap();
+            w.add_packed(p).unwrap();
+        }
+        assert_eq!(t.reserved(), r(&[(Dim::Cpu, 3), (Dim::Memory, 4 * unit)]));
+        assert_eq!(log.give_back(&t), Ok(true));
+        assert!(t.is_idle());
+        assert_eq!(t.available(), t.capacity());
     }
 }

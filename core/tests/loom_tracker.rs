@@ -340,3 +340,93 @@ fn release_log_writer_or_waiter_gives_back() {
         assert!(t.is_idle(), "the reservation stayed in the log");
     });
 }
+
+/// Two dimensions in two different words (CPU shares a word with memory,
+/// IOPS with network): a request of both takes one word, then the other,
+/// and gives the first back if the second is short. Three such requests
+/// race: the shadow sums never exceed capacity in either dimension, and
+/// every rollback leaves nothing behind.
+#[test]
+fn requests_across_two_words_never_overcommit() {
+    let req = |cpu: u64, iops: u64| {
+        Resources::new()
+            .with(Dim::Cpu, cpu)
+            .and_then(|r| r.with(Dim::Iops, iops))
+            .unwrap()
+    };
+    loom::model(move || {
+        let t = Arc::new(Tracker::new(&req(2, 2)));
+        let shadow = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let handles: Vec<_> = [req(1, 2), req(2, 1), req(1, 1)]
+            .into_iter()
+            .map(|r| {
+                let (t, shadow) = (t.clone(), shadow.clone());
+                thread::spawn(move || match t.try_reserve(&r) {
+                    Ok(held) => {
+                        let cpu =
+                            shadow[0].fetch_add(r.amount(Dim::Cpu), SeqCst) + r.amount(Dim::Cpu);
+                        let iops =
+                            shadow[1].fetch_add(r.amount(Dim::Iops), SeqCst) + r.amount(Dim::Iops);
+                        assert!(cpu <= 2 && iops <= 2, "over-committed: {cpu}, {iops}");
+                        shadow[0].fetch_sub(r.amount(Dim::Cpu), SeqCst);
+                        shadow[1].fetch_sub(r.amount(Dim::Iops), SeqCst);
+                        drop(held);
+                        true
+                    }
+                    Err(_) => false,
+                })
+            })
+            .collect();
+        let ok = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
+        assert!(ok >= 1, "someone always gets through");
+        assert!(t.is_idle());
+        assert_eq!(t.available(), req(2, 2));
+    });
+}
+
+/// Amounts counted in units larger than one (a memory capacity of 2^24
+/// bytes has a unit of 4 bytes): two threads reserve amounts that are not
+/// whole units while a third changes the headroom of the *other* field of
+/// the same word (CPU). Reservations hold whole units, never more than the
+/// capacity in units; the CPU field is left exactly as the setter left it;
+/// after the releases memory is back to its full capacity.
+#[test]
+fn units_and_a_neighbouring_setter_keep_the_books() {
+    loom::model(|| {
+        let mem = 1u64 << 24; // 25 bits: a unit of 2^3 = 8 bytes.
+        let unit = 8u64;
+        let t = Arc::new(Tracker::new(&res(4, mem)));
+        let reservers: Vec<_> = [mem / 2 + 1, mem / 2 - 1]
+            .into_iter()
+            .map(|amount| {
+                let t = t.clone();
+                thread::spawn(move || {
+                    let r = Resources::new().with(Dim::Memory, amount).unwrap();
+                    if let Ok(held) = t.try_reserve(&r) {
+                        let h = held.held().amount(Dim::Memory);
+                        assert_eq!(h % unit, 0, "a whole number of units");
+                        assert!(h >= amount && h < amount + unit);
+                        assert!(t.reserved().amount(Dim::Memory) <= mem);
+                    }
+                })
+            })
+            .collect();
+        let setter = {
+            let t = t.clone();
+            thread::spawn(move || {
+                t.set_headroom(&res(3, 0)).unwrap();
+            })
+        };
+        for h in reservers {
+            h.join().unwrap();
+        }
+        setter.join().unwrap();
+        assert!(t.is_idle());
+        assert_eq!(t.available(), res(1, mem));
+        assert_eq!(t.available_signed(Dim::Cpu), Some(1));
+    });
+}

@@ -255,7 +255,7 @@ impl Scheduler {
     /// trivial, nobody waits and it fits now; `None` otherwise (the caller
     /// then takes the general path, [`Scheduler::decide`], which decides
     /// the same way and counts).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_packed(
         &self,
         request: &Resources,
