@@ -320,7 +320,11 @@ pub async fn reconcile(cr: Arc<RespoolProfile>, ctx: Arc<Context>) -> Result<Act
         .map_err(kube_err(format!("writing the status of {name:?}")))?;
     }
     ctx.succeeded(&ObjectRef::from_obj(&*cr));
-    tracing::info!(namespace = %ns, name = %name, ?outcome, "reconciled");
+    let (ready, reason) = match &outcome {
+        Outcome::Ready { reason, .. } => (true, *reason),
+        Outcome::NotReady { reason, .. } => (false, *reason),
+    };
+    tracing::info!(namespace = %ns, name = %name, ready, reason, "reconciled");
     Ok(outcome.action())
 }
 
