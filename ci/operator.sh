@@ -24,8 +24,8 @@ note() {
     nice -n 10 cargo clippy "$jobs" --locked --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" nice -n 10 cargo doc "$jobs" --locked --no-deps
     nice -n 10 cargo test "$jobs" --locked
-    nice -n 10 cargo build "$jobs" --locked
 )
+# Built by the tests above (tests/cli.rs runs it).
 operator=operator/target/debug/respool-operator
 
 # The test the_committed_crd_is_the_generated_one checks this too; this
