@@ -47,6 +47,7 @@ steps=(
     observe       # respool-observe: metrics (promtool), traces, slow tasks, OTel, the dashboard in a headless browser
     redis         # RedisStore against a real redis-server: concurrent learners, restarts, passwords
     exports       # learned requests as k8s/Slurm/HyperQueue/Ray, and deploy/, parsed and validated offline
+    operator      # respool-operator (own workspace): lints, tests on a mocked API server, CRD drift, manifests validated offline
     monitor-overhead # monitoring under 0.1% of one CPU
     coverage      # line coverage of core, sys and runtime above 80%
 )
