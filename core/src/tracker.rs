@@ -160,6 +160,15 @@ use crate::primitive::hint;
 use crate::primitive::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use crate::resource::{Dim, DimSet, MAX_AMOUNT, Resources, Shortfall};
 
+/// What a refused request fell short of (see `Tracker::refuse`).
+#[derive(Clone, Copy)]
+enum Against<'a> {
+    /// The field held `current` units, and `floor` was to stay.
+    Field { current: i64, floor: &'a Resources },
+    /// The dimension's exact limit, `capacity - headroom`.
+    Limit,
+}
+
 /// Which setting `apply_setting` changes.
 #[derive(Clone, Copy)]
 enum Setting {
@@ -168,7 +177,9 @@ enum Setting {
     External,
 }
 
-/// Dimensions whose `available` shares one atomic word (a 32-bit field each).
+/// Dimensions whose `available` shares one atomic word (a 32-bit field
+/// each). Named for reading; the code is written for two (the `0x5555` and
+/// `0b11` masks, `field`, `place`).
 const PER_WORD: usize = 2;
 
 /// Atomic words holding `available`: dimension index `i` is field `i % 2` of
@@ -557,7 +568,7 @@ impl Tracker {
             // The exact limit (`capacity - headroom`): units round capacity
             // up, so without this a request just above it could fit.
             if let Some(f) = self.over_limit(first, a0, a1) {
-                return Err(self.refuse_over_limit(request, todo, first_bit, f));
+                return Err(self.refuse(request, todo, first_bit, f, Against::Limit));
             }
             let (f0, f1) = if FLOOR {
                 (
@@ -588,7 +599,8 @@ impl Tracker {
                 continue;
             }
             if let Err((f, current)) = take_word(word, delta, [t0, t1]) {
-                return Err(self.refuse(request, floor, todo, first_bit, f, current));
+                let against = Against::Field { current, floor };
+                return Err(self.refuse(request, todo, first_bit, f, against));
             }
             if u0 != 0 {
                 held(first, r0);
@@ -649,25 +661,6 @@ impl Tracker {
         }
     }
 
-    /// A refusal of a request above its dimension's exact limit (cold):
-    /// gives back the words taken before, and returns the shortfall
-    /// against the limit.
-    #[cold]
-    #[inline(never)]
-    fn refuse_over_limit(
-        &self,
-        request: &Resources,
-        todo: u16,
-        failed_bit: u32,
-        f: usize,
-    ) -> Shortfall {
-        self.undo(request, todo, failed_bit);
-        let i = (failed_bit as usize).wrapping_add(f);
-        let need = request.raw_amounts().get(i).copied().unwrap_or(0);
-        let limit = self.limit.get(i).map_or(0, |l| l.load(Ordering::Acquire));
-        self.shortfall_at(i, need, limit)
-    }
-
     /// `floor`'s amount in dimension index `i`, in units, rounded up.
     #[inline]
     fn floor_units(&self, floor: &Resources, i: usize) -> i64 {
@@ -705,25 +698,30 @@ impl Tracker {
     }
 
     /// A refusal (cold): gives back the words taken before the one whose
-    /// first dimension is `failed_bit`, and returns the shortfall of field
-    /// `f` of that word, whose value was `current`.
+    /// first dimension is `failed_bit`, and returns the shortfall of its
+    /// field `f`: against what the field held above the floor, or against
+    /// the dimension's exact limit.
     #[cold]
     #[inline(never)]
     fn refuse(
         &self,
         request: &Resources,
-        floor: &Resources,
         todo: u16,
         failed_bit: u32,
         f: usize,
-        current: i64,
+        against: Against<'_>,
     ) -> Shortfall {
         self.undo(request, todo, failed_bit);
         let i = (failed_bit as usize).wrapping_add(f);
         let need = request.raw_amounts().get(i).copied().unwrap_or(0);
-        let fl = self.floor_units(floor, i);
-        let s = self.shift_of(i);
-        self.shortfall_at(i, need, signed_amount_of(current.saturating_sub(fl), s))
+        let available = match against {
+            Against::Field { current, floor } => {
+                let fl = self.floor_units(floor, i);
+                signed_amount_of(current.saturating_sub(fl), self.shift_of(i))
+            }
+            Against::Limit => self.limit.get(i).map_or(0, |l| l.load(Ordering::Acquire)),
+        };
+        self.shortfall_at(i, need, available)
     }
 
     /// Reserves the tracked, non-zero dimensions of `request`; on failure rolls
