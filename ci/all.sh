@@ -19,6 +19,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Disk: a cold run builds about a dozen target directories (debug, release,
+# ASan, loom, coverage, the C tests, the operator's own workspace). CI gains
+# nothing from incremental caches, and line tables are all its backtraces,
+# ASan and valgrind reports need, so both are cut here; the summary prints
+# what the run used. Set either variable yourself to override.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 
 steps=(
     install-tools # apt packages and pinned cargo tools
@@ -52,6 +59,13 @@ steps=(
     coverage      # line coverage of core, sys and runtime above 80%
 )
 
+# Free space on the filesystem that holds target/, in MiB.
+free_mib() { df -Pm . | awk 'NR == 2 { print $4 }'; }
+disk_start=$(free_mib)
+if [ "$disk_start" -lt 25600 ]; then
+    echo "warning: $((disk_start / 1024)) GiB free here; a cold run needs about 20 GiB (see README)" >&2
+fi
+
 notes="$(mktemp)"
 trap 'rm -f "$notes"' EXIT
 declare -a report=()
@@ -66,6 +80,7 @@ summary() {
     echo
     echo "::::::::::::::::::::::::::::::::: summary"
     printf '%s\n' "${report[@]}"
+    echo "disk: $((disk_start - $(free_mib))) MiB used by this run ($(free_mib) MiB free now)"
 }
 
 failed=""
