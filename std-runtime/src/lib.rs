@@ -60,6 +60,7 @@ pub mod store;
 mod sync;
 mod task;
 mod timer;
+mod waitq;
 mod work;
 mod worker;
 

@@ -172,6 +172,11 @@ impl Placer {
 
     /// The shortfall if `request` fits no domain even when all are empty.
     pub(crate) fn never_fits(&self, request: &Resources) -> Option<Shortfall> {
+        if self.trivial {
+            // One CPU domain, no GPU: nothing is decided here (and splitting
+            // the request would cost more than the rest of a waiter's round).
+            return None;
+        }
         let check = |p: &Packer<Storage>, part: Resources| -> Option<Shortfall> {
             let mut first = None;
             for d in p.domains() {
@@ -204,6 +209,9 @@ impl Placer {
     /// `None` when `request` can be placed now; otherwise where it does not
     /// fit (the first domain's shortfall, as the packer explains it).
     pub(crate) fn shortfall(&self, request: &Resources) -> Option<Shortfall> {
+        if self.trivial {
+            return None;
+        }
         let (cpu, gpu) = (cpu_part(request), gpu_part(request));
         let why = |e: PlaceError| {
             e.shortfall().or_else(|| {
@@ -234,6 +242,9 @@ impl Placer {
     ///
     /// The packer's error when a part does not fit now (nothing is held then).
     pub(crate) fn place(&mut self, request: &Resources) -> Result<Placed, PlaceError> {
+        if self.trivial {
+            return Ok(Placed::default());
+        }
         let (cpu, gpu) = (cpu_part(request), gpu_part(request));
         let cpu_placed = if self.needs_cpu(&cpu) {
             Some(self.cpu.place(&cpu)?)

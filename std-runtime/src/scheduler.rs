@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use respool_core::admission::{Admission, Decision as CoreDecision, RejectReason, Urgency};
 use respool_core::packer::Lookahead;
-use respool_core::queue::{Availability, QueueConfig, Ranked, ScoredQueue, Slot, Ticket};
+use respool_core::queue::{Availability, QueueConfig, Ranked, Task};
 use respool_core::{DetachedReservation, PackedReservation, Reservation, Resources, Tracker};
 
 use crate::config::Config;
@@ -48,6 +48,7 @@ use crate::error::{BuildError, SubmitError, TaskError};
 use crate::place::Placer;
 use crate::sync::lock;
 use crate::timer::TimerId;
+use crate::waitq::{MAX_WAIT_SLOTS, WaitQueue, Waiter};
 use crate::work::{Description, Work};
 
 /// Resource accounting, admission, waiting and placement: what decides
@@ -77,26 +78,14 @@ pub(crate) struct Scheduler {
     backpressure: Option<usize>,
 }
 
-type WaitStorage = Box<[Slot<Pending>]>;
-
-/// Slots of a new wait queue: it doubles as it fills, up to `max_waiting`.
-const INITIAL_WAIT_SLOTS: usize = 64;
-
-/// The most slots a wait queue may have (the core queue's limit).
-const MAX_WAIT_SLOTS: usize = u32::MAX as usize;
-
-fn wait_storage(slots: usize) -> WaitStorage {
-    (0..slots).map(|_| Slot::new()).collect()
-}
-
 /// What the scheduler keeps under its lock.
 pub(crate) struct SchedState {
-    pub(crate) waitq: ScoredQueue<Pending, WaitStorage>,
+    pub(crate) waitq: WaitQueue<Pending>,
     pub(crate) placer: Placer,
     lookahead: Lookahead,
     window: Box<[Ranked]>,
     /// The head the lookahead counter belongs to.
-    head: Option<Ticket>,
+    head: Option<Waiter>,
     /// Tracker settings epoch at the last never-fits scan.
     epoch: Option<u64>,
     next_ticket: u64,
@@ -104,8 +93,6 @@ pub(crate) struct SchedState {
     resolved: HashMap<u64, Resolved>,
     /// Submitters waiting for room in the wait queue (backpressure).
     room_waiters: usize,
-    /// The most slots the wait queue may grow to (`max_waiting`).
-    max_slots: usize,
     /// Cold-start probes running, per class.
     probes: HashMap<std::sync::Arc<str>, u32>,
     /// The most probes of one class at once.
@@ -132,6 +119,9 @@ impl SchedState {
     /// Notes a new waiter's request in [`SchedState::min_request`].
     fn note_waiter(&mut self, request: &Resources) {
         self.min_request = Some(match self.min_request {
+            // Waiters alike (the common case under saturation) leave it
+            // as it is, without the per-dimension minimum.
+            Some(least) if !self.waitq.is_empty() && least == *request => least,
             Some(least) if !self.waitq.is_empty() => least.min(request),
             _ => *request,
         });
@@ -190,7 +180,6 @@ impl Scheduler {
                 _ => BuildError::Invalid(e.to_string()),
             })?;
         let max_slots = config.admission.max_waiting.min(MAX_WAIT_SLOTS);
-        let slots = wait_storage(max_slots.min(INITIAL_WAIT_SLOTS));
         let placer = Placer::new(&config.domains, config.fit);
         let (width, max_skips) = config.lookahead;
         let largest_domain = if placer.is_trivial() {
@@ -208,7 +197,7 @@ impl Scheduler {
             admission: Admission::new(config.admission),
             waiting: AtomicUsize::new(0),
             state: Mutex::new(SchedState {
-                waitq: ScoredQueue::with_storage(slots, QueueConfig::with_weights(config.weights)),
+                waitq: WaitQueue::new(QueueConfig::with_weights(config.weights), max_slots),
                 placer,
                 lookahead: Lookahead::new(width, max_skips),
                 window: vec![Ranked::EMPTY; width.max(1)].into_boxed_slice(),
@@ -217,7 +206,6 @@ impl Scheduler {
                 next_ticket: 0,
                 resolved: HashMap::new(),
                 room_waiters: 0,
-                max_slots,
                 probes: HashMap::new(),
                 probe_limit: config.learning.probe_concurrency.max(1),
                 min_request: None,
@@ -324,7 +312,9 @@ impl Scheduler {
                         .as_ref()
                         .and_then(|p| g.placer.device(p.domain()));
                     drop(g);
-                    desc.placed = Some(Box::new(placed));
+                    if placed.cpu.is_some() || placed.gpu.is_some() {
+                        desc.placed = Some(Box::new(placed));
+                    }
                     Decision::Run(Some(r.detach().1))
                 }
                 Err(_) => {
@@ -374,8 +364,8 @@ impl Scheduler {
         self.tracker.fits_above(request, &self.floor(urgency))
     }
 
-    /// Puts `item` in the wait queue, growing its storage (doubling) while
-    /// `max_waiting` allows; hands it back when the queue is full. Updates
+    /// Puts `item` in the wait queue (which grows as it fills while
+    /// `max_waiting` allows); hands it back when the queue is full. Updates
     /// the mirror of the queue's length.
     // The task comes back whole when the queue is full (the core cannot
     // box it).
@@ -386,22 +376,9 @@ impl Scheduler {
         item: respool_core::queue::Task<Pending>,
     ) -> Result<(), respool_core::queue::Task<Pending>> {
         g.note_waiter(&item.request);
-        g.waitq
-            .push(item)
-            .or_else(|back| {
-                let cap = g.waitq.capacity();
-                let bigger = cap
-                    .saturating_mul(2)
-                    .max(INITIAL_WAIT_SLOTS)
-                    .min(g.max_slots);
-                if bigger > cap {
-                    let _ = g.waitq.grow(wait_storage(bigger));
-                }
-                g.waitq.push(back)
-            })
-            .map(|_| {
-                self.waiting.store(g.waitq.len(), Ordering::SeqCst);
-            })
+        g.waitq.push(item).map(|()| {
+            self.waiting.store(g.waitq.len(), Ordering::SeqCst);
+        })
     }
 
     /// Backpressure: holds a submitter from outside the pool while `high`
@@ -503,7 +480,7 @@ impl Scheduler {
         let res = self;
         let mut refused: Vec<(Pending, RefusalKind)> = Vec::new();
         // Deadlines: admission deadlines refuse, task deadlines miss.
-        g.waitq.expire(now, |_, t| {
+        g.waitq.expire(now, |t| {
             let kind = if t.item.admit_by.is_some_and(|d| d <= now) {
                 RefusalKind::Admission(RejectReason::DeadlineExpired)
             } else {
@@ -517,7 +494,7 @@ impl Scheduler {
                     let c = t.item.work.desc.as_ref().and_then(|e| e.cancel.as_ref());
                     c.is_some_and(|c| c.is_cancelled())
                 },
-                |_, t| refused.push((t.item, RefusalKind::Cancelled)),
+                |t| refused.push((t.item, RefusalKind::Cancelled)),
             );
         }
         let epoch = res.tracker.settings_epoch();
@@ -532,7 +509,7 @@ impl Scheduler {
                         .is_err()
                         || placer.never_fits(&t.request).is_some()
                 },
-                |_, t| {
+                |t| {
                     let s = res
                         .admission
                         .check_ever_fits(&res.tracker, &t.request, t.item.urgency)
@@ -562,43 +539,22 @@ impl Scheduler {
                 probe_limit,
                 ..
             } = g;
-            // The best waiter alone first, where scores do not depend on
-            // what is free (no fit term: the default weights): a search for
-            // one entry, which ends at the heaps' roots and is exact, so it
-            // finds the head the full search would put first. When the head
-            // can start, as it does when every waiter needs the same, the
-            // lookahead window is not needed; only when it cannot does the
-            // window search the queue.
-            let weights = waitq.config().weights;
-            let fit_free = weights.fits == 0 && weights.alignment == 0;
-            // Without a fit term no score reads what is free.
-            let avail = if fit_free {
-                Availability::new(Resources::NONE, Resources::NONE)
-            } else {
-                Availability::of(&res.tracker)
-            };
-            let narrow = if fit_free { 1 } else { window.len() };
-            let mut top = waitq.top_k(now, &avail, window.get_mut(..narrow).unwrap_or_default());
-            let Some(first) = window.first().filter(|_| top.len > 0).copied() else {
-                break;
-            };
-            if *head != Some(first.ticket) {
-                // A new head gets a full budget of overtakings.
-                lookahead.head_left();
-                *head = Some(first.ticket);
-            }
-            let pick = |window: &[Ranked], lookahead: &Lookahead| {
-                for (i, r) in window.iter().enumerate() {
+            // The first candidate that can start, the head first; past the
+            // head only while the lookahead allows it. A candidate starts
+            // when it fits a domain, is not a cold-start probe of a class
+            // that already runs its share, and the tracker reserves it.
+            type Candidates<'q> = dyn Iterator<Item = (Waiter, Option<&'q Task<Pending>>)> + 'q;
+            let pick = |candidates: &mut Candidates<'_>, lookahead: &Lookahead| {
+                for (i, (who, t)) in candidates.enumerate() {
                     if i > 0 && lookahead.head_only() {
                         break;
                     }
-                    let Some(t) = waitq.get(r.ticket) else {
+                    let Some(t) = t else {
                         continue;
                     };
                     if !placer.fits(&t.request) {
                         continue;
                     }
-                    // A cold-start probe of a class that already runs its share waits.
                     let probing = t.item.work.desc.as_deref().filter(|e| e.probe);
                     if probing
                         .and_then(|e| e.class.as_ref())
@@ -609,21 +565,62 @@ impl Scheduler {
                     let floor = res.floor(t.item.urgency);
                     if let Ok(reservation) = Reservation::try_new(&res.tracker, &t.request, &floor)
                     {
-                        return Some((i, r.ticket, reservation.detach().1));
+                        return Some((i, who, reservation.detach().1));
                     }
                 }
                 None
             };
-            let mut chosen = pick(window.get(..top.len).unwrap_or_default(), lookahead);
-            if chosen.is_none() && narrow < window.len() {
-                // Exact in both searches (no fit term): the same head first.
-                top = waitq.top_k(now, &avail, window);
-                chosen = pick(window.get(..top.len).unwrap_or_default(), lookahead);
-            }
-            let Some((i, ticket, held)) = chosen else {
+            let mut new_head = |first: Waiter| {
+                if *head != Some(first) {
+                    // A new head gets a full budget of overtakings.
+                    lookahead.head_left();
+                    *head = Some(first);
+                }
+            };
+            let chosen = if waitq.in_lane() {
+                // Waiters alike, in the FIFO lane (see `crate::waitq`): the
+                // lane's front is the head, and the lookahead window is the
+                // lane's first entries, in order. No search, and taking one
+                // does not depend on how many wait.
+                let Some((first, _)) = waitq.lane_window(1).next() else {
+                    break;
+                };
+                new_head(first);
+                let mut lane = waitq.lane_window(window.len()).map(|(w, t)| (w, Some(t)));
+                pick(&mut lane, lookahead)
+            } else {
+                // The best waiter alone first, where scores do not depend on
+                // what is free (no fit term: the default weights): a search
+                // for one entry, which ends at the heaps' roots and is exact,
+                // so it finds the head the full search would put first. When
+                // the head can start, the lookahead window is not needed;
+                // only when it cannot does the window search the queue.
+                let weights = waitq.config().weights;
+                let fit_free = weights.fits == 0 && weights.alignment == 0;
+                // Without a fit term no score reads what is free.
+                let avail = if fit_free {
+                    Availability::new(Resources::NONE, Resources::NONE)
+                } else {
+                    Availability::of(&res.tracker)
+                };
+                let narrow = if fit_free { 1 } else { window.len() };
+                let top = waitq.top_k(now, &avail, window.get_mut(..narrow).unwrap_or_default());
+                let Some(first) = window.first().filter(|_| top.len > 0).copied() else {
+                    break;
+                };
+                new_head(Waiter::Scored(first.ticket));
+                let mut chosen = pick(&mut ranked(waitq, window, top.len), lookahead);
+                if chosen.is_none() && narrow < window.len() {
+                    // Exact in both searches (no fit term): the same head first.
+                    let top = waitq.top_k(now, &avail, window);
+                    chosen = pick(&mut ranked(waitq, window, top.len), lookahead);
+                }
+                chosen
+            };
+            let Some((i, who, held)) = chosen else {
                 break;
             };
-            let Some(t) = waitq.take(ticket, now) else {
+            let Some(t) = waitq.take(who, now) else {
                 let _ = held.release(&res.tracker);
                 break;
             };
@@ -652,7 +649,12 @@ impl Scheduler {
             if let Some(desc) = p.work.desc.as_mut() {
                 desc.held = Some(held);
                 desc.gpu = placed.gpu.as_ref().and_then(|x| placer.device(x.domain()));
-                desc.placed = Some(Box::new(placed));
+                // Nothing placed (one CPU domain, no GPU): nothing to box,
+                // and nothing for the release to give back under this
+                // lock, so the release can join the worker's log.
+                if placed.cpu.is_some() || placed.gpu.is_some() {
+                    desc.placed = Some(Box::new(placed));
+                }
             } else {
                 let _ = held.release(&res.tracker);
                 placer.release(placed);
@@ -770,15 +772,15 @@ impl Scheduler {
         let g = lock(&self.state);
         let typical = g
             .waitq
-            .peek(now, &Availability::NONE)
-            .map(|p| p.task.request)
+            .head(now)
+            .map(|t| t.request)
             .unwrap_or(Resources::NONE);
         let frag = if typical.is_empty() {
             respool_core::Ppm::ZERO
         } else {
             g.placer.fragmentation(&typical)
         };
-        (frag, g.placer.usage(), g.waitq.stats().max_depth, typical)
+        (frag, g.placer.usage(), g.waitq.max_depth(), typical)
     }
 
     /// Removes every waiting task (shutdown now) and returns them, except
@@ -792,7 +794,7 @@ impl Scheduler {
         let mut blocked = Vec::new();
         g.waitq.remove_where(
             |_| true,
-            |_, t| match t.item.ticket {
+            |t| match t.item.ticket {
                 Some(ticket) => blocked.push((ticket, t.item.work)),
                 None => out.push(t.item.work),
             },
@@ -806,6 +808,20 @@ impl Scheduler {
         res.resolved.notify_all();
         out
     }
+}
+
+/// The first `len` entries of a lookahead window found in the scored queue,
+/// as candidates for a dispatch round.
+fn ranked<'q>(
+    waitq: &'q WaitQueue<Pending>,
+    window: &'q [Ranked],
+    len: usize,
+) -> impl Iterator<Item = (Waiter, Option<&'q Task<Pending>>)> + 'q {
+    window
+        .get(..len)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| (Waiter::Scored(r.ticket), waitq.get(r.ticket)))
 }
 
 /// The queue priority of a waiter: critical tasks wait ahead of every normal

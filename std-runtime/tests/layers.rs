@@ -17,7 +17,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     // Leaves: no module of the crate.
     &[
-        "sync", "barrier", "job", "alloc", "metrics", "place", "cost",
+        "sync", "barrier", "job", "alloc", "metrics", "place", "cost", "waitq",
     ],
     // Utilities over the leaves.
     &["measure", "runq", "timer", "units", "store", "sys"],
