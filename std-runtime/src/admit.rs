@@ -458,6 +458,17 @@ impl Shared {
     /// Outside the lock: cancels the wake-ups that have no purpose any
     /// more, starts what was admitted, drops what was refused.
     fn push_admitted(&self, d: Dispatched) {
+        self.push_admitted_into(d, None);
+    }
+
+    /// `push_admitted`, handing the first task admitted to `next` (a
+    /// worker's slot, when called on one) when it is empty, the task needs no particular worker (no CPU domain) and
+    /// the shared run queue is empty (so it overtakes no task admitted
+    /// before it): the releasing worker then runs it itself, without the
+    /// run queue's push and pop or a wake-up (issue 21: under saturation
+    /// every release admits one waiter, and the queue round trip was a
+    /// share of what a waiting task cost).
+    fn push_admitted_into(&self, d: Dispatched, mut next: Option<&mut Option<Work>>) {
         for id in d.wakeups {
             self.timer.cancel(id);
         }
@@ -470,7 +481,15 @@ impl Shared {
                     });
                 }
             }
-            self.enqueue(p.work);
+            let slot = next.as_deref_mut().filter(|n| {
+                n.is_none()
+                    && p.work.desc.as_ref().is_none_or(|e| e.placed.is_none())
+                    && self.queue_is_idle()
+            });
+            match slot {
+                Some(n) => *n = Some(p.work),
+                None => self.enqueue(p.work),
+            }
         }
         drop_refused(d.dropped);
     }
@@ -486,6 +505,14 @@ impl Shared {
     /// tasks are dropped after leaving the gate (dropping one runs user
     /// code, which may call back into the pool).
     pub(crate) fn dispatch(&self) {
+        self.dispatch_into(None);
+    }
+
+    /// `dispatch`, on a worker that runs the first task it admits itself
+    /// when `next` is empty (see `push_admitted_into`); `next` is the
+    /// worker's own slot (`WorkerBatch::next`), which its loop empties
+    /// before it looks at any queue.
+    pub(crate) fn dispatch_into(&self, next: Option<&mut Option<Work>>) {
         if self.sched.waiting.load(Ordering::SeqCst) == 0
             && !self.sched.purge.load(Ordering::SeqCst)
         {
@@ -500,7 +527,7 @@ impl Shared {
                 self.sched.dispatch_locked(&mut g, self.now_ns())
             };
             let dropped = std::mem::take(&mut d.dropped);
-            self.push_admitted(d);
+            self.push_admitted_into(d, next);
             dropped
         };
         if self.gate.is_closed() {

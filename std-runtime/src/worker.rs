@@ -33,6 +33,11 @@ pub(crate) struct WorkerBatch<'a> {
     writer: respool_core::LogWriter<'a>,
     log: &'a respool_core::ReleaseLog,
     count: u32,
+    /// A waiter this worker admitted into the room its releases made, to
+    /// run next: handed over directly instead of through a run queue (see
+    /// `Shared::dispatch_into`). The worker loop runs it before looking at
+    /// any queue, and puts it into the shared queue if it must stop first.
+    pub(crate) next: Option<Work>,
 }
 
 impl<'a> WorkerBatch<'a> {
@@ -41,6 +46,7 @@ impl<'a> WorkerBatch<'a> {
             writer: log.writer()?,
             log,
             count: 0,
+            next: None,
         })
     }
 }
@@ -160,6 +166,10 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
         if shared.stop_now.load(Ordering::Relaxed) {
             break;
         }
+        if let Some(t) = batch.as_mut().and_then(|b| b.next.take()) {
+            shared.run(t, id, batch.as_mut());
+            continue;
+        }
         if let Some(t) = shared.next_task(id) {
             shared.run(t, id, batch.as_mut());
             continue;
@@ -186,9 +196,13 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
         if shared.exit.load(Ordering::SeqCst) {
             break;
         }
-        // Give back batched releases before idling.
+        // Give back batched releases before idling (a waiter they admit
+        // runs here next).
         if let Some(b) = batch.as_mut() {
             shared.flush_batch(b);
+            if b.next.is_some() {
+                continue;
+            }
         }
         // Go idle: register, re-check, park.
         shared.sleepers.register(id);
@@ -210,9 +224,14 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
         shared.active.fetch_add(1, Ordering::SeqCst);
         shared.sleepers.unregister(id);
     }
-    // Nothing stays batched behind a worker that exits.
+    // Nothing stays batched behind a worker that exits, and a waiter handed
+    // to it goes where a sweep of `shutdown_now` (or another worker) finds
+    // it: `shutdown_now` joins the workers before its last sweep.
     if let Some(b) = batch.as_mut() {
         shared.flush_batch(b);
+        if let Some(t) = b.next.take() {
+            shared.enqueue(t);
+        }
     }
     shared.active.fetch_sub(1, Ordering::SeqCst);
 }
@@ -784,7 +803,7 @@ impl Shared {
         if b.log.give_back(&self.sched.tracker) == Ok(true) {
             // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
             fence(Ordering::SeqCst);
-            self.dispatch();
+            self.dispatch_into(Some(&mut b.next));
         }
     }
 }

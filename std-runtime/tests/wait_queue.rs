@@ -263,3 +263,87 @@ fn a_large_bound_allocates_nothing_until_tasks_wait() {
     let s = large.snapshot();
     assert_eq!(s.reserved.get(Dim::Memory), Some(0), "{s}");
 }
+
+/// Issue 21: under saturation (two tasks fit, thousands wait, all alike) a
+/// release admits the next waiter and the releasing worker runs it itself
+/// (no run queue). Every waiter runs, each is admitted exactly once after
+/// waiting, and every reservation comes back.
+#[test]
+fn a_saturated_pool_runs_every_waiter_and_gives_every_reservation_back() {
+    // A waiter lost on the way (never run, its reservation never given
+    // back) would hang the graceful shutdown: fail instead.
+    common::within(saturated_run);
+}
+
+fn saturated_run() {
+    const N: usize = 20_000;
+    let pool = Pool::builder()
+        .workers(2)
+        .capacity(Resources::new().with_saturating(Dim::Cpu, 2000))
+        .headroom(Resources::NONE)
+        .max_waiting(N)
+        .build()
+        .expect("pool");
+    let half = Resources::new().with_saturating(Dim::Cpu, 1000);
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..N {
+        let ran = ran.clone();
+        pool.task()
+            .requirements(half)
+            .execute(move |_| {
+                ran.fetch_add(1, Ordering::Relaxed);
+            })
+            .expect("waits, never refused");
+    }
+    pool.shutdown();
+    let s = pool.snapshot();
+    assert_eq!(ran.load(Ordering::Relaxed), N, "{s}");
+    assert_eq!(s.reserved.amount(Dim::Cpu), 0, "{s}");
+    assert_eq!(s.waiting, 0, "{s}");
+    assert!(s.admission.deferred > 0, "the queue was used: {s}");
+    assert_eq!(s.admission.admitted_after_wait, s.admission.deferred, "{s}");
+    assert_eq!(s.admission.rejected_after_wait, 0, "{s}");
+}
+
+/// Waiters alike wait in the FIFO lane; one of a higher priority moves
+/// them into the scored queue and goes first; the rest keep their order
+/// (issue 21: the lane must not change the order the scored queue gives).
+#[test]
+fn a_higher_priority_waiter_overtakes_waiters_alike_that_keep_their_order() {
+    let pool = Pool::builder()
+        .workers(1)
+        .capacity(mem(1000))
+        .headroom(Resources::NONE)
+        .build()
+        .expect("pool");
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // The whole capacity is held until `release` is sent.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let blocker = pool
+        .task()
+        .memory("1000")
+        .spawn(move |_| held.recv_timeout(SAFETY).expect("released"))
+        .expect("fits");
+    let submit = |id: u32, priority: i32| {
+        let order = order.clone();
+        pool.task()
+            .memory("1000")
+            .priority(priority)
+            .spawn(move |_| order.lock().expect("order").push(id))
+            .expect("waits")
+    };
+    let mut handles: Vec<_> = (0..5).map(|id| submit(id, 0)).collect();
+    handles.push(submit(99, 3));
+    handles.extend((5..8).map(|id| submit(id, 0)));
+    assert_eq!(pool.snapshot().waiting, 9);
+    release.send(()).expect("blocker waits");
+    join(blocker).expect("blocker ran");
+    for h in handles {
+        join(h).expect("ran");
+    }
+    assert_eq!(
+        *order.lock().expect("order"),
+        [99, 0, 1, 2, 3, 4, 5, 6, 7],
+        "the higher priority first, then arrival order"
+    );
+}
