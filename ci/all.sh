@@ -62,8 +62,8 @@ steps=(
 # Free space on the filesystem that holds target/, in MiB.
 free_mib() { df -Pm . | awk 'NR == 2 { print $4 }'; }
 disk_start=$(free_mib)
-if [ "$disk_start" -lt 25600 ]; then
-    echo "warning: $((disk_start / 1024)) GiB free here; a cold run needs about 20 GiB (see README)" >&2
+if [ "$disk_start" -lt 16384 ]; then
+    echo "warning: $((disk_start / 1024)) GiB free here; a cold run needs about 13 GiB (see README)" >&2
 fi
 
 notes="$(mktemp)"
