@@ -23,9 +23,6 @@ use crate::job::Job;
 use crate::observe::EventKind;
 use crate::work::{Description, Packed, STASH, Work, run_guarded, with_description};
 
-/// Spins of an idle worker before it parks (each a `spin_loop` hint).
-const IDLE_SPINS: u32 = 256;
-
 /// A worker's batch of finished tasks' reservations: the writer of its
 /// release log (`Shared::logs`), and how many tasks it added since the log
 /// was last given back. Lives on the worker thread's stack.
@@ -178,12 +175,9 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
             break;
         }
         let mut found = None;
-        for i in 0..IDLE_SPINS {
-            if i % 64 == 63 {
-                thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            backoff.snooze();
             if let Some(t) = shared.next_task(id) {
                 found = Some(t);
                 break;
