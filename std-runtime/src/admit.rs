@@ -462,12 +462,13 @@ impl Shared {
     }
 
     /// `push_admitted`, handing the first task admitted to `next` (a
-    /// worker's slot, when called on one) when it is empty, the task needs no particular worker (no CPU domain) and
-    /// the shared run queue is empty (so it overtakes no task admitted
-    /// before it): the releasing worker then runs it itself, without the
-    /// run queue's push and pop or a wake-up (issue 21: under saturation
-    /// every release admits one waiter, and the queue round trip was a
-    /// share of what a waiting task cost).
+    /// worker's slot, when called on one) when the slot is empty, the task
+    /// needs no particular worker (no CPU domain) and nothing waits in the
+    /// shared run queue or the priority lane (so it overtakes no task
+    /// admitted before it): the releasing worker then runs it itself,
+    /// without the run queue's push and pop or a wake-up (issue 21: under
+    /// saturation every release admits one waiter, and the queue round trip
+    /// was a share of what a waiting task cost).
     fn push_admitted_into(&self, d: Dispatched, mut next: Option<&mut Option<Work>>) {
         for id in d.wakeups {
             self.timer.cancel(id);

@@ -459,13 +459,13 @@ impl Shared {
             || self.domain_queues.iter().any(|q| !q.is_empty())
     }
 
-    /// Whether worker `worker` has something to run.
     /// Nothing waits in the shared run queue or the priority lane: a task
     /// admitted now overtakes none by not going through them.
     pub(crate) fn queue_is_idle(&self) -> bool {
         self.queue.is_empty() && self.lane_len.load(Ordering::Acquire) == 0
     }
 
+    /// Whether worker `worker` has something to run.
     pub(crate) fn has_work_for(&self, worker: usize) -> bool {
         let d = self.worker_domain.get(worker).copied().unwrap_or(0);
         !self.queue.is_empty()
