@@ -24,22 +24,45 @@ fn res(cpu: u64, mem: u64) -> Resources {
         .unwrap()
 }
 
-/// Reserves `req`, checks the shadow against `limit`, releases.
+/// Reserves `req`, checks the shadow of CPU and memory against `limit`,
+/// releases.
 fn reserve_checked(
     t: &Tracker,
     shadow: &[AtomicU64; 2],
     req: Resources,
     limit: (u64, u64),
 ) -> bool {
+    reserve_checked_in(t, shadow, [Dim::Cpu, Dim::Memory], req, limit)
+}
+
+/// Reserves `req`, checks the shadow of the two dimensions `dims` against
+/// `limit`, releases.
+fn reserve_checked_in(
+    t: &Tracker,
+    shadow: &[AtomicU64; 2],
+    dims: [Dim; 2],
+    req: Resources,
+    limit: (u64, u64),
+) -> bool {
     match t.try_reserve(&req) {
         Ok(r) => {
-            let cpu = shadow[0].fetch_add(req.amount(Dim::Cpu), SeqCst) + req.amount(Dim::Cpu);
-            let mem =
-                shadow[1].fetch_add(req.amount(Dim::Memory), SeqCst) + req.amount(Dim::Memory);
-            assert!(cpu <= limit.0, "cpu over-committed: {cpu} > {}", limit.0);
-            assert!(mem <= limit.1, "memory over-committed: {mem} > {}", limit.1);
-            shadow[0].fetch_sub(req.amount(Dim::Cpu), SeqCst);
-            shadow[1].fetch_sub(req.amount(Dim::Memory), SeqCst);
+            let [a, b] = dims.map(|d| req.amount(d));
+            let first = shadow[0].fetch_add(a, SeqCst) + a;
+            let second = shadow[1].fetch_add(b, SeqCst) + b;
+            assert!(
+                first <= limit.0,
+                "{:?} over-committed: {first} > {}",
+                dims[0],
+                limit.0
+            );
+            assert!(
+                second <= limit.1,
+                "{:?} over-committed: {second} > {}",
+                dims[1],
+                limit.1
+            );
+            shadow[0].fetch_sub(a, SeqCst);
+            shadow[1].fetch_sub(b, SeqCst);
             r.release();
             true
         }
@@ -50,20 +73,25 @@ fn reserve_checked(
     }
 }
 
-/// Three threads with two-dimensional requests that cannot all fit at once:
-/// the sums never exceed capacity, rollbacks leave nothing behind, and after
-/// every release the tracker is back to its full capacity.
-#[test]
-fn three_threads_never_overcommit() {
-    loom::model(|| {
-        let t = Arc::new(Tracker::new(&res(2, 2)));
+/// Three threads with requests of the two dimensions `dims` (capacity 2 of
+/// each) that cannot all fit at once: the sums never exceed capacity,
+/// rollbacks leave nothing behind, and after every release the tracker is
+/// back to its full capacity.
+fn three_requests_race(dims: [Dim; 2]) {
+    let req = move |a: u64, b: u64| {
+        Resources::new()
+            .with(dims[0], a)
+            .and_then(|r| r.with(dims[1], b))
+            .unwrap()
+    };
+    loom::model(move || {
+        let t = Arc::new(Tracker::new(&req(2, 2)));
         let shadow = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-        let reqs = [res(1, 2), res(2, 1), res(1, 1)];
-        let handles: Vec<_> = reqs
+        let handles: Vec<_> = [req(1, 2), req(2, 1), req(1, 1)]
             .into_iter()
-            .map(|req| {
+            .map(|r| {
                 let (t, shadow) = (t.clone(), shadow.clone());
-                thread::spawn(move || reserve_checked(&t, &shadow, req, (2, 2)))
+                thread::spawn(move || reserve_checked_in(&t, &shadow, dims, r, (2, 2)))
             })
             .collect();
         let successes = handles
@@ -73,8 +101,14 @@ fn three_threads_never_overcommit() {
             .count();
         assert!(successes >= 1, "someone always gets through");
         assert!(t.is_idle());
-        assert_eq!(t.available(), res(2, 2));
+        assert_eq!(t.available(), req(2, 2));
     });
+}
+
+/// CPU and memory share one atomic word.
+#[test]
+fn three_threads_never_overcommit() {
+    three_requests_race([Dim::Cpu, Dim::Memory]);
 }
 
 /// A capacity cut races with two reservers. Before the cut returns, sums stay
@@ -348,44 +382,7 @@ fn release_log_writer_or_waiter_gives_back() {
 /// every rollback leaves nothing behind.
 #[test]
 fn requests_across_two_words_never_overcommit() {
-    let req = |cpu: u64, iops: u64| {
-        Resources::new()
-            .with(Dim::Cpu, cpu)
-            .and_then(|r| r.with(Dim::Iops, iops))
-            .unwrap()
-    };
-    loom::model(move || {
-        let t = Arc::new(Tracker::new(&req(2, 2)));
-        let shadow = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-        let handles: Vec<_> = [req(1, 2), req(2, 1), req(1, 1)]
-            .into_iter()
-            .map(|r| {
-                let (t, shadow) = (t.clone(), shadow.clone());
-                thread::spawn(move || match t.try_reserve(&r) {
-                    Ok(held) => {
-                        let cpu =
-                            shadow[0].fetch_add(r.amount(Dim::Cpu), SeqCst) + r.amount(Dim::Cpu);
-                        let iops =
-                            shadow[1].fetch_add(r.amount(Dim::Iops), SeqCst) + r.amount(Dim::Iops);
-                        assert!(cpu <= 2 && iops <= 2, "over-committed: {cpu}, {iops}");
-                        shadow[0].fetch_sub(r.amount(Dim::Cpu), SeqCst);
-                        shadow[1].fetch_sub(r.amount(Dim::Iops), SeqCst);
-                        drop(held);
-                        true
-                    }
-                    Err(_) => false,
-                })
-            })
-            .collect();
-        let ok = handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .filter(|ok| *ok)
-            .count();
-        assert!(ok >= 1, "someone always gets through");
-        assert!(t.is_idle());
-        assert_eq!(t.available(), req(2, 2));
-    });
+    three_requests_race([Dim::Cpu, Dim::Iops]);
 }
 
 /// Amounts counted in units larger than one (a memory capacity of 2^24
