@@ -462,15 +462,15 @@ impl Shared {
     /// Nothing waits in the shared run queue or the priority lane: a task
     /// admitted now overtakes none by not going through them.
     pub(crate) fn queue_is_idle(&self) -> bool {
-        self.queue.is_empty() && self.lane_len.load(Ordering::Acquire) == 0
+        // `SeqCst`: `has_work_for` pairs this load with the sleepers'
+        // registration (Dekker).
+        self.queue.is_empty() && self.lane_len.load(Ordering::SeqCst) == 0
     }
 
     /// Whether worker `worker` has something to run.
     pub(crate) fn has_work_for(&self, worker: usize) -> bool {
         let d = self.worker_domain.get(worker).copied().unwrap_or(0);
-        !self.queue.is_empty()
-            || self.lane_len.load(Ordering::SeqCst) > 0
-            || self.domain_queues.get(d).is_some_and(|q| !q.is_empty())
+        !self.queue_is_idle() || self.domain_queues.get(d).is_some_and(|q| !q.is_empty())
     }
 
     /// Nothing accepted is left anywhere (used by graceful shutdown).

@@ -110,6 +110,14 @@ pub(crate) struct Placed {
 }
 
 impl Placed {
+    /// Boxed for a task's description, or `None` when nothing was placed
+    /// (one CPU domain, no GPU): then there is nothing to box, and nothing
+    /// for the release to give back under the scheduler's lock, so the
+    /// release can join the worker's log.
+    pub(crate) fn boxed(self) -> Option<Box<Placed>> {
+        (self.cpu.is_some() || self.gpu.is_some()).then(|| Box::new(self))
+    }
+
     /// The CPU domain whose workers run the task (none: any worker).
     pub(crate) fn cpu_domain(&self) -> Option<usize> {
         self.cpu.as_ref().map(Placement::domain)

@@ -312,9 +312,7 @@ impl Scheduler {
                         .as_ref()
                         .and_then(|p| g.placer.device(p.domain()));
                     drop(g);
-                    if placed.cpu.is_some() || placed.gpu.is_some() {
-                        desc.placed = Some(Box::new(placed));
-                    }
+                    desc.placed = placed.boxed();
                     Decision::Run(Some(r.detach().1))
                 }
                 Err(_) => {
@@ -595,8 +593,7 @@ impl Scheduler {
                 // so it finds the head the full search would put first. When
                 // the head can start, the lookahead window is not needed;
                 // only when it cannot does the window search the queue.
-                let weights = waitq.config().weights;
-                let fit_free = weights.fits == 0 && weights.alignment == 0;
+                let fit_free = waitq.fit_free();
                 // Without a fit term no score reads what is free.
                 let avail = if fit_free {
                     Availability::new(Resources::NONE, Resources::NONE)
@@ -649,12 +646,7 @@ impl Scheduler {
             if let Some(desc) = p.work.desc.as_mut() {
                 desc.held = Some(held);
                 desc.gpu = placed.gpu.as_ref().and_then(|x| placer.device(x.domain()));
-                // Nothing placed (one CPU domain, no GPU): nothing to box,
-                // and nothing for the release to give back under this
-                // lock, so the release can join the worker's log.
-                if placed.cpu.is_some() || placed.gpu.is_some() {
-                    desc.placed = Some(Box::new(placed));
-                }
+                desc.placed = placed.boxed();
             } else {
                 let _ = held.release(&res.tracker);
                 placer.release(placed);

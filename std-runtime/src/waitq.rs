@@ -66,7 +66,7 @@ pub(crate) struct WaitQueue<T> {
     lane: VecDeque<(u64, Task<T>)>,
     next_lane: u64,
     /// The weights have no fit term: the lane may be used.
-    fifo_ok: bool,
+    fit_free: bool,
     max_slots: usize,
     max_depth: usize,
 }
@@ -81,7 +81,7 @@ impl<T> WaitQueue<T> {
             scored: ScoredQueue::with_storage(storage(max_slots.min(INITIAL_WAIT_SLOTS)), config),
             lane: VecDeque::new(),
             next_lane: 0,
-            fifo_ok: w.fits == 0 && w.alignment == 0,
+            fit_free: w.fits == 0 && w.alignment == 0,
             max_slots,
             max_depth: 0,
         }
@@ -101,9 +101,10 @@ impl<T> WaitQueue<T> {
         self.max_depth
     }
 
-    /// The weights and limits of the scored order.
-    pub(crate) fn config(&self) -> &QueueConfig {
-        self.scored.config()
+    /// Whether the weights have no fit term: then no waiter's score
+    /// depends on what is free.
+    pub(crate) fn fit_free(&self) -> bool {
+        self.fit_free
     }
 
     /// Whether the waiters are in the FIFO lane (else in the scored queue).
@@ -118,7 +119,7 @@ impl<T> WaitQueue<T> {
         if self.len() >= self.max_slots {
             return Err(task);
         }
-        let lane_fits = self.fifo_ok
+        let lane_fits = self.fit_free
             && task.deadline_ns.is_none()
             && self.scored.is_empty()
             && self
