@@ -459,6 +459,16 @@ impl Shared {
             || self.domain_queues.iter().any(|q| !q.is_empty())
     }
 
+    /// Called by a worker that found a task after searching or waking: a
+    /// task pushed while it searched got no wake-up of its own (see
+    /// `crate::runq`), so if more work is queued, another worker is woken.
+    #[inline]
+    pub(crate) fn wake_another(&self) {
+        if !self.queue_is_idle() {
+            self.sleepers.notify_one();
+        }
+    }
+
     /// Nothing waits in the shared run queue or the priority lane: a task
     /// admitted now overtakes none by not going through them.
     pub(crate) fn queue_is_idle(&self) -> bool {

@@ -159,6 +159,9 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
     WORKER.with(|w| w.set((shared.id, id)));
     // This thread is the only writer of its release log.
     let mut batch = shared.logs.get(id).and_then(|log| WorkerBatch::new(log));
+    // Just unparked: the first task found wakes another worker if more
+    // wait (see `crate::runq`).
+    let mut woken = false;
     loop {
         if shared.stop_now.load(Ordering::Relaxed) {
             break;
@@ -168,24 +171,33 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
             continue;
         }
         if let Some(t) = shared.next_task(id) {
+            if std::mem::take(&mut woken) {
+                shared.wake_another();
+            }
             shared.run(t, id, batch.as_mut());
             continue;
         }
+        woken = false;
         if shared.exit.load(Ordering::SeqCst) {
             break;
         }
-        let mut found = None;
-        let backoff = crossbeam_utils::Backoff::new();
-        while !backoff.is_completed() {
-            backoff.snooze();
-            if let Some(t) = shared.next_task(id) {
-                found = Some(t);
-                break;
+        // Search (if not too many do), then park.
+        if shared.sleepers.start_search() {
+            let mut found = None;
+            let backoff = crossbeam_utils::Backoff::new();
+            while !backoff.is_completed() {
+                backoff.snooze();
+                if let Some(t) = shared.next_task(id) {
+                    found = Some(t);
+                    break;
+                }
             }
-        }
-        if let Some(t) = found {
-            shared.run(t, id, batch.as_mut());
-            continue;
+            shared.sleepers.end_search();
+            if let Some(t) = found {
+                shared.wake_another();
+                shared.run(t, id, batch.as_mut());
+                continue;
+            }
         }
         if shared.exit.load(Ordering::SeqCst) {
             break;
@@ -217,6 +229,7 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
         }
         shared.active.fetch_add(1, Ordering::SeqCst);
         shared.sleepers.unregister(id);
+        woken = true;
     }
     // Nothing stays batched behind a worker that exits, and a waiter handed
     // to it goes where a sweep of `shutdown_now` (or another worker) finds
