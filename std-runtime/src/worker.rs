@@ -181,8 +181,15 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
         if shared.exit.load(Ordering::SeqCst) {
             break;
         }
-        // Search (if not too many do), then park.
-        if shared.sleepers.start_search() {
+        // Search (if not too many do, else stand by for a searcher's place
+        // without polling the queues), then park (see `crate::runq`).
+        let mut searching = shared.sleepers.start_search();
+        let standby = crossbeam_utils::Backoff::new();
+        while !searching && !standby.is_completed() {
+            standby.snooze();
+            searching = shared.sleepers.start_search();
+        }
+        if searching {
             let mut found = None;
             let backoff = crossbeam_utils::Backoff::new();
             while !backoff.is_completed() {

@@ -1,8 +1,8 @@
 //! Idle workers are woken for a burst, whatever state they were in.
 //!
 //! At most half the workers (at least one) poll for work while idle
-//! (*search*); the others park, and a submitter does not wake a parked
-//! worker while one searches. A worker that finds a task after searching or
+//! (*search*); the others stand by for a searcher's place, then park, and a
+//! submitter does not wake a parked worker while one searches. A worker that finds a task after searching or
 //! after being woken wakes another when more is queued. These tests prove
 //! that no parallelism is lost that way: in every round, `W` tasks that can
 //! only finish together (each waits at a barrier of `W`) are submitted to a
