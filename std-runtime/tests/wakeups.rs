@@ -77,20 +77,27 @@ fn all_asleep(prefix: &str, w: usize) {
     }
 }
 
+/// `n` rounds, plain and declared in turn, on a pool of `w` workers named
+/// `prefix` with `cpus` CPUs of capacity; `before` runs before each round.
+fn rounds(prefix: &str, w: usize, cpus: u64, n: usize, before: impl Fn()) {
+    let p = pool(prefix, w, cpus);
+    for r in 0..n {
+        before();
+        let how = if r % 2 == 0 {
+            Submit::Plain
+        } else {
+            Submit::Declared
+        };
+        round(&p, w, how);
+    }
+    p.shutdown();
+}
+
 #[test]
 fn a_burst_right_after_the_last_one_runs_on_every_worker() {
     within(|| {
         for w in [2, 3, 4, 8] {
-            let p = pool("wkburst", w, 0);
-            for r in 0..300 {
-                let how = if r % 2 == 0 {
-                    Submit::Plain
-                } else {
-                    Submit::Declared
-                };
-                round(&p, w, how);
-            }
-            p.shutdown();
+            rounds("wkburst", w, 0, 300, || {});
         }
     });
 }
@@ -99,18 +106,8 @@ fn a_burst_right_after_the_last_one_runs_on_every_worker() {
 fn a_burst_on_parked_workers_runs_on_every_worker() {
     within(|| {
         for w in [2, 4] {
-            let prefix = "wkpark";
-            let p = pool(prefix, w, u64::try_from(w).unwrap());
-            for r in 0..10 {
-                all_asleep(prefix, w);
-                let how = if r % 2 == 0 {
-                    Submit::Plain
-                } else {
-                    Submit::Declared
-                };
-                round(&p, w, how);
-            }
-            p.shutdown();
+            let cpus = u64::try_from(w).unwrap();
+            rounds("wkpark", w, cpus, 10, || all_asleep("wkpark", w));
         }
     });
 }
