@@ -479,8 +479,18 @@ impl Shared {
 
     /// Whether worker `worker` has something to run.
     pub(crate) fn has_work_for(&self, worker: usize) -> bool {
+        !self.queue_is_idle() || self.domain_has_work(worker)
+    }
+
+    /// A task waits in the run queue of worker `worker`'s CPU domain (never
+    /// with trivial placement, which has no domain queues).
+    #[inline]
+    pub(crate) fn domain_has_work(&self, worker: usize) -> bool {
+        if self.domain_queues.is_empty() {
+            return false;
+        }
         let d = self.worker_domain.get(worker).copied().unwrap_or(0);
-        !self.queue_is_idle() || self.domain_queues.get(d).is_some_and(|q| !q.is_empty())
+        self.domain_queues.get(d).is_some_and(|q| !q.is_empty())
     }
 
     /// Nothing accepted is left anywhere (used by graceful shutdown).

@@ -139,8 +139,8 @@ impl Sleepers {
 
     /// A worker that found nothing asks to search (poll the queues for a
     /// while before parking): `false` if as many workers as allowed search
-    /// already (it should park at once). A `true` must be followed by
-    /// [`end_search`](Self::end_search).
+    /// already (it stands by, asking again, or parks). A `true` must be
+    /// followed by [`end_search`](Self::end_search).
     pub(crate) fn start_search(&self) -> bool {
         let max = self.max_searching.load(Ordering::Relaxed);
         let mut n = self.searching.load(Ordering::Relaxed);

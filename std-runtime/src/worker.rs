@@ -182,10 +182,11 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
             break;
         }
         // Search (if not too many do, else stand by for a searcher's place
-        // without polling the queues), then park (see `crate::runq`).
+        // without polling the shared queues: a task placed on this worker's
+        // domain ends the wait), then park (see `crate::runq`).
         let mut searching = shared.sleepers.start_search();
         let standby = crossbeam_utils::Backoff::new();
-        while !searching && !standby.is_completed() {
+        while !searching && !standby.is_completed() && !shared.domain_has_work(id) {
             standby.snooze();
             searching = shared.sleepers.start_search();
         }
