@@ -454,9 +454,7 @@ impl Shared {
     }
 
     pub(crate) fn has_work(&self) -> bool {
-        !self.queue.is_empty()
-            || self.lane_len.load(Ordering::SeqCst) > 0
-            || self.domain_queues.iter().any(|q| !q.is_empty())
+        !self.queue_is_idle() || self.domain_queues.iter().any(|q| !q.is_empty())
     }
 
     /// Called by a worker that found a task after searching or waking: a
