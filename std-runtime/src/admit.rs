@@ -462,10 +462,10 @@ impl Shared {
     }
 
     /// `push_admitted`, handing the first task admitted to `next` (a
-    /// worker's slot, when called on one) when the slot is empty, the task
-    /// needs no particular worker (no CPU domain) and nothing waits in the
-    /// shared run queue or the priority lane (so it overtakes no task
-    /// admitted before it): the releasing worker then runs it itself,
+    /// worker's slot, when called on one) when the slot is empty, nothing
+    /// was placed for the task (no CPU domain, no GPU) and nothing waits
+    /// in the shared run queue or the priority lane (so it overtakes no
+    /// task admitted before it): the releasing worker then runs it itself,
     /// without the run queue's push and pop or a wake-up (issue 21: under
     /// saturation every release admits one waiter, and the queue round trip
     /// was a share of what a waiting task cost).
