@@ -159,25 +159,33 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
     WORKER.with(|w| w.set((shared.id, id)));
     // This thread is the only writer of its release log.
     let mut batch = shared.logs.get(id).and_then(|log| WorkerBatch::new(log));
-    // Just unparked: the first task found wakes another worker if more
-    // wait (see `crate::runq`).
-    let mut woken = false;
+    // Set once this worker found nothing and went on towards parking (after
+    // its search or stand-by, and after waking): tasks pushed meanwhile may
+    // have skipped waking anyone (a submitter wakes no one while a worker
+    // searches), and a wake-up goes to one worker, possibly this one while
+    // it was about to park; so the first task it then takes wakes another
+    // worker if more wait (see `crate::runq`). Without it, a burst that a
+    // searcher's last poll just missed was found again only by workers'
+    // re-checks before parking, each took one task, and the rest waited
+    // for parked workers nobody woke (stress runs of `tests/wakeups.rs`
+    // hung that way, about once in 30 to 60 runs under load).
+    let mut cascade = false;
     loop {
         if shared.stop_now.load(Ordering::Relaxed) {
             break;
         }
-        if let Some(t) = batch.as_mut().and_then(|b| b.next.take()) {
-            shared.run(t, id, batch.as_mut());
-            continue;
-        }
-        if let Some(t) = shared.next_task(id) {
-            if std::mem::take(&mut woken) {
+        let task = batch
+            .as_mut()
+            .and_then(|b| b.next.take())
+            .or_else(|| shared.next_task(id));
+        if let Some(t) = task {
+            if std::mem::take(&mut cascade) {
                 shared.wake_another();
             }
             shared.run(t, id, batch.as_mut());
             continue;
         }
-        woken = false;
+        cascade = false;
         if shared.exit.load(Ordering::SeqCst) {
             break;
         }
@@ -207,6 +215,11 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
                 continue;
             }
         }
+        // From here on, a task found (by the re-check before parking, or
+        // after waking) was maybe pushed without a wake-up of its own, or a
+        // wake-up meant for a parked worker picked this one, about to park:
+        // the task it takes wakes another worker if more wait.
+        cascade = true;
         if shared.exit.load(Ordering::SeqCst) {
             break;
         }
@@ -237,7 +250,6 @@ pub(crate) fn worker_loop(shared: &Arc<Shared>, id: usize) {
         }
         shared.active.fetch_add(1, Ordering::SeqCst);
         shared.sleepers.unregister(id);
-        woken = true;
     }
     // Nothing stays batched behind a worker that exits, and a waiter handed
     // to it goes where a sweep of `shutdown_now` (or another worker) finds
