@@ -32,9 +32,11 @@
 //! submitted as others finish). The idea is tokio's and Go's schedulers'
 //! ("spinning" threads).
 //!
-//! Parallelism is not lost: a searcher that finds a task, or a worker just
-//! woken that finds one, wakes another worker if more work is queued (a
-//! task pushed while it searched got no wake of its own), so a burst wakes
+//! Parallelism is not lost: a searcher that finds a task, or a worker that
+//! finds one after it went on towards parking (its re-check before parking,
+//! or after waking), wakes another worker if more work is queued (a task
+//! pushed while a worker searched got no wake of its own, and a wake-up
+//! may pick a worker that was about to find work anyway), so a burst wakes
 //! workers one after another until they are all busy or the queue is empty.
 //!
 //! Both sides follow the store-then-load pattern of Dekker's algorithm with
