@@ -249,6 +249,9 @@ fn main() {
 /// submitter keeps at most `workers + 10` tasks outstanding) and 100,000
 /// deep (100,000 tasks submitted at once).
 /// `RESPOOL_BENCH_SAT_DEEP=<n>` replaces 100,000 (for a quick run).
+/// `RESPOOL_BENCH_SAT_POOL=plain` or `waiting` times that pool alone (both
+/// are still built and warmed up once): for a profile or a CPU count of
+/// one pool's process (`perf stat`); the ratio columns then read `-`.
 fn saturated(tasks: usize, rounds: usize, workers: usize) {
     use respool::{Dim, Pool, Resources};
     let deep: usize = std::env::var("RESPOOL_BENCH_SAT_DEEP")
@@ -309,6 +312,12 @@ fn saturated(tasks: usize, rounds: usize, workers: usize) {
         (deep_label(50), Duration::from_micros(50), None, deep),
     ];
     let only = std::env::var("RESPOOL_BENCH_SAT_ONLY").ok();
+    let alone = std::env::var("RESPOOL_BENCH_SAT_POOL").ok();
+    let skip = |gate: bool| match alone.as_deref() {
+        Some("plain") => gate,
+        Some("waiting") => !gate,
+        _ => false,
+    };
     for (label, work, depth, n) in workloads {
         if only.as_deref().is_some_and(|o| !label.starts_with(o)) {
             continue;
@@ -329,6 +338,9 @@ fn saturated(tasks: usize, rounds: usize, workers: usize) {
         for round in 0..rounds {
             for k in 0..2 {
                 let gate = (k + round) % 2 == 1;
+                if skip(gate) {
+                    continue;
+                }
                 let t0 = Instant::now();
                 run(if gate { &gated } else { &plain });
                 let ns = t0.elapsed().as_nanos() as f64 / n as f64;
@@ -340,15 +352,27 @@ fn saturated(tasks: usize, rounds: usize, workers: usize) {
             }
         }
         let deferred = deferred(&gated) - before;
+        let ns = |t: &mut Vec<f64>| {
+            if t.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.0}", median(t))
+            }
+        };
         let mut pairs: Vec<f64> = t_gated.iter().zip(&t_plain).map(|(g, p)| g / p).collect();
-        let lo = pairs.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = pairs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let ratios = if pairs.is_empty() {
+            "- | -".to_owned()
+        } else {
+            let lo = pairs.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = pairs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            format!("{:.3} | {lo:.3}-{hi:.3}", median(&mut pairs))
+        };
+        let timed = if t_gated.is_empty() { 0 } else { n * rounds };
         println!(
-            "| saturated, {label} | {n} | {:.0}% | {:.0} | {:.0} | {:.3} | {lo:.3}-{hi:.3} |",
-            100.0 * deferred as f64 / (n * rounds) as f64,
-            median(&mut t_plain),
-            median(&mut t_gated),
-            median(&mut pairs)
+            "| saturated, {label} | {n} | {:.0}% | {} | {} | {ratios} |",
+            100.0 * deferred as f64 / timed.max(1) as f64,
+            ns(&mut t_plain),
+            ns(&mut t_gated),
         );
     }
 }
