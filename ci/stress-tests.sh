@@ -2,7 +2,7 @@
 # Why: a test that passes only on an idle machine fails CI on a loaded one (issue 14: a 10 ms sleep in a pool test failed under ASan on a busy 2-core machine); this runs the concurrency tests many times with every core kept busy, and fails on the first failure.
 #
 # What runs: the concurrency test binaries, built once: the Rust integration
-# tests pool, chaos, lite and wakeups, and the C and C++ tests of the C ABI
+# tests pool, chaos, lite, wakeups and lane, and the C and C++ tests of the C ABI
 # (test_c_api, test_cpp, test_panic, built by `RESPOOL_C_BUILD_ONLY=1
 # ci/c-tests.sh`), STRESS_REPS times each (default 60); races, which
 # hammers its races thousands of rounds per run and takes 15-35 s a run
@@ -49,15 +49,15 @@ mkdir -p "$logs"
 start=$SECONDS
 step() { printf '\n== [%3ds] %s\n' "$((SECONDS - start))" "$*"; }
 
-step "build the Rust test binaries (pool, races, chaos, lite, wakeups)"
+step "build the Rust test binaries (pool, races, chaos, lite, wakeups, lane)"
 declare -A bin=()
 while read -r exe; do
     name="$(basename "$exe")"
     bin["${name%-*}"]="$exe"
 done < <(cargo test -p respool --no-run --message-format=json \
-    --test pool --test races --test chaos --test lite --test wakeups |
+    --test pool --test races --test chaos --test lite --test wakeups --test lane |
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
-for name in pool races chaos lite wakeups; do
+for name in pool races chaos lite wakeups lane; do
     if [ -z "${bin[$name]:-}" ]; then
         echo "cargo did not report the test binary $name" >&2
         exit 1
@@ -138,6 +138,7 @@ for ((round = 1; round <= reps; round++)); do
     run chaos "${bin[chaos]}"
     run lite "${bin[lite]}"
     run wakeups "${bin[wakeups]}"
+    run lane "${bin[lane]}"
     run test_c_api "$c_dir/test_c_api"
     run test_cpp "$c_dir/test_cpp"
     # (It prints the panics it provokes: one line each.)

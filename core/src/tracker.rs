@@ -501,6 +501,55 @@ impl Tracker {
         true
     }
 
+    /// Whether `held` (what a reservation holds now, [`Reservation::held`])
+    /// may pass straight to a waiter that asks `request` above `floor`, as
+    /// its release followed at once by [`Tracker::try_reserve_above`] of
+    /// `request` would: `held` is exactly what that reservation would hold
+    /// (the same dimensions, the same whole units), and in every one of
+    /// them at least `floor` is still available (nothing over-committed by a
+    /// capacity cut, a headroom raise or external usage since it was
+    /// reserved) and `request` is within the exact limit (`capacity -
+    /// headroom`). Nothing changes either way; a runtime uses it to hand a
+    /// finished task's reservation to a waiter alike without touching the
+    /// tracker's words.
+    #[must_use]
+    pub fn fits_handover(&self, held: &Resources, request: &Resources, floor: &Resources) -> bool {
+        let asked = request.raw_amounts();
+        let holds = held.raw_amounts();
+        let floors = floor.raw_amounts();
+        let mut todo = request
+            .dims()
+            .union(held.dims())
+            .intersection(self.tracked)
+            .bits();
+        while todo != 0 {
+            let i = todo.trailing_zeros() as usize;
+            todo &= todo.wrapping_sub(1);
+            let need = asked.get(i).copied().unwrap_or(0);
+            let has = holds.get(i).copied().unwrap_or(0);
+            let s = self.shift_of(i);
+            let units_needed = units(round_up(need, s), s);
+            if units_needed != units(round_up(has, s), s) {
+                return false;
+            }
+            if need == 0 {
+                continue;
+            }
+            let limit = self
+                .limit
+                .get(i)
+                .map_or(0, |l| l.load(Ordering::Relaxed).max(0).unsigned_abs());
+            if need > limit {
+                return false;
+            }
+            let fl = units(round_up(floors.get(i).copied().unwrap_or(0), s), s);
+            if self.field_units(i) < fl {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Reserves `request` (its tracked dimensions) or nothing.
     ///
     /// The amounts held are the request's, each rounded up to a whole
@@ -1735,6 +1784,47 @@ mod tests {
         drop(held);
         assert!(t.fits_above(&r(&[(Dim::Memory, 900)]), &floor));
         assert!(!t.fits_above(&r(&[(Dim::Memory, 901)]), &floor));
+    }
+
+    #[test]
+    fn fits_handover_says_what_a_release_and_a_reservation_would_do() {
+        let t = Tracker::new(&cap());
+        let ask = r(&[(Dim::Cpu, 1000), (Dim::Memory, 300)]);
+        let a = t.try_reserve(&ask).unwrap();
+        let b = t.try_reserve(&ask).unwrap();
+        // 2000 CPU and 400 memory left.
+        assert!(t.fits_handover(a.held(), &ask, &Resources::NONE));
+        // Another request, or another shape of the same, is not handed over.
+        for other in [
+            r(&[(Dim::Cpu, 999), (Dim::Memory, 300)]),
+            r(&[(Dim::Cpu, 1000)]),
+            r(&[(Dim::Cpu, 1000), (Dim::Memory, 300), (Dim::Iops, 1)]),
+        ] {
+            let tracked_same = other.dims().intersection(t.tracked()) == ask.dims();
+            let amounts_same =
+                other.get(Dim::Cpu) == Some(1000) && other.get(Dim::Memory) == Some(300);
+            assert_eq!(
+                t.fits_handover(a.held(), &other, &Resources::NONE),
+                tracked_same && amounts_same,
+                "{other:?}"
+            );
+        }
+        // The floor must stay available, as for `try_reserve_above` after a
+        // release: 400 memory is left.
+        assert!(t.fits_handover(a.held(), &ask, &r(&[(Dim::Memory, 400)])));
+        assert!(!t.fits_handover(a.held(), &ask, &r(&[(Dim::Memory, 401)])));
+        // A capacity cut that over-commits memory stops hand-overs; what a
+        // release then a reservation would do agrees.
+        t.set_capacity(&r(&[(Dim::Memory, 500)])).unwrap();
+        assert!(!t.fits_handover(a.held(), &ask, &Resources::NONE));
+        drop(b);
+        // 500 - 300 held: 200 left, so a hand-over is fine again.
+        assert!(t.fits_handover(a.held(), &ask, &Resources::NONE));
+        // A cut below the request itself (its exact limit): never.
+        t.set_capacity(&r(&[(Dim::Memory, 299)])).unwrap();
+        assert!(!t.fits_handover(a.held(), &ask, &Resources::NONE));
+        drop(a);
+        assert!(t.try_reserve(&ask).is_err());
     }
 
     #[test]

@@ -132,11 +132,28 @@ impl Shared {
             });
             return Ok(());
         }
-        if !self.sched.trivial || !self.sched.tracks(request) || self.sched.waiting() != 0 {
-            // The general path decides (placement, or nothing to account,
-            // or others wait: keep their order).
+        if !self.sched.trivial || !self.sched.tracks(request) {
+            // The general path decides (placement, or nothing to account).
             self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
             return self.submit_entered(job(false), make(), started, true);
+        }
+        let lane = urgency == Urgency::Normal
+            && !handle
+            && self.sched.lane_open()
+            && matches!(self.sched.admission.config().policy, Policy::Defer);
+        if self.sched.waiting() != 0 {
+            // Others wait: keep their order.
+            self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
+            if lane {
+                return self.defer_in_lane(job(false), make(), started);
+            }
+            return self.submit_entered(job(false), make(), started, true);
+        }
+        if lane && !self.sched.fits_now(request, urgency) {
+            // The first to wait (a request of more dimensions than a pack
+            // that fits takes `decide_request` below).
+            self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
+            return self.defer_in_lane(job(false), make(), started);
         }
         // It does not fit now, or holds more dimensions than a pack: decide.
         self.metrics.submitted.other.fetch_add(1, Ordering::Relaxed);
@@ -179,6 +196,149 @@ impl Shared {
             }
             Decision::Wait { state, wait } => self.defer(state, job, desc, wait, started, block),
         }
+    }
+
+    /// Defers a task that declared requirements and nothing else (see
+    /// `submit_packed`: no handle, normal urgency) behind others waiting,
+    /// under `Policy::Defer` with trivial placement: into the scheduler's
+    /// lane (see `crate::scheduler`), without the scheduler's lock, where a
+    /// finishing task that asked the same hands it its reservation (issue
+    /// 21: under saturation a deferral and the dispatch round after each
+    /// release cost about sixteen locked operations on lines the other
+    /// core wrote; see BENCHMARKS, "a fifth look").
+    ///
+    /// The waiter is counted in `waiting` before it is pushed. Nothing is
+    /// lost, by the pairing a deferral under the lock relies on:
+    ///
+    /// - A release gives its reservation back, then a `SeqCst` fence, then
+    ///   reads `waiting` and, if anyone waits, admits from the lane under
+    ///   its lock. Here the count and the push (under the lane's lock) come
+    ///   before a `SeqCst` fence and the check whether this waiter fits
+    ///   now. Either that release's admission finds the waiter in the lane,
+    ///   or this check sees its capacity and admits from the lane itself.
+    /// - The first waiter since nobody waited (the count was zero) owes the
+    ///   barrier that brings the workers' release logs back (see `defer`):
+    ///   it runs it, gives the logs back and dispatches, whatever happens
+    ///   to it. A later waiter saw the count above zero, which it has been
+    ///   since that first waiter's increment (a count falls only by the
+    ///   waiters that leave, or by an undone increment made above zero), so
+    ///   every worker gives its log back itself.
+    fn defer_in_lane(
+        &self,
+        job: Job,
+        desc: Box<Description>,
+        started: Option<Instant>,
+    ) -> Result<(), SubmitError> {
+        let res = &self.sched;
+        let request = desc.request;
+        let urgency = desc.urgency;
+        let prev = res.waiting.fetch_add(1, Ordering::SeqCst);
+        let first = prev == 0;
+        if !first
+            && !self.on_own_worker()
+            && self.config.backpressure.is_some_and(|high| prev >= high)
+        {
+            // Full: wait for room on the general path. The count was above
+            // zero before this increment, so undoing it keeps the rule
+            // above.
+            res.waiting.fetch_sub(1, Ordering::SeqCst);
+            return self.submit_entered(job, desc, started, true);
+        }
+        if first {
+            crate::barrier::heavy();
+            self.drain_pending();
+        }
+        // With others counted as waiting (at least this one), `Policy::Defer`
+        // reserves nothing: the decision checks that the task can ever fit
+        // and, under `max_waiting`, that there is room, and counts it.
+        let decided = res
+            .admission
+            .decide(&res.tracker, &request, urgency, prev.max(1), 0);
+        let outcome = match decided {
+            respool_core::admission::Decision::Deferred(_) => {
+                let pending = Pending {
+                    work: Work {
+                        job,
+                        desc: Some(desc),
+                        packed: None,
+                    },
+                    ticket: None,
+                    admit_by: None,
+                    urgency,
+                    wakeup: None,
+                };
+                let item = respool_core::queue::Task::new(pending, request, self.now_ns())
+                    .with_priority(0);
+                if let Err(item) = res.push_lane(item) {
+                    // The lane closed meanwhile (someone waits in the wait
+                    // queue), or its waiters ask something else: the wait
+                    // queue, behind them.
+                    let mut g = lock(&res.state);
+                    if let Err(refused) = res.push_counted(&mut g, item) {
+                        drop(g);
+                        res.waiting.fetch_sub(1, Ordering::SeqCst);
+                        self.metrics
+                            .rejected_at_submit
+                            .fetch_add(1, Ordering::Relaxed);
+                        drop(refused);
+                        // Run below (its duties as first), then refused.
+                        return self.after_lane(
+                            first,
+                            &request,
+                            urgency,
+                            started,
+                            Err(SubmitError::QueueFull {
+                                retry_after: res
+                                    .admission
+                                    .retry_after_ns()
+                                    .map(Duration::from_nanos),
+                            }),
+                            true,
+                        );
+                    }
+                    // Moved or not, a round runs below (it may fit now).
+                    drop(g);
+                    return self.after_lane(first, &request, urgency, started, Ok(()), true);
+                }
+                tracing::debug!(target: "respool::task", "deferred");
+                Ok(())
+            }
+            respool_core::admission::Decision::Rejected(reason) => {
+                res.waiting.fetch_sub(1, Ordering::SeqCst);
+                Err(self.refused_at_submit(reason, None))
+            }
+            respool_core::admission::Decision::Accepted(r) => {
+                // Not reached (others are counted as waiting); admitted if
+                // it ever is.
+                res.waiting.fetch_sub(1, Ordering::SeqCst);
+                self.admit(job, desc, Some(r.detach().1), None);
+                Ok(())
+            }
+        };
+        self.after_lane(first, &request, urgency, started, outcome, false)
+    }
+
+    /// The end of [`Shared::defer_in_lane`]: the timing sample, then the
+    /// fence that pairs with a release's, and a dispatch when this waiter
+    /// fits now, when it was the first (its duty), or when `round` (it
+    /// went into the wait queue instead).
+    fn after_lane(
+        &self,
+        first: bool,
+        request: &Resources,
+        urgency: Urgency,
+        started: Option<Instant>,
+        outcome: Result<(), SubmitError>,
+        round: bool,
+    ) -> Result<(), SubmitError> {
+        if let Some(t) = started {
+            self.metrics.schedule.record(t.elapsed());
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if first || round || (outcome.is_ok() && self.sched.fits_now(request, urgency)) {
+            self.dispatch();
+        }
+        outcome
     }
 
     /// The clock for an admission decision. Only `BlockUntilDeadline` uses it
@@ -258,7 +418,7 @@ impl Shared {
             g = lock(&res.state);
         }
         if let Some(high) = self.config.backpressure.filter(|_| block) {
-            if g.waitq.len() >= high && !self.on_own_worker() {
+            if res.waiting() >= high && !self.on_own_worker() {
                 let waited = res.wait_for_room(
                     g,
                     high,
@@ -324,34 +484,36 @@ impl Shared {
         if let Some(d) = stop_by {
             item = item.with_deadline(d);
         }
-        let pushed = res.push_waiter(&mut g, item);
-        if let Err(refused) = pushed {
-            if let Some(id) = wakeup {
-                self.timer.cancel(id);
+        let pushed = match res.push_waiter(&mut g, item) {
+            Ok(pushed) => pushed,
+            Err(refused) => {
+                if let Some(id) = wakeup {
+                    self.timer.cancel(id);
+                }
+                self.metrics
+                    .rejected_at_submit
+                    .fetch_add(1, Ordering::Relaxed);
+                // The job is dropped (running user code, such as a C `destroy`,
+                // which may call back into the pool) outside the lock.
+                drop(g);
+                let error = SubmitError::QueueFull {
+                    retry_after: res.admission.retry_after_ns().map(Duration::from_nanos),
+                };
+                if let Some(o) = refused
+                    .item
+                    .work
+                    .desc
+                    .as_ref()
+                    .and_then(|d| d.observed.as_ref())
+                {
+                    o.end(EventKind::Refused { error: &error });
+                }
+                drop(refused);
+                return Err(error);
             }
-            self.metrics
-                .rejected_at_submit
-                .fetch_add(1, Ordering::Relaxed);
-            // The job is dropped (running user code, such as a C `destroy`,
-            // which may call back into the pool) outside the lock.
-            drop(g);
-            let error = SubmitError::QueueFull {
-                retry_after: res.admission.retry_after_ns().map(Duration::from_nanos),
-            };
-            if let Some(o) = refused
-                .item
-                .work
-                .desc
-                .as_ref()
-                .and_then(|d| d.observed.as_ref())
-            {
-                o.end(EventKind::Refused { error: &error });
-            }
-            drop(refused);
-            return Err(error);
-        }
+        };
         tracing::debug!(target: "respool::task", class = ?class, "deferred");
-        let first = g.waitq.len() == 1;
+        let first = pushed.first;
         if first {
             // The first waiter since the queue was last empty. The barrier
             // pairs with the fences after a release (`give_back`,
@@ -378,7 +540,8 @@ impl Shared {
         // deadline (each dispatches by itself), and this one cannot be
         // admitted. Under saturation that round (a scored search of the
         // wait queue) is most of what a deferral costs.
-        let mut admitted = if first || res.fits_now(&request, urgency) {
+        // Waiters moved in from the lane ahead of this one may fit now.
+        let mut admitted = if first || pushed.moved || res.fits_now(&request, urgency) {
             res.dispatch_locked(&mut g, self.now_ns())
         } else {
             Dispatched::default()
@@ -482,17 +645,25 @@ impl Shared {
                     });
                 }
             }
-            let slot = next.as_deref_mut().filter(|n| {
-                n.is_none()
-                    && p.work.desc.as_ref().is_none_or(|e| e.placed.is_none())
-                    && self.queue_is_idle()
-            });
-            match slot {
-                Some(n) => *n = Some(p.work),
-                None => self.enqueue(p.work),
-            }
+            self.start_admitted(p.work, next.as_deref_mut());
         }
         drop_refused(d.dropped);
+    }
+
+    /// An admitted task into `next` (a worker's slot) when it is empty,
+    /// nothing was placed for the task and nothing waits in the shared run
+    /// queue or the priority lane (see `push_admitted_into`); else into a
+    /// run queue.
+    pub(crate) fn start_admitted(&self, work: Work, next: Option<&mut Option<Work>>) {
+        let slot = next.filter(|n| {
+            n.is_none()
+                && work.desc.as_ref().is_none_or(|e| e.placed.is_none())
+                && self.queue_is_idle()
+        });
+        match slot {
+            Some(n) => *n = Some(work),
+            None => self.enqueue(work),
+        }
     }
 
     /// Admits waiting tasks that fit now.
@@ -513,15 +684,37 @@ impl Shared {
     /// when `next` is empty (see `push_admitted_into`); `next` is the
     /// worker's own slot (`WorkerBatch::next`), which its loop empties
     /// before it looks at any queue.
-    pub(crate) fn dispatch_into(&self, next: Option<&mut Option<Work>>) {
+    pub(crate) fn dispatch_into(&self, mut next: Option<&mut Option<Work>>) {
         if self.sched.waiting.load(Ordering::SeqCst) == 0
             && !self.sched.purge.load(Ordering::SeqCst)
         {
             return;
         }
+        self.gate.enter(|| true);
+        let in_gate = GateGuard(&self.gate);
+        // The lane first: while it is open the wait queue is empty, so
+        // nothing more to do unless a cancellation asks for a purge or a
+        // capacity change for a never-fits scan (`lane_only`).
+        let open = loop {
+            match self.sched.lane_admit() {
+                Ok(Some(p)) => {
+                    self.sched.waiting.fetch_sub(1, Ordering::SeqCst);
+                    self.sched.admission.record_after_wait(true);
+                    self.start_admitted(p.work, next.as_deref_mut());
+                }
+                Ok(None) => break true,
+                Err(()) => break false,
+            }
+        };
+        if open && self.sched.lane_only() {
+            drop(in_gate);
+            if self.gate.is_closed() {
+                self.sleepers.notify_all();
+            }
+            return;
+        }
         let dropped = {
-            self.gate.enter(|| true);
-            let _in_gate = GateGuard(&self.gate);
+            let _in_gate = in_gate;
             self.drain_pending();
             let mut d = {
                 let mut g = lock(&self.sched.state);

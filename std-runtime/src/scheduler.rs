@@ -22,6 +22,18 @@
 //! `M` overtakings plus the release of what was running then). With
 //! `K = 1` this is strict head-of-line admission.
 //!
+//! Waiters alike that need nothing but their reservation (a task that
+//! declared requirements and nothing else, under `Policy::Defer`, with
+//! trivial placement: see `Shared::defer_in_lane`) wait in the [`Lane`]
+//! instead, a FIFO under a lock of its own, while the wait queue is empty
+//! (issue 21). A worker whose task asked the same ends by handing its
+//! reservation to the lane's first waiter ([`Scheduler::lane_handover`]):
+//! no release, no reservation, no dispatch round, no scheduler lock. Any
+//! waiter that goes into the wait queue closes the lane first, moving its
+//! waiters (older) in ahead of it ([`Scheduler::close_lane`]); the lane
+//! opens again when the wait queue is empty. So the two never both hold
+//! waiters, and the order among waiters is the wait queue's.
+//!
 //! Waiters are refused (their handles resolve with
 //! [`TaskError::Rejected`]) when their admission deadline passes
 //! ([`Policy::BlockUntilDeadline`](respool_core::admission::Policy)), or when a capacity cut
@@ -33,7 +45,7 @@
 //! (so "the submission failed" always means "the job was dropped and never
 //! ran").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -56,9 +68,24 @@ use crate::work::{Description, Work};
 pub(crate) struct Scheduler {
     pub(crate) tracker: Tracker,
     pub(crate) admission: Admission,
-    /// Mirror of the wait queue's length, read without the lock.
+    /// How many wait: in the wait queue, in the [`Lane`], and lane
+    /// waiters counted by their submitters on the way in. Read without a
+    /// lock; changed by deltas (a waiter added, waiters removed), never
+    /// stored, so that a count taken outside the scheduler's lock is never
+    /// overwritten from under it.
     pub(crate) waiting: AtomicUsize,
     pub(crate) state: Mutex<SchedState>,
+    /// Waiters alike, without the scheduler's lock (see [`Lane`]). Its
+    /// lock is taken after the scheduler's, never before.
+    lane: Mutex<Lane>,
+    /// Mirror of [`Lane::open`], read without a lock: a hint (the lane's
+    /// lock decides). Changed only under both locks.
+    lane_open: AtomicBool,
+    /// The tracker's settings epoch at the last never-fits scan (mirror of
+    /// `SchedState::epoch`; the pool's first settings count as scanned): a capacity or
+    /// headroom change since means a dispatch round must run under the
+    /// lock, even while only the lane holds waiters.
+    scanned: std::sync::atomic::AtomicU64,
     /// Signalled when blocking submitters' tickets resolve.
     pub(crate) resolved: Condvar,
     /// Signalled when the wait queue has room again for submitters held
@@ -105,6 +132,26 @@ pub(crate) struct SchedState {
     /// cannot reserve it, it cannot reserve any waiter: a dispatch round
     /// ends in O(dimensions) instead of searching the queue (issue 21).
     min_request: Option<Resources>,
+    /// The latest enqueue time given a waiter: the FIFO lane of the wait
+    /// queue needs them in push order, and a [`Lane`] waiter's was read
+    /// before it was moved in.
+    last_enqueued: u64,
+    /// Lane waiters moved in that the wait queue had no slot for (counts
+    /// raced at `max_waiting`): refused by the next dispatch round.
+    strays: Vec<Task<Pending>>,
+}
+
+/// Waiters alike, served without the scheduler's lock: see the [module
+/// documentation](self).
+pub(crate) struct Lane {
+    /// Waiters may join. Only while the wait queue is empty.
+    open: bool,
+    /// What every waiter here asks (the first one's request).
+    key: Resources,
+    /// Oldest first.
+    queue: VecDeque<Task<Pending>>,
+    /// The most that waited here at once (for the snapshot's peak).
+    max_depth: usize,
 }
 
 impl SchedState {
@@ -180,6 +227,7 @@ impl Scheduler {
                 _ => BuildError::Invalid(e.to_string()),
             })?;
         let max_slots = config.admission.max_waiting.min(MAX_WAIT_SLOTS);
+        let epoch = tracker.settings_epoch();
         let placer = Placer::new(&config.domains, config.fit);
         let (width, max_skips) = config.lookahead;
         let largest_domain = if placer.is_trivial() {
@@ -202,14 +250,26 @@ impl Scheduler {
                 lookahead: Lookahead::new(width, max_skips),
                 window: vec![Ranked::EMPTY; width.max(1)].into_boxed_slice(),
                 head: None,
-                epoch: None,
+                // Every waiter is checked against the settings it came
+                // under; a scan is needed only after they change.
+                epoch: Some(epoch),
                 next_ticket: 0,
                 resolved: HashMap::new(),
                 room_waiters: 0,
                 probes: HashMap::new(),
                 probe_limit: config.learning.probe_concurrency.max(1),
                 min_request: None,
+                last_enqueued: 0,
+                strays: Vec::new(),
             }),
+            lane: Mutex::new(Lane {
+                open: true,
+                key: Resources::NONE,
+                queue: VecDeque::new(),
+                max_depth: 0,
+            }),
+            lane_open: AtomicBool::new(true),
+            scanned: std::sync::atomic::AtomicU64::new(epoch),
             resolved: Condvar::new(),
             room: Condvar::new(),
             purge: AtomicBool::new(false),
@@ -224,9 +284,128 @@ impl Scheduler {
         }
     }
 
-    /// The mirror of the wait queue's length (read without the lock).
+    /// How many wait (read without a lock; see the field).
     pub(crate) fn waiting(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Whether a dispatch round under the lock has nothing to do beyond
+    /// what [`Scheduler::lane_admit`] did: the lane was open (so the wait
+    /// queue empty), no cancellation asks for a purge, and no capacity or
+    /// headroom change waits for its never-fits scan.
+    pub(crate) fn lane_only(&self) -> bool {
+        !self.purge.load(Ordering::SeqCst)
+            && self.scanned.load(Ordering::SeqCst) == self.tracker.settings_epoch()
+    }
+
+    /// Whether the [`Lane`] takes waiters (a hint: see
+    /// [`Scheduler::push_lane`]).
+    #[inline]
+    pub(crate) fn lane_open(&self) -> bool {
+        self.lane_open.load(Ordering::SeqCst)
+    }
+
+    /// Puts a waiter, counted in `waiting` already, into the [`Lane`]
+    /// when it is open and empty or its waiters ask what this one asks;
+    /// hands it back otherwise (the caller then puts it into the wait
+    /// queue with [`Scheduler::push_counted`]).
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn push_lane(&self, mut item: Task<Pending>) -> Result<(), Task<Pending>> {
+        let mut lane = lock(&self.lane);
+        if !lane.open {
+            return Err(item);
+        }
+        match lane.queue.back() {
+            None => lane.key = item.request,
+            Some(last) if lane.key == item.request => {
+                item.enqueued_ns = item.enqueued_ns.max(last.enqueued_ns);
+            }
+            Some(_) => return Err(item),
+        }
+        lane.queue.push_back(item);
+        lane.max_depth = lane.max_depth.max(lane.queue.len());
+        Ok(())
+    }
+
+    /// The [`Lane`]'s first waiter, if it asks `request` and a reservation
+    /// holding `held` may pass to it (see [`Tracker::fits_handover`]): the
+    /// caller gives it that reservation and uncounts it.
+    pub(crate) fn lane_handover(&self, held: &Resources, request: &Resources) -> Option<Pending> {
+        if !self.lane_open() {
+            return None;
+        }
+        let mut lane = lock(&self.lane);
+        let first = lane.queue.front()?;
+        if first.request != *request
+            || !self
+                .tracker
+                .fits_handover(held, request, &self.floor(first.item.urgency))
+        {
+            return None;
+        }
+        lane.queue.pop_front().map(|t| t.item)
+    }
+
+    /// Admits the [`Lane`]'s first waiter if the tracker reserves it (the
+    /// caller uncounts it and starts it). `Err(())`: the lane is closed
+    /// (its waiters, if any, are in the wait queue: dispatch there).
+    #[allow(clippy::result_unit_err)]
+    pub(crate) fn lane_admit(&self) -> Result<Option<Pending>, ()> {
+        let mut lane = lock(&self.lane);
+        if !lane.open {
+            return Err(());
+        }
+        let Some(first) = lane.queue.front() else {
+            return Ok(None);
+        };
+        let floor = self.floor(first.item.urgency);
+        let Ok(reservation) = Reservation::try_new(&self.tracker, &first.request, &floor) else {
+            return Ok(None);
+        };
+        let held = reservation.detach().1;
+        Ok(lane.queue.pop_front().map(|t| {
+            let mut p = t.item;
+            match p.work.desc.as_mut() {
+                Some(desc) => desc.held = Some(held),
+                None => {
+                    let _ = held.release(&self.tracker);
+                }
+            }
+            p
+        }))
+    }
+
+    /// Closes the [`Lane`] (under the scheduler's lock), moving its
+    /// waiters into the wait queue in their order. `true` when it moved
+    /// any (the caller then runs a dispatch round: they may fit now).
+    fn close_lane(&self, g: &mut SchedState) -> bool {
+        // Changed only under the scheduler's lock, which the caller holds.
+        if !self.lane_open.load(Ordering::SeqCst) {
+            return false;
+        }
+        let mut lane = lock(&self.lane);
+        lane.open = false;
+        self.lane_open.store(false, Ordering::SeqCst);
+        let moved = !lane.queue.is_empty();
+        while let Some(mut t) = lane.queue.pop_front() {
+            t.enqueued_ns = t.enqueued_ns.max(g.last_enqueued);
+            g.last_enqueued = t.enqueued_ns;
+            g.note_waiter(&t.request);
+            if let Err(t) = g.waitq.push(t) {
+                g.strays.push(t);
+            }
+        }
+        moved
+    }
+
+    /// Opens the [`Lane`] again once the wait queue is empty (under the
+    /// scheduler's lock).
+    fn open_lane_if_idle(&self, g: &SchedState) {
+        if g.waitq.is_empty() && g.strays.is_empty() && !self.lane_open.load(Ordering::SeqCst) {
+            let mut lane = lock(&self.lane);
+            lane.open = true;
+            self.lane_open.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Whether `request` needs the tracker at all (it sets a tracked
@@ -299,7 +478,9 @@ impl Scheduler {
             &self.tracker,
             &request,
             desc.urgency,
-            g.waitq.len(),
+            // The lane's waiters too (the wait queue is empty while it
+            // holds any).
+            self.waiting.load(Ordering::SeqCst),
             now,
             blocked,
         );
@@ -363,8 +544,8 @@ impl Scheduler {
     }
 
     /// Puts `item` in the wait queue (which grows as it fills while
-    /// `max_waiting` allows); hands it back when the queue is full. Updates
-    /// the mirror of the queue's length.
+    /// `max_waiting` allows), after the [`Lane`]'s waiters (closing it);
+    /// hands it back when the queue is full. Counts it in `waiting`.
     // The task comes back whole when the queue is full (the core cannot
     // box it).
     #[allow(clippy::result_large_err)]
@@ -372,11 +553,29 @@ impl Scheduler {
         &self,
         g: &mut SchedState,
         item: respool_core::queue::Task<Pending>,
-    ) -> Result<(), respool_core::queue::Task<Pending>> {
-        g.note_waiter(&item.request);
-        g.waitq.push(item).map(|()| {
-            self.waiting.store(g.waitq.len(), Ordering::SeqCst);
+    ) -> Result<Pushed, respool_core::queue::Task<Pending>> {
+        let moved = self.push_counted(g, item)?;
+        Ok(Pushed {
+            first: self.waiting.fetch_add(1, Ordering::SeqCst) == 0,
+            moved,
         })
+    }
+
+    /// [`Scheduler::push_waiter`] for a waiter counted in `waiting`
+    /// already; `Ok(true)` when the lane's waiters were moved in ahead.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn push_counted(
+        &self,
+        g: &mut SchedState,
+        mut item: respool_core::queue::Task<Pending>,
+    ) -> Result<bool, respool_core::queue::Task<Pending>> {
+        let moved = self.close_lane(g);
+        let at = item.enqueued_ns.max(g.last_enqueued);
+        item.enqueued_ns = at;
+        g.note_waiter(&item.request);
+        g.waitq.push(item)?;
+        g.last_enqueued = at;
+        Ok(moved)
     }
 
     /// Backpressure: holds a submitter from outside the pool while `high`
@@ -399,10 +598,13 @@ impl Scheduler {
         // The timed wake-up is a safety net only: leaving the queue, and
         // `shutdown_now`, signal `room`.
         let mut nap = Duration::from_millis(50);
-        if g.waitq.len() >= high {
+        // The lane's waiters count (the lane does not signal `room`: a
+        // submitter held while only the lane is full wakes on the nap).
+        let full = || self.waiting.load(Ordering::SeqCst) >= high;
+        if full() {
             held.fetch_add(1, Ordering::Relaxed);
         }
-        while g.waitq.len() >= high {
+        while full() {
             if stop.load(Ordering::SeqCst) {
                 return Err(SubmitError::ShutDown);
             }
@@ -477,6 +679,23 @@ impl Scheduler {
     pub(crate) fn dispatch_locked(&self, g: &mut SchedState, now: u64) -> Dispatched {
         let res = self;
         let mut refused: Vec<(Pending, RefusalKind)> = Vec::new();
+        let epoch = res.tracker.settings_epoch();
+        if g.epoch != Some(epoch) {
+            // The never-fits scan below must see the lane's waiters too.
+            res.close_lane(g);
+        }
+        // What this round removes is uncounted at its end; the lane's
+        // waiters (if it is open) are not this round's.
+        let counted = g.waitq.len() + g.strays.len();
+        for t in g.strays.drain(..) {
+            refused.push((
+                t.item,
+                RefusalKind::Admission(RejectReason::QueueFull {
+                    shortfall: None,
+                    retry_after_ns: res.admission.retry_after_ns(),
+                }),
+            ));
+        }
         // Deadlines: admission deadlines refuse, task deadlines miss.
         g.waitq.expire(now, |t| {
             let kind = if t.item.admit_by.is_some_and(|d| d <= now) {
@@ -495,9 +714,9 @@ impl Scheduler {
                 |t| refused.push((t.item, RefusalKind::Cancelled)),
             );
         }
-        let epoch = res.tracker.settings_epoch();
         if g.epoch != Some(epoch) {
             g.epoch = Some(epoch);
+            res.scanned.store(epoch, Ordering::SeqCst);
             let placer = &g.placer;
             let mut never: Vec<(Pending, RefusalKind)> = Vec::new();
             g.waitq.remove_where(
@@ -654,7 +873,9 @@ impl Scheduler {
             res.admission.record_after_wait(true);
             admitted.push(p);
         }
-        res.waiting.store(g.waitq.len(), Ordering::SeqCst);
+        res.waiting
+            .fetch_sub(counted - g.waitq.len(), Ordering::SeqCst);
+        res.open_lane_if_idle(g);
         // Their deadline wake-ups have no purpose any more (one that fired
         // is gone already: cancelling it is a no-op).
         let wakeups = admitted
@@ -715,7 +936,11 @@ impl Scheduler {
         if notify {
             res.resolved.notify_all();
         }
-        if g.room_waiters > 0 && self.backpressure.is_some_and(|high| g.waitq.len() < high) {
+        if g.room_waiters > 0
+            && self
+                .backpressure
+                .is_some_and(|high| res.waiting.load(Ordering::SeqCst) < high)
+        {
             res.room.notify_all();
         }
         Dispatched {
@@ -762,17 +987,27 @@ impl Scheduler {
         Resources,
     ) {
         let g = lock(&self.state);
+        let (lane_head, lane_peak) = {
+            let lane = lock(&self.lane);
+            (lane.queue.front().map(|t| t.request), lane.max_depth)
+        };
         let typical = g
             .waitq
             .head(now)
             .map(|t| t.request)
+            .or(lane_head)
             .unwrap_or(Resources::NONE);
         let frag = if typical.is_empty() {
             respool_core::Ppm::ZERO
         } else {
             g.placer.fragmentation(&typical)
         };
-        (frag, g.placer.usage(), g.waitq.max_depth(), typical)
+        (
+            frag,
+            g.placer.usage(),
+            g.waitq.max_depth().max(lane_peak),
+            typical,
+        )
     }
 
     /// Removes every waiting task (shutdown now) and returns them, except
@@ -782,8 +1017,16 @@ impl Scheduler {
     pub(crate) fn drain_waiting(&self) -> Vec<Work> {
         let res = self;
         let mut g = lock(&res.state);
+        res.close_lane(&mut g);
+        let counted = g.waitq.len() + g.strays.len();
         let mut out = Vec::new();
         let mut blocked = Vec::new();
+        for t in std::mem::take(&mut g.strays) {
+            match t.item.ticket {
+                Some(ticket) => blocked.push((ticket, t.item.work)),
+                None => out.push(t.item.work),
+            }
+        }
         g.waitq.remove_where(
             |_| true,
             |t| match t.item.ticket {
@@ -795,7 +1038,8 @@ impl Scheduler {
             g.resolved
                 .insert(ticket, Resolved::Refused(SubmitError::ShutDown, task));
         }
-        res.waiting.store(0, Ordering::SeqCst);
+        res.waiting.fetch_sub(counted, Ordering::SeqCst);
+        res.open_lane_if_idle(&g);
         drop(g);
         res.resolved.notify_all();
         out
@@ -841,6 +1085,17 @@ impl Wait {
             shortfall: d.shortfall,
         }
     }
+}
+
+/// What [`Scheduler::push_waiter`] did besides queueing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pushed {
+    /// The first waiter since nobody waited: the caller owes the barrier
+    /// that brings the workers' release logs back (see `Shared::defer`).
+    pub(crate) first: bool,
+    /// The [`Lane`]'s waiters were moved into the wait queue ahead of it:
+    /// they may fit now, so the caller runs a dispatch round.
+    pub(crate) moved: bool,
 }
 
 /// What the scheduler decided for a submission.

@@ -726,6 +726,32 @@ impl Shared {
         if let Some(elapsed) = elapsed {
             self.record_hold(elapsed, counters);
         }
+        // Someone waits: a waiter alike in the lane takes this reservation
+        // as it is (see `crate::scheduler`), with no release, reservation or
+        // dispatch round, and this worker runs it next.
+        if desc.placed.is_none() && !desc.probe && self.sched.waiting.load(Ordering::SeqCst) != 0 {
+            let next = desc
+                .held
+                .as_ref()
+                .and_then(|h| self.sched.lane_handover(h.held(), &desc.request));
+            if let Some(mut p) = next {
+                self.sched.waiting.fetch_sub(1, Ordering::SeqCst);
+                self.sched.admission.record_after_wait(true);
+                // Lane waiters have descriptions (`defer_in_lane`); were one
+                // without, this reservation would go back as usual below.
+                if let Some(d) = p.work.desc.as_mut() {
+                    d.held = desc.held.take();
+                }
+                self.start_admitted(p.work, batch.map(|b| &mut b.next));
+                if desc.held.is_none() {
+                    return;
+                }
+                self.sched.release(desc);
+                fence(Ordering::SeqCst);
+                self.dispatch();
+                return;
+            }
+        }
         // A task nobody waits on (no handle), not placed on a domain, not a
         // probe: batch its release with the worker's next ones. The tracker's
         // counters are then touched once per batch instead of once per task,
