@@ -138,7 +138,6 @@ impl Shared {
             return self.submit_entered(job(false), make(), started, true);
         }
         let lane = urgency == Urgency::Normal
-            && !handle
             && self.sched.lane_open()
             && matches!(self.sched.admission.config().policy, Policy::Defer);
         if self.sched.waiting() != 0 {
@@ -199,7 +198,8 @@ impl Shared {
     }
 
     /// Defers a task that declared requirements and nothing else (see
-    /// `submit_packed`: no handle, normal urgency) behind others waiting,
+    /// `submit_packed`: normal urgency; with a handle or without) behind
+    /// others waiting,
     /// under `Policy::Defer` with trivial placement: into the scheduler's
     /// lane (see `crate::scheduler`), without the scheduler's lock, where a
     /// finishing task that asked the same hands it its reservation (issue
@@ -220,9 +220,12 @@ impl Shared {
     ///   barrier that brings the workers' release logs back (see `defer`):
     ///   it runs it, gives the logs back and dispatches, whatever happens
     ///   to it. A later waiter saw the count above zero, which it has been
-    ///   since that first waiter's increment (a count falls only by the
-    ///   waiters that leave, or by an undone increment made above zero), so
-    ///   every worker gives its log back itself.
+    ///   since that first waiter's increment: a count falls only by the
+    ///   waiters that leave, or by an undone increment, made above zero or
+    ///   by a first waiter that is refused or fits after all, whose barrier
+    ///   and drain came before, and whose dispatch after, so a waiter that
+    ///   counted on its increment is served. Every worker gives its log
+    ///   back itself meanwhile.
     fn defer_in_lane(
         &self,
         job: Job,
@@ -248,12 +251,13 @@ impl Shared {
             crate::barrier::heavy();
             self.drain_pending();
         }
-        // With others counted as waiting (at least this one), `Policy::Defer`
-        // reserves nothing: the decision checks that the task can ever fit
-        // and, under `max_waiting`, that there is room, and counts it.
+        // With others waiting (`prev`), `Policy::Defer` reserves nothing:
+        // the decision checks that the task can ever fit and, under
+        // `max_waiting`, that there is room for one more, and counts it. The
+        // first waiter's decision may reserve (it fits after all): it runs.
         let decided = res
             .admission
-            .decide(&res.tracker, &request, urgency, prev.max(1), 0);
+            .decide(&res.tracker, &request, urgency, prev, 0);
         let outcome = match decided {
             respool_core::admission::Decision::Deferred(_) => {
                 let pending = Pending {
@@ -308,8 +312,10 @@ impl Shared {
                 Err(self.refused_at_submit(reason, None))
             }
             respool_core::admission::Decision::Accepted(r) => {
-                // Not reached (others are counted as waiting); admitted if
-                // it ever is.
+                // Only the first (nobody else waited): it fits now. Its count
+                // is undone; it has run the barrier and the drain, and
+                // dispatches below, so a waiter that counted on its
+                // increment is not left behind.
                 res.waiting.fetch_sub(1, Ordering::SeqCst);
                 self.admit(job, desc, Some(r.detach().1), None);
                 Ok(())

@@ -680,8 +680,10 @@ impl Scheduler {
         let res = self;
         let mut refused: Vec<(Pending, RefusalKind)> = Vec::new();
         let epoch = res.tracker.settings_epoch();
-        if g.epoch != Some(epoch) {
-            // The never-fits scan below must see the lane's waiters too.
+        let purging = res.purge.swap(false, Ordering::SeqCst);
+        if g.epoch != Some(epoch) || purging {
+            // The never-fits scan and the purge below must see the lane's
+            // waiters too.
             res.close_lane(g);
         }
         // What this round removes is uncounted at its end; the lane's
@@ -705,7 +707,7 @@ impl Scheduler {
             };
             refused.push((t.item, kind));
         });
-        if res.purge.swap(false, Ordering::SeqCst) {
+        if purging {
             g.waitq.remove_where(
                 |t| {
                     let c = t.item.work.desc.as_ref().and_then(|e| e.cancel.as_ref());

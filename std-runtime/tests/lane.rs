@@ -1,6 +1,6 @@
 //! The scheduler's lane (issue 21): tasks that declared requirements and
-//! nothing else, with no handle, wait behind others without the scheduler's
-//! lock, and a finishing task that asked the same hands its reservation to
+//! nothing else, with a handle or without, wait behind others without the
+//! scheduler's lock, and a finishing task that asked the same hands its reservation to
 //! the first of them. These tests hold the lane to what the wait queue
 //! promises: arrival order, a higher priority first, never above capacity
 //! (also after a capacity cut), waiters that can never fit refused, nothing
@@ -189,7 +189,7 @@ impl Drop for Dropped {
 }
 
 /// Waiters alike that a capacity cut leaves unable to ever fit are refused
-/// (dropped without running: they have no handle), not left waiting: the
+/// (dropped without running: these have no handle), not left waiting: the
 /// graceful shutdown below would otherwise wait for them forever.
 #[test]
 fn waiters_that_can_never_fit_after_a_cut_are_refused() {
@@ -274,6 +274,44 @@ fn a_waiter_not_alike_takes_the_lane_in_and_the_order_holds() {
             [99, 0, 1, 2, 3, 4, 5, 6, 7, 8],
             "the higher priority first, then arrival order"
         );
+        let s = pool.snapshot();
+        assert_eq!(s.reserved.amount(Dim::Cpu), 0, "{s}");
+        assert_eq!(s.waiting, 0, "{s}");
+    });
+}
+
+/// A waiter in the lane with a handle, cancelled: it leaves the queue at
+/// once (not when its turn comes), its handle says so, its job never runs,
+/// and the others keep their order.
+#[test]
+fn a_cancelled_waiter_leaves_the_lane_at_once() {
+    within(|| {
+        let pool = pool(1, 1000);
+        let release = hold(&pool, cpu(1000));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let handles: Vec<_> = (0..3)
+            .map(|id| {
+                let order = order.clone();
+                pool.task()
+                    .requirements(cpu(1000))
+                    .spawn(move |_| order.lock().expect("order").push(id))
+                    .expect("waits")
+            })
+            .collect();
+        assert_eq!(pool.snapshot().waiting, 3);
+        assert!(handles[1].cancel(), "not started: cancelled");
+        common::wait_until("the cancelled waiter leaves the queue", || {
+            pool.snapshot().waiting == 2
+        });
+        release.send(()).expect("the holder waits");
+        let results: Vec<_> = handles.into_iter().map(join).collect();
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert!(
+            matches!(results[1], Err(respool::TaskError::Cancelled)),
+            "{results:?}"
+        );
+        pool.shutdown();
+        assert_eq!(*order.lock().expect("order"), [0, 2]);
         let s = pool.snapshot();
         assert_eq!(s.reserved.amount(Dim::Cpu), 0, "{s}");
         assert_eq!(s.waiting, 0, "{s}");
