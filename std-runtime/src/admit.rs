@@ -248,8 +248,7 @@ impl Shared {
             return self.submit_entered(job, desc, started, true);
         }
         if first {
-            crate::barrier::heavy();
-            self.drain_pending();
+            self.first_waiter();
         }
         // With others waiting (`prev`), `Policy::Defer` reserves nothing:
         // the decision checks that the task can ever fit and, under
@@ -345,6 +344,37 @@ impl Shared {
             self.dispatch();
         }
         outcome
+    }
+
+    /// The first waiter's duty, after counting itself in `waiting`: the
+    /// workers' release logs must not hold capacity it waits for. Unless
+    /// workers already give their reservations back at once
+    /// (`Scheduler::direct`), it says they must from now on, then runs the
+    /// heavy barrier and gives every log back (see `defer`).
+    ///
+    /// Skipping both while `direct` is set is safe, and saves the
+    /// `membarrier(2)` a queue that keeps emptying and refilling paid for
+    /// every refill (issue 21: one per 8 waiting tasks at 5 us, 10 deep).
+    /// A worker adds to its log only after reading `direct` unset; after
+    /// adding, it reads `direct`, then `waiting` (`SeqCst` both: see
+    /// `Shared::added`) and gives the log back if either is set. Say this
+    /// waiter read `direct` set, written by store `T`:
+    ///
+    /// - If the worker's read after adding saw an unset written before `T`,
+    ///   it ran before the barrier that `T`'s writer ran after `T`, so that
+    ///   writer's drain sees the addition (and dispatches after it).
+    /// - If it saw an unset written after `T` (a worker cleared `direct`
+    ///   after this waiter read it), this waiter's increment of `waiting`
+    ///   comes before that clear in the single order of `SeqCst`
+    ///   operations, and the worker's read of `waiting` after it: the
+    ///   worker sees someone waiting and gives its log back itself.
+    pub(crate) fn first_waiter(&self) {
+        if self.sched.direct.load(Ordering::SeqCst) {
+            return;
+        }
+        self.sched.direct.store(true, Ordering::SeqCst);
+        crate::barrier::heavy();
+        self.drain_pending();
     }
 
     /// The clock for an admission decision. Only `BlockUntilDeadline` uses it
@@ -528,9 +558,9 @@ impl Shared {
             // after a worker adds to its release log: either the drain below
             // sees the addition, or that worker sees us waiting and gives its
             // log back itself. Releases batched by workers are given back
-            // before deciding.
-            crate::barrier::heavy();
-            self.drain_pending();
+            // before deciding. (Skipped while workers give back at once:
+            // see `first_waiter`.)
+            self.first_waiter();
         }
         // Otherwise `waiting` has stayed above zero since that first
         // waiter's barrier (it is only stored under this lock, and the queue

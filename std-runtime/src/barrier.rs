@@ -18,6 +18,12 @@
 //! liburcu's `urcu-memb` flavour. (The `membarrier` crate offers it too, but
 //! aborts the process when the call fails; a library must not.)
 //!
+//! Once someone has waited, workers give reservations back at once instead
+//! (`Scheduler::direct`) until a stretch of releases finds nobody waiting,
+//! and a first waiter meanwhile needs neither half (`Shared::first_waiter`
+//! says why): a queue that empties and refills does not pay a
+//! `membarrier(2)` per refill.
+//!
 //! [`init`] registers the process (once, before the first pool's workers
 //! start); until it has, and if it fails, both sides use fences.
 

@@ -94,6 +94,12 @@ pub(crate) struct Scheduler {
     room: Condvar,
     /// Set when a waiting task was cancelled (purge before admitting).
     pub(crate) purge: AtomicBool,
+    /// Workers give reservations back at once instead of batching them in
+    /// their release logs. Set by a first waiter before its barrier
+    /// (`Shared::first_waiter`), cleared by a worker after
+    /// `QUIET_RELEASES` releases in a row with nobody waiting; while it
+    /// stays set, a first waiter owes no barrier.
+    pub(crate) direct: AtomicBool,
     /// Placement never needs deciding: the fast path never locks.
     pub(crate) trivial: bool,
     /// The most any one placement domain holds, per dimension (CPU-domain
@@ -273,6 +279,7 @@ impl Scheduler {
             resolved: Condvar::new(),
             room: Condvar::new(),
             purge: AtomicBool::new(false),
+            direct: AtomicBool::new(false),
             backpressure: config.backpressure,
         })
     }

@@ -30,6 +30,9 @@ pub(crate) struct WorkerBatch<'a> {
     writer: respool_core::LogWriter<'a>,
     log: &'a respool_core::ReleaseLog,
     count: u32,
+    /// Releases in a row given back at once with nobody waiting (see
+    /// `Scheduler::direct`).
+    quiet: u32,
     /// A waiter this worker admitted into the room its releases made, to
     /// run next: handed over directly instead of through a run queue (see
     /// `Shared::dispatch_into`). The worker loop runs it before looking at
@@ -43,6 +46,7 @@ impl<'a> WorkerBatch<'a> {
             writer: log.writer()?,
             log,
             count: 0,
+            quiet: 0,
             next: None,
         })
     }
@@ -51,6 +55,13 @@ impl<'a> WorkerBatch<'a> {
 /// Tasks a worker may finish before it gives their reservations back (it
 /// gives them back at once when someone waits, and before it idles).
 const RELEASE_BATCH: u32 = 32;
+
+/// Releases in a row with nobody waiting after which a worker goes back
+/// from giving reservations back at once to batching them
+/// (`Scheduler::direct`): long enough that a queue which empties and
+/// refills between a few tasks keeps the direct mode, short enough that
+/// tiny tasks submitted in bulk soon batch again.
+const QUIET_RELEASES: u32 = 256;
 
 /// What the allocator hook needs to grow a running task's reservation, and
 /// what it took: memory in use beyond the reservation, held here (on the
@@ -799,6 +810,9 @@ impl Shared {
         batch: Option<&mut WorkerBatch<'_>>,
     ) {
         let held = match batch {
+            Some(b) if self.sched.direct.load(Ordering::Relaxed) => {
+                return self.release_direct(held, b);
+            }
             Some(b) => match b.writer.add_detached(held) {
                 Ok(()) => return self.added(b),
                 Err(held) => held,
@@ -806,6 +820,26 @@ impl Shared {
             None => held,
         };
         self.release_now(held);
+    }
+
+    /// A release while workers give back at once (`Scheduler::direct`):
+    /// to the tracker, then the dispatch (its first admitted task into the
+    /// worker's slot); after `QUIET_RELEASES` in a row with nobody waiting,
+    /// the worker ends the direct mode.
+    fn release_direct(&self, held: respool_core::DetachedReservation, b: &mut WorkerBatch<'_>) {
+        let _ = held.release(&self.sched.tracker);
+        // Pairs with the fence in `defer` (Dekker on `waiting` / tracker).
+        fence(Ordering::SeqCst);
+        if self.sched.waiting.load(Ordering::SeqCst) == 0 {
+            b.quiet += 1;
+            if b.quiet >= QUIET_RELEASES {
+                b.quiet = 0;
+                self.sched.direct.store(false, Ordering::SeqCst);
+            }
+        } else {
+            b.quiet = 0;
+        }
+        self.dispatch_into(Some(&mut b.next));
     }
 
     /// `give_back` for a packed reservation (a lite task's: the hot path).
@@ -816,6 +850,9 @@ impl Shared {
         batch: Option<&mut WorkerBatch<'_>>,
     ) {
         let held = match batch {
+            Some(b) if self.sched.direct.load(Ordering::Relaxed) => {
+                return self.release_direct(held.unpack(), b);
+            }
             Some(b) => match b.writer.add_packed(held) {
                 Ok(()) => return self.added(b),
                 Err(held) => held,
@@ -835,7 +872,11 @@ impl Shared {
         // waiter's give-back sees this addition, or this load sees the
         // waiter.
         crate::barrier::light();
-        if b.count >= RELEASE_BATCH || self.sched.waiting.load(Ordering::SeqCst) > 0 {
+        // `direct` before `waiting`, both `SeqCst`: see `first_waiter`.
+        if b.count >= RELEASE_BATCH
+            || self.sched.direct.load(Ordering::SeqCst)
+            || self.sched.waiting.load(Ordering::SeqCst) > 0
+        {
             self.flush_batch(b);
         }
     }

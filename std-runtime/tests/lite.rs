@@ -378,3 +378,88 @@ fn a_busy_worker_never_holds_finished_reservations_hostage() {
     assert_eq!(c.join(), Ok("C ran"));
     settle(&pool, 3);
 }
+
+/// The hostage case of the test above, returning what the tracker showed
+/// reserved while the worker was busy after finishing A (60: A's
+/// reservation batched in its log; 0: given back at once).
+fn hostage_round(pool: &Pool) -> u64 {
+    let (a_started_tx, a_started_rx) = mpsc::channel();
+    let (a_go_tx, a_go_rx) = mpsc::channel::<()>();
+    pool.task()
+        .requirements(three_dims(1, 60, 1))
+        .execute(move |_| {
+            a_started_tx.send(()).expect("test alive");
+            let _ = a_go_rx.recv();
+        })
+        .expect("admitted");
+    a_started_rx.recv_timeout(SAFETY).expect("A started");
+    let b_go_tx = thread::scope(|s| {
+        let b = s.spawn(|| block_worker(pool));
+        wait_until("B to be queued behind A", || pool.snapshot().queued == 1);
+        a_go_tx.send(()).expect("A alive");
+        b.join().expect("B started")
+    });
+    let held_while_busy = pool.snapshot().reserved.amount(Dim::Memory);
+    let c = pool
+        .task()
+        .requirements(three_dims(1, 60, 1))
+        .spawn(|_| "C ran")
+        .expect("admitted");
+    let s = pool.snapshot();
+    assert_eq!(s.waiting, 0, "C was admitted at once: {s}");
+    assert_eq!(s.reserved.amount(Dim::Memory), 60, "C's, not A's: {s}");
+    b_go_tx.send(()).expect("B alive");
+    assert_eq!(c.join(), Ok("C ran"));
+    held_while_busy
+}
+
+/// Issue 21: once tasks have waited, workers give reservations back at
+/// once (a queue that empties and refills then owes no `membarrier(2)` at
+/// each refill), and after a stretch of releases with nobody waiting they
+/// batch them again. In both modes a busy worker holds nothing hostage.
+#[test]
+fn workers_give_back_at_once_after_waiters_and_batch_again_when_quiet() {
+    let pool = pool3(1, three_dims(8, 100, 100));
+    // Batching from the start: nobody has waited.
+    assert_eq!(hostage_round(&pool), 60, "batched before anyone waited");
+    settle(&pool, 3);
+    // A task that waits (the whole memory is held by another).
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    pool.task()
+        .requirements(three_dims(1, 100, 1))
+        .execute(move |_| {
+            let _ = go_rx.recv_timeout(SAFETY);
+        })
+        .expect("admitted");
+    let waiter = pool
+        .task()
+        .requirements(three_dims(1, 100, 1))
+        .spawn(|_| ())
+        .expect("waits");
+    assert_eq!(pool.snapshot().waiting, 1);
+    go_tx.send(()).expect("holder alive");
+    assert_eq!(waiter.join(), Ok(()));
+    settle(&pool, 5);
+    assert_eq!(hostage_round(&pool), 0, "given back at once after a waiter");
+    settle(&pool, 8);
+    // A quiet stretch: 300 tasks with nobody waiting, without handles
+    // (a task with a handle gives its reservation back at once anyway, for
+    // its joiner, so only these count towards the stretch).
+    // Five at a time, each five finished before the next: they all fit
+    // (a ninth at once would wait, and set the direct mode again).
+    for round in 1..=60u64 {
+        for _ in 0..5 {
+            pool.task()
+                .requirements(three_dims(1, 1, 1))
+                .execute(|_| ())
+                .expect("fits");
+        }
+        settle(&pool, 8 + 5 * round);
+    }
+    assert_eq!(
+        hostage_round(&pool),
+        60,
+        "batched again after a quiet stretch"
+    );
+    settle(&pool, 311);
+}
