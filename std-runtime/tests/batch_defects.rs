@@ -220,11 +220,16 @@ fn defect4_work_stealing_never_loses_or_repeats() {
 fn work_stealing_really_steals() {
     // Two lanes: lane 0 pops its newest job (index 8) first and holds it
     // until lane 1 has run one of lane 0's jobs, which it can only get by
-    // stealing (oldest first: index 0).
+    // stealing (oldest first: index 0). Lane 1 holds its own first job
+    // (index 7) until lane 0 has started: else, when the pool starts lane
+    // 0's task late (a worker slow to wake, as under ASan in CI), lane 1
+    // runs its own jobs and steals all of lane 0's, index 8 included.
     within(|| {
         let pool = pool(2);
         let (stole_tx, stole_rx) = mpsc::channel::<usize>();
         let stole_rx = Mutex::new(stole_rx);
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let started_rx = Mutex::new(started_rx);
         let batch = Batch::with_config(
             &pool,
             BatchConfig {
@@ -235,8 +240,13 @@ fn work_stealing_really_steals() {
         .unwrap()
         .with_processor(move |ctx: &JobContext, job: &Job<usize>| {
             if job.data == 8 {
+                let _ = started_tx.send(());
                 let got = stole_rx.lock().unwrap().recv_timeout(SAFETY);
                 return got.map_err(|e| format!("lane 1 never stole: {e}"));
+            }
+            if job.data == 7 {
+                let started = started_rx.lock().unwrap().recv_timeout(SAFETY);
+                started.map_err(|e| format!("lane 0 never started: {e}"))?;
             }
             if ctx.worker() == 1 && job.data % 2 == 0 {
                 let _ = stole_tx.send(job.data);
