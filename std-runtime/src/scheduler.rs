@@ -120,7 +120,7 @@ pub(crate) struct SchedState {
     /// The head the lookahead counter belongs to.
     head: Option<Waiter>,
     /// Tracker settings epoch at the last never-fits scan.
-    epoch: Option<u64>,
+    epoch: u64,
     next_ticket: u64,
     /// Outcomes of blocking submitters' tasks, by ticket.
     resolved: HashMap<u64, Resolved>,
@@ -258,7 +258,7 @@ impl Scheduler {
                 head: None,
                 // Every waiter is checked against the settings it came
                 // under; a scan is needed only after they change.
-                epoch: Some(epoch),
+                epoch,
                 next_ticket: 0,
                 resolved: HashMap::new(),
                 room_waiters: 0,
@@ -688,7 +688,7 @@ impl Scheduler {
         let mut refused: Vec<(Pending, RefusalKind)> = Vec::new();
         let epoch = res.tracker.settings_epoch();
         let purging = res.purge.swap(false, Ordering::SeqCst);
-        if g.epoch != Some(epoch) || purging {
+        if g.epoch != epoch || purging {
             // The never-fits scan and the purge below must see the lane's
             // waiters too.
             res.close_lane(g);
@@ -723,8 +723,8 @@ impl Scheduler {
                 |t| refused.push((t.item, RefusalKind::Cancelled)),
             );
         }
-        if g.epoch != Some(epoch) {
-            g.epoch = Some(epoch);
+        if g.epoch != epoch {
+            g.epoch = epoch;
             res.scanned.store(epoch, Ordering::SeqCst);
             let placer = &g.placer;
             let mut never: Vec<(Pending, RefusalKind)> = Vec::new();

@@ -729,7 +729,7 @@ impl Shared {
         desc: &mut Description,
         elapsed: Option<Duration>,
         counters: Option<&crate::metrics::WorkerCounters>,
-        batch: Option<&mut WorkerBatch<'_>>,
+        mut batch: Option<&mut WorkerBatch<'_>>,
     ) {
         if desc.held.is_none() {
             return;
@@ -753,14 +753,11 @@ impl Shared {
                 if let Some(d) = p.work.desc.as_mut() {
                     d.held = desc.held.take();
                 }
-                self.start_admitted(p.work, batch.map(|b| &mut b.next));
-                if desc.held.is_none() {
+                let handed = desc.held.is_none();
+                self.start_admitted(p.work, batch.as_deref_mut().map(|b| &mut b.next));
+                if handed {
                     return;
                 }
-                self.sched.release(desc);
-                fence(Ordering::SeqCst);
-                self.dispatch();
-                return;
             }
         }
         // A task nobody waits on (no handle), not placed on a domain, not a
